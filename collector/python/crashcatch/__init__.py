@@ -1,0 +1,179 @@
+"""crashcatch: crash reports for Python processes that die in C, C++ or Rust extensions.
+
+The API is faulthandler's, name for name::
+
+    import crashcatch
+    crashcatch.enable()          # report fatal signals (SIGSEGV, SIGFPE, SIGABRT, SIGBUS, SIGILL)
+
+A report starts exactly like faulthandler's for the running Python version (the Python
+traceback of every thread) and goes on with the crashing thread's full C stack.
+"""
+
+from __future__ import annotations
+
+import sys as _sys
+import threading as _threading
+import _thread
+
+from . import _native
+
+__all__ = [
+    "enable", "disable", "is_enabled", "dump_traceback", "dump_c_stack",
+    "dump_traceback_later", "cancel_dump_traceback_later", "register", "unregister",
+]
+
+# faulthandler keeps a reference to the file objects it writes to, so that their file
+# descriptors stay open; so do we, per use.
+_files: dict = {}
+
+_MAX_THREADS = 100
+# PY_TIMEOUT_MAX in microseconds is at least this on every supported Linux build.
+_TIMEOUT_MAX_US = 2**63 // 1000 - 1
+
+
+def _fileno(file):
+    """faulthandler_get_fileno(): stderr by default, an int fd, or an object with fileno()."""
+    if file is None:
+        file = getattr(_sys, "stderr", None)
+        if file is None:
+            raise RuntimeError("sys.stderr is None")
+    elif isinstance(file, int):
+        if isinstance(file, bool):
+            import warnings
+            warnings.warn("bool is used as a file descriptor", RuntimeWarning, stacklevel=3)
+        if file < 0:
+            raise ValueError("file is not a valid file descripter")
+        return file, None
+    result = file.fileno()
+    fd = result if isinstance(result, int) else -1
+    if fd < 0:
+        raise RuntimeError("file.fileno() is not a valid file descriptor")
+    try:
+        file.flush()
+    except Exception:
+        pass  # faulthandler ignores flush() errors too
+    return fd, file
+
+
+def _check_max_threads(max_threads):
+    if max_threads < 1:
+        raise ValueError("max_threads must be >= 1")
+    return max_threads
+
+
+def enable(file=None, all_threads=True, c_stack=True, *, max_threads=_MAX_THREADS):
+    """Report fatal signals to ``file`` (default: sys.stderr).
+
+    ``all_threads``: the Python traceback of every thread, not only the crashing one.
+    ``c_stack``: append the crashing thread's C stack.
+    """
+    fd, keep = _fileno(file)
+    _native.enable(fd, bool(all_threads), bool(c_stack), _check_max_threads(max_threads))
+    _files["fatal"] = keep
+    _hook_thread_start()
+
+
+def disable():
+    """Restore the signal handlers that were there before enable(). True if enabled."""
+    was = _native.disable()
+    _files.pop("fatal", None)
+    return was
+
+
+def is_enabled():
+    """Whether enable() is in effect."""
+    return _native.is_enabled()
+
+
+def dump_traceback(file=None, all_threads=True, *, max_threads=_MAX_THREADS):
+    """Write the traceback of the current thread (or all threads) to ``file`` now."""
+    fd, _ = _fileno(file)
+    _native.dump_traceback(fd, bool(all_threads), _check_max_threads(max_threads))
+
+
+def dump_c_stack(file=None):
+    """Write the C stack of the current thread to ``file`` now."""
+    fd, _ = _fileno(file)
+    _native.dump_c_stack(fd)
+
+
+def dump_traceback_later(timeout, repeat=False, file=None, exit=False, *, max_threads=_MAX_THREADS):
+    """Dump every thread's traceback after ``timeout`` seconds (again every ``timeout``
+    seconds if ``repeat``), then exit the process with status 1 if ``exit``."""
+    timeout_us = int(float(timeout) * 1e6)
+    if timeout_us <= 0:
+        raise ValueError("timeout must be greater than 0")
+    if timeout_us > _TIMEOUT_MAX_US:
+        raise OverflowError("timeout value is too large")
+    fd, keep = _fileno(file)
+    _native.dump_traceback_later(timeout_us, bool(repeat), fd, bool(exit), _check_max_threads(max_threads))
+    _files["later"] = keep
+
+
+def cancel_dump_traceback_later():
+    """Cancel the previous dump_traceback_later()."""
+    _native.cancel_dump_traceback_later()
+    _files.pop("later", None)
+
+
+def register(signum, file=None, all_threads=True, chain=False, *, max_threads=_MAX_THREADS):
+    """Dump the traceback(s) to ``file`` whenever signal ``signum`` arrives; the process
+    goes on. ``chain``: also call the handler that was there before."""
+    fd, keep = _fileno(file)
+    _native.register(signum, fd, bool(all_threads), bool(chain), _check_max_threads(max_threads))
+    _files[("user", signum)] = keep
+
+
+def unregister(signum):
+    """Undo register(signum). True if the signal was registered."""
+    was = _native.unregister(signum)
+    _files.pop(("user", signum), None)
+    return was
+
+
+_hooked = False
+
+
+def _hook_thread_start():
+    """Give every Python thread started from now on an alternate signal stack, so that a
+    C stack overflow in it is still reported (faulthandler only covers one thread)."""
+    global _hooked
+    if _hooked:
+        return
+    _hooked = True
+
+    original_bootstrap = _threading.Thread._bootstrap_inner
+
+    def _bootstrap_inner(self):
+        _native.thread_altstack(True)
+        try:
+            original_bootstrap(self)
+        finally:
+            _native.thread_altstack(False)
+
+    _threading.Thread._bootstrap_inner = _bootstrap_inner
+
+    original_start = _thread.start_new_thread
+
+    def start_new_thread(function, args, kwargs=None):
+        def run(*a, **kw):
+            _native.thread_altstack(True)
+            try:
+                return function(*a, **kw)
+            finally:
+                _native.thread_altstack(False)
+        return original_start(run, args, kwargs or {})
+
+    _thread.start_new_thread = start_new_thread
+    if hasattr(_thread, "start_new"):
+        _thread.start_new = start_new_thread
+
+
+def _cancel_at_exit():
+    # Like faulthandler, stop the watchdog before the interpreter is torn down.
+    cancel_dump_traceback_later()
+
+
+import atexit as _atexit  # noqa: E402
+
+_atexit.register(_cancel_at_exit)

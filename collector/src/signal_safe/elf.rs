@@ -1,0 +1,265 @@
+//! The loaded modules of this process, found at crash time without locks or allocation:
+//! the dynamic linker's `_r_debug` list gives each module's load bias and name; its ELF
+//! program headers, read from memory, give its address ranges, its `.eh_frame_hdr` (for
+//! unwinding) and its `.dynsym` (for symbol names).
+
+use super::config::{self, ProcessFacts};
+use super::memory::SelfMemory;
+use pylayout::Memory;
+
+/// glibc's `struct r_debug`; `r_map` (offset 8) heads the `struct link_map` list, whose
+/// entries hold `l_addr` at 0, `l_name` at 8 and `l_next` at 24.
+#[repr(C)]
+struct RDebug {
+    r_version: i32,
+    r_map: u64,
+}
+
+extern "C" {
+    // glibc's debugger interface: the list of loaded objects, maintained by ld.so.
+    static _r_debug: RDebug;
+}
+
+// Dynamic section tags (elf.h).
+const DT_HASH: i64 = 4;
+const DT_STRTAB: i64 = 5;
+const DT_SYMTAB: i64 = 6;
+const DT_STRSZ: i64 = 10;
+const DT_GNU_HASH: i64 = 0x6fff_fef5;
+
+/// Most program headers a module may have for us to look at it.
+const MAX_PHDRS: usize = 32;
+/// Most loaded modules walked.
+const MAX_MODULES: usize = 4096;
+
+/// One loaded ELF object.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Module {
+    /// Load bias: runtime address = file virtual address + bias.
+    pub bias: u64,
+    /// NUL-terminated path (the main program's comes from /proc/self/exe at enable time).
+    pub name: u64,
+    /// Lowest and highest runtime address of its PT_LOAD segments.
+    pub start: u64,
+    pub end: u64,
+    /// Runtime address and size of `.eh_frame_hdr`, if any.
+    pub eh_frame_hdr: u64,
+    pub eh_frame_hdr_len: u64,
+    /// End of the PT_LOAD segment holding `.eh_frame_hdr` (bounds `.eh_frame`).
+    pub eh_segment_end: u64,
+    /// Runtime address of the dynamic section.
+    pub dynamic: u64,
+}
+
+/// Finds the module containing `pc`.
+pub fn module_for(mem: &SelfMemory, facts: &ProcessFacts, pc: u64) -> Option<Module> {
+    let mut found = None;
+    for_each_module(mem, facts, &mut |m| {
+        if pc >= m.start && pc < m.end {
+            found = Some(m);
+            false
+        } else {
+            true
+        }
+    });
+    found
+}
+
+/// Calls `f` for each loaded module until it returns `false`.
+pub fn for_each_module(mem: &SelfMemory, facts: &ProcessFacts, f: &mut dyn FnMut(Module) -> bool) {
+    // `_r_debug` is a static owned by ld.so for the whole process lifetime; we only take its
+    // address and read it through the fault-proof SelfMemory.
+    let rdebug = core::ptr::addr_of!(_r_debug) as u64;
+    let Some(mut lm) = mem.read_u64(rdebug + 8) else {
+        return;
+    };
+    let mut first = true;
+    let mut n = 0;
+    while lm != 0 && n < MAX_MODULES {
+        let (Some(l_addr), Some(l_name), Some(next)) = (
+            mem.read_u64(lm),
+            mem.read_u64(lm + 8),
+            mem.read_u64(lm + 24),
+        ) else {
+            return;
+        };
+        let module = if first {
+            describe(
+                mem,
+                l_addr,
+                facts.exe_phdr,
+                facts.exe_phnum,
+                config::exe_path_ptr(),
+            )
+        } else {
+            elf_header_phdrs(mem, l_addr)
+                .and_then(|(phdr, phnum)| describe(mem, l_addr, phdr, phnum, l_name))
+                // The vDSO's header need not sit at its bias; the aux vector says where it is.
+                .or_else(|| {
+                    let (phdr, phnum) = elf_header_phdrs(mem, facts.vdso_ehdr)?;
+                    let bias = facts
+                        .vdso_ehdr
+                        .wrapping_sub(first_load_vaddr(mem, phdr, phnum)?);
+                    describe(mem, bias, phdr, phnum, l_name)
+                })
+        };
+        first = false;
+        if let Some(m) = module {
+            if !f(m) {
+                return;
+            }
+        }
+        lm = next;
+        n += 1;
+    }
+}
+
+/// (address of program headers, count) of the ELF image whose header is at `ehdr`.
+fn elf_header_phdrs(mem: &SelfMemory, ehdr: u64) -> Option<(u64, u16)> {
+    let mut h = [0u8; 64];
+    if ehdr == 0 || !mem.read(ehdr, &mut h) || h[..4] != *b"\x7fELF" || h[4] != 2 {
+        return None;
+    }
+    let phoff = u64::from_le_bytes(h[32..40].try_into().ok()?);
+    let phnum = u16::from_le_bytes(h[56..58].try_into().ok()?);
+    Some((ehdr.checked_add(phoff)?, phnum))
+}
+
+fn first_load_vaddr(mem: &SelfMemory, phdr: u64, phnum: u16) -> Option<u64> {
+    for i in 0..(phnum as usize).min(MAX_PHDRS) {
+        let p = phdr + (i as u64) * 56;
+        if mem.read_u32(p)? == 1 {
+            return mem.read_u64(p + 16);
+        }
+    }
+    None
+}
+
+fn describe(mem: &SelfMemory, bias: u64, phdr: u64, phnum: u16, name: u64) -> Option<Module> {
+    let mut m = Module {
+        bias,
+        name,
+        start: u64::MAX,
+        ..Module::default()
+    };
+    let mut loads = [(0u64, 0u64); MAX_PHDRS];
+    let mut nloads = 0;
+    for i in 0..(phnum as usize).min(MAX_PHDRS) {
+        let mut p = [0u8; 56];
+        if !mem.read(phdr + (i as u64) * 56, &mut p) {
+            return None;
+        }
+        let word = |o: usize| u64::from_le_bytes(p[o..o + 8].try_into().unwrap_or([0; 8]));
+        let p_type = u32::from_le_bytes(p[0..4].try_into().unwrap_or([0; 4]));
+        let (vaddr, memsz) = (bias.wrapping_add(word(16)), word(40));
+        match p_type {
+            libc::PT_LOAD => {
+                m.start = m.start.min(vaddr);
+                m.end = m.end.max(vaddr.saturating_add(memsz));
+                if let Some(slot) = loads.get_mut(nloads) {
+                    *slot = (vaddr, vaddr.saturating_add(memsz));
+                    nloads += 1;
+                }
+            }
+            libc::PT_GNU_EH_FRAME => {
+                m.eh_frame_hdr = vaddr;
+                m.eh_frame_hdr_len = memsz;
+            }
+            libc::PT_DYNAMIC => m.dynamic = vaddr,
+            _ => {}
+        }
+    }
+    if m.start >= m.end {
+        return None;
+    }
+    if let Some(&(_, end)) = loads[..nloads]
+        .iter()
+        .find(|(s, e)| m.eh_frame_hdr >= *s && m.eh_frame_hdr < *e)
+    {
+        m.eh_segment_end = end;
+    }
+    Some(m)
+}
+
+/// The nearest exported function symbol at or below `pc` in `m`'s `.dynsym`:
+/// (name address, offset of pc from the symbol).
+pub fn nearest_dynsym(mem: &SelfMemory, m: &Module, pc: u64) -> Option<(u64, u64)> {
+    let (mut symtab, mut strtab, mut strsz, mut hash, mut gnu_hash) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut d = m.dynamic;
+    if d == 0 {
+        return None;
+    }
+    for _ in 0..512 {
+        let (Some(tag), Some(val)) = (mem.read_u64(d), mem.read_u64(d + 8)) else {
+            return None;
+        };
+        match tag as i64 {
+            0 => break,
+            DT_SYMTAB => symtab = val,
+            DT_STRTAB => strtab = val,
+            DT_STRSZ => strsz = val,
+            DT_HASH => hash = val,
+            DT_GNU_HASH => gnu_hash = val,
+            _ => {}
+        }
+        d += 16;
+    }
+    // ld.so relocates these entries in place for normal objects, not for the vDSO.
+    let fix = |v: u64| if v != 0 && v < m.bias { v + m.bias } else { v };
+    let (symtab, strtab) = (fix(symtab), fix(strtab));
+    let count = if hash != 0 {
+        mem.read_u32(fix(hash) + 4)? as u64
+    } else if gnu_hash != 0 {
+        gnu_hash_count(mem, fix(gnu_hash))?
+    } else {
+        return None;
+    };
+    let target = pc.wrapping_sub(m.bias);
+    let mut best: Option<(u64, u64)> = None; // (value, name offset)
+    for i in 0..count.min(1 << 20) {
+        let mut s = [0u8; 24];
+        if !mem.read(symtab + i * 24, &mut s) {
+            break;
+        }
+        let st_name = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as u64;
+        let st_type = s[4] & 0xf;
+        let st_shndx = u16::from_le_bytes([s[6], s[7]]);
+        let value = u64::from_le_bytes(s[8..16].try_into().unwrap_or([0; 8]));
+        let size = u64::from_le_bytes(s[16..24].try_into().unwrap_or([0; 8]));
+        let is_code = matches!(st_type, 2 | 10); // STT_FUNC, STT_GNU_IFUNC
+        if !is_code || st_shndx == 0 || value > target || st_name >= strsz {
+            continue;
+        }
+        if size != 0 && target >= value + size {
+            continue;
+        }
+        if best.is_none_or(|(v, _)| value > v) {
+            best = Some((value, st_name));
+        }
+    }
+    best.map(|(value, name)| (strtab + name, target - value))
+}
+
+/// Number of symbols in a DT_GNU_HASH table: one past the highest chained index.
+fn gnu_hash_count(mem: &SelfMemory, table: u64) -> Option<u64> {
+    let nbuckets = mem.read_u32(table)? as u64;
+    let symoffset = mem.read_u32(table + 4)? as u64;
+    let bloom_size = mem.read_u32(table + 8)? as u64;
+    let buckets = table + 16 + bloom_size * 8;
+    let chains = buckets + nbuckets * 4;
+    let mut last = 0u64;
+    for b in 0..nbuckets.min(1 << 20) {
+        last = last.max(mem.read_u32(buckets + b * 4)? as u64);
+    }
+    if last < symoffset {
+        return Some(symoffset);
+    }
+    for _ in 0..(1 << 22) {
+        if mem.read_u32(chains + (last - symoffset) * 4)? & 1 != 0 {
+            break;
+        }
+        last += 1;
+    }
+    Some(last + 1)
+}

@@ -1,0 +1,151 @@
+//! faulthandler's `Extension modules: a, b (total: 2)` line (`_Py_DumpExtensionModules`,
+//! 3.10+): the non-stdlib extension modules in `sys.modules`.
+
+use super::config::Target;
+use super::out::Out;
+use super::pytrace::{is_str, write_ascii};
+use pylayout::text::str_info;
+use pylayout::{dict, Memory};
+
+/// Writes the line (preceded by a blank line) if there is at least one such module.
+pub fn dump_extension_modules(out: &mut Out, t: &Target) {
+    let (mem, l) = (&t.mem, &t.layout);
+    if l.minor < 10 {
+        return;
+    }
+    let Some(modules) = l.interp_modules.and_then(|o| mem.ptr_at(t.interp, o)) else {
+        return;
+    };
+    let stdlib = l
+        .interp_sysdict
+        .and_then(|o| mem.ptr_at(t.interp, o))
+        .and_then(|sysdict| find_ascii_key(t, sysdict, b"stdlib_module_names"))
+        .filter(|&set| {
+            mem.ptr_at(set, l.object_ob_type.unwrap_or(8)) == Some(t.types.frozenset_type)
+        });
+    let mut count = 0u64;
+    dict::for_each_item(mem, l, modules, &mut |key, value| {
+        if !is_str(t, key) || !is_extension_module(t, value) {
+            return true;
+        }
+        if let Some(set) = stdlib {
+            let mut in_stdlib = false;
+            dict::for_each_set_key(mem, l, set, &mut |item| {
+                in_stdlib = is_str(t, item) && str_eq(t, key, item);
+                !in_stdlib
+            });
+            if in_stdlib {
+                return true;
+            }
+        }
+        out.str(if count == 0 {
+            "\nExtension modules: "
+        } else {
+            ", "
+        });
+        write_ascii(out, t, key);
+        count += 1;
+        true
+    });
+    if count > 0 {
+        out.str(" (total: ");
+        out.dec(count);
+        out.str(")\n");
+    }
+}
+
+/// `_PyModule_IsExtension()`: a module object with a module definition.
+fn is_extension_module(t: &Target, obj: u64) -> bool {
+    let (mem, l) = (&t.mem, &t.layout);
+    let Some(mut ty) = mem.ptr_at(obj, l.object_ob_type.unwrap_or(8)) else {
+        return false;
+    };
+    // PyModule_Check: the module type or a subclass of it.
+    let mut is_module = false;
+    for _ in 0..64 {
+        if ty == t.types.module_type {
+            is_module = true;
+            break;
+        }
+        match l.type_tp_base.and_then(|o| mem.ptr_at(ty, o)) {
+            Some(base) if base != 0 => ty = base,
+            _ => break,
+        }
+    }
+    if !is_module {
+        return false;
+    }
+    if let Some(off) = l.module_md_def {
+        return mem.ptr_at(obj, off).is_some_and(|d| d != 0);
+    }
+    // 3.15: md_token replaced md_def.
+    l.module_md_token
+        .and_then(|o| mem.ptr_at(obj, o))
+        .is_some_and(|d| d != 0)
+}
+
+/// The value stored under the ASCII key `name` in a str-keyed dict.
+fn find_ascii_key(t: &Target, d: u64, name: &[u8]) -> Option<u64> {
+    let mut found = None;
+    dict::for_each_item(&t.mem, &t.layout, d, &mut |key, value| {
+        if str_is(t, key, name) {
+            found = Some(value);
+            return false;
+        }
+        true
+    });
+    found
+}
+
+/// Whether the str at `s` equals the ASCII bytes `name`.
+fn str_is(t: &Target, s: u64, name: &[u8]) -> bool {
+    let Some(info) = str_info(&t.mem, &t.layout, t.types.str_type, s) else {
+        return false;
+    };
+    if !info.ascii || info.length != name.len() as u64 || name.len() > 64 {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    let buf = &mut buf[..name.len()];
+    t.mem.read(info.data, buf) && buf == name
+}
+
+/// Whether two str objects hold the same text (compared 64 characters at a time).
+fn str_eq(t: &Target, a: u64, b: u64) -> bool {
+    let (Some(x), Some(y)) = (
+        str_info(&t.mem, &t.layout, t.types.str_type, a),
+        str_info(&t.mem, &t.layout, t.types.str_type, b),
+    ) else {
+        return false;
+    };
+    if x.length != y.length {
+        return false;
+    }
+    let (mut bx, mut by) = ([0u8; 256], [0u8; 256]);
+    let mut i = 0u64;
+    while i < x.length {
+        let n = (x.length - i).min(64);
+        let (sx, sy) = (
+            &mut bx[..(n * x.kind as u64) as usize],
+            &mut by[..(n * y.kind as u64) as usize],
+        );
+        if !t.mem.read(x.data + i * x.kind as u64, sx)
+            || !t.mem.read(y.data + i * y.kind as u64, sy)
+        {
+            return false;
+        }
+        for k in 0..n as usize {
+            if char_at(sx, x.kind, k) != char_at(sy, y.kind, k) {
+                return false;
+            }
+        }
+        i += n;
+    }
+    true
+}
+
+fn char_at(buf: &[u8], kind: u8, i: usize) -> u32 {
+    let w = kind as usize;
+    let b = buf.get(i * w..i * w + w).unwrap_or(&[0]);
+    b.iter().rev().fold(0u32, |acc, &x| (acc << 8) | x as u32)
+}

@@ -1,0 +1,216 @@
+//! The signal handlers themselves and the report they write.
+
+use super::config::{self, Target, FATAL_SIGNALS};
+use super::cstack;
+use super::extmods;
+use super::out::{errno, set_errno, Out};
+use super::pytrace;
+use super::unwind::Regs;
+use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+/// Thread id of the thread writing a report (0: none). Serialises reports so concurrent
+/// crashes never interleave, and detects a crash inside our own handler.
+static REPORTER: AtomicI32 = AtomicI32::new(0);
+/// A fatal report was completed; later crashers go straight to the previous handler.
+pub static FATAL_REPORTED: AtomicBool = AtomicBool::new(false);
+/// The signal being reported, for the fallback when the handler itself crashes.
+static ORIGINAL_SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// Set once the handler has crashed inside itself.
+static HANDLER_CRASHED: AtomicBool = AtomicBool::new(false);
+
+/// How long another thread waits for a report in progress before giving up on its own.
+const FATAL_WAIT_MS: u32 = 30_000;
+const USER_WAIT_MS: u32 = 1_000;
+
+fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+fn sleep_ms(ms: u32) {
+    let ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: ms as i64 * 1_000_000,
+    };
+    // SAFETY: nanosleep reads `ts`; the remainder pointer may be null.
+    unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
+}
+
+enum Lock {
+    Acquired,
+    /// This thread already holds it: we are inside our own handler.
+    Reentered,
+    TimedOut,
+}
+
+fn acquire(me: i32, wait_ms: u32) -> Lock {
+    let mut waited = 0;
+    loop {
+        match REPORTER.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Lock::Acquired,
+            Err(owner) if owner == me => return Lock::Reentered,
+            Err(_) if waited >= wait_ms => return Lock::TimedOut,
+            Err(_) => {
+                sleep_ms(1);
+                waited += 1;
+            }
+        }
+    }
+}
+
+fn release() {
+    REPORTER.store(0, Ordering::Release);
+}
+
+fn raise(signo: i32) {
+    // SAFETY: raise is async-signal-safe.
+    unsafe { libc::raise(signo) };
+}
+
+/// Puts back the dispositions that were there before `enable()`.
+pub fn restore_previous_fatal() {
+    for (i, (signo, _)) in FATAL_SIGNALS.iter().enumerate() {
+        if let Some(prev) = config::load(&config::PREVIOUS_FATAL[i]) {
+            // SAFETY: `prev` is a valid sigaction captured when ours was installed.
+            unsafe { libc::sigaction(*signo, prev, core::ptr::null_mut()) };
+        }
+    }
+}
+
+fn set_default(signo: i32) {
+    // SAFETY: a zeroed sigaction with SIG_DFL is valid.
+    unsafe {
+        let mut sa: libc::sigaction = core::mem::zeroed();
+        sa.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(signo, &sa, core::ptr::null_mut());
+    }
+}
+
+/// Handler for SIGSEGV, SIGFPE, SIGABRT, SIGBUS and SIGILL.
+pub extern "C" fn fatal_handler(
+    signo: i32,
+    _info: *mut libc::siginfo_t,
+    ucontext: *mut libc::c_void,
+) {
+    let saved_errno = errno();
+    let me = gettid();
+    match acquire(me, FATAL_WAIT_MS) {
+        Lock::Acquired => {}
+        Lock::Reentered => return handler_crashed(signo),
+        Lock::TimedOut => {
+            restore_previous_fatal();
+            set_errno(saved_errno);
+            return raise(signo);
+        }
+    }
+    let reported = FATAL_REPORTED.load(Ordering::Acquire);
+    if let (Some(cfg), false) = (config::load(&config::FATAL), reported) {
+        ORIGINAL_SIGNAL.store(signo, Ordering::Release);
+        // SAFETY: the kernel passes a valid ucontext_t to SA_SIGINFO handlers.
+        let regs =
+            unsafe { (ucontext as *const libc::ucontext_t).as_ref() }.map(Regs::from_ucontext);
+        write_fatal_report(cfg, signo, regs);
+        FATAL_REPORTED.store(true, Ordering::Release);
+    }
+    // Chain: the previous handler (faulthandler, a debugger's, or the default action that
+    // kills us with this signal) runs as soon as we raise, thanks to SA_NODEFER.
+    restore_previous_fatal();
+    release();
+    set_errno(saved_errno);
+    raise(signo);
+}
+
+fn write_fatal_report(cfg: &config::FatalConfig, signo: i32, regs: Option<Regs>) {
+    let t = cfg.target;
+    let mut out = Out::new(cfg.fd);
+    out.str("Fatal Python error: ");
+    match FATAL_SIGNALS.iter().find(|(s, _)| *s == signo) {
+        Some((_, name)) => out.str(name),
+        None => {
+            out.str("from unexpected signum: ");
+            out.dec(signo as u64);
+        }
+    }
+    out.str("\n\n");
+    write_tracebacks(&mut out, t, cfg.all_threads, cfg.max_threads);
+    // faulthandler 3.14+ puts its C stack before the extension modules; keep its order.
+    let c_stack_first = t.layout.minor >= 14;
+    if !c_stack_first {
+        extmods::dump_extension_modules(&mut out, t);
+    }
+    if let (true, Some(regs)) = (cfg.c_stack, regs) {
+        out.byte(b'\n');
+        cstack::dump(&mut out, &t.mem, &t.facts, regs);
+    }
+    if c_stack_first {
+        extmods::dump_extension_modules(&mut out, t);
+    }
+    out.flush();
+}
+
+/// faulthandler's `faulthandler_dump_traceback()`.
+pub fn write_tracebacks(out: &mut Out, t: &Target, all_threads: bool, max_threads: usize) {
+    let current = pytrace::current_tstate(t);
+    if all_threads {
+        pytrace::dump_all_threads(out, t, current, max_threads);
+    } else if let Some(ts) = current {
+        pytrace::dump_thread(out, t, ts, true);
+    }
+}
+
+/// The report itself crashed: say so if we still can, then die of the original signal
+/// with the default action, so the process never hangs and its exit status tells the truth.
+fn handler_crashed(signo: i32) {
+    let original = match ORIGINAL_SIGNAL.load(Ordering::Acquire) {
+        0 => signo,
+        s => s,
+    };
+    for (s, _) in FATAL_SIGNALS {
+        set_default(s);
+    }
+    if !HANDLER_CRASHED.swap(true, Ordering::AcqRel) {
+        if let Some(cfg) = config::load(&config::FATAL) {
+            let mut out = Out::new(cfg.fd);
+            out.str("\ncrashcatch: the crash handler itself received signal ");
+            out.dec(signo as u64);
+            out.str("; the report above is incomplete\n");
+        }
+    }
+    raise(original);
+    // A blocked or ignored original signal: fall back to the one that just arrived.
+    raise(signo);
+}
+
+/// Handler for signals passed to `register()`.
+pub extern "C" fn user_handler(
+    signo: i32,
+    _info: *mut libc::siginfo_t,
+    _ucontext: *mut libc::c_void,
+) {
+    let saved_errno = errno();
+    let Some(cfg) = config::USER.get(signo as usize).and_then(config::load) else {
+        return;
+    };
+    if let Lock::Acquired = acquire(gettid(), USER_WAIT_MS) {
+        let mut out = Out::new(cfg.fd);
+        write_tracebacks(&mut out, cfg.target, cfg.all_threads, cfg.max_threads);
+        out.flush();
+        release();
+    }
+    if cfg.chain {
+        // Run the previous handler, then put ours back (as faulthandler does).
+        let mut ours: libc::sigaction = unsafe_zeroed();
+        // SAFETY: valid sigaction structs; signo is a registered signal number.
+        unsafe { libc::sigaction(signo, &cfg.previous, &mut ours) };
+        set_errno(saved_errno);
+        raise(signo);
+        // SAFETY: as above.
+        unsafe { libc::sigaction(signo, &ours, core::ptr::null_mut()) };
+    }
+    set_errno(saved_errno);
+}
+
+fn unsafe_zeroed() -> libc::sigaction {
+    // SAFETY: sigaction is plain data; all-zero is a valid (SIG_DFL) value.
+    unsafe { core::mem::zeroed() }
+}

@@ -1,0 +1,111 @@
+//! `dump_traceback_later()`: a watchdog thread that dumps every thread's traceback when a
+//! timeout expires, like faulthandler's. Dumping reads Python state without the GIL, through
+//! the same fault-proof code the signal handlers use.
+
+use crate::signal_safe::config::Target;
+use crate::signal_safe::out::Out;
+use crate::signal_safe::pytrace;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub struct Watchdog {
+    cancel: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+pub struct Options {
+    pub timeout: Duration,
+    pub repeat: bool,
+    pub fd: i32,
+    pub exit: bool,
+    pub max_threads: usize,
+    pub target: &'static Target,
+}
+
+/// faulthandler's header: `Timeout (H:MM:SS)!` with `.ffffff` when there are microseconds.
+pub fn header(timeout: Duration) -> String {
+    let secs = timeout.as_secs();
+    let us = timeout.subsec_micros();
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    if us != 0 {
+        format!("Timeout ({h}:{m:02}:{s:02}.{us:06})!\n")
+    } else {
+        format!("Timeout ({h}:{m:02}:{s:02})!\n")
+    }
+}
+
+impl Watchdog {
+    pub fn start(opts: Options) -> std::io::Result<Watchdog> {
+        let cancel = Arc::new((Mutex::new(false), Condvar::new()));
+        let flag = Arc::clone(&cancel);
+        let text = header(opts.timeout);
+        let thread = std::thread::Builder::new()
+            .name("crashcatch-watchdog".into())
+            .spawn(move || run(opts, text, &flag))?;
+        Ok(Watchdog {
+            cancel,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the watchdog and waits for its thread.
+    pub fn cancel(mut self) {
+        let (lock, cv) = &*self.cancel;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(opts: Options, header: String, cancel: &(Mutex<bool>, Condvar)) {
+    let (lock, cv) = cancel;
+    loop {
+        let deadline = Instant::now() + opts.timeout;
+        let mut cancelled = lock.lock().unwrap_or_else(|e| e.into_inner());
+        while !*cancelled {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            cancelled = cv
+                .wait_timeout(cancelled, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        if *cancelled {
+            return;
+        }
+        drop(cancelled);
+        let mut out = Out::new(opts.fd);
+        out.str(&header);
+        // The watchdog thread is nobody's "current thread".
+        pytrace::dump_all_threads(&mut out, opts.target, None, opts.max_threads);
+        out.flush();
+        if opts.exit {
+            // SAFETY: _exit ends the process immediately, as faulthandler's exit=True does.
+            unsafe { libc::_exit(1) };
+        }
+        if !opts.repeat {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header;
+    use std::time::Duration;
+
+    #[test]
+    fn header_matches_faulthandler_format() {
+        assert_eq!(header(Duration::from_secs(5)), "Timeout (0:00:05)!\n");
+        assert_eq!(header(Duration::from_secs(3725)), "Timeout (1:02:05)!\n");
+        assert_eq!(
+            header(Duration::from_micros(500_000)),
+            "Timeout (0:00:00.500000)!\n"
+        );
+    }
+}

@@ -1,0 +1,102 @@
+//! Iterating dicts and sets in another process's memory (combined-table dicts only, which
+//! is what module dicts and `sys.modules` are).
+
+use crate::{Layout, Memory};
+
+/// Entries beyond this many are not visited (guards against corrupt sizes).
+const MAX_ENTRIES: u64 = 1 << 20;
+
+/// Calls `f(key, value)` for each live entry of the dict at `dict`, in insertion order,
+/// until `f` returns `false`. Returns `false` when the dict could not be read.
+pub fn for_each_item(
+    mem: &dyn Memory,
+    layout: &Layout,
+    dict: u64,
+    f: &mut dyn FnMut(u64, u64) -> bool,
+) -> bool {
+    for_each_item_inner(mem, layout, dict, f).is_some()
+}
+
+fn for_each_item_inner(
+    mem: &dyn Memory,
+    layout: &Layout,
+    dict: u64,
+    f: &mut dyn FnMut(u64, u64) -> bool,
+) -> Option<()> {
+    let keys = mem.ptr_at(dict, layout.dict_ma_keys?)?;
+    if mem.ptr_at(dict, layout.dict_ma_values?)? != 0 {
+        return None; // split table: not used for the dicts we read
+    }
+    let nentries = mem.ptr_at(keys, layout.dictkeys_nentries?)?;
+    if nentries > MAX_ENTRIES {
+        return None;
+    }
+    let (index_bytes, unicode) = if let Some(log2_off) = layout.dictkeys_log2_index_bytes {
+        let log2 = mem.read_u8(keys + log2_off as u64)?;
+        let kind = mem.read_u8(keys + layout.dictkeys_kind? as u64)?;
+        (1u64.checked_shl(log2 as u32)?, kind != 0)
+    } else {
+        let size = mem.ptr_at(keys, layout.dictkeys_size?)?;
+        let width = match size {
+            0..=0xff => 1,
+            0x100..=0xffff => 2,
+            0x1_0000..=0xffff_ffff => 4,
+            _ => 8,
+        };
+        (size.checked_mul(width)?, false)
+    };
+    let (entry_size, key_off, value_off) = if unicode {
+        (
+            layout.dictkeys_unicode_entry_size?,
+            layout.dictkeys_unicode_entry_key?,
+            layout.dictkeys_unicode_entry_value?,
+        )
+    } else {
+        (
+            layout.dictkeys_entry_size?,
+            layout.dictkeys_entry_key?,
+            layout.dictkeys_entry_value?,
+        )
+    };
+    let entries = keys + layout.dictkeys_indices? as u64 + index_bytes;
+    for i in 0..nentries {
+        let entry = entries + i * entry_size as u64;
+        let value = mem.ptr_at(entry, value_off)?;
+        if value == 0 {
+            continue;
+        }
+        let key = mem.ptr_at(entry, key_off)?;
+        if !f(key, value) {
+            break;
+        }
+    }
+    Some(())
+}
+
+/// Calls `f(key)` for each entry of the set or frozenset at `set` until `f` returns
+/// `false`. Dummy (deleted) slots are passed too: callers check the key's type.
+pub fn for_each_set_key(
+    mem: &dyn Memory,
+    layout: &Layout,
+    set: u64,
+    f: &mut dyn FnMut(u64) -> bool,
+) -> bool {
+    let mut inner = || -> Option<()> {
+        let mask = mem.ptr_at(set, layout.set_mask?)?;
+        if mask >= MAX_ENTRIES {
+            return None;
+        }
+        let table = mem.ptr_at(set, layout.set_table?)?;
+        for i in 0..=mask {
+            let key = mem.ptr_at(
+                table + i * layout.set_entry_size? as u64,
+                layout.set_entry_key?,
+            )?;
+            if key != 0 && !f(key) {
+                break;
+            }
+        }
+        Some(())
+    };
+    inner().is_some()
+}

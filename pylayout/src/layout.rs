@@ -1,0 +1,210 @@
+//! Per-version CPython structure offsets.
+//!
+//! The table lives in `data/layouts.json` (generated; never edit by hand). Each field of
+//! [`Layout`] is named after its key in that file with `.` replaced by `_`; a field is `None`
+//! when the structure member does not exist in that version.
+
+use std::collections::HashMap;
+
+/// The generated table, compiled in so the collector needs no data file at run time.
+pub const LAYOUTS_JSON: &str = include_str!("../data/layouts.json");
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error(
+        "no CPython {0}.{1} layout in crashcatch's table (it knows {2}); \
+         regenerate it with tools/layouts/gen_layouts.py from that interpreter"
+    )]
+    UnknownVersion(u8, u8, String),
+    #[error("CPython {0}.{1} layout lacks required field `{2}`: the table is corrupt")]
+    MissingField(u8, u8, &'static str),
+    #[error("layout table is not valid JSON: {0}")]
+    BadTable(#[from] serde_json::Error),
+    #[error("free-threaded and trace-refs builds are not supported yet")]
+    UnsupportedBuild,
+}
+
+macro_rules! layout_struct {
+    ($( $field:ident = $key:literal ),* $(,)?) => {
+        /// Offsets (bytes) for one CPython minor version; see the module docs.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct Layout {
+            /// Minor version (the `X` of 3.X).
+            pub minor: u8,
+            $( pub $field: Option<u32>, )*
+        }
+
+        impl Layout {
+            fn from_map(minor: u8, map: &HashMap<String, serde_json::Value>) -> Layout {
+                let get = |k: &str| map.get(k).and_then(|v| v.as_u64()).map(|v| v as u32);
+                Layout { minor, $( $field: get($key), )* }
+            }
+        }
+    };
+}
+
+layout_struct! {
+    free_threaded = "free_threaded",
+    trace_refs = "trace_refs",
+    runtime_interpreters_head = "runtime.interpreters_head",
+    runtime_interpreters_main = "runtime.interpreters_main",
+    runtime_gilstate_tstate_current = "runtime.gilstate_tstate_current",
+    interp_next = "interp.next",
+    interp_threads_head = "interp.threads_head",
+    interp_gc_collecting = "interp.gc_collecting",
+    interp_sysdict = "interp.sysdict",
+    interp_modules = "interp.modules",
+    interp_ceval_gil = "interp.ceval_gil",
+    tstate_next = "tstate.next",
+    tstate_interp = "tstate.interp",
+    tstate_thread_id = "tstate.thread_id",
+    tstate_native_thread_id = "tstate.native_thread_id",
+    tstate_datastack_chunk = "tstate.datastack_chunk",
+    tstate_current_frame = "tstate.current_frame",
+    tstate_cframe = "tstate.cframe",
+    cframe_current_frame = "cframe.current_frame",
+    tstate_frame = "tstate.frame",
+    iframe_previous = "iframe.previous",
+    iframe_executable = "iframe.executable",
+    iframe_executable_tag_mask = "iframe.executable_tag_mask",
+    iframe_instr_ptr = "iframe.instr_ptr",
+    iframe_prev_instr = "iframe.prev_instr",
+    iframe_owner = "iframe.owner",
+    iframe_owner_size = "iframe.owner_size",
+    iframe_is_entry = "iframe.is_entry",
+    iframe_plumbing_owner_min = "iframe.plumbing_owner_min",
+    frame_back = "frame.back",
+    frame_code = "frame.code",
+    frame_lasti = "frame.lasti",
+    frame_lineno = "frame.lineno",
+    frame_trace = "frame.trace",
+    code_filename = "code.filename",
+    code_name = "code.name",
+    code_qualname = "code.qualname",
+    code_code_adaptive = "code.code_adaptive",
+    code_code = "code.code",
+    code_firstlineno = "code.firstlineno",
+    code_linetable = "code.linetable",
+    object_ob_type = "object.ob_type",
+    varobject_ob_size = "varobject.ob_size",
+    type_tp_flags = "type.tp_flags",
+    type_tp_base = "type.tp_base",
+    bytes_ob_sval = "bytes.ob_sval",
+    unicode_length = "unicode.length",
+    unicode_state = "unicode.state",
+    unicode_ascii_size = "unicode.ascii_size",
+    unicode_compact_size = "unicode.compact_size",
+    unicode_data_any = "unicode.data_any",
+    unicode_state_kind_mask = "unicode.state_kind_mask",
+    unicode_state_compact_mask = "unicode.state_compact_mask",
+    unicode_state_ascii_mask = "unicode.state_ascii_mask",
+    dict_ma_keys = "dict.ma_keys",
+    dict_ma_values = "dict.ma_values",
+    dictkeys_size = "dictkeys.size",
+    dictkeys_log2_size = "dictkeys.log2_size",
+    dictkeys_log2_index_bytes = "dictkeys.log2_index_bytes",
+    dictkeys_kind = "dictkeys.kind",
+    dictkeys_nentries = "dictkeys.nentries",
+    dictkeys_indices = "dictkeys.indices",
+    dictkeys_entry_size = "dictkeys.entry_size",
+    dictkeys_entry_key = "dictkeys.entry_key",
+    dictkeys_entry_value = "dictkeys.entry_value",
+    dictkeys_unicode_entry_size = "dictkeys.unicode_entry_size",
+    dictkeys_unicode_entry_key = "dictkeys.unicode_entry_key",
+    dictkeys_unicode_entry_value = "dictkeys.unicode_entry_value",
+    set_mask = "set.mask",
+    set_table = "set.table",
+    set_entry_size = "set.entry_size",
+    set_entry_key = "set.entry_key",
+    module_md_def = "module.md_def",
+    module_md_token = "module.md_token",
+    module_md_token_is_def = "module.md_token_is_def",
+}
+
+impl Layout {
+    /// The layout of CPython `3.minor`, from the compiled-in table.
+    pub fn for_version(major: u8, minor: u8) -> Result<Layout, LayoutError> {
+        Self::from_table(LAYOUTS_JSON, major, minor)
+    }
+
+    /// The layout of CPython `major.minor` from a table in the generator's JSON format.
+    pub fn from_table(json: &str, major: u8, minor: u8) -> Result<Layout, LayoutError> {
+        let table: HashMap<String, HashMap<String, serde_json::Value>> =
+            serde_json::from_str(json)?;
+        let key = format!("{major}.{minor}");
+        let Some(map) = table.get(&key).filter(|_| major == 3) else {
+            let mut known: Vec<&String> = table.keys().collect();
+            known.sort();
+            let known = known
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(LayoutError::UnknownVersion(major, minor, known));
+        };
+        let layout = Layout::from_map(minor, map);
+        if layout.free_threaded == Some(1) || layout.trace_refs == Some(1) {
+            return Err(LayoutError::UnsupportedBuild);
+        }
+        layout.check_required(major)?;
+        Ok(layout)
+    }
+
+    fn check_required(&self, major: u8) -> Result<(), LayoutError> {
+        let required: [(&'static str, Option<u32>); 10] = [
+            ("interp.threads_head", self.interp_threads_head),
+            ("tstate.next", self.tstate_next),
+            ("tstate.thread_id", self.tstate_thread_id),
+            ("code.filename", self.code_filename),
+            ("code.name", self.code_name),
+            ("code.firstlineno", self.code_firstlineno),
+            ("code.linetable", self.code_linetable),
+            ("unicode.length", self.unicode_length),
+            ("unicode.state", self.unicode_state),
+            ("bytes.ob_sval", self.bytes_ob_sval),
+        ];
+        for (name, value) in required {
+            if value.is_none() {
+                return Err(LayoutError::MissingField(major, self.minor, name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Frames are `_PyInterpreterFrame`s on a per-thread data stack (3.11+), not heap
+    /// `PyFrameObject`s.
+    pub fn has_interpreter_frames(&self) -> bool {
+        self.minor >= 11
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_entry_loads() {
+        for minor in 9..=15 {
+            let l = Layout::for_version(3, minor).expect("layout");
+            assert_eq!(l.minor, minor);
+            assert_eq!(l.has_interpreter_frames(), minor >= 11);
+            if minor >= 11 {
+                assert!(l.iframe_previous.is_some() && l.iframe_executable.is_some());
+            } else {
+                assert!(l.frame_back.is_some() && l.frame_code.is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_version_names_known_ones() {
+        let err = Layout::for_version(3, 99).unwrap_err().to_string();
+        assert!(err.contains("3.99") && err.contains("3.12"), "{err}");
+    }
+
+    #[test]
+    fn unsupported_builds_are_refused() {
+        let json = LAYOUTS_JSON.replacen("\"free_threaded\": 0", "\"free_threaded\": 1", 1);
+        assert!(Layout::from_table(&json, 3, 10).is_err());
+    }
+}

@@ -1,0 +1,176 @@
+//! Walking an interpreter's thread states and each thread's Python frames.
+
+use crate::{Layout, Memory};
+
+/// Threads beyond this many are not walked (guards against cycles in corrupt lists).
+pub const MAX_THREADS_WALKED: usize = 100_000;
+/// Frames beyond this many are not walked (guards against cycles).
+pub const MAX_FRAMES_WALKED: usize = 1_000_000;
+
+/// One Python frame: its code object and where in it execution is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PyFrame {
+    /// Address of the frame (`PyFrameObject` or `_PyInterpreterFrame`).
+    pub frame: u64,
+    /// Address of the code object (0 if unreadable or not a code object).
+    pub code: u64,
+    /// Byte offset of the current instruction, as `PyCode_Addr2Line()` takes it;
+    /// negative when the frame has not started.
+    pub addr: i64,
+}
+
+/// How a frame walk ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalkEnd {
+    /// Reached the outermost frame (or the callback asked to stop).
+    Complete,
+    /// The thread has no Python frame.
+    NoFrame,
+    /// A frame or pointer could not be read.
+    Unreadable,
+}
+
+/// Calls `f` with each thread state of `interp`, newest first (the interpreter's own
+/// order), until `f` returns `false`. Returns `false` if the list could not be read.
+pub fn for_each_thread(
+    mem: &dyn Memory,
+    layout: &Layout,
+    interp: u64,
+    f: &mut dyn FnMut(u64) -> bool,
+) -> bool {
+    let (Some(head_off), Some(next_off)) = (layout.interp_threads_head, layout.tstate_next) else {
+        return false;
+    };
+    let Some(mut tstate) = mem.ptr_at(interp, head_off) else {
+        return false;
+    };
+    let mut n = 0;
+    while tstate != 0 && n < MAX_THREADS_WALKED {
+        if !f(tstate) {
+            return true;
+        }
+        match mem.ptr_at(tstate, next_off) {
+            Some(next) => tstate = next,
+            None => return false,
+        }
+        n += 1;
+    }
+    true
+}
+
+/// `tstate->thread_id`: the thread's `pthread_t`.
+pub fn thread_id(mem: &dyn Memory, layout: &Layout, tstate: u64) -> Option<u64> {
+    mem.ptr_at(tstate, layout.tstate_thread_id?)
+}
+
+/// `tstate->native_thread_id` (3.11+): the OS thread id.
+pub fn native_thread_id(mem: &dyn Memory, layout: &Layout, tstate: u64) -> Option<u64> {
+    mem.ptr_at(tstate, layout.tstate_native_thread_id?)
+}
+
+/// `interp->gc.collecting`.
+pub fn gc_collecting(mem: &dyn Memory, layout: &Layout, interp: u64) -> Option<bool> {
+    mem.read_i32(interp + layout.interp_gc_collecting? as u64)
+        .map(|v| v != 0)
+}
+
+/// The innermost frame of a thread (0 when it runs no Python code).
+pub fn current_frame(mem: &dyn Memory, layout: &Layout, tstate: u64) -> Option<u64> {
+    if let Some(off) = layout.tstate_current_frame {
+        mem.ptr_at(tstate, off)
+    } else if let (Some(cf), Some(off)) = (layout.tstate_cframe, layout.cframe_current_frame) {
+        match mem.ptr_at(tstate, cf)? {
+            0 => Some(0),
+            cframe => mem.ptr_at(cframe, off),
+        }
+    } else {
+        mem.ptr_at(tstate, layout.tstate_frame?)
+    }
+}
+
+/// Calls `f` with each Python frame of `tstate`, innermost first, skipping the
+/// interpreter's plumbing frames the way faulthandler does, until `f` returns `false`.
+/// `frame_type` (`PyFrame_Type`, ≤3.10) ends the walk at a non-frame object, as
+/// faulthandler's `PyFrame_Check()` does; pass 0 to skip that check.
+pub fn for_each_frame(
+    mem: &dyn Memory,
+    layout: &Layout,
+    tstate: u64,
+    frame_type: u64,
+    f: &mut dyn FnMut(PyFrame) -> bool,
+) -> WalkEnd {
+    let Some(mut frame) = current_frame(mem, layout, tstate) else {
+        return WalkEnd::Unreadable;
+    };
+    if frame == 0 {
+        return WalkEnd::NoFrame;
+    }
+    for _ in 0..MAX_FRAMES_WALKED {
+        let step = if layout.has_interpreter_frames() {
+            interpreter_frame(mem, layout, frame)
+        } else {
+            frame_object(mem, layout, frame, frame_type)
+        };
+        let Some((shown, previous)) = step else {
+            return WalkEnd::Unreadable;
+        };
+        if let Some(py) = shown {
+            if !f(py) {
+                return WalkEnd::Complete;
+            }
+        }
+        if previous == 0 {
+            return WalkEnd::Complete;
+        }
+        frame = previous;
+    }
+    WalkEnd::Complete
+}
+
+/// ≤3.10: a heap `PyFrameObject`. Returns (frame to show, f_back).
+fn frame_object(
+    mem: &dyn Memory,
+    layout: &Layout,
+    frame: u64,
+    frame_type: u64,
+) -> Option<(Option<PyFrame>, u64)> {
+    if frame_type != 0 && mem.ptr_at(frame, layout.object_ob_type?)? != frame_type {
+        return Some((None, 0));
+    }
+    let code = mem.ptr_at(frame, layout.frame_code?)?;
+    let lasti = mem.read_i32(frame + layout.frame_lasti? as u64)? as i64;
+    // 3.10 counts f_lasti in 2-byte code units, 3.9 in bytes.
+    let addr = if layout.minor >= 10 {
+        lasti.saturating_mul(2)
+    } else {
+        lasti
+    };
+    let back = mem.ptr_at(frame, layout.frame_back?)?;
+    Some((Some(PyFrame { frame, code, addr }), back))
+}
+
+/// 3.11+: a `_PyInterpreterFrame`. Returns (frame to show unless plumbing, previous).
+fn interpreter_frame(
+    mem: &dyn Memory,
+    layout: &Layout,
+    frame: u64,
+) -> Option<(Option<PyFrame>, u64)> {
+    let previous = mem.ptr_at(frame, layout.iframe_previous?)?;
+    if let (Some(owner_off), Some(min)) = (layout.iframe_owner, layout.iframe_plumbing_owner_min) {
+        let owner = mem.read_u8(frame + owner_off as u64)? as u32;
+        if owner >= min {
+            return Some((None, previous));
+        }
+    }
+    let raw = mem.ptr_at(frame, layout.iframe_executable?)?;
+    let code = raw & !(layout.iframe_executable_tag_mask.unwrap_or(0) as u64);
+    let instr_off = layout.iframe_instr_ptr.or(layout.iframe_prev_instr)?;
+    let instr = mem.ptr_at(frame, instr_off)?;
+    let start = code.wrapping_add(layout.code_code_adaptive? as u64);
+    let addr = if instr < start {
+        -2
+    } else {
+        ((instr - start) & !1).min(i64::MAX as u64) as i64
+    };
+    Some((Some(PyFrame { frame, code, addr }), previous))
+}

@@ -1,0 +1,179 @@
+/* Prints, as JSON, the CPython structure offsets and constants that crashcatch's
+ * post-mortem and in-signal-handler readers need. Compiled against the internal
+ * headers of the very interpreter being described (see gen_layouts.py), so the
+ * numbers come from that build's own pyconfig.h and struct definitions. */
+#define Py_BUILD_CORE 1
+#include <Python.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include "internal/pycore_interp.h"
+#include "internal/pycore_runtime.h"
+#include "internal/pycore_pystate.h"
+#include "internal/pycore_code.h"
+#if PY_VERSION_HEX >= 0x030B0000
+#include "internal/pycore_frame.h"
+#include "internal/pycore_dict.h"
+#else
+#include "frameobject.h"
+#endif
+#if __has_include("internal/pycore_moduleobject.h")
+#include "internal/pycore_moduleobject.h"
+#define HAVE_MODULEOBJECT 1
+#endif
+
+static int first = 1;
+static void field(const char *name, long value) {
+    printf("%s\n    \"%s\": %ld", first ? "" : ",", name, value);
+    first = 0;
+}
+#define OFF(name, type, member) field(name, (long)offsetof(type, member))
+#define SIZE(name, type) field(name, (long)sizeof(type))
+
+int main(void) {
+    printf("{");
+    field("version_hex", PY_VERSION_HEX);
+#ifdef Py_GIL_DISABLED
+    field("free_threaded", 1);
+#else
+    field("free_threaded", 0);
+#endif
+#ifdef Py_TRACE_REFS
+    field("trace_refs", 1);
+#else
+    field("trace_refs", 0);
+#endif
+    /* runtime */
+    OFF("runtime.interpreters_head", _PyRuntimeState, interpreters.head);
+    OFF("runtime.interpreters_main", _PyRuntimeState, interpreters.main);
+#if PY_VERSION_HEX < 0x030C0000
+    OFF("runtime.gilstate_tstate_current", _PyRuntimeState, gilstate.tstate_current);
+#endif
+    /* interpreter */
+    OFF("interp.next", PyInterpreterState, next);
+#if PY_VERSION_HEX >= 0x030B0000
+    OFF("interp.threads_head", PyInterpreterState, threads.head);
+#else
+    OFF("interp.threads_head", PyInterpreterState, tstate_head);
+#endif
+    OFF("interp.gc_collecting", PyInterpreterState, gc.collecting);
+    OFF("interp.sysdict", PyInterpreterState, sysdict);
+#if PY_VERSION_HEX >= 0x030C0000
+    OFF("interp.modules", PyInterpreterState, imports.modules);
+    OFF("interp.ceval_gil", PyInterpreterState, ceval.gil);
+#else
+    OFF("interp.modules", PyInterpreterState, modules);
+#endif
+    /* thread state */
+    OFF("tstate.next", PyThreadState, next);
+    OFF("tstate.interp", PyThreadState, interp);
+    OFF("tstate.thread_id", PyThreadState, thread_id);
+#if PY_VERSION_HEX >= 0x030B0000
+    OFF("tstate.native_thread_id", PyThreadState, native_thread_id);
+    OFF("tstate.datastack_chunk", PyThreadState, datastack_chunk);
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+    OFF("tstate.current_frame", PyThreadState, current_frame);
+#elif PY_VERSION_HEX >= 0x030B0000
+    OFF("tstate.cframe", PyThreadState, cframe);
+    OFF("cframe.current_frame", _PyCFrame, current_frame);
+#else
+    OFF("tstate.frame", PyThreadState, frame);
+#endif
+    /* frames */
+#if PY_VERSION_HEX >= 0x030B0000
+    OFF("iframe.previous", _PyInterpreterFrame, previous);
+#if PY_VERSION_HEX >= 0x030D0000
+    OFF("iframe.executable", _PyInterpreterFrame, f_executable);
+    OFF("iframe.instr_ptr", _PyInterpreterFrame, instr_ptr);
+#else
+    OFF("iframe.executable", _PyInterpreterFrame, f_code);
+    OFF("iframe.prev_instr", _PyInterpreterFrame, prev_instr);
+#endif
+    OFF("iframe.owner", _PyInterpreterFrame, owner);
+    field("iframe.owner_size", (long)sizeof(((_PyInterpreterFrame *)0)->owner));
+    /* Frames with owner >= this value are interpreter plumbing (C-stack shims and
+     * entry frames), never shown in tracebacks. */
+#if PY_VERSION_HEX >= 0x030E0000
+    field("iframe.plumbing_owner_min", FRAME_OWNED_BY_INTERPRETER);
+    /* f_executable is a tagged _PyStackRef: low bits carry reference flags. */
+    field("iframe.executable_tag_mask", 3);
+#elif PY_VERSION_HEX >= 0x030C0000
+    field("iframe.plumbing_owner_min", FRAME_OWNED_BY_CSTACK);
+#else
+    OFF("iframe.is_entry", _PyInterpreterFrame, is_entry);
+#endif
+#else
+    OFF("frame.back", PyFrameObject, f_back);
+    OFF("frame.code", PyFrameObject, f_code);
+    OFF("frame.lasti", PyFrameObject, f_lasti);
+    OFF("frame.lineno", PyFrameObject, f_lineno);
+    OFF("frame.trace", PyFrameObject, f_trace);
+#endif
+    /* code objects */
+    OFF("code.filename", PyCodeObject, co_filename);
+    OFF("code.name", PyCodeObject, co_name);
+#if PY_VERSION_HEX >= 0x030B0000
+    OFF("code.qualname", PyCodeObject, co_qualname);
+    OFF("code.code_adaptive", PyCodeObject, co_code_adaptive);
+#else
+    OFF("code.code", PyCodeObject, co_code);
+#endif
+    OFF("code.firstlineno", PyCodeObject, co_firstlineno);
+#if PY_VERSION_HEX >= 0x030A0000
+    OFF("code.linetable", PyCodeObject, co_linetable);
+#else
+    OFF("code.linetable", PyCodeObject, co_lnotab);
+#endif
+    /* objects */
+    OFF("object.ob_type", PyObject, ob_type);
+    OFF("varobject.ob_size", PyVarObject, ob_size);
+    OFF("type.tp_flags", PyTypeObject, tp_flags);
+    OFF("type.tp_base", PyTypeObject, tp_base);
+    OFF("bytes.ob_sval", PyBytesObject, ob_sval);
+    /* str */
+    OFF("unicode.length", PyASCIIObject, length);
+    OFF("unicode.state", PyASCIIObject, state);
+    SIZE("unicode.ascii_size", PyASCIIObject);
+    SIZE("unicode.compact_size", PyCompactUnicodeObject);
+    OFF("unicode.data_any", PyUnicodeObject, data.any);
+    {
+        /* Bit-field positions: set each field in a zeroed copy, read back the word. */
+        PyASCIIObject o;
+        unsigned int word;
+        memset(&o, 0, sizeof o); o.state.kind = 7;
+        memcpy(&word, &o.state, sizeof word); field("unicode.state_kind_mask", word);
+        memset(&o, 0, sizeof o); o.state.compact = 1;
+        memcpy(&word, &o.state, sizeof word); field("unicode.state_compact_mask", word);
+        memset(&o, 0, sizeof o); o.state.ascii = 1;
+        memcpy(&word, &o.state, sizeof word); field("unicode.state_ascii_mask", word);
+    }
+    /* dict (3.11+; older dict internals are not in installed headers) */
+#if PY_VERSION_HEX >= 0x030B0000
+    OFF("dict.ma_keys", PyDictObject, ma_keys);
+    OFF("dict.ma_values", PyDictObject, ma_values);
+    OFF("dictkeys.log2_size", PyDictKeysObject, dk_log2_size);
+    OFF("dictkeys.log2_index_bytes", PyDictKeysObject, dk_log2_index_bytes);
+    OFF("dictkeys.kind", PyDictKeysObject, dk_kind);
+    OFF("dictkeys.nentries", PyDictKeysObject, dk_nentries);
+    OFF("dictkeys.indices", PyDictKeysObject, dk_indices);
+    SIZE("dictkeys.entry_size", PyDictKeyEntry);
+    OFF("dictkeys.entry_key", PyDictKeyEntry, me_key);
+    OFF("dictkeys.entry_value", PyDictKeyEntry, me_value);
+    SIZE("dictkeys.unicode_entry_size", PyDictUnicodeEntry);
+    OFF("dictkeys.unicode_entry_key", PyDictUnicodeEntry, me_key);
+    OFF("dictkeys.unicode_entry_value", PyDictUnicodeEntry, me_value);
+#endif
+    OFF("set.mask", PySetObject, mask);
+    OFF("set.table", PySetObject, table);
+    SIZE("set.entry_size", setentry);
+    OFF("set.entry_key", setentry, key);
+#if PY_VERSION_HEX >= 0x030F0000
+    OFF("module.md_token", PyModuleObject, md_token);
+    OFF("module.md_token_is_def", PyModuleObject, md_token_is_def);
+#elif defined(HAVE_MODULEOBJECT)
+    OFF("module.md_def", PyModuleObject, md_def);
+#endif
+    printf("\n}\n");
+    return 0;
+}

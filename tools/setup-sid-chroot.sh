@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds (once) a Debian sid chroot holding the distro's stripped CPython 3.13/3.14/3.15,
+# their test suites (for test_faulthandler) and a C compiler for the test extensions.
+# Usage: tools/setup-sid-chroot.sh DIR        (idempotent; ~30-60 s the first time)
+set -euo pipefail
+dir=${1:?usage: setup-sid-chroot.sh DIR}
+stamp="$dir/.crashcatch-ready"
+[ -e "$stamp" ] && exit 0
+if ! command -v debootstrap >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null
+fi
+versions="3.13 3.14 3.15"
+pkgs="gcc,libc6-dev"
+for v in $versions; do
+    pkgs="$pkgs,python$v,python$v-dev,python$v-venv,libpython$v-testsuite"
+done
+rm -rf "$dir"
+mkdir -p "$dir"
+# sid's Release file may be past Valid-Until on the mirror; debootstrap does not check it.
+debootstrap --variant=minbase --include="$pkgs" sid "$dir" http://deb.debian.org/debian \
+    >"$dir.log" 2>&1 || { tail -20 "$dir.log" >&2; exit 1; }
+echo 'Acquire::Check-Valid-Until "false";' >"$dir/etc/apt/apt.conf.d/99no-valid-until"
+touch "$stamp"
