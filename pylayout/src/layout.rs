@@ -119,6 +119,7 @@ layout_struct! {
     module_md_def = "module.md_def",
     module_md_token = "module.md_token",
     module_md_token_is_def = "module.md_token_is_def",
+    moduledef_m_methods = "moduledef.m_methods",
 }
 
 impl Layout {

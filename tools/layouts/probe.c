@@ -174,6 +174,8 @@ int main(void) {
 #elif defined(HAVE_MODULEOBJECT)
     OFF("module.md_def", PyModuleObject, md_def);
 #endif
+    /* _PyModule_IsExtension() also requires a method table in the module's definition. */
+    OFF("moduledef.m_methods", PyModuleDef, m_methods);
     printf("\n}\n");
     return 0;
 }

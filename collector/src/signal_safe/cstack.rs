@@ -6,6 +6,7 @@ use super::config::ProcessFacts;
 use super::elf::{self, Module};
 use super::memory::SelfMemory;
 use super::out::Out;
+use super::symfile;
 use super::unwind::{Frame, Regs, Trust, Unwinder};
 use pylayout::Memory;
 
@@ -67,7 +68,23 @@ fn write_frame(out: &mut Out, mem: &SelfMemory, f: &Frame) {
     } else {
         f.pc - 1
     };
-    if let Some((name, off)) = elf::nearest_dynsym(mem, &m, lookup) {
+    let mut name = [0u8; 256];
+    let path = if m.name != 0 && mem.read_u8(m.name).is_some_and(|b| b != 0) {
+        m.name
+    } else {
+        0
+    };
+    let from_file = if path != 0 {
+        symfile::nearest_symtab(mem, &m, path, lookup, &mut name)
+    } else {
+        None
+    };
+    if let Some((len, off)) = from_file {
+        out.str(", at ");
+        out.bytes(&name[..len]);
+        out.str("+0x");
+        out.hex(off + (f.pc - lookup), 1);
+    } else if let Some((name, off)) = elf::nearest_dynsym(mem, &m, lookup) {
         out.str(", at ");
         write_cstr(out, mem, name, 1024);
         out.str("+0x");

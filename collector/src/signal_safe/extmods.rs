@@ -75,13 +75,20 @@ fn is_extension_module(t: &Target, obj: u64) -> bool {
     if !is_module {
         return false;
     }
-    if let Some(off) = l.module_md_def {
-        return mem.ptr_at(obj, off).is_some_and(|d| d != 0);
+    // 3.15 replaced md_def by md_token, which is the definition when md_token_is_def.
+    let def = match (l.module_md_def, l.module_md_token, l.module_md_token_is_def) {
+        (Some(off), _, _) => mem.ptr_at(obj, off),
+        (None, Some(token), Some(is_def)) if mem.read_u8(obj + is_def as u64) == Some(1) => {
+            mem.ptr_at(obj, token)
+        }
+        _ => None,
+    };
+    match (def, l.moduledef_m_methods) {
+        (Some(def), Some(m_methods)) if def != 0 => {
+            mem.ptr_at(def, m_methods).is_some_and(|m| m != 0)
+        }
+        _ => false,
     }
-    // 3.15: md_token replaced md_def.
-    l.module_md_token
-        .and_then(|o| mem.ptr_at(obj, o))
-        .is_some_and(|d| d != 0)
 }
 
 /// The value stored under the ASCII key `name` in a str-keyed dict.

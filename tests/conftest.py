@@ -1,0 +1,32 @@
+"""Fixtures: the interpreter matrix prepared by tests/prepare_envs.py (run by tools/test.sh)."""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from interpreters import ENVS_FILE, load_prepared  # noqa: E402
+
+if not os.path.exists(ENVS_FILE):
+    raise pytest.UsageError(f"{ENVS_FILE} is missing: run tools/test.sh (it prepares every interpreter)")
+
+INTERPRETERS, MISSING = load_prepared()
+
+
+def pytest_report_header(config):
+    lines = ["interpreters: " + ", ".join(i.name for i in INTERPRETERS)]
+    lines += [f"SKIPPED interpreter {name}: {why}" for name, why in MISSING]
+    return lines
+
+
+def interpreter_params(predicate=lambda i: True):
+    """pytest params over the matrix; absent interpreters appear as skips with the reason."""
+    params = [pytest.param(i, id=i.name) for i in INTERPRETERS if predicate(i)]
+    params += [pytest.param(None, id=name, marks=pytest.mark.skip(reason=f"interpreter absent: {why}"))
+               for name, why in MISSING]
+    return params
+
+
+def pytest_generate_tests(metafunc):
+    if "interp" in metafunc.fixturenames:
+        metafunc.parametrize("interp", interpreter_params())

@@ -1,0 +1,114 @@
+"""Running one crash per child process and reading the reports."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import tempfile
+import textwrap
+from dataclasses import dataclass
+
+FRAME_RE = re.compile(r'^  File "(?P<file>.*)", line (?P<line>\d+|\?\?\?) in (?P<func>.*)$')
+C_HEADER = "Current thread's C stack trace (most recent call first):"
+C_FRAME_RE = re.compile(
+    r'^  Binary file "(?P<path>[^"]+)"(?:, at (?P<sym>\S+)\+0x(?P<off>[0-9a-f]+))? '
+    r'\[0x(?P<addr>[0-9a-f]+)\] \((?P<module>[^)]+)\+0x(?P<modoff>[0-9a-f]+)\)(?P<trust> \[[a-z ]+\])?$')
+SIGNAL_NAMES = {
+    signal.SIGSEGV: "Segmentation fault", signal.SIGFPE: "Floating point exception",
+    signal.SIGABRT: "Aborted", signal.SIGBUS: "Bus error", signal.SIGILL: "Illegal instruction",
+}
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    script: str          # path of the script inside the interpreter's root
+    files: dict          # name -> content of extra output files
+
+
+def run_script(interp, code, *, timeout=120, env=None, files=(), args=()):
+    """Writes `code` to a script in the interpreter's scratch dir and runs it with the
+    venv python (buggyext importable). `files`: names of output files the script writes
+    in its directory (passed as FILE_<name> environment variables); their contents come back."""
+    host_work = interp.host_path(interp.work_dir)
+    d = tempfile.mkdtemp(dir=host_work)
+    inner_dir = interp.work_dir + "/" + os.path.basename(d)
+    script = inner_dir + "/crash_script.py"
+    with open(interp.host_path(script), "w") as f:
+        f.write(textwrap.dedent(code).lstrip())
+    full_env = dict(os.environ)
+    full_env.pop("CRASHCATCH_AS_FAULTHANDLER", None)
+    full_env["PYTHONPATH"] = interp.ext_dir
+    for name in files:
+        full_env["FILE_" + name] = inner_dir + "/" + name
+    full_env.update(env or {})
+    r = interp.run([interp.venv_python, script, *args], cwd=inner_dir, env=full_env, timeout=timeout)
+    contents = {}
+    for name in files:
+        p = interp.host_path(inner_dir + "/" + name)
+        contents[name] = open(p, errors="backslashreplace").read() if os.path.exists(p) else None
+    return Run(r.returncode, r.stdout, r.stderr, script, contents)
+
+
+def script_line(code, marker):
+    """1-based line number of the line ending in `# @marker` in the dedented script."""
+    for i, line in enumerate(textwrap.dedent(code).lstrip().splitlines(), 1):
+        if line.rstrip().endswith("# @" + marker):
+            return i
+    raise AssertionError(f"marker {marker} not in script")
+
+
+def thread_blocks(report):
+    """{header line: [(file, line, func), ...]} for each thread block of a report."""
+    blocks, current = {}, None
+    for line in report.splitlines():
+        if re.match(r"^(Current thread|Thread) 0x[0-9a-f]+( \[.*\])? \(most recent call first\):$", line) \
+                or line == "Stack (most recent call first):":
+            current = blocks.setdefault(line, [])
+        elif current is not None and FRAME_RE.match(line):
+            m = FRAME_RE.match(line)
+            current.append((m["file"], m["line"], m["func"]))
+        elif current is not None and line.startswith("  "):
+            continue
+        else:
+            current = None
+    return blocks
+
+
+def current_thread_frames(report):
+    for header, frames in thread_blocks(report).items():
+        if header.startswith("Current thread") or header.startswith("Stack"):
+            return frames
+    return None
+
+
+def c_stack(report):
+    """The C-stack frame lines (parsed) of a report; None if there is no C stack section."""
+    lines = report.splitlines()
+    if C_HEADER not in lines:
+        return None
+    frames = []
+    for line in lines[lines.index(C_HEADER) + 1:]:
+        if not line.startswith("  "):
+            break
+        m = C_FRAME_RE.match(line)
+        frames.append(m.groupdict() if m else {"raw": line})
+    return frames
+
+
+def strip_c_stack(report):
+    """The report without its C-stack section (for comparing with faulthandler's text)."""
+    out, skipping = [], False
+    for line in report.splitlines(keepends=True):
+        if line.rstrip("\n") == C_HEADER:
+            skipping = True
+            if out and out[-1] == "\n":
+                out.pop()  # the blank line that introduces the section
+            continue
+        if skipping and line.startswith("  "):
+            continue
+        skipping = False
+        out.append(line)
+    return "".join(out)

@@ -1,0 +1,87 @@
+"""Set up every interpreter of the matrix for the tests, once per run:
+a venv with the crashcatch wheel (built once, installed everywhere), buggyext built for it,
+a scratch directory and the location of its own test_faulthandler.py.
+
+    python tests/prepare_envs.py WHEEL
+Writes build/envs.json, which tests/conftest.py reads.
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from interpreters import BUILD, REPO, discover, save_prepared  # noqa: E402
+
+SHIM = os.path.join(REPO, "tests", "faulthandler_shim")
+
+
+def inner_base(interp):
+    """Where this interpreter's test files live, inside its root."""
+    return "/opt/crashcatch-test" if interp.root else os.path.join(BUILD, "matrix")
+
+
+def prepare(interp, wheel):
+    base = os.path.join(inner_base(interp), interp.name)
+    host_base = interp.host_path(base)
+    if interp.root:
+        proc = os.path.join(interp.root, "proc")
+        if not os.path.ismount(proc):
+            subprocess.run(["mount", "-t", "proc", "proc", proc], check=True)
+    os.makedirs(host_base, exist_ok=True)
+    venv = os.path.join(base, "venv")
+    if not os.path.exists(interp.host_path(venv + "/bin/python")):
+        r = interp.run([interp.python, "-m", "venv", venv])
+        if r.returncode != 0:
+            return f"cannot create a venv: {r.stderr.strip()[-300:]}"
+    # The same wheel for every interpreter (abi3).
+    inner_wheel = os.path.join(base, os.path.basename(wheel))
+    shutil.copy(wheel, interp.host_path(inner_wheel))
+    r = interp.run([venv + "/bin/python", "-m", "pip", "install", "-q", "--no-index", "--no-deps",
+                    "--force-reinstall", inner_wheel])
+    if r.returncode != 0:
+        return f"cannot install the wheel: {r.stderr.strip()[-500:]}"
+    # The test_faulthandler adapter: a shim activated by CRASHCATCH_AS_FAULTHANDLER=1.
+    site = interp.run([venv + "/bin/python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
+    site_dir = site.stdout.strip()
+    shutil.copy(os.path.join(SHIM, "crashcatch_fh_shim.py"), interp.host_path(site_dir))
+    with open(interp.host_path(os.path.join(site_dir, "crashcatch_fh_shim.pth")), "w") as f:
+        f.write("import crashcatch_fh_shim\n")
+    # buggyext, compiled against this interpreter's headers by its own toolchain.
+    src = os.path.join(base, "examples")
+    shutil.rmtree(interp.host_path(src), ignore_errors=True)
+    shutil.copytree(os.path.join(REPO, "examples"), interp.host_path(src),
+                    ignore=shutil.ignore_patterns("build", "__pycache__"))
+    ext_dir = os.path.join(base, "ext")
+    r = interp.run([venv + "/bin/python", src + "/build_ext.py", ext_dir])
+    if r.returncode != 0:
+        return f"cannot build buggyext: {r.stderr.strip()[-500:]}"
+    interp.venv_python = venv + "/bin/python"
+    interp.ext_dir = ext_dir
+    interp.work_dir = os.path.join(base, "work")
+    os.makedirs(interp.host_path(interp.work_dir), exist_ok=True)
+    test_dir = interp.run([interp.python, "-c", "import os, test; print(os.path.dirname(test.__file__))"])
+    if test_dir.returncode == 0 and os.path.exists(interp.host_path(test_dir.stdout.strip() + "/test_faulthandler.py")):
+        interp.test_dir = test_dir.stdout.strip()
+    return None
+
+
+def main():
+    wheel = os.path.abspath(sys.argv[1])
+    found, missing = discover()
+    ready = []
+    for interp in found:
+        why = prepare(interp, wheel)
+        if why:
+            missing.append((interp.name, why))
+        else:
+            ready.append(interp)
+        print(f"  {interp.name:16} {'ready' if not why else 'SKIPPED: ' + why}")
+    for name, why in missing:
+        if not any(name == i.name for i in found):
+            print(f"  {name:16} SKIPPED: {why}")
+    save_prepared(ready, missing)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Fatal-signal reports: one crash per child process, on every interpreter.
+
+Truth comes from outside crashcatch: the exit status, the script's own line numbers, and
+faulthandler of the same interpreter, enabled in the same process and chained after
+crashcatch, whose report must equal ours once our C-stack section is removed."""
+import signal
+
+import pytest
+
+from crashlib import SIGNAL_NAMES, c_stack, current_thread_frames, run_script, script_line, strip_c_stack
+
+# kind: (call inside the script, signal, innermost buggyext functions expected in the C stack)
+KINDS = {
+    "segfault": ("buggyext.segfault(2)", signal.SIGSEGV, ["deref_null", "deref_null", "deref_null", "buggy_entry", "segfault"]),
+    "fpe": ("buggyext.fpe()", signal.SIGFPE, ["divide", "fpe"]),
+    "abort": ("buggyext.sigabrt()", signal.SIGABRT, ["do_abort", "sigabrt"]),
+    "sigill": ("buggyext.sigill()", signal.SIGILL, ["illegal_instruction", "sigill"]),
+    "sigbus": ("buggyext.sigbus()", signal.SIGBUS, ["touch_truncated_mapping", "sigbus"]),
+    "without_gil": ("buggyext.segfault_without_gil()", signal.SIGSEGV, ["deref_null", "deref_null", "buggy_entry", "segfault_without_gil"]),
+    "python_sigsegv": ("faulthandler._sigsegv()", signal.SIGSEGV, []),
+}
+
+SCRIPT = """
+import faulthandler, os
+import crashcatch, buggyext
+reference = open(os.environ["FILE_faulthandler"], "w")
+faulthandler.enable(file=reference)   # the reference report, chained after ours
+crashcatch.enable()
+
+def outer():
+    return inner()  # @outer
+
+def inner():
+    return {call}  # @inner
+
+outer()  # @module
+"""
+
+
+def buggyext_functions(frames):
+    return [f["sym"] for f in frames if "buggyext" in f.get("module", "") and f.get("sym")]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fatal_signal_report(interp, kind):
+    call, signo, native = KINDS[kind]
+    code = SCRIPT.format(call=call)
+    r = run_script(interp, code, files=["faulthandler"])
+    assert r.returncode == -signo, f"exit status {r.returncode}, stderr:\n{r.stderr}"
+    report = r.stderr
+    assert report.startswith(f"Fatal Python error: {SIGNAL_NAMES[signo]}\n\n"), report
+
+    # Python frames: exactly the script's own lines.
+    expected = [(r.script, str(script_line(code, m)), f) for m, f in
+                [("inner", "inner"), ("outer", "outer"), ("module", "<module>")]]
+    assert current_thread_frames(report) == expected, report
+
+    # The C stack: from the faulting function to the thread's start.
+    frames = c_stack(report)
+    assert frames, report
+    assert all("raw" not in f for f in frames), report
+    got = buggyext_functions(frames)
+    assert got[: len(native)] == native, report
+    assert frames[-1]["sym"] == "_start", report
+
+    # faulthandler of this interpreter wrote the same text (ours adds the C stack).
+    reference = r.files["faulthandler"]
+    assert reference, "faulthandler wrote nothing after crashcatch chained to it"
+    assert strip_c_stack(report) == strip_c_stack(reference)
+
+
+def test_python_and_c_calls_interleaved(interp):
+    code = """
+    import crashcatch, buggyext
+    crashcatch.enable()
+
+    def callback():
+        return buggyext.segfault(0)  # @callback
+
+    def main():
+        return buggyext.call_back(callback)  # @main
+
+    main()  # @module
+    """
+    r = run_script(interp, code)
+    assert r.returncode == -signal.SIGSEGV, r.stderr
+    expected = [(r.script, str(script_line(code, m)), f) for m, f in
+                [("callback", "callback"), ("main", "main"), ("module", "<module>")]]
+    assert current_thread_frames(r.stderr) == expected, r.stderr
+    syms = [f.get("sym") for f in c_stack(r.stderr)]
+    # Python -> C (call_back) -> Python (callback) -> C (segfault): both C entries appear,
+    # the inner one first.
+    assert "segfault" in syms and "call_back" in syms, r.stderr
+    assert syms.index("segfault") < syms.index("call_back"), r.stderr
+    assert syms[-1] == "_start", r.stderr
