@@ -19,6 +19,13 @@ SIGNAL_NAMES = {
 }
 
 
+def signal_name(signo, minor):
+    """faulthandler's name for a fatal signal (3.13 hyphenated "Floating-point")."""
+    if signo == signal.SIGFPE and minor >= 13:
+        return "Floating-point exception"
+    return SIGNAL_NAMES[signo]
+
+
 @dataclass
 class Run:
     returncode: int

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from crashlib import SIGNAL_NAMES, c_stack, current_thread_frames, run_script, script_line, strip_c_stack
+from crashlib import c_stack, current_thread_frames, run_script, script_line, signal_name, strip_c_stack
 
 # kind: (call inside the script, signal, innermost buggyext functions expected in the C stack)
 KINDS = {
@@ -48,7 +48,7 @@ def test_fatal_signal_report(interp, kind):
     r = run_script(interp, code, files=["faulthandler"])
     assert r.returncode == -signo, f"exit status {r.returncode}, stderr:\n{r.stderr}"
     report = r.stderr
-    assert report.startswith(f"Fatal Python error: {SIGNAL_NAMES[signo]}\n\n"), report
+    assert report.startswith(f"Fatal Python error: {signal_name(signo, interp.minor)}\n\n"), report
 
     # Python frames: exactly the script's own lines.
     expected = [(r.script, str(script_line(code, m)), f) for m, f in

@@ -17,8 +17,9 @@ thread_local! {
 /// Gives the calling thread an alternate stack unless it already has a large enough one
 /// (someone else's is kept, never replaced).
 pub fn ensure() -> io::Result<()> {
-    // SAFETY: querying with a null new-stack pointer only writes `current`.
+    // SAFETY: stack_t is plain data; all-zero is a valid value.
     let mut current: libc::stack_t = unsafe { std::mem::zeroed() };
+    // SAFETY: querying with a null new-stack pointer only writes `current`.
     unsafe { libc::sigaltstack(std::ptr::null(), &mut current) };
     if current.ss_flags & libc::SS_DISABLE == 0 && current.ss_size >= ALT_STACK_SIZE {
         return Ok(());

@@ -40,7 +40,7 @@ pub fn dump_all_threads(
     max_threads: usize,
 ) -> bool {
     let mut n = 0usize;
-    let ok = walk::for_each_thread(&t.mem, &t.layout, t.interp, &mut |ts| {
+    walk::for_each_thread(&t.mem, &t.layout, t.interp, &mut |ts| {
         if n != 0 {
             out.byte(b'\n');
         }
@@ -62,8 +62,7 @@ pub fn dump_all_threads(
         dump_thread(out, t, ts, false);
         n += 1;
         true
-    });
-    ok
+    })
 }
 
 fn write_thread_header(out: &mut Out, t: &Target, ts: u64, is_current: bool) {

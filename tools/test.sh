@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what it needs, builds once, then
+# runs the Rust checks and the crash matrix on every interpreter present.
+source "$(dirname "$0")/common.sh"
+
+apt_install gcc gdb debootstrap python3.11-venv python3.11-dev libpython3.11-testsuite
+tools_venv
+
+step "Debian sid chroot with CPython 3.13/3.14/3.15 (cached)"
+SID_ROOT=${CRASHCATCH_SID_ROOT:-$HOME/.cache/crashcatch-test/sid}
+export CRASHCATCH_SID_ROOT=$SID_ROOT
+if ! "$REPO/tools/setup-sid-chroot.sh" "$SID_ROOT"; then
+    echo "WARNING: could not build the sid chroot; its interpreters will be reported as skipped"
+fi
+
+step "Rust: format, lints, unit tests"
+cd "$REPO"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --release -- -D warnings
+cargo test --workspace --release
+
+WHEEL=$(build_wheel)
+
+step "preparing every interpreter (venv + wheel + buggyext)"
+"$TOOLS_VENV/bin/python" tests/prepare_envs.py "$WHEEL"
+
+step "crash matrix"
+"$TOOLS_VENV/bin/python" -m pytest tests -n 2 -ra "$@"
