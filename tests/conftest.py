@@ -30,3 +30,21 @@ def interpreter_params(predicate=lambda i: True):
 def pytest_generate_tests(metafunc):
     if "interp" in metafunc.fixturenames:
         metafunc.parametrize("interp", interpreter_params())
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Pass counts of CPython's test_faulthandler per interpreter (for the record)."""
+    results = os.path.join(os.path.dirname(ENVS_FILE), "cpython-faulthandler")
+    if not os.path.isdir(results):
+        return
+    terminalreporter.section("CPython test_faulthandler with crashcatch substituted")
+    for name in sorted(os.listdir(results)):
+        import json
+        outcomes = json.load(open(os.path.join(results, name)))
+        counts = {}
+        for state, _ in outcomes.values():
+            counts[state] = counts.get(state, 0) + 1
+        failed = sorted(n for n, (s, _) in outcomes.items() if s == "failed")
+        terminalreporter.write_line(
+            f"{name[:-5]:16} passed {counts.get('passed', 0):3}  skipped {counts.get('skipped', 0):3}  "
+            f"failed {counts.get('failed', 0):3} {failed if failed else ''}")

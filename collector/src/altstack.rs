@@ -69,11 +69,7 @@ pub fn release() {
     let Some((base, len)) = OURS.with(|o| o.take()) else {
         return;
     };
-    let off = libc::stack_t {
-        ss_sp: std::ptr::null_mut(),
-        ss_flags: libc::SS_DISABLE,
-        ss_size: 0,
-    };
+    let off = libc::stack_t { ss_sp: std::ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
     // SAFETY: disabling the alternate stack, then unmapping our own mapping; we are not
     // running on it (this is ordinary Python-called code).
     unsafe {

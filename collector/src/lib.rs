@@ -1,14 +1,15 @@
 //! `crashcatch._native`: the functions behind the `crashcatch` Python package.
-//! Argument checking and file handling that mirror faulthandler live in the Python layer
-//! (`python/crashcatch/__init__.py`); this layer receives plain file descriptors.
+//! `file` arguments are resolved exactly as faulthandler does (`pyfile`); functions that
+//! keep writing to a file later return the file object, which the Python layer keeps alive.
 
 mod altstack;
 mod prepare;
+mod pyfile;
 mod signal_safe;
 mod signals;
 mod watchdog;
 
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use signal_safe::config::{FatalConfig, UserConfig, FATAL_SIGNALS, NSIG};
 use signal_safe::out::Out;
@@ -18,30 +19,36 @@ use std::time::Duration;
 
 static WATCHDOG: Mutex<Option<watchdog::Watchdog>> = Mutex::new(None);
 
+/// The file object a later report will write to, kept alive by the Python layer.
+type KeepAlive = Option<Py<PyAny>>;
+
 fn os_error(e: std::io::Error) -> PyErr {
     PyOSError::new_err(e.to_string())
 }
 
-/// Installs the fatal-signal handlers writing to `fd`.
+fn check_max_threads(max_threads: i64) -> PyResult<usize> {
+    if max_threads < 1 {
+        return Err(PyValueError::new_err("max_threads must be >= 1"));
+    }
+    Ok(max_threads as usize)
+}
+
+/// Installs the fatal-signal handlers.
 #[pyfunction]
-#[pyo3(signature = (fd, all_threads, c_stack, max_threads))]
+#[pyo3(signature = (file, all_threads, c_stack, max_threads))]
 fn enable(
     py: Python<'_>,
-    fd: i32,
+    file: Option<Bound<'_, PyAny>>,
     all_threads: bool,
     c_stack: bool,
-    max_threads: usize,
-) -> PyResult<()> {
+    max_threads: i64,
+) -> PyResult<KeepAlive> {
+    let max_threads = check_max_threads(max_threads)?;
+    let (fd, keep) = pyfile::resolve(py, file.as_ref())?;
     let target = prepare::target(py)?;
     altstack::ensure().map_err(os_error)?;
-    signals::enable_fatal(FatalConfig {
-        fd,
-        all_threads,
-        c_stack,
-        max_threads,
-        target,
-    })
-    .map_err(os_error)
+    signals::enable_fatal(FatalConfig { fd, all_threads, c_stack, max_threads, target }).map_err(os_error)?;
+    Ok(keep)
 }
 
 #[pyfunction]
@@ -54,10 +61,22 @@ fn is_enabled() -> bool {
     signals::is_fatal_enabled()
 }
 
-/// Writes the Python traceback(s) now, as the handlers would.
+/// dump_traceback(file=sys.stderr, all_threads=True, *, max_threads=100)
+/// --
+///
+/// Dump the traceback of the current thread, or of all threads if all_threads is true,
+/// into file. This native function is crashcatch.dump_traceback itself, so no frame of
+/// crashcatch's own appears in the dump (as with faulthandler).
 #[pyfunction]
-#[pyo3(signature = (fd, all_threads, max_threads))]
-fn dump_traceback(py: Python<'_>, fd: i32, all_threads: bool, max_threads: usize) -> PyResult<()> {
+#[pyo3(signature = (file=None, all_threads=true, *, max_threads=100))]
+fn dump_traceback(
+    py: Python<'_>,
+    file: Option<Bound<'_, PyAny>>,
+    all_threads: bool,
+    max_threads: i64,
+) -> PyResult<()> {
+    let max_threads = check_max_threads(max_threads)?;
+    let (fd, _keep) = pyfile::resolve(py, file.as_ref())?;
     let target = prepare::target(py)?;
     let mut out = Out::new(fd);
     handler::write_tracebacks(&mut out, target, all_threads, max_threads);
@@ -65,9 +84,14 @@ fn dump_traceback(py: Python<'_>, fd: i32, all_threads: bool, max_threads: usize
     Ok(())
 }
 
-/// Writes the calling thread's C stack now.
+/// dump_c_stack(file=sys.stderr)
+/// --
+///
+/// Dump the C stack of the current thread into file.
 #[pyfunction]
-fn dump_c_stack(py: Python<'_>, fd: i32) -> PyResult<()> {
+#[pyo3(signature = (file=None))]
+fn dump_c_stack(py: Python<'_>, file: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+    let (fd, _keep) = pyfile::resolve(py, file.as_ref())?;
     let target = prepare::target(py)?;
     let mut out = Out::new(fd);
     cstack::dump(&mut out, &target.mem, &target.facts, Regs::here());
@@ -76,15 +100,17 @@ fn dump_c_stack(py: Python<'_>, fd: i32) -> PyResult<()> {
 }
 
 #[pyfunction]
-#[pyo3(signature = (timeout_us, repeat, fd, exit, max_threads))]
+#[pyo3(signature = (timeout_us, repeat, file, exit, max_threads))]
 fn dump_traceback_later(
     py: Python<'_>,
     timeout_us: u64,
     repeat: bool,
-    fd: i32,
+    file: Option<Bound<'_, PyAny>>,
     exit: bool,
-    max_threads: usize,
-) -> PyResult<()> {
+    max_threads: i64,
+) -> PyResult<KeepAlive> {
+    let max_threads = check_max_threads(max_threads)?;
+    let (fd, keep) = pyfile::resolve(py, file.as_ref())?;
     let target = prepare::target(py)?;
     cancel_dump_traceback_later(py);
     let opts = watchdog::Options {
@@ -97,15 +123,14 @@ fn dump_traceback_later(
     };
     let dog = watchdog::Watchdog::start(opts).map_err(os_error)?;
     *WATCHDOG.lock().unwrap_or_else(|e| e.into_inner()) = Some(dog);
-    Ok(())
+    Ok(keep)
 }
 
 #[pyfunction]
 fn cancel_dump_traceback_later(py: Python<'_>) {
     let dog = WATCHDOG.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(dog) = dog {
-        // The watchdog never takes the GIL, so waiting for it with the GIL released is
-        // not needed for correctness, only to let other threads run meanwhile.
+        // Let other threads run while the watchdog thread winds down.
         py.detach(|| dog.cancel());
     }
 }
@@ -118,36 +143,28 @@ fn check_signum(signum: i32) -> PyResult<()> {
 }
 
 #[pyfunction]
-#[pyo3(signature = (signum, fd, all_threads, chain, max_threads))]
+#[pyo3(signature = (signum, file, all_threads, chain, max_threads))]
 fn register(
     py: Python<'_>,
     signum: i32,
-    fd: i32,
+    file: Option<Bound<'_, PyAny>>,
     all_threads: bool,
     chain: bool,
-    max_threads: usize,
-) -> PyResult<()> {
+    max_threads: i64,
+) -> PyResult<KeepAlive> {
     check_signum(signum)?;
     if FATAL_SIGNALS.iter().any(|(s, _)| *s == signum) {
         return Err(PyRuntimeError::new_err(format!(
             "signal {signum} cannot be registered, use enable() instead"
         )));
     }
+    let max_threads = check_max_threads(max_threads)?;
+    let (fd, keep) = pyfile::resolve(py, file.as_ref())?;
     let target = prepare::target(py)?;
     altstack::ensure().map_err(os_error)?;
-    signals::register(
-        signum,
-        |previous| UserConfig {
-            fd,
-            all_threads,
-            chain,
-            max_threads,
-            target,
-            previous,
-        },
-        chain,
-    )
-    .map_err(os_error)
+    let make = |previous| UserConfig { fd, all_threads, chain, max_threads, target, previous };
+    signals::register(signum, make, chain).map_err(os_error)?;
+    Ok(keep)
 }
 
 #[pyfunction]
@@ -167,8 +184,6 @@ fn thread_altstack(install: bool) -> PyResult<()> {
         Ok(())
     }
 }
-
-use pyo3::exceptions::PyRuntimeError;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -25,8 +25,7 @@ fn build(py: Python<'_>) -> PyResult<Target> {
     let version = py.import("sys")?.getattr("version_info")?;
     let major: u8 = version.getattr("major")?.extract()?;
     let minor: u8 = version.getattr("minor")?.extract()?;
-    let layout =
-        Layout::for_version(major, minor).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    let layout = Layout::for_version(major, minor).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
     let builtins = py.import("builtins")?;
     let types = py.import("types")?;
     let addr = |o: Bound<'_, PyAny>| o.as_ptr() as u64;
@@ -51,13 +50,7 @@ fn build(py: Python<'_>) -> PyResult<Target> {
             vdso_ehdr: libc::getauxval(libc::AT_SYSINFO_EHDR),
         }
     };
-    Ok(Target {
-        layout,
-        types: type_addrs,
-        interp,
-        mem: SelfMemory::probe(),
-        facts,
-    })
+    Ok(Target { layout, types: type_addrs, interp, mem: SelfMemory::probe(), facts })
 }
 
 /// Walks our own thread's frames with the layout table and compares them with what the
@@ -72,19 +65,12 @@ fn self_check(py: Python<'_>, t: &Target) -> PyResult<()> {
         "crashcatch cannot read this interpreter's frames ({problem}); crash reports will lack or \
          garble Python tracebacks. Please report your Python build (sys.version) to crashcatch."
     );
-    PyErr::warn(
-        py,
-        &py.get_type::<PyRuntimeWarning>(),
-        &std::ffi::CString::new(msg)?,
-        1,
-    )
+    PyErr::warn(py, &py.get_type::<PyRuntimeWarning>(), &std::ffi::CString::new(msg)?, 1)
 }
 
 fn check_frames(py: Python<'_>, t: &Target) -> PyResult<Option<String>> {
     let Some(ts) = pytrace::current_tstate(t) else {
-        return Ok(Some(
-            "this thread's state is not in the interpreter's thread list".into(),
-        ));
+        return Ok(Some("this thread's state is not in the interpreter's thread list".into()));
     };
     let mut ours = Vec::new();
     walk::for_each_frame(&t.mem, &t.layout, ts, t.types.frame_type, &mut |f| {

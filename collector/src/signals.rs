@@ -57,11 +57,7 @@ pub fn is_fatal_enabled() -> bool {
 }
 
 /// `register()`: installs the user-signal handler for `signo`.
-pub fn register(
-    signo: i32,
-    make: impl FnOnce(libc::sigaction) -> UserConfig,
-    chain: bool,
-) -> io::Result<()> {
+pub fn register(signo: i32, make: impl FnOnce(libc::sigaction) -> UserConfig, chain: bool) -> io::Result<()> {
     let slot = &config::USER[signo as usize];
     let previous = match config::load(slot) {
         Some(existing) => existing.previous,

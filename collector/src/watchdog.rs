@@ -43,10 +43,7 @@ impl Watchdog {
         let thread = std::thread::Builder::new()
             .name("crashcatch-watchdog".into())
             .spawn(move || run(opts, text, &flag))?;
-        Ok(Watchdog {
-            cancel,
-            thread: Some(thread),
-        })
+        Ok(Watchdog { cancel, thread: Some(thread) })
     }
 
     /// Stops the watchdog and waits for its thread.
@@ -70,10 +67,7 @@ fn run(opts: Options, header: String, cancel: &(Mutex<bool>, Condvar)) {
             if now >= deadline {
                 break;
             }
-            cancelled = cv
-                .wait_timeout(cancelled, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            cancelled = cv.wait_timeout(cancelled, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
         }
         if *cancelled {
             return;
@@ -103,9 +97,6 @@ mod tests {
     fn header_matches_faulthandler_format() {
         assert_eq!(header(Duration::from_secs(5)), "Timeout (0:00:05)!\n");
         assert_eq!(header(Duration::from_secs(3725)), "Timeout (1:02:05)!\n");
-        assert_eq!(
-            header(Duration::from_micros(500_000)),
-            "Timeout (0:00:00.500000)!\n"
-        );
+        assert_eq!(header(Duration::from_micros(500_000)), "Timeout (0:00:00.500000)!\n");
     }
 }

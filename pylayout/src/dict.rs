@@ -52,11 +52,7 @@ fn for_each_item_inner(
             layout.dictkeys_unicode_entry_value?,
         )
     } else {
-        (
-            layout.dictkeys_entry_size?,
-            layout.dictkeys_entry_key?,
-            layout.dictkeys_entry_value?,
-        )
+        (layout.dictkeys_entry_size?, layout.dictkeys_entry_key?, layout.dictkeys_entry_value?)
     };
     let entries = keys + layout.dictkeys_indices? as u64 + index_bytes;
     for i in 0..nentries {
@@ -75,12 +71,7 @@ fn for_each_item_inner(
 
 /// Calls `f(key)` for each entry of the set or frozenset at `set` until `f` returns
 /// `false`. Dummy (deleted) slots are passed too: callers check the key's type.
-pub fn for_each_set_key(
-    mem: &dyn Memory,
-    layout: &Layout,
-    set: u64,
-    f: &mut dyn FnMut(u64) -> bool,
-) -> bool {
+pub fn for_each_set_key(mem: &dyn Memory, layout: &Layout, set: u64, f: &mut dyn FnMut(u64) -> bool) -> bool {
     let mut inner = || -> Option<()> {
         let mask = mem.ptr_at(set, layout.set_mask?)?;
         if mask >= MAX_ENTRIES {
@@ -88,10 +79,7 @@ pub fn for_each_set_key(
         }
         let table = mem.ptr_at(set, layout.set_table?)?;
         for i in 0..=mask {
-            let key = mem.ptr_at(
-                table + i * layout.set_entry_size? as u64,
-                layout.set_entry_key?,
-            )?;
+            let key = mem.ptr_at(table + i * layout.set_entry_size? as u64, layout.set_entry_key?)?;
             if key != 0 && !f(key) {
                 break;
             }

@@ -130,17 +130,12 @@ impl Layout {
 
     /// The layout of CPython `major.minor` from a table in the generator's JSON format.
     pub fn from_table(json: &str, major: u8, minor: u8) -> Result<Layout, LayoutError> {
-        let table: HashMap<String, HashMap<String, serde_json::Value>> =
-            serde_json::from_str(json)?;
+        let table: HashMap<String, HashMap<String, serde_json::Value>> = serde_json::from_str(json)?;
         let key = format!("{major}.{minor}");
         let Some(map) = table.get(&key).filter(|_| major == 3) else {
             let mut known: Vec<&String> = table.keys().collect();
             known.sort();
-            let known = known
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
+            let known = known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
             return Err(LayoutError::UnknownVersion(major, minor, known));
         };
         let layout = Layout::from_map(minor, map);

@@ -65,8 +65,5 @@ pub struct TypeAddrs {
 
 /// `_PyMem_IsPtrFreed()`: NULL or one of the debug allocators' fill patterns.
 pub fn is_freed_pattern(ptr: u64) -> bool {
-    matches!(
-        ptr,
-        0 | 0xCDCD_CDCD_CDCD_CDCD | 0xDDDD_DDDD_DDDD_DDDD | 0xFDFD_FDFD_FDFD_FDFD
-    )
+    matches!(ptr, 0 | 0xCDCD_CDCD_CDCD_CDCD | 0xDDDD_DDDD_DDDD_DDDD | 0xFDFD_FDFD_FDFD_FDFD)
 }

@@ -21,14 +21,7 @@ impl<'a> ByteStream<'a> {
             return None;
         }
         let start = obj + layout.bytes_ob_sval? as u64;
-        Some(ByteStream {
-            mem,
-            next: start,
-            end: start + size,
-            buf: [0; 64],
-            buf_start: 0,
-            buf_len: 0,
-        })
+        Some(ByteStream { mem, next: start, end: start + size, buf: [0; 64], buf_start: 0, buf_len: 0 })
     }
 
     fn at_end(&self) -> bool {
@@ -40,8 +33,7 @@ impl<'a> ByteStream<'a> {
         if self.at_end() {
             return None;
         }
-        let in_buf =
-            self.next >= self.buf_start && self.next < self.buf_start + self.buf_len as u64;
+        let in_buf = self.next >= self.buf_start && self.next < self.buf_start + self.buf_len as u64;
         if !in_buf {
             let len = (self.end - self.next).min(self.buf.len() as u64) as usize;
             if !self.mem.read(self.next, &mut self.buf[..len]) {
@@ -153,11 +145,7 @@ fn signed_varint(s: &mut ByteStream) -> Option<i32> {
         }
         val |= (b & 63) << shift;
     }
-    Some(if val & 1 != 0 {
-        -((val >> 1) as i32)
-    } else {
-        (val >> 1) as i32
-    })
+    Some(if val & 1 != 0 { -((val >> 1) as i32) } else { (val >> 1) as i32 })
 }
 
 #[cfg(test)]
@@ -179,14 +167,7 @@ mod tests {
     }
 
     fn stream<'a>(mem: &'a Bytes) -> ByteStream<'a> {
-        ByteStream {
-            mem,
-            next: 0,
-            end: mem.0.len() as u64,
-            buf: [0; 64],
-            buf_start: 0,
-            buf_len: 0,
-        }
+        ByteStream { mem, next: 0, end: mem.0.len() as u64, buf: [0; 64], buf_start: 0, buf_len: 0 }
     }
 
     #[test]

@@ -38,10 +38,7 @@ pub fn for_each_char(
     while done < count {
         let n = (count - done).min(per_chunk);
         let bytes = (n * info.kind as u64) as usize;
-        let Some(src) = done
-            .checked_mul(info.kind as u64)
-            .and_then(|off| info.data.checked_add(off))
-        else {
+        let Some(src) = done.checked_mul(info.kind as u64).and_then(|off| info.data.checked_add(off)) else {
             return StrRead::Unreadable;
         };
         if !mem.read(src, &mut buf[..bytes]) {
@@ -56,9 +53,7 @@ pub fn for_each_char(
         }
         done += n;
     }
-    StrRead::Done {
-        truncated: info.length > limit as u64,
-    }
+    StrRead::Done { truncated: info.length > limit as u64 }
 }
 
 /// Where a str's characters are and how wide each is.
@@ -88,14 +83,7 @@ pub fn str_info(mem: &dyn Memory, layout: &Layout, str_type: u64, obj: u64) -> O
     let data = match (compact, ascii) {
         (true, true) => obj + layout.unicode_ascii_size? as u64,
         (true, false) => obj + layout.unicode_compact_size? as u64,
-        (false, _) => mem
-            .ptr_at(obj, layout.unicode_data_any?)
-            .filter(|&p| p != 0)?,
+        (false, _) => mem.ptr_at(obj, layout.unicode_data_any?).filter(|&p| p != 0)?,
     };
-    Some(StrInfo {
-        length,
-        kind,
-        data,
-        ascii,
-    })
+    Some(StrInfo { length, kind, data, ascii })
 }

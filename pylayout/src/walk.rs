@@ -70,8 +70,7 @@ pub fn native_thread_id(mem: &dyn Memory, layout: &Layout, tstate: u64) -> Optio
 
 /// `interp->gc.collecting`.
 pub fn gc_collecting(mem: &dyn Memory, layout: &Layout, interp: u64) -> Option<bool> {
-    mem.read_i32(interp + layout.interp_gc_collecting? as u64)
-        .map(|v| v != 0)
+    mem.read_i32(interp + layout.interp_gc_collecting? as u64).map(|v| v != 0)
 }
 
 /// The innermost frame of a thread (0 when it runs no Python code).
@@ -140,21 +139,13 @@ fn frame_object(
     let code = mem.ptr_at(frame, layout.frame_code?)?;
     let lasti = mem.read_i32(frame + layout.frame_lasti? as u64)? as i64;
     // 3.10 counts f_lasti in 2-byte code units, 3.9 in bytes.
-    let addr = if layout.minor >= 10 {
-        lasti.saturating_mul(2)
-    } else {
-        lasti
-    };
+    let addr = if layout.minor >= 10 { lasti.saturating_mul(2) } else { lasti };
     let back = mem.ptr_at(frame, layout.frame_back?)?;
     Some((Some(PyFrame { frame, code, addr }), back))
 }
 
 /// 3.11+: a `_PyInterpreterFrame`. Returns (frame to show unless plumbing, previous).
-fn interpreter_frame(
-    mem: &dyn Memory,
-    layout: &Layout,
-    frame: u64,
-) -> Option<(Option<PyFrame>, u64)> {
+fn interpreter_frame(mem: &dyn Memory, layout: &Layout, frame: u64) -> Option<(Option<PyFrame>, u64)> {
     let previous = mem.ptr_at(frame, layout.iframe_previous?)?;
     if let (Some(owner_off), Some(min)) = (layout.iframe_owner, layout.iframe_plumbing_owner_min) {
         let owner = mem.read_u8(frame + owner_off as u64)? as u32;
@@ -167,10 +158,6 @@ fn interpreter_frame(
     let instr_off = layout.iframe_instr_ptr.or(layout.iframe_prev_instr)?;
     let instr = mem.ptr_at(frame, instr_off)?;
     let start = code.wrapping_add(layout.code_code_adaptive? as u64);
-    let addr = if instr < start {
-        -2
-    } else {
-        ((instr - start) & !1).min(i64::MAX as u64) as i64
-    };
+    let addr = if instr < start { -2 } else { ((instr - start) & !1).min(i64::MAX as u64) as i64 };
     Some((Some(PyFrame { frame, code, addr }), previous))
 }

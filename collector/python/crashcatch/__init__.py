@@ -22,54 +22,28 @@ __all__ = [
     "dump_traceback_later", "cancel_dump_traceback_later", "register", "unregister",
 ]
 
-# faulthandler keeps a reference to the file objects it writes to, so that their file
-# descriptors stay open; so do we, per use.
+# faulthandler keeps a reference to the file objects it will write to, so that their file
+# descriptors stay open; so do we, per use. The native functions resolve `file` exactly as
+# faulthandler does and return the object to keep.
 _files: dict = {}
 
 _MAX_THREADS = 100
 # PY_TIMEOUT_MAX in microseconds is at least this on every supported Linux build.
 _TIMEOUT_MAX_US = 2**63 // 1000 - 1
 
-
-def _fileno(file):
-    """faulthandler_get_fileno(): stderr by default, an int fd, or an object with fileno()."""
-    if file is None:
-        file = getattr(_sys, "stderr", None)
-        if file is None:
-            raise RuntimeError("sys.stderr is None")
-    elif isinstance(file, int):
-        if isinstance(file, bool):
-            import warnings
-            warnings.warn("bool is used as a file descriptor", RuntimeWarning, stacklevel=3)
-        if file < 0:
-            raise ValueError("file is not a valid file descripter")
-        return file, None
-    result = file.fileno()
-    fd = result if isinstance(result, int) else -1
-    if fd < 0:
-        raise RuntimeError("file.fileno() is not a valid file descriptor")
-    try:
-        file.flush()
-    except Exception:
-        pass  # faulthandler ignores flush() errors too
-    return fd, file
-
-
-def _check_max_threads(max_threads):
-    if max_threads < 1:
-        raise ValueError("max_threads must be >= 1")
-    return max_threads
+# Native, so that no crashcatch frame shows up in the dump it writes.
+dump_traceback = _native.dump_traceback
+dump_c_stack = _native.dump_c_stack
 
 
 def enable(file=None, all_threads=True, c_stack=True, *, max_threads=_MAX_THREADS):
-    """Report fatal signals to ``file`` (default: sys.stderr).
+    """Report fatal signals (SIGSEGV, SIGFPE, SIGABRT, SIGBUS, SIGILL) to ``file``
+    (default: sys.stderr).
 
     ``all_threads``: the Python traceback of every thread, not only the crashing one.
     ``c_stack``: append the crashing thread's C stack.
     """
-    fd, keep = _fileno(file)
-    _native.enable(fd, bool(all_threads), bool(c_stack), _check_max_threads(max_threads))
-    _files["fatal"] = keep
+    _files["fatal"] = _native.enable(file, bool(all_threads), bool(c_stack), max_threads)
     _hook_thread_start()
 
 
@@ -85,18 +59,6 @@ def is_enabled():
     return _native.is_enabled()
 
 
-def dump_traceback(file=None, all_threads=True, *, max_threads=_MAX_THREADS):
-    """Write the traceback of the current thread (or all threads) to ``file`` now."""
-    fd, _ = _fileno(file)
-    _native.dump_traceback(fd, bool(all_threads), _check_max_threads(max_threads))
-
-
-def dump_c_stack(file=None):
-    """Write the C stack of the current thread to ``file`` now."""
-    fd, _ = _fileno(file)
-    _native.dump_c_stack(fd)
-
-
 def dump_traceback_later(timeout, repeat=False, file=None, exit=False, *, max_threads=_MAX_THREADS):
     """Dump every thread's traceback after ``timeout`` seconds (again every ``timeout``
     seconds if ``repeat``), then exit the process with status 1 if ``exit``."""
@@ -105,9 +67,7 @@ def dump_traceback_later(timeout, repeat=False, file=None, exit=False, *, max_th
         raise ValueError("timeout must be greater than 0")
     if timeout_us > _TIMEOUT_MAX_US:
         raise OverflowError("timeout value is too large")
-    fd, keep = _fileno(file)
-    _native.dump_traceback_later(timeout_us, bool(repeat), fd, bool(exit), _check_max_threads(max_threads))
-    _files["later"] = keep
+    _files["later"] = _native.dump_traceback_later(timeout_us, bool(repeat), file, bool(exit), max_threads)
 
 
 def cancel_dump_traceback_later():
@@ -119,9 +79,7 @@ def cancel_dump_traceback_later():
 def register(signum, file=None, all_threads=True, chain=False, *, max_threads=_MAX_THREADS):
     """Dump the traceback(s) to ``file`` whenever signal ``signum`` arrives; the process
     goes on. ``chain``: also call the handler that was there before."""
-    fd, keep = _fileno(file)
-    _native.register(signum, fd, bool(all_threads), bool(chain), _check_max_threads(max_threads))
-    _files[("user", signum)] = keep
+    _files[("user", signum)] = _native.register(signum, file, bool(all_threads), bool(chain), max_threads)
 
 
 def unregister(signum):

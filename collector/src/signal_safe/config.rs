@@ -62,8 +62,7 @@ pub struct UserConfig {
 pub static FATAL: AtomicPtr<FatalConfig> = AtomicPtr::new(core::ptr::null_mut());
 
 /// Per-signal `register()` configuration; null when not registered.
-pub static USER: [AtomicPtr<UserConfig>; NSIG] =
-    [const { AtomicPtr::new(core::ptr::null_mut()) }; NSIG];
+pub static USER: [AtomicPtr<UserConfig>; NSIG] = [const { AtomicPtr::new(core::ptr::null_mut()) }; NSIG];
 
 /// The dispositions that were installed before ours, per entry of [`FATAL_SIGNALS`].
 pub static PREVIOUS_FATAL: [AtomicPtr<libc::sigaction>; 5] =
@@ -84,10 +83,7 @@ pub fn load<T>(slot: &AtomicPtr<T>) -> Option<&'static T> {
 
 /// Stores a value made by [`publish`].
 pub fn store<T>(slot: &AtomicPtr<T>, value: Option<&'static T>) {
-    slot.store(
-        value.map_or(core::ptr::null_mut(), |v| v as *const T as *mut T),
-        Ordering::Release,
-    );
+    slot.store(value.map_or(core::ptr::null_mut(), |v| v as *const T as *mut T), Ordering::Release);
 }
 
 /// The main program's path (from /proc/self/exe), NUL-terminated; its link-map entry has an
@@ -100,10 +96,7 @@ static EXE_PATH_SET: AtomicU64 = AtomicU64::new(0);
 
 /// Records the executable's path; only the first call has an effect.
 pub fn set_exe_path(path: &[u8]) {
-    if EXE_PATH_SET
-        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
-    {
+    if EXE_PATH_SET.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_err() {
         return;
     }
     let n = path.len().min(4095);

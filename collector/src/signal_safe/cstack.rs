@@ -63,22 +63,10 @@ fn write_frame(out: &mut Out, mem: &SelfMemory, f: &Frame) {
     write_cstr(out, mem, m.name, usize::MAX);
     out.byte(b'"');
     // Name the function containing the call, not the instruction after it.
-    let lookup = if f.trust == Trust::Context {
-        f.pc
-    } else {
-        f.pc - 1
-    };
+    let lookup = if f.trust == Trust::Context { f.pc } else { f.pc - 1 };
     let mut name = [0u8; 256];
-    let path = if m.name != 0 && mem.read_u8(m.name).is_some_and(|b| b != 0) {
-        m.name
-    } else {
-        0
-    };
-    let from_file = if path != 0 {
-        symfile::nearest_symtab(mem, &m, path, lookup, &mut name)
-    } else {
-        None
-    };
+    let path = if m.name != 0 && mem.read_u8(m.name).is_some_and(|b| b != 0) { m.name } else { 0 };
+    let from_file = if path != 0 { symfile::nearest_symtab(mem, &m, path, lookup, &mut name) } else { None };
     if let Some((len, off)) = from_file {
         out.str(", at ");
         out.bytes(&name[..len]);

@@ -76,30 +76,20 @@ pub fn for_each_module(mem: &SelfMemory, facts: &ProcessFacts, f: &mut dyn FnMut
     let mut first = true;
     let mut n = 0;
     while lm != 0 && n < MAX_MODULES {
-        let (Some(l_addr), Some(l_name), Some(next)) = (
-            mem.read_u64(lm),
-            mem.read_u64(lm + 8),
-            mem.read_u64(lm + 24),
-        ) else {
+        let (Some(l_addr), Some(l_name), Some(next)) =
+            (mem.read_u64(lm), mem.read_u64(lm + 8), mem.read_u64(lm + 24))
+        else {
             return;
         };
         let module = if first {
-            describe(
-                mem,
-                l_addr,
-                facts.exe_phdr,
-                facts.exe_phnum,
-                config::exe_path_ptr(),
-            )
+            describe(mem, l_addr, facts.exe_phdr, facts.exe_phnum, config::exe_path_ptr())
         } else {
             elf_header_phdrs(mem, l_addr)
                 .and_then(|(phdr, phnum)| describe(mem, l_addr, phdr, phnum, l_name))
                 // The vDSO's header need not sit at its bias; the aux vector says where it is.
                 .or_else(|| {
                     let (phdr, phnum) = elf_header_phdrs(mem, facts.vdso_ehdr)?;
-                    let bias = facts
-                        .vdso_ehdr
-                        .wrapping_sub(first_load_vaddr(mem, phdr, phnum)?);
+                    let bias = facts.vdso_ehdr.wrapping_sub(first_load_vaddr(mem, phdr, phnum)?);
                     describe(mem, bias, phdr, phnum, l_name)
                 })
         };
@@ -136,12 +126,7 @@ fn first_load_vaddr(mem: &SelfMemory, phdr: u64, phnum: u16) -> Option<u64> {
 }
 
 fn describe(mem: &SelfMemory, bias: u64, phdr: u64, phnum: u16, name: u64) -> Option<Module> {
-    let mut m = Module {
-        bias,
-        name,
-        start: u64::MAX,
-        ..Module::default()
-    };
+    let mut m = Module { bias, name, start: u64::MAX, ..Module::default() };
     let mut loads = [(0u64, 0u64); MAX_PHDRS];
     let mut nloads = 0;
     for i in 0..(phnum as usize).min(MAX_PHDRS) {
@@ -172,9 +157,7 @@ fn describe(mem: &SelfMemory, bias: u64, phdr: u64, phnum: u16, name: u64) -> Op
     if m.start >= m.end {
         return None;
     }
-    if let Some(&(_, end)) = loads[..nloads]
-        .iter()
-        .find(|(s, e)| m.eh_frame_hdr >= *s && m.eh_frame_hdr < *e)
+    if let Some(&(_, end)) = loads[..nloads].iter().find(|(s, e)| m.eh_frame_hdr >= *s && m.eh_frame_hdr < *e)
     {
         m.eh_segment_end = end;
     }
@@ -184,8 +167,7 @@ fn describe(mem: &SelfMemory, bias: u64, phdr: u64, phnum: u16, name: u64) -> Op
 /// The nearest exported function symbol at or below `pc` in `m`'s `.dynsym`:
 /// (name address, offset of pc from the symbol).
 pub fn nearest_dynsym(mem: &SelfMemory, m: &Module, pc: u64) -> Option<(u64, u64)> {
-    let (mut symtab, mut strtab, mut strsz, mut hash, mut gnu_hash) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut symtab, mut strtab, mut strsz, mut hash, mut gnu_hash) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut d = m.dynamic;
     if d == 0 {
         return None;

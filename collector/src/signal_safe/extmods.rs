@@ -20,29 +20,26 @@ pub fn dump_extension_modules(out: &mut Out, t: &Target) {
         .interp_sysdict
         .and_then(|o| mem.ptr_at(t.interp, o))
         .and_then(|sysdict| find_ascii_key(t, sysdict, b"stdlib_module_names"))
-        .filter(|&set| {
-            mem.ptr_at(set, l.object_ob_type.unwrap_or(8)) == Some(t.types.frozenset_type)
-        });
+        .filter(|&set| mem.ptr_at(set, l.object_ob_type.unwrap_or(8)) == Some(t.types.frozenset_type));
     let mut count = 0u64;
     dict::for_each_item(mem, l, modules, &mut |key, value| {
         if !is_str(t, key) || !is_extension_module(t, value) {
             return true;
         }
         if let Some(set) = stdlib {
+            // 3.15+ also hide submodules of stdlib packages ("math.integer").
+            let len = str_info(mem, l, t.types.str_type, key).map_or(0, |i| i.length);
+            let top = if l.minor >= 15 { first_dot(t, key).unwrap_or(len) } else { len };
             let mut in_stdlib = false;
             dict::for_each_set_key(mem, l, set, &mut |item| {
-                in_stdlib = is_str(t, item) && str_eq(t, key, item);
+                in_stdlib = is_str(t, item) && (str_eq(t, key, len, item) || str_eq(t, key, top, item));
                 !in_stdlib
             });
             if in_stdlib {
                 return true;
             }
         }
-        out.str(if count == 0 {
-            "\nExtension modules: "
-        } else {
-            ", "
-        });
+        out.str(if count == 0 { "\nExtension modules: " } else { ", " });
         write_ascii(out, t, key);
         count += 1;
         true
@@ -84,9 +81,7 @@ fn is_extension_module(t: &Target, obj: u64) -> bool {
         _ => None,
     };
     match (def, l.moduledef_m_methods) {
-        (Some(def), Some(m_methods)) if def != 0 => {
-            mem.ptr_at(def, m_methods).is_some_and(|m| m != 0)
-        }
+        (Some(def), Some(m_methods)) if def != 0 => mem.ptr_at(def, m_methods).is_some_and(|m| m != 0),
         _ => false,
     }
 }
@@ -117,28 +112,23 @@ fn str_is(t: &Target, s: u64, name: &[u8]) -> bool {
     t.mem.read(info.data, buf) && buf == name
 }
 
-/// Whether two str objects hold the same text (compared 64 characters at a time).
-fn str_eq(t: &Target, a: u64, b: u64) -> bool {
-    let (Some(x), Some(y)) = (
-        str_info(&t.mem, &t.layout, t.types.str_type, a),
-        str_info(&t.mem, &t.layout, t.types.str_type, b),
-    ) else {
+/// Whether the first `a_len` characters of str `a` are the whole of str `b`
+/// (compared 64 characters at a time).
+fn str_eq(t: &Target, a: u64, a_len: u64, b: u64) -> bool {
+    let (Some(x), Some(y)) =
+        (str_info(&t.mem, &t.layout, t.types.str_type, a), str_info(&t.mem, &t.layout, t.types.str_type, b))
+    else {
         return false;
     };
-    if x.length != y.length {
+    if a_len > x.length || a_len != y.length {
         return false;
     }
     let (mut bx, mut by) = ([0u8; 256], [0u8; 256]);
     let mut i = 0u64;
-    while i < x.length {
-        let n = (x.length - i).min(64);
-        let (sx, sy) = (
-            &mut bx[..(n * x.kind as u64) as usize],
-            &mut by[..(n * y.kind as u64) as usize],
-        );
-        if !t.mem.read(x.data + i * x.kind as u64, sx)
-            || !t.mem.read(y.data + i * y.kind as u64, sy)
-        {
+    while i < a_len {
+        let n = (a_len - i).min(64);
+        let (sx, sy) = (&mut bx[..(n * x.kind as u64) as usize], &mut by[..(n * y.kind as u64) as usize]);
+        if !t.mem.read(x.data + i * x.kind as u64, sx) || !t.mem.read(y.data + i * y.kind as u64, sy) {
             return false;
         }
         for k in 0..n as usize {
@@ -149,6 +139,19 @@ fn str_eq(t: &Target, a: u64, b: u64) -> bool {
         i += n;
     }
     true
+}
+
+/// Index of the first '.' in a str, if any.
+fn first_dot(t: &Target, s: u64) -> Option<u64> {
+    let mut index = 0u64;
+    let mut found = None;
+    pylayout::text::for_each_char(&t.mem, &t.layout, t.types.str_type, s, 1024, &mut |ch| {
+        if found.is_none() && ch == '.' as u32 {
+            found = Some(index);
+        }
+        index += 1;
+    });
+    found
 }
 
 fn char_at(buf: &[u8], kind: u8, i: usize) -> u32 {

@@ -28,10 +28,7 @@ fn gettid() -> i32 {
 }
 
 fn sleep_ms(ms: u32) {
-    let ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: ms as i64 * 1_000_000,
-    };
+    let ts = libc::timespec { tv_sec: 0, tv_nsec: ms as i64 * 1_000_000 };
     // SAFETY: nanosleep reads `ts`; the remainder pointer may be null.
     unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
 }
@@ -87,11 +84,7 @@ fn set_default(signo: i32) {
 }
 
 /// Handler for SIGSEGV, SIGFPE, SIGABRT, SIGBUS and SIGILL.
-pub extern "C" fn fatal_handler(
-    signo: i32,
-    _info: *mut libc::siginfo_t,
-    ucontext: *mut libc::c_void,
-) {
+pub extern "C" fn fatal_handler(signo: i32, _info: *mut libc::siginfo_t, ucontext: *mut libc::c_void) {
     let saved_errno = errno();
     let me = gettid();
     match acquire(me, FATAL_WAIT_MS) {
@@ -107,8 +100,7 @@ pub extern "C" fn fatal_handler(
     if let (Some(cfg), false) = (config::load(&config::FATAL), reported) {
         ORIGINAL_SIGNAL.store(signo, Ordering::Release);
         // SAFETY: the kernel passes a valid ucontext_t to SA_SIGINFO handlers.
-        let regs =
-            unsafe { (ucontext as *const libc::ucontext_t).as_ref() }.map(Regs::from_ucontext);
+        let regs = unsafe { (ucontext as *const libc::ucontext_t).as_ref() }.map(Regs::from_ucontext);
         write_fatal_report(cfg, signo, regs);
         FATAL_REPORTED.store(true, Ordering::Release);
     }
@@ -185,11 +177,7 @@ fn handler_crashed(signo: i32) {
 }
 
 /// Handler for signals passed to `register()`.
-pub extern "C" fn user_handler(
-    signo: i32,
-    _info: *mut libc::siginfo_t,
-    _ucontext: *mut libc::c_void,
-) {
+pub extern "C" fn user_handler(signo: i32, _info: *mut libc::siginfo_t, _ucontext: *mut libc::c_void) {
     let saved_errno = errno();
     let Some(cfg) = config::USER.get(signo as usize).and_then(config::load) else {
         return;

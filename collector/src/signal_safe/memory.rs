@@ -35,19 +35,11 @@ impl Memory for SelfMemory {
         if self.direct {
             // SAFETY: only used when process_vm_readv is unavailable; like faulthandler, we
             // then trust the interpreter's pointers. Source and destination do not overlap.
-            unsafe {
-                core::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len())
-            };
+            unsafe { core::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) };
             return true;
         }
-        let local = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        let remote = libc::iovec {
-            iov_base: addr as *mut libc::c_void,
-            iov_len: buf.len(),
-        };
+        let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: buf.len() };
         // SAFETY: both iovecs describe valid lengths; the kernel checks the remote range
         // and writes only into `buf`.
         let n = unsafe { libc::process_vm_readv(self.pid, &local, 1, &remote, 1, 0) };

@@ -10,11 +10,7 @@ pub struct Out {
 
 impl Out {
     pub const fn new(fd: i32) -> Out {
-        Out {
-            fd,
-            buf: [0; 1024],
-            len: 0,
-        }
+        Out { fd, buf: [0; 1024], len: 0 }
     }
 
     pub fn bytes(&mut self, mut data: &[u8]) {
@@ -73,13 +69,8 @@ impl Out {
         let mut done = 0;
         while done < self.len {
             // SAFETY: the pointer and length describe initialised bytes of self.buf.
-            let n = unsafe {
-                libc::write(
-                    self.fd,
-                    self.buf[done..self.len].as_ptr().cast(),
-                    self.len - done,
-                )
-            };
+            let n =
+                unsafe { libc::write(self.fd, self.buf[done..self.len].as_ptr().cast(), self.len - done) };
             if n > 0 {
                 done += n as usize;
             } else if n < 0 && errno() == libc::EINTR {

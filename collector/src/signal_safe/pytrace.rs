@@ -33,12 +33,7 @@ pub fn current_tstate(t: &Target) -> Option<u64> {
 
 /// `_Py_DumpTracebackThreads(fd, interp, current)`. Returns false (and writes nothing)
 /// when the interpreter's thread list is unreadable.
-pub fn dump_all_threads(
-    out: &mut Out,
-    t: &Target,
-    current: Option<u64>,
-    max_threads: usize,
-) -> bool {
+pub fn dump_all_threads(out: &mut Out, t: &Target, current: Option<u64>, max_threads: usize) -> bool {
     let mut n = 0usize;
     walk::for_each_thread(&t.mem, &t.layout, t.interp, &mut |ts| {
         if n != 0 {
@@ -51,10 +46,7 @@ pub fn dump_all_threads(
         let is_current = Some(ts) == current;
         write_thread_header(out, t, ts, is_current);
         if is_current && t.layout.minor >= 10 {
-            let interp = t
-                .mem
-                .ptr_at(ts, t.layout.tstate_interp.unwrap_or(0))
-                .unwrap_or(t.interp);
+            let interp = t.mem.ptr_at(ts, t.layout.tstate_interp.unwrap_or(0)).unwrap_or(t.interp);
             if walk::gc_collecting(&t.mem, &t.layout, interp) == Some(true) {
                 out.str("  Garbage-collecting\n");
             }
@@ -66,11 +58,7 @@ pub fn dump_all_threads(
 }
 
 fn write_thread_header(out: &mut Out, t: &Target, ts: u64, is_current: bool) {
-    out.str(if is_current {
-        "Current thread 0x"
-    } else {
-        "Thread 0x"
-    });
+    out.str(if is_current { "Current thread 0x" } else { "Thread 0x" });
     out.hex(walk::thread_id(&t.mem, &t.layout, ts).unwrap_or(0), 16);
     // 3.14+ name the current thread after its OS thread name.
     if is_current && t.layout.minor >= 14 {
@@ -113,8 +101,8 @@ pub fn dump_thread(out: &mut Out, t: &Target, ts: u64, write_header: bool) {
 /// `dump_frame()`: `  File "name", line N in func`.
 fn write_frame(out: &mut Out, t: &Target, f: PyFrame) {
     let l = &t.layout;
-    let is_code = f.code != 0
-        && t.mem.ptr_at(f.code, l.object_ob_type.unwrap_or(8)) == Some(t.types.code_type);
+    let is_code =
+        f.code != 0 && t.mem.ptr_at(f.code, l.object_ob_type.unwrap_or(8)) == Some(t.types.code_type);
     let field = |off: Option<u32>| {
         if is_code {
             t.mem.ptr_at(f.code, off.unwrap_or(0))
@@ -132,10 +120,7 @@ fn write_frame(out: &mut Out, t: &Target, f: PyFrame) {
         _ => out.str("???"),
     }
     out.str(", line ");
-    match is_code
-        .then(|| lines::addr_to_line(&t.mem, l, f.code, f.addr))
-        .flatten()
-    {
+    match is_code.then(|| lines::addr_to_line(&t.mem, l, f.code, f.addr)).flatten() {
         Some(line) if line >= 0 => out.dec(line as u64),
         _ => out.str("???"),
     }
@@ -167,14 +152,7 @@ pub fn write_ascii(out: &mut Out, t: &Target, s: u64) {
             out.hex(ch as u64, 8);
         }
     };
-    let r = for_each_char(
-        &t.mem,
-        &t.layout,
-        t.types.str_type,
-        s,
-        MAX_STRING_LENGTH,
-        &mut sink,
-    );
+    let r = for_each_char(&t.mem, &t.layout, t.types.str_type, s, MAX_STRING_LENGTH, &mut sink);
     if r == (StrRead::Done { truncated: true }) {
         out.str("...");
     }

@@ -15,12 +15,7 @@ struct File(i32);
 impl File {
     fn open(path: u64) -> Option<File> {
         // SAFETY: `path` points to a NUL-terminated string owned by ld.so or by us.
-        let fd = unsafe {
-            libc::open(
-                path as *const libc::c_char,
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            )
-        };
+        let fd = unsafe { libc::open(path as *const libc::c_char, libc::O_RDONLY | libc::O_CLOEXEC) };
         (fd >= 0).then_some(File(fd))
     }
 
@@ -53,17 +48,13 @@ impl Drop for File {
 }
 
 fn u16_at(b: &[u8], o: usize) -> u16 {
-    b.get(o..o + 2)
-        .map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
+    b.get(o..o + 2).map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
 }
 fn u32_at(b: &[u8], o: usize) -> u32 {
-    b.get(o..o + 4)
-        .map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(o..o + 4).map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 fn u64_at(b: &[u8], o: usize) -> u64 {
-    b.get(o..o + 8)
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u64::from_le_bytes)
+    b.get(o..o + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes)
 }
 
 /// The function containing `pc` per the module file's `.symtab`: copies its name into
@@ -83,11 +74,7 @@ pub fn nearest_symtab(
     if !notes_match(mem, m, &f, &ehdr) {
         return None;
     }
-    let (shoff, shentsize, shnum) = (
-        u64_at(&ehdr, 40),
-        u16_at(&ehdr, 58) as u64,
-        u16_at(&ehdr, 60) as u64,
-    );
+    let (shoff, shentsize, shnum) = (u64_at(&ehdr, 40), u16_at(&ehdr, 58) as u64, u16_at(&ehdr, 60) as u64);
     if shentsize != 64 {
         return None;
     }
@@ -162,11 +149,7 @@ fn notes_match(mem: &SelfMemory, m: &Module, f: &File, ehdr: &[u8]) -> bool {
         if u32_at(&ph, 0) != 4 {
             continue; // not PT_NOTE
         }
-        let (offset, vaddr, size) = (
-            u64_at(&ph, 8),
-            u64_at(&ph, 16),
-            u64_at(&ph, 32).min(128) as usize,
-        );
+        let (offset, vaddr, size) = (u64_at(&ph, 8), u64_at(&ph, 16), u64_at(&ph, 32).min(128) as usize);
         let (mut on_disk, mut loaded) = ([0u8; 128], [0u8; 128]);
         return f.read_at(offset, &mut on_disk[..size])
             && mem.read(m.bias.wrapping_add(vaddr), &mut loaded[..size])

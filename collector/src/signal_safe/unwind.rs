@@ -6,8 +6,8 @@ use super::config::ProcessFacts;
 use super::elf::{self, Module};
 use super::memory::SelfMemory;
 use gimli::{
-    BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EndianSlice, LittleEndian, Pointer, Register,
-    RegisterRule, UnwindContext, UnwindContextStorage, UnwindSection, UnwindTableRow,
+    BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EndianSlice, LittleEndian, Pointer, Register, RegisterRule,
+    UnwindContext, UnwindContextStorage, UnwindSection, UnwindTableRow,
 };
 use pylayout::Memory;
 
@@ -103,14 +103,7 @@ pub struct Unwinder<'a> {
 
 impl<'a> Unwinder<'a> {
     pub fn new(mem: &'a SelfMemory, facts: &'a ProcessFacts, regs: Regs) -> Self {
-        Unwinder {
-            mem,
-            facts,
-            regs,
-            exact: true,
-            trust: Trust::Context,
-            done: false,
-        }
+        Unwinder { mem, facts, regs, exact: true, trust: Trust::Context, done: false }
     }
 
     fn step(&mut self, module: Option<&Module>, lookup_pc: u64) -> Option<(Regs, bool, Trust)> {
@@ -141,9 +134,8 @@ impl<'a> Unwinder<'a> {
     fn step_cfi(&self, m: &Module, lookup_pc: u64) -> Option<(Regs, bool)> {
         // SAFETY: PT_GNU_EH_FRAME and the PT_LOAD segment holding it are mapped, read-only
         // parts of a module the dynamic linker reports as loaded.
-        let hdr = unsafe {
-            core::slice::from_raw_parts(m.eh_frame_hdr as *const u8, m.eh_frame_hdr_len as usize)
-        };
+        let hdr =
+            unsafe { core::slice::from_raw_parts(m.eh_frame_hdr as *const u8, m.eh_frame_hdr_len as usize) };
         let bases = BaseAddresses::default().set_eh_frame_hdr(m.eh_frame_hdr);
         let parsed = EhFrameHdr::new(hdr, LittleEndian).parse(&bases, 8).ok()?;
         let Pointer::Direct(eh_frame_addr) = parsed.eh_frame_ptr() else {
@@ -162,13 +154,9 @@ impl<'a> Unwinder<'a> {
         let eh_frame = EhFrame::new(eh, LittleEndian);
         let bases = bases.set_eh_frame(eh_frame_addr).set_text(m.start);
         let table = parsed.table()?;
-        let fde = table
-            .fde_for_address(&eh_frame, &bases, lookup_pc, EhFrame::cie_from_offset)
-            .ok()?;
+        let fde = table.fde_for_address(&eh_frame, &bases, lookup_pc, EhFrame::cie_from_offset).ok()?;
         let mut ctx = UnwindContext::<usize, Store>::new_in();
-        let row = fde
-            .unwind_info_for_address(&eh_frame, &bases, &mut ctx, lookup_pc)
-            .ok()?;
+        let row = fde.unwind_info_for_address(&eh_frame, &bases, &mut ctx, lookup_pc).ok()?;
         let cfa = match row.cfa() {
             CfaRule::RegisterAndOffset { register, offset } => {
                 self.reg(register.0 as usize)?.checked_add_signed(*offset)?
@@ -272,11 +260,7 @@ impl Iterator for Unwinder<'_> {
         // A return address points after the call; look up the call instruction itself.
         let lookup_pc = if self.exact { pc } else { pc - 1 };
         let module = elf::module_for(self.mem, self.facts, lookup_pc);
-        let frame = Frame {
-            pc,
-            trust: self.trust,
-            module,
-        };
+        let frame = Frame { pc, trust: self.trust, module };
         match self.step(module.as_ref(), lookup_pc) {
             Some((next, signal, trust))
                 if next.sp() > self.regs.sp() || signal || self.trust == Trust::Context =>
