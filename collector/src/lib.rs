@@ -7,6 +7,7 @@ mod prepare;
 mod pyfile;
 mod signal_safe;
 mod signals;
+mod threads;
 mod watchdog;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
@@ -47,7 +48,9 @@ fn enable(
     let (fd, keep) = pyfile::resolve(py, file.as_ref())?;
     let target = prepare::target(py)?;
     altstack::ensure().map_err(os_error)?;
-    signals::enable_fatal(FatalConfig { fd, all_threads, c_stack, max_threads, target }).map_err(os_error)?;
+    let fault_in_handler = std::env::var_os("CRASHCATCH_TEST_FAULT_IN_HANDLER").is_some_and(|v| v == "1");
+    let cfg = FatalConfig { fd, all_threads, c_stack, max_threads, target, fault_in_handler };
+    signals::enable_fatal(cfg).map_err(os_error)?;
     Ok(keep)
 }
 
@@ -173,18 +176,6 @@ fn unregister(signum: i32) -> PyResult<bool> {
     Ok(signals::unregister(signum))
 }
 
-/// Gives the calling thread an alternate signal stack (`True`) or frees it (`False`).
-/// Called by the Python layer around every thread's run.
-#[pyfunction]
-fn thread_altstack(install: bool) -> PyResult<()> {
-    if install {
-        altstack::ensure().map_err(os_error)
-    } else {
-        altstack::release();
-        Ok(())
-    }
-}
-
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(enable, m)?)?;
@@ -196,6 +187,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cancel_dump_traceback_later, m)?)?;
     m.add_function(wrap_pyfunction!(register, m)?)?;
     m.add_function(wrap_pyfunction!(unregister, m)?)?;
-    m.add_function(wrap_pyfunction!(thread_altstack, m)?)?;
+    m.add_class::<threads::ThreadStarter>()?;
+    m.add_class::<threads::AltStackRun>()?;
     Ok(())
 }

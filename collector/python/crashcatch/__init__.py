@@ -94,37 +94,19 @@ _hooked = False
 
 def _hook_thread_start():
     """Give every Python thread started from now on an alternate signal stack, so that a
-    C stack overflow in it is still reported (faulthandler only covers one thread)."""
+    C stack overflow in it is still reported (faulthandler only covers one thread). The
+    thread-start functions are wrapped natively, so no crashcatch frame appears in any
+    thread's traceback."""
     global _hooked
     if _hooked:
         return
     _hooked = True
-
-    original_bootstrap = _threading.Thread._bootstrap_inner
-
-    def _bootstrap_inner(self):
-        _native.thread_altstack(True)
-        try:
-            original_bootstrap(self)
-        finally:
-            _native.thread_altstack(False)
-
-    _threading.Thread._bootstrap_inner = _bootstrap_inner
-
-    original_start = _thread.start_new_thread
-
-    def start_new_thread(function, args, kwargs=None):
-        def run(*a, **kw):
-            _native.thread_altstack(True)
-            try:
-                return function(*a, **kw)
-            finally:
-                _native.thread_altstack(False)
-        return original_start(run, args, kwargs or {})
-
-    _thread.start_new_thread = start_new_thread
-    if hasattr(_thread, "start_new"):
-        _thread.start_new = start_new_thread
+    for module in (_threading, _thread):
+        for name in ("_start_new_thread", "_start_joinable_thread",
+                     "start_new_thread", "start_new", "start_joinable_thread"):
+            original = getattr(module, name, None)
+            if original is not None and not isinstance(original, _native.ThreadStarter):
+                setattr(module, name, _native.ThreadStarter(original))
 
 
 def _cancel_at_exit():

@@ -45,6 +45,9 @@ pub struct FatalConfig {
     pub c_stack: bool,
     pub max_threads: usize,
     pub target: &'static Target,
+    /// Test hook (CRASHCATCH_TEST_FAULT_IN_HANDLER=1 at enable time): the handler faults
+    /// on purpose after the tracebacks, to prove the fallback when a report crashes.
+    pub fault_in_handler: bool,
 }
 
 /// Options of `register(signum, …)`.

@@ -7,7 +7,7 @@ use super::elf::{self, Module};
 use super::memory::SelfMemory;
 use super::out::Out;
 use super::symfile;
-use super::unwind::{Frame, Regs, Trust, Unwinder};
+use super::unwind::{End, Frame, Regs, Trust, Unwinder};
 use pylayout::Memory;
 
 /// Innermost frames always printed; a longer stack (deep recursion) prints its first
@@ -24,7 +24,8 @@ pub fn dump(out: &mut Out, mem: &SelfMemory, facts: &ProcessFacts, regs: Regs) {
     out.str(HEADER);
     let mut tail = [None::<Frame>; TAIL];
     let mut total = 0usize;
-    for frame in Unwinder::new(mem, facts, regs).take(MAX_FRAMES) {
+    let mut frames = Unwinder::new(mem, facts, regs);
+    for frame in frames.by_ref().take(MAX_FRAMES) {
         if total < HEAD {
             write_frame(out, mem, &frame);
         } else {
@@ -47,9 +48,12 @@ pub fn dump(out: &mut Out, mem: &SelfMemory, facts: &ProcessFacts, regs: Regs) {
             }
         }
     }
-    if total == 0 {
-        out.str("  <no frames>\n");
-    }
+    // Say whether the walk reached the thread's start or had to stop early.
+    out.str(match frames.end {
+        End::ThreadStart => "  <end of stack>\n",
+        End::Stuck => "  <unwinding stopped: no call frame information for the last frame>\n",
+        End::NotYet => "  <unwinding stopped: frame limit reached>\n",
+    });
 }
 
 fn write_frame(out: &mut Out, mem: &SelfMemory, f: &Frame) {

@@ -128,6 +128,11 @@ fn write_fatal_report(cfg: &config::FatalConfig, signo: i32, regs: Option<Regs>)
     }
     out.str("\n\n");
     write_tracebacks(&mut out, t, cfg.all_threads, cfg.max_threads);
+    if cfg.fault_in_handler {
+        out.flush();
+        // SAFETY: deliberately faults (test hook); the nested signal takes the fallback path.
+        unsafe { core::ptr::write_volatile(core::ptr::null_mut::<u8>(), 1) };
+    }
     // faulthandler 3.14+ puts its C stack before the extension modules; keep its order.
     let c_stack_first = t.layout.minor >= 14;
     if !c_stack_first {

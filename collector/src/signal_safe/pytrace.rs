@@ -86,6 +86,11 @@ pub fn dump_thread(out: &mut Out, t: &Target, ts: u64, write_header: bool) {
             out.str("  ...\n");
             return false;
         }
+        // 3.14+ faulthandler silently skips frames whose executable is not (yet) a code
+        // object, as seen while another thread pushes or pops a frame.
+        if t.layout.minor >= 14 && !is_code(t, f.code) {
+            return true;
+        }
         write_frame(out, t, f);
         depth += 1;
         true
@@ -130,6 +135,10 @@ fn write_frame(out: &mut Out, t: &Target, f: PyFrame) {
         _ => out.str("???"),
     }
     out.byte(b'\n');
+}
+
+fn is_code(t: &Target, obj: u64) -> bool {
+    obj != 0 && t.mem.ptr_at(obj, t.layout.object_ob_type.unwrap_or(8)) == Some(t.types.code_type)
 }
 
 pub fn is_str(t: &Target, obj: u64) -> bool {

@@ -82,6 +82,18 @@ pub struct Frame {
     pub module: Option<Module>,
 }
 
+/// Why a walk ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// Still walking.
+    NotYet,
+    /// The outermost frame's CFI marks the return address undefined (`_start`, `clone3`):
+    /// the stack is complete.
+    ThreadStart,
+    /// No way to find the caller of the last frame.
+    Stuck,
+}
+
 /// Fixed-capacity rule storage for gimli, so unwinding never allocates.
 struct Store;
 impl<T: gimli::ReaderOffset> UnwindContextStorage<T> for Store {
@@ -98,12 +110,15 @@ pub struct Unwinder<'a> {
     /// a return address, which points just after the call.
     exact: bool,
     trust: Trust,
-    done: bool,
+    pub end: End,
+    /// The module of the previous frame: deep recursion stays in one module, and looking it
+    /// up again would walk the whole module list per frame.
+    last_module: Option<Module>,
 }
 
 impl<'a> Unwinder<'a> {
     pub fn new(mem: &'a SelfMemory, facts: &'a ProcessFacts, regs: Regs) -> Self {
-        Unwinder { mem, facts, regs, exact: true, trust: Trust::Context, done: false }
+        Unwinder { mem, facts, regs, exact: true, trust: Trust::Context, end: End::NotYet, last_module: None }
     }
 
     fn step(&mut self, module: Option<&Module>, lookup_pc: u64) -> Option<(Regs, bool, Trust)> {
@@ -249,17 +264,21 @@ impl Iterator for Unwinder<'_> {
     type Item = Frame;
 
     fn next(&mut self) -> Option<Frame> {
-        if self.done {
+        if self.end != End::NotYet {
             return None;
         }
         let pc = self.regs.pc();
         if pc == 0 {
-            self.done = true;
+            self.end = End::ThreadStart;
             return None;
         }
         // A return address points after the call; look up the call instruction itself.
         let lookup_pc = if self.exact { pc } else { pc - 1 };
-        let module = elf::module_for(self.mem, self.facts, lookup_pc);
+        let module = match self.last_module {
+            Some(m) if lookup_pc >= m.start && lookup_pc < m.end => Some(m),
+            _ => elf::module_for(self.mem, self.facts, lookup_pc),
+        };
+        self.last_module = module;
         let frame = Frame { pc, trust: self.trust, module };
         match self.step(module.as_ref(), lookup_pc) {
             Some((next, signal, trust))
@@ -269,7 +288,8 @@ impl Iterator for Unwinder<'_> {
                 self.exact = signal;
                 self.trust = trust;
             }
-            _ => self.done = true,
+            Some((next, _, _)) if next.pc() == 0 => self.end = End::ThreadStart,
+            _ => self.end = End::Stuck,
         }
         Some(frame)
     }
