@@ -56,6 +56,12 @@ def prepare(interp, wheel):
     r = interp.run([venv + "/bin/python", src + "/build_ext.py", ext_dir])
     if r.returncode != 0:
         return f"cannot build buggyext: {r.stderr.strip()[-500:]}"
+    # The test-only allocation/lock watcher (LD_PRELOAD), built by the same toolchain.
+    noalloc_src = os.path.join(base, "noalloc.c")
+    shutil.copy(os.path.join(REPO, "tests", "noalloc", "noalloc.c"), interp.host_path(noalloc_src))
+    r = interp.run(["gcc", "-shared", "-fPIC", "-O1", "-o", ext_dir + "/noalloc.so", noalloc_src, "-ldl"])
+    if r.returncode != 0:
+        return f"cannot build noalloc.so: {r.stderr.strip()[-500:]}"
     interp.venv_python = venv + "/bin/python"
     interp.ext_dir = ext_dir
     interp.work_dir = os.path.join(base, "work")

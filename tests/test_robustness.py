@@ -177,3 +177,33 @@ def test_faulthandler_enabled_after_crashcatch_runs_first_then_chains(interp):
     for name in ("crashcatch", "faulthandler"):
         assert (r.files[name] or "").startswith("Fatal Python error: Segmentation fault"), r.files
     assert c_stack(r.files["crashcatch"]), r.files["crashcatch"]
+
+
+def test_handler_neither_allocates_nor_locks(interp):
+    """Under an LD_PRELOADed watcher armed by the crashing thread just before the crash,
+    any malloc/free, pthread lock or stdio call in that thread (i.e. in our handler) ends
+    the process with status 99."""
+    code = """
+    import threading
+    import crashcatch, buggyext
+    crashcatch.enable()
+    t = threading.Thread(target=lambda: None)
+    t.start(); t.join()
+    buggyext.armed_segfault()  # @call
+    """
+    r = run_script(interp, code, env={"LD_PRELOAD": interp.ext_dir + "/noalloc.so"})
+    assert "NOALLOC VIOLATION" not in r.stderr, r.stderr
+    assert r.returncode == -signal.SIGSEGV, r.stderr
+    assert current_thread_frames(r.stderr) == [(r.script, str(script_line(code, "call")), "<module>")], r.stderr
+    assert_complete_c_stack(r.stderr, "deref_null", "_start")
+
+
+def test_noalloc_watcher_catches_an_allocation(interp):
+    """The watcher itself works: an allocation by the armed thread trips it."""
+    code = """
+    import ctypes
+    ctypes.CDLL(None).noalloc_arm()
+    ctypes.CDLL(None).malloc(16)
+    """
+    r = run_script(interp, code, env={"LD_PRELOAD": interp.ext_dir + "/noalloc.so"})
+    assert r.returncode == 99 and "NOALLOC VIOLATION" in r.stderr, (r.returncode, r.stderr)

@@ -130,7 +130,20 @@ static PyObject *segfault_without_gil(PyObject *self, PyObject *args) {
     return PyLong_FromLong(r);
 }
 
+/* For the tests' no-allocation check: arm the LD_PRELOADed watcher if present, crash. */
+#include <dlfcn.h>
+static PyObject *armed_segfault(PyObject *self, PyObject *args) {
+    void (*arm)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "noalloc_arm");
+    if (arm == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "noalloc.so is not preloaded");
+        return NULL;
+    }
+    arm();
+    return PyLong_FromLong(buggy_entry(1));
+}
+
 static PyMethodDef methods[] = {
+    {"armed_segfault", armed_segfault, METH_NOARGS, "Arm the test allocation watcher, then crash."},
     {"segfault", segfault, METH_VARARGS, "Dereference NULL a few C frames deep."},
     {"fpe", fpe, METH_NOARGS, "Integer division by zero."},
     {"sigabrt", sigabrt, METH_NOARGS, "Call abort()."},
