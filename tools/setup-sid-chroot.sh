@@ -5,19 +5,26 @@
 set -euo pipefail
 dir=${1:?usage: setup-sid-chroot.sh DIR}
 stamp="$dir/.crashcatch-ready"
-[ -e "$stamp" ] && exit 0
-if ! command -v debootstrap >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null
-fi
 versions="3.13 3.14 3.15"
-pkgs="gcc,libc6-dev"
+pkgs="gcc,libc6-dev,gdb"
 for v in $versions; do
     pkgs="$pkgs,python$v,python$v-dev,python$v-venv,libpython$v-testsuite"
 done
+if [ -e "$stamp" ]; then
+    # Built before: add whatever packages the list gained since.
+    [ "$(cat "$stamp")" = "$pkgs" ] && exit 0
+    chroot "$dir" apt-get -qq -o Acquire::Check-Valid-Until=false update
+    chroot "$dir" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${pkgs//,/ } >/dev/null
+    echo "$pkgs" >"$stamp"
+    exit 0
+fi
+if ! command -v debootstrap >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null
+fi
 rm -rf "$dir"
 mkdir -p "$dir"
 # sid's Release file may be past Valid-Until on the mirror; debootstrap does not check it.
 debootstrap --variant=minbase --include="$pkgs" sid "$dir" http://deb.debian.org/debian \
     >"$dir.log" 2>&1 || { tail -20 "$dir.log" >&2; exit 1; }
 echo 'Acquire::Check-Valid-Until "false";' >"$dir/etc/apt/apt.conf.d/99no-valid-until"
-touch "$stamp"
+echo "$pkgs" >"$stamp"
