@@ -95,3 +95,21 @@ def test_python_and_c_calls_interleaved(interp):
     assert "segfault" in syms and "call_back" in syms, r.stderr
     assert syms.index("segfault") < syms.index("call_back"), r.stderr
     assert syms[-1] == "_start", r.stderr
+
+
+def test_non_ascii_names_are_escaped_like_faulthandler(interp):
+    code = """
+    import faulthandler, os
+    import crashcatch, buggyext
+    faulthandler.enable(file=open(os.environ["FILE_faulthandler"], "w"))
+    crashcatch.enable()
+
+    def crash_\u00e9t\u00e9_\u6587\u5b57_\U00020000():
+        buggyext.segfault()
+
+    crash_\u00e9t\u00e9_\u6587\u5b57_\U00020000()
+    """
+    r = run_script(interp, code, files=["faulthandler"])
+    assert r.returncode == -signal.SIGSEGV, r.stderr
+    assert "in crash_\\xe9t\\xe9_\\u6587\\u5b57_\\U00020000\n" in r.stderr, r.stderr
+    assert strip_c_stack(r.stderr) == strip_c_stack(r.files["faulthandler"])

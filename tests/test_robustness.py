@@ -207,3 +207,27 @@ def test_noalloc_watcher_catches_an_allocation(interp):
     """
     r = run_script(interp, code, env={"LD_PRELOAD": interp.ext_dir + "/noalloc.so"})
     assert r.returncode == 99 and "NOALLOC VIOLATION" in r.stderr, (r.returncode, r.stderr)
+
+
+def test_crash_in_a_forked_child_reports_the_child(interp):
+    code = """
+    import os
+    import crashcatch, buggyext
+    crashcatch.enable()
+
+    def child_work():
+        buggyext.segfault()  # @child
+
+    pid = os.fork()
+    if pid == 0:
+        child_work()  # @fork
+    _, status = os.waitpid(pid, 0)
+    print("child signal", os.WTERMSIG(status))
+    """
+    r = run_script(interp, code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"child signal {int(signal.SIGSEGV)}"
+    expected = [(r.script, str(script_line(code, "child")), "child_work"),
+                (r.script, str(script_line(code, "fork")), "<module>")]
+    assert current_thread_frames(r.stderr) == expected, r.stderr
+    assert_complete_c_stack(r.stderr, "deref_null", "_start")

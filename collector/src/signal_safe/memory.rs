@@ -5,22 +5,19 @@ use pylayout::Memory;
 /// Reads this process's memory with `process_vm_readv(getpid())`, which returns an error
 /// instead of faulting on unmapped or protected addresses. When the syscall is forbidden
 /// (seccomp), `direct` is set at prepare time and reads go straight to memory, as
-/// faulthandler always does.
+/// faulthandler always does. The pid is asked for at each read: after `fork()` the child
+/// must read itself, not its parent.
 #[derive(Clone, Copy, Debug)]
 pub struct SelfMemory {
-    pub pid: i32,
     pub direct: bool,
 }
 
 impl SelfMemory {
     /// Probes whether `process_vm_readv` works on ourselves.
     pub fn probe() -> SelfMemory {
-        // SAFETY: getpid has no preconditions.
-        let pid = unsafe { libc::getpid() };
-        let probe = SelfMemory { pid, direct: false };
         let value: u64 = 0x1234_5678;
-        let ok = probe.read_u64(&value as *const u64 as u64) == Some(value);
-        SelfMemory { pid, direct: !ok }
+        let ok = SelfMemory { direct: false }.read_u64(&value as *const u64 as u64) == Some(value);
+        SelfMemory { direct: !ok }
     }
 }
 
@@ -41,8 +38,8 @@ impl Memory for SelfMemory {
         let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
         let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: buf.len() };
         // SAFETY: both iovecs describe valid lengths; the kernel checks the remote range
-        // and writes only into `buf`.
-        let n = unsafe { libc::process_vm_readv(self.pid, &local, 1, &remote, 1, 0) };
+        // and writes only into `buf`. getpid has no preconditions.
+        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
         n == buf.len() as isize
     }
 }
