@@ -1,5 +1,6 @@
 """faulthandler's API, name for name: registered signals, timeouts, errors."""
 import signal
+import textwrap
 
 import pytest
 
@@ -152,3 +153,31 @@ def test_disabled_crash_is_not_reported(interp):
     r = run_script(interp, code)
     assert r.returncode == -signal.SIGSEGV
     assert "Fatal Python error" not in r.stderr
+
+
+def test_crashcatch_run_command(interp):
+    """`crashcatch run script.py args` enables crashcatch before the script runs."""
+    code = """
+    import sys, buggyext
+
+    def main():
+        assert sys.argv[1:] == ["one", "two"], sys.argv
+        buggyext.segfault()  # @crash
+
+    main()  # @main
+    """
+    launcher = f"""
+    import os, subprocess, sys
+    target = os.path.join(os.path.dirname(os.path.abspath(__file__)), "target.py")
+    with open(target, "w") as f:
+        f.write({textwrap.dedent(code).lstrip()!r})
+    exe = os.path.join(os.path.dirname(sys.executable), "crashcatch")
+    r = subprocess.run([exe, "run", target, "one", "two"], capture_output=True, text=True)
+    sys.stderr.write(r.stderr)
+    sys.exit(-r.returncode)
+    """
+    r = run_script(interp, launcher)
+    assert r.returncode == int(signal.SIGSEGV), r.stderr
+    frames = current_thread_frames(r.stderr)
+    assert [(f, n) for _, f, n in frames[:2]] == [(str(script_line(code, "crash")), "main"),
+                                                 (str(script_line(code, "main")), "<module>")], r.stderr
