@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::io;
 
 /// Usable size of each alternate stack: the unwinder's CFI context plus formatting.
-const ALT_STACK_SIZE: usize = 128 * 1024;
+const ALT_STACK_SIZE: usize = 256 * 1024;
 const GUARD: usize = 4096;
 
 thread_local! {

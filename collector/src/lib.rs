@@ -81,6 +81,7 @@ fn dump_traceback(
     let max_threads = check_max_threads(max_threads)?;
     let (fd, _keep) = pyfile::resolve(py, file.as_ref())?;
     let target = prepare::target(py)?;
+    signal_safe::memory::refresh_pid();
     let mut out = Out::new(fd);
     handler::write_tracebacks(&mut out, target, all_threads, max_threads);
     out.flush();
@@ -96,6 +97,7 @@ fn dump_traceback(
 fn dump_c_stack(py: Python<'_>, file: Option<Bound<'_, PyAny>>) -> PyResult<()> {
     let (fd, _keep) = pyfile::resolve(py, file.as_ref())?;
     let target = prepare::target(py)?;
+    signal_safe::memory::refresh_pid();
     let mut out = Out::new(fd);
     cstack::dump(&mut out, &target.mem, &target.facts, Regs::here());
     out.flush();

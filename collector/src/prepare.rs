@@ -69,6 +69,7 @@ fn self_check(py: Python<'_>, t: &Target) -> PyResult<()> {
 }
 
 fn check_frames(py: Python<'_>, t: &Target) -> PyResult<Option<String>> {
+    crate::signal_safe::memory::refresh_pid();
     let Some(ts) = pytrace::current_tstate(t) else {
         return Ok(Some("this thread's state is not in the interpreter's thread list".into()));
     };

@@ -73,6 +73,7 @@ fn run(opts: Options, header: String, cancel: &(Mutex<bool>, Condvar)) {
             return;
         }
         drop(cancelled);
+        crate::signal_safe::memory::refresh_pid();
         let mut out = Out::new(opts.fd);
         out.str(&header);
         // The watchdog thread is nobody's "current thread".

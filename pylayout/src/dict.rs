@@ -69,20 +69,45 @@ fn for_each_item_inner(
     Some(())
 }
 
-/// Calls `f(key)` for each entry of the set or frozenset at `set` until `f` returns
-/// `false`. Dummy (deleted) slots are passed too: callers check the key's type.
-pub fn for_each_set_key(mem: &dyn Memory, layout: &Layout, set: u64, f: &mut dyn FnMut(u64) -> bool) -> bool {
+/// Calls `f(key, hash)` for each entry of the set or frozenset at `set` until `f` returns
+/// `false`, reading the table 256 entries at a time. Dummy (deleted) slots are passed too:
+/// callers check the key's type.
+pub fn for_each_set_entry(
+    mem: &dyn Memory,
+    layout: &Layout,
+    set: u64,
+    f: &mut dyn FnMut(u64, i64) -> bool,
+) -> bool {
     let mut inner = || -> Option<()> {
         let mask = mem.ptr_at(set, layout.set_mask?)?;
         if mask >= MAX_ENTRIES {
             return None;
         }
         let table = mem.ptr_at(set, layout.set_table?)?;
-        for i in 0..=mask {
-            let key = mem.ptr_at(table + i * layout.set_entry_size? as u64, layout.set_entry_key?)?;
-            if key != 0 && !f(key) {
-                break;
+        let (size, key_off, hash_off) = (
+            layout.set_entry_size? as usize,
+            layout.set_entry_key? as usize,
+            layout.set_entry_hash? as usize,
+        );
+        if size == 0 || size > 32 || key_off + 8 > size || hash_off + 8 > size {
+            return None;
+        }
+        let mut buf = [0u8; 256 * 32];
+        let mut i = 0u64;
+        while i <= mask {
+            let n = (mask + 1 - i).min(256) as usize;
+            let bytes = &mut buf[..n * size];
+            if !mem.read(table + i * size as u64, bytes) {
+                return None;
             }
+            for e in bytes.chunks_exact(size) {
+                let key = u64::from_le_bytes(e[key_off..key_off + 8].try_into().ok()?);
+                let hash = i64::from_le_bytes(e[hash_off..hash_off + 8].try_into().ok()?);
+                if key != 0 && !f(key, hash) {
+                    return Some(());
+                }
+            }
+            i += n as u64;
         }
         Some(())
     };

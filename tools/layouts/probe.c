@@ -134,6 +134,7 @@ int main(void) {
     /* str */
     OFF("unicode.length", PyASCIIObject, length);
     OFF("unicode.state", PyASCIIObject, state);
+    OFF("unicode.hash", PyASCIIObject, hash);
     SIZE("unicode.ascii_size", PyASCIIObject);
     SIZE("unicode.compact_size", PyCompactUnicodeObject);
     OFF("unicode.data_any", PyUnicodeObject, data.any);
@@ -168,6 +169,7 @@ int main(void) {
     OFF("set.table", PySetObject, table);
     SIZE("set.entry_size", setentry);
     OFF("set.entry_key", setentry, key);
+    OFF("set.entry_hash", setentry, hash);
 #if PY_VERSION_HEX >= 0x030F0000
     OFF("module.md_token", PyModuleObject, md_token);
     OFF("module.md_token_is_def", PyModuleObject, md_token_is_def);

@@ -1,12 +1,15 @@
 //! The C stack section of a report, in the line format of faulthandler 3.14's
 //! `dump_c_stack()` (`  Binary file "path", at symbol+0xoff [0xaddr]`), extended with the
 //! module-relative offset that symbolizers need: `(name.so+0xoff)`.
+//!
+//! The stack is walked first, then all names are resolved in one pass per module
+//! (`symbols`), then everything is printed.
 
 use super::config::ProcessFacts;
-use super::elf::{self, Module};
+use super::elf::Module;
 use super::memory::SelfMemory;
 use super::out::Out;
-use super::symfile;
+use super::symbols::{self, Name};
 use super::unwind::{End, Frame, Regs, Trust, Unwinder};
 use pylayout::Memory;
 
@@ -14,49 +17,68 @@ use pylayout::Memory;
 /// `HEAD` frames, a line saying how many were left out, then its last `TAIL` frames.
 const HEAD: usize = 200;
 const TAIL: usize = 56;
+const KEPT: usize = HEAD + TAIL;
 /// Frames walked at most (an 8 MiB stack of the smallest frames).
 const MAX_FRAMES: usize = 1 << 20;
+/// Bytes for all printed function names.
+const NAME_ARENA: usize = 16 * 1024;
 
 pub const HEADER: &str = "Current thread's C stack trace (most recent call first):\n";
 
 /// Unwinds from `regs` and writes every frame (header included).
 pub fn dump(out: &mut Out, mem: &SelfMemory, facts: &ProcessFacts, regs: Regs) {
     out.str(HEADER);
-    let mut tail = [None::<Frame>; TAIL];
+    // 1. Walk, keeping the first HEAD frames and a ring of the last TAIL (in frames[HEAD..]).
+    let mut frames = [None::<Frame>; KEPT];
     let mut total = 0usize;
-    let mut frames = Unwinder::new(mem, facts, regs);
-    for frame in frames.by_ref().take(MAX_FRAMES) {
-        if total < HEAD {
-            write_frame(out, mem, &frame);
-        } else {
-            tail[(total - HEAD) % TAIL] = Some(frame);
-        }
+    let mut walk = Unwinder::new(mem, facts, regs);
+    for frame in walk.by_ref().take(MAX_FRAMES) {
+        let slot = if total < HEAD { total } else { HEAD + (total - HEAD) % TAIL };
+        frames[slot] = Some(frame);
         total += 1;
     }
-    if total > HEAD {
-        let kept = (total - HEAD).min(TAIL);
-        let omitted = total - HEAD - kept;
-        if omitted > 0 {
+    let kept_tail = total.saturating_sub(HEAD).min(TAIL);
+    let omitted = total.saturating_sub(HEAD + kept_tail);
+    // Put the ring in order: oldest kept tail frame first.
+    if total > HEAD + TAIL {
+        frames[HEAD..].rotate_left((total - HEAD) % TAIL);
+    }
+    let n = total.min(HEAD) + kept_tail;
+
+    // 2. Names, one symbol-table pass per module.
+    let mut names = [Name::default(); KEPT];
+    let mut arena = [0u8; NAME_ARENA];
+    symbols::resolve(mem, &frames[..n], &mut names[..n], &mut arena);
+
+    // 3. Print.
+    for i in 0..n {
+        if i == HEAD && omitted > 0 {
             out.str("  <");
             out.dec(omitted as u64);
             out.str(" frames omitted>\n");
         }
-        for i in 0..kept {
-            let idx = (total - HEAD - kept + i) % TAIL;
-            if let Some(Some(frame)) = tail.get(idx) {
-                write_frame(out, mem, frame);
-            }
+        if let Some(f) = &frames[i] {
+            write_frame(out, mem, f, &names[i], &arena);
         }
     }
     // Say whether the walk reached the thread's start or had to stop early.
-    out.str(match frames.end {
+    out.str(match walk.end {
         End::ThreadStart => "  <end of stack>\n",
         End::Stuck => "  <unwinding stopped: no call frame information for the last frame>\n",
         End::NotYet => "  <unwinding stopped: frame limit reached>\n",
     });
 }
 
-fn write_frame(out: &mut Out, mem: &SelfMemory, f: &Frame) {
+/// The address to name a frame by: the call instruction, not the return address after it.
+pub fn lookup_pc(f: &Frame) -> u64 {
+    if f.trust == Trust::Context {
+        f.pc
+    } else {
+        f.pc - 1
+    }
+}
+
+fn write_frame(out: &mut Out, mem: &SelfMemory, f: &Frame, name: &Name, arena: &[u8]) {
     let Some(m) = f.module else {
         out.str("  <unknown module> [0x");
         out.hex(f.pc, 1);
@@ -64,23 +86,13 @@ fn write_frame(out: &mut Out, mem: &SelfMemory, f: &Frame) {
         return;
     };
     out.str("  Binary file \"");
-    write_cstr(out, mem, m.name, usize::MAX);
+    write_cstr(out, mem, m.name, 4096);
     out.byte(b'"');
-    // Name the function containing the call, not the instruction after it.
-    let lookup = if f.trust == Trust::Context { f.pc } else { f.pc - 1 };
-    let mut name = [0u8; 256];
-    let path = if m.name != 0 && mem.read_u8(m.name).is_some_and(|b| b != 0) { m.name } else { 0 };
-    let from_file = if path != 0 { symfile::nearest_symtab(mem, &m, path, lookup, &mut name) } else { None };
-    if let Some((len, off)) = from_file {
+    if let (true, Some(text)) = (name.found, arena.get(name.start..name.start + name.len)) {
         out.str(", at ");
-        out.bytes(&name[..len]);
+        out.bytes(text);
         out.str("+0x");
-        out.hex(off + (f.pc - lookup), 1);
-    } else if let Some((name, off)) = elf::nearest_dynsym(mem, &m, lookup) {
-        out.str(", at ");
-        write_cstr(out, mem, name, 1024);
-        out.str("+0x");
-        out.hex(off + (f.pc - lookup), 1);
+        out.hex(name.offset + (f.pc - lookup_pc(f)), 1);
     }
     out.str(" [0x");
     out.hex(f.pc, 1);
@@ -97,52 +109,40 @@ fn write_frame(out: &mut Out, mem: &SelfMemory, f: &Frame) {
     out.byte(b'\n');
 }
 
-/// Writes a NUL-terminated string from memory, at most `max` bytes.
-fn write_cstr(out: &mut Out, mem: &SelfMemory, addr: u64, max: usize) {
+/// Calls `f` with the bytes of a NUL-terminated string in memory (at most 4096), in
+/// chunks that never cross a page boundary (the next page may be unmapped).
+fn for_each_cstr_chunk(mem: &SelfMemory, addr: u64, max: usize, f: &mut dyn FnMut(u64, &[u8])) {
     let mut buf = [0u8; 64];
     let mut done = 0usize;
     while done < max.min(4096) {
-        let n = buf.len().min(max - done);
-        // Read byte-wise at the end of a page to avoid failing on the next one.
-        let to_page_end = (4096 - ((addr + done as u64) % 4096)) as usize;
-        let n = n.min(to_page_end);
-        if !mem.read(addr + done as u64, &mut buf[..n]) {
+        let at = addr + done as u64;
+        let n = buf.len().min(max - done).min((4096 - at % 4096) as usize);
+        if !mem.read(at, &mut buf[..n]) {
             return;
         }
         if let Some(nul) = buf[..n].iter().position(|&b| b == 0) {
-            out.bytes(&buf[..nul]);
+            f(done as u64, &buf[..nul]);
             return;
         }
-        out.bytes(&buf[..n]);
+        f(done as u64, &buf[..n]);
         done += n;
     }
 }
 
+fn write_cstr(out: &mut Out, mem: &SelfMemory, addr: u64, max: usize) {
+    for_each_cstr_chunk(mem, addr, max, &mut |_, chunk| out.bytes(chunk));
+}
+
 fn write_basename(out: &mut Out, mem: &SelfMemory, m: &Module) {
-    // Find the last '/' of the path, reading it once in chunks.
-    let mut buf = [0u8; 64];
-    let (mut i, mut last_slash) = (0u64, 0u64);
-    let mut len = 0u64;
-    'outer: while i < 4096 {
-        let to_page_end = 4096 - ((m.name + i) % 4096);
-        let n = (buf.len() as u64).min(to_page_end) as usize;
-        if !mem.read(m.name + i, &mut buf[..n]) {
-            break;
+    let (mut start, mut len) = (0u64, 0u64);
+    for_each_cstr_chunk(mem, m.name, 4096, &mut |at, chunk| {
+        if let Some(slash) = chunk.iter().rposition(|&b| b == b'/') {
+            start = at + slash as u64 + 1;
         }
-        for (k, &b) in buf[..n].iter().enumerate() {
-            match b {
-                0 => {
-                    len = i + k as u64;
-                    break 'outer;
-                }
-                b'/' => last_slash = i + k as u64 + 1,
-                _ => {}
-            }
-        }
-        i += n as u64;
-    }
-    if len > last_slash {
-        write_cstr(out, mem, m.name + last_slash, (len - last_slash) as usize);
+        len = at + chunk.len() as u64;
+    });
+    if len > start {
+        write_cstr(out, mem, m.name + start, (len - start) as usize);
     } else {
         out.str("?");
     }

@@ -20,13 +20,6 @@ extern "C" {
     static _r_debug: RDebug;
 }
 
-// Dynamic section tags (elf.h).
-const DT_HASH: i64 = 4;
-const DT_STRTAB: i64 = 5;
-const DT_SYMTAB: i64 = 6;
-const DT_STRSZ: i64 = 10;
-const DT_GNU_HASH: i64 = 0x6fff_fef5;
-
 /// Most program headers a module may have for us to look at it.
 const MAX_PHDRS: usize = 32;
 /// Most loaded modules walked.
@@ -162,86 +155,4 @@ fn describe(mem: &SelfMemory, bias: u64, phdr: u64, phnum: u16, name: u64) -> Op
         m.eh_segment_end = end;
     }
     Some(m)
-}
-
-/// The nearest exported function symbol at or below `pc` in `m`'s `.dynsym`:
-/// (name address, offset of pc from the symbol).
-pub fn nearest_dynsym(mem: &SelfMemory, m: &Module, pc: u64) -> Option<(u64, u64)> {
-    let (mut symtab, mut strtab, mut strsz, mut hash, mut gnu_hash) = (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut d = m.dynamic;
-    if d == 0 {
-        return None;
-    }
-    for _ in 0..512 {
-        let (Some(tag), Some(val)) = (mem.read_u64(d), mem.read_u64(d + 8)) else {
-            return None;
-        };
-        match tag as i64 {
-            0 => break,
-            DT_SYMTAB => symtab = val,
-            DT_STRTAB => strtab = val,
-            DT_STRSZ => strsz = val,
-            DT_HASH => hash = val,
-            DT_GNU_HASH => gnu_hash = val,
-            _ => {}
-        }
-        d += 16;
-    }
-    // ld.so relocates these entries in place for normal objects, not for the vDSO.
-    let fix = |v: u64| if v != 0 && v < m.bias { v + m.bias } else { v };
-    let (symtab, strtab) = (fix(symtab), fix(strtab));
-    let count = if hash != 0 {
-        mem.read_u32(fix(hash) + 4)? as u64
-    } else if gnu_hash != 0 {
-        gnu_hash_count(mem, fix(gnu_hash))?
-    } else {
-        return None;
-    };
-    let target = pc.wrapping_sub(m.bias);
-    let mut best: Option<(u64, u64)> = None; // (value, name offset)
-    for i in 0..count.min(1 << 20) {
-        let mut s = [0u8; 24];
-        if !mem.read(symtab + i * 24, &mut s) {
-            break;
-        }
-        let st_name = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as u64;
-        let st_type = s[4] & 0xf;
-        let st_shndx = u16::from_le_bytes([s[6], s[7]]);
-        let value = u64::from_le_bytes(s[8..16].try_into().unwrap_or([0; 8]));
-        let size = u64::from_le_bytes(s[16..24].try_into().unwrap_or([0; 8]));
-        let is_code = matches!(st_type, 2 | 10); // STT_FUNC, STT_GNU_IFUNC
-        if !is_code || st_shndx == 0 || value > target || st_name >= strsz {
-            continue;
-        }
-        if size != 0 && target >= value + size {
-            continue;
-        }
-        if best.is_none_or(|(v, _)| value > v) {
-            best = Some((value, st_name));
-        }
-    }
-    best.map(|(value, name)| (strtab + name, target - value))
-}
-
-/// Number of symbols in a DT_GNU_HASH table: one past the highest chained index.
-fn gnu_hash_count(mem: &SelfMemory, table: u64) -> Option<u64> {
-    let nbuckets = mem.read_u32(table)? as u64;
-    let symoffset = mem.read_u32(table + 4)? as u64;
-    let bloom_size = mem.read_u32(table + 8)? as u64;
-    let buckets = table + 16 + bloom_size * 8;
-    let chains = buckets + nbuckets * 4;
-    let mut last = 0u64;
-    for b in 0..nbuckets.min(1 << 20) {
-        last = last.max(mem.read_u32(buckets + b * 4)? as u64);
-    }
-    if last < symoffset {
-        return Some(symoffset);
-    }
-    for _ in 0..(1 << 22) {
-        if mem.read_u32(chains + (last - symoffset) * 4)? & 1 != 0 {
-            break;
-        }
-        last += 1;
-    }
-    Some(last + 1)
 }

@@ -3,6 +3,7 @@
 use super::config::{self, Target, FATAL_SIGNALS};
 use super::cstack;
 use super::extmods;
+use super::memory;
 use super::out::{errno, set_errno, Out};
 use super::pytrace;
 use super::unwind::Regs;
@@ -86,6 +87,7 @@ fn set_default(signo: i32) {
 /// Handler for SIGSEGV, SIGFPE, SIGABRT, SIGBUS and SIGILL.
 pub extern "C" fn fatal_handler(signo: i32, _info: *mut libc::siginfo_t, ucontext: *mut libc::c_void) {
     let saved_errno = errno();
+    memory::refresh_pid();
     let me = gettid();
     match acquire(me, FATAL_WAIT_MS) {
         Lock::Acquired => {}
@@ -184,6 +186,7 @@ fn handler_crashed(signo: i32) {
 /// Handler for signals passed to `register()`.
 pub extern "C" fn user_handler(signo: i32, _info: *mut libc::siginfo_t, _ucontext: *mut libc::c_void) {
     let saved_errno = errno();
+    memory::refresh_pid();
     let Some(cfg) = config::USER.get(signo as usize).and_then(config::load) else {
         return;
     };

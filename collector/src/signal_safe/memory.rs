@@ -1,12 +1,23 @@
 //! Fault-proof reads of our own address space.
 
+use core::sync::atomic::{AtomicI32, Ordering};
 use pylayout::Memory;
+
+/// Our pid, refreshed at the start of every report (`refresh_pid`) so reads need no
+/// `getpid()` each, yet a forked child reads itself.
+static PID: AtomicI32 = AtomicI32::new(0);
+
+/// Records the current pid for the reads that follow.
+pub fn refresh_pid() {
+    // SAFETY: getpid has no preconditions.
+    PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+}
 
 /// Reads this process's memory with `process_vm_readv(getpid())`, which returns an error
 /// instead of faulting on unmapped or protected addresses. When the syscall is forbidden
 /// (seccomp), `direct` is set at prepare time and reads go straight to memory, as
-/// faulthandler always does. The pid is asked for at each read: after `fork()` the child
-/// must read itself, not its parent.
+/// faulthandler always does. Call [`refresh_pid`] before a batch of reads: after `fork()`
+/// the child must read itself, not its parent.
 #[derive(Clone, Copy, Debug)]
 pub struct SelfMemory {
     pub direct: bool,
@@ -16,6 +27,7 @@ impl SelfMemory {
     /// Probes whether `process_vm_readv` works on ourselves.
     pub fn probe() -> SelfMemory {
         let value: u64 = 0x1234_5678;
+        refresh_pid();
         let ok = SelfMemory { direct: false }.read_u64(&value as *const u64 as u64) == Some(value);
         SelfMemory { direct: !ok }
     }
@@ -38,8 +50,8 @@ impl Memory for SelfMemory {
         let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
         let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: buf.len() };
         // SAFETY: both iovecs describe valid lengths; the kernel checks the remote range
-        // and writes only into `buf`. getpid has no preconditions.
-        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        // and writes only into `buf`.
+        let n = unsafe { libc::process_vm_readv(PID.load(Ordering::Relaxed), &local, 1, &remote, 1, 0) };
         n == buf.len() as isize
     }
 }

@@ -24,5 +24,5 @@ pub mod handler;
 pub mod memory;
 pub mod out;
 pub mod pytrace;
-pub mod symfile;
+pub mod symbols;
 pub mod unwind;
