@@ -33,6 +33,7 @@ class Run:
     stderr: str
     script: str          # path of the script inside the interpreter's root
     files: dict          # name -> content of extra output files
+    dumps: list          # host paths of the minidumps the run left
 
 
 def run_script(interp, code, *, timeout=120, env=None, files=(), args=()):
@@ -48,6 +49,8 @@ def run_script(interp, code, *, timeout=120, env=None, files=(), args=()):
     full_env = dict(os.environ)
     full_env.pop("CRASHCATCH_AS_FAULTHANDLER", None)
     full_env["PYTHONPATH"] = interp.ext_dir
+    # Dumps of this run stay in its own directory (listed in Run.dumps).
+    full_env["CRASHCATCH_DUMP_DIR"] = inner_dir + "/dumps"
     for name in files:
         full_env["FILE_" + name] = inner_dir + "/" + name
     full_env.update(env or {})
@@ -56,7 +59,9 @@ def run_script(interp, code, *, timeout=120, env=None, files=(), args=()):
     for name in files:
         p = interp.host_path(inner_dir + "/" + name)
         contents[name] = open(p, errors="backslashreplace").read() if os.path.exists(p) else None
-    return Run(r.returncode, r.stdout, r.stderr, script, contents)
+    dump_dir = interp.host_path(inner_dir + "/dumps")
+    dumps = sorted(os.path.join(dump_dir, n) for n in os.listdir(dump_dir)) if os.path.isdir(dump_dir) else []
+    return Run(r.returncode, r.stdout, r.stderr, script, contents, dumps)
 
 
 def script_line(code, marker):
@@ -98,7 +103,7 @@ def c_stack(report):
         return None
     frames = []
     for line in lines[lines.index(C_HEADER) + 1:]:
-        if not line.startswith("  "):
+        if not line.startswith("  ") or line.startswith("crashcatch: "):
             break
         m = C_FRAME_RE.match(line)
         frames.append(m.groupdict() if m else {"raw": line})
@@ -106,9 +111,12 @@ def c_stack(report):
 
 
 def strip_c_stack(report):
-    """The report without its C-stack section (for comparing with faulthandler's text)."""
+    """The report without its C-stack section and minidump line (for comparing with
+    faulthandler's text)."""
     out, skipping = [], False
     for line in report.splitlines(keepends=True):
+        if line.startswith("crashcatch: "):
+            continue
         if line.rstrip("\n") == C_HEADER:
             skipping = True
             if out and out[-1] == "\n":

@@ -93,11 +93,12 @@ def test_concurrent_crashes_give_one_coherent_report(interp, nthreads):
     assert report.startswith("Fatal Python error: Segmentation fault\n\n"), report
     assert report.count("Current thread 0x") == 1, report
     assert report.count("Current thread's C stack trace") == 1, report
+    assert report.count("crashcatch: minidump written to") == 1 and len(r.dumps) == 1, report
     # Every line is one of the report's own kinds: nothing interleaved.
     allowed = re.compile(
         r'^(Fatal Python error: .*|(Current thread|Thread) 0x[0-9a-f]+( \[.*\])? \(most recent call first\):'
         r'|  File ".*", line (\d+|\?\?\?) in .*|  \.\.\.|Current thread\'s C stack trace .*'
-        r'|  Binary file ".*|  <.*>|Extension modules: .*|)$')
+        r'|  Binary file ".*|  <.*>|Extension modules: .*|crashcatch: minidump written to .*|)$')
     bad = [line for line in report.splitlines() if not allowed.match(line)]
     assert not bad, f"unexpected lines {bad} in:\n{report}"
     assert len(thread_blocks(report)) >= nthreads, report

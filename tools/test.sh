@@ -21,6 +21,9 @@ cargo test --workspace --release
 
 WHEEL=$(build_wheel)
 
+step "building the test tools"
+cargo build --release -p dumpcheck
+
 step "preparing every interpreter (venv + wheel + buggyext)"
 "$TOOLS_VENV/bin/python" tests/prepare_envs.py "$WHEEL"
 

@@ -3,6 +3,7 @@
 //! keep writing to a file later return the file object, which the Python layer keeps alive.
 
 mod altstack;
+mod minidumps;
 mod prepare;
 mod pyfile;
 mod signal_safe;
@@ -148,7 +149,7 @@ fn check_signum(signum: i32) -> PyResult<()> {
 }
 
 #[pyfunction]
-#[pyo3(signature = (signum, file, all_threads, chain, max_threads))]
+#[pyo3(signature = (signum, file, all_threads, chain, max_threads, minidump))]
 fn register(
     py: Python<'_>,
     signum: i32,
@@ -156,6 +157,7 @@ fn register(
     all_threads: bool,
     chain: bool,
     max_threads: i64,
+    minidump: bool,
 ) -> PyResult<KeepAlive> {
     check_signum(signum)?;
     if FATAL_SIGNALS.iter().any(|(s, _)| *s == signum) {
@@ -167,9 +169,64 @@ fn register(
     let (fd, keep) = pyfile::resolve(py, file.as_ref())?;
     let target = prepare::target(py)?;
     altstack::ensure().map_err(os_error)?;
-    let make = |previous| UserConfig { fd, all_threads, chain, max_threads, target, previous };
+    let make = |previous| UserConfig { fd, all_threads, chain, max_threads, minidump, target, previous };
     signals::register(signum, make, chain).map_err(os_error)?;
     Ok(keep)
+}
+
+/// Minidump settings (from enable() or defaults): on/off, directory, helper, deadline.
+#[pyfunction]
+#[pyo3(signature = (enabled, dump_dir, helper, timeout, prog_name, source_context))]
+fn configure_minidumps(
+    py: Python<'_>,
+    enabled: bool,
+    dump_dir: &str,
+    helper: &str,
+    timeout: f64,
+    prog_name: &str,
+    source_context: u32,
+) -> PyResult<()> {
+    let target = prepare::target(py)?;
+    let version = py.import("sys")?.getattr("version_info")?;
+    let py_version = [
+        version.getattr("major")?.extract()?,
+        version.getattr("minor")?.extract()?,
+        version.getattr("micro")?.extract()?,
+    ];
+    // SAFETY: dlsym with a NUL-terminated name; NULL when the symbol is not exported.
+    let runtime = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_PyRuntime".as_ptr()) } as u64;
+    if !(timeout > 0.0 && timeout.is_finite()) {
+        return Err(PyValueError::new_err("dump_timeout must be a positive number of seconds"));
+    }
+    let settings = minidumps::Settings {
+        enabled,
+        dump_dir,
+        helper,
+        timeout: Duration::from_secs_f64(timeout),
+        prog_name,
+        py_version,
+        runtime,
+        source_context,
+    };
+    minidumps::configure(target, &settings).map_err(PyRuntimeError::new_err)
+}
+
+/// write_minidump(path=None) -> str
+/// --
+///
+/// Write a minidump of this process now (it goes on running) and return its path.
+#[pyfunction]
+#[pyo3(signature = (path=None))]
+fn write_minidump(py: Python<'_>, path: Option<String>) -> PyResult<String> {
+    let result = py.detach(|| minidumps::dump_now(handoff::Kind::Requested, path.as_deref()));
+    let line = result.map_err(|e| PyRuntimeError::new_err(format!("no minidump: {e}")))?;
+    Ok(line.trim_end().trim_start_matches("crashcatch: minidump written to ").to_string())
+}
+
+/// Replaces the annotations (packed `key\0value\0` pairs).
+#[pyfunction]
+fn set_annotations(packed: &[u8]) -> PyResult<()> {
+    minidumps::set_annotations(packed).map_err(PyValueError::new_err)
 }
 
 #[pyfunction]
@@ -189,6 +246,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cancel_dump_traceback_later, m)?)?;
     m.add_function(wrap_pyfunction!(register, m)?)?;
     m.add_function(wrap_pyfunction!(unregister, m)?)?;
+    m.add_function(wrap_pyfunction!(configure_minidumps, m)?)?;
+    m.add_function(wrap_pyfunction!(write_minidump, m)?)?;
+    m.add_function(wrap_pyfunction!(set_annotations, m)?)?;
     m.add_class::<threads::ThreadStarter>()?;
     m.add_class::<threads::AltStackRun>()?;
     Ok(())

@@ -74,11 +74,19 @@ fn run(opts: Options, header: String, cancel: &(Mutex<bool>, Condvar)) {
         }
         drop(cancelled);
         crate::signal_safe::memory::refresh_pid();
-        let mut out = Out::new(opts.fd);
+        let mut out = Out::capturing(opts.fd);
         out.str(&header);
         // The watchdog thread is nobody's "current thread".
         pytrace::dump_all_threads(&mut out, opts.target, None, opts.max_threads);
         out.flush();
+        if crate::signal_safe::config::load(&crate::signal_safe::dump::HELPER).is_some() {
+            let line = match crate::minidumps::dump_now(handoff::Kind::Timeout, None) {
+                Ok(line) => line,
+                Err(e) => format!("crashcatch: no minidump: {e}\n"),
+            };
+            out.str(&line);
+            out.flush();
+        }
         if opts.exit {
             // SAFETY: _exit ends the process immediately, as faulthandler's exit=True does.
             unsafe { libc::_exit(1) };

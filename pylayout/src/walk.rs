@@ -105,12 +105,7 @@ pub fn for_each_frame(
         return WalkEnd::NoFrame;
     }
     for _ in 0..MAX_FRAMES_WALKED {
-        let step = if layout.has_interpreter_frames() {
-            interpreter_frame(mem, layout, frame)
-        } else {
-            frame_object(mem, layout, frame, frame_type)
-        };
-        let Some((shown, previous)) = step else {
+        let Some((shown, previous)) = frame_step(mem, layout, frame, frame_type) else {
             return WalkEnd::Unreadable;
         };
         if let Some(py) = shown {
@@ -124,6 +119,21 @@ pub fn for_each_frame(
         frame = previous;
     }
     WalkEnd::Complete
+}
+
+/// Decodes the frame at `frame`: the Python frame to show (None for interpreter plumbing
+/// or, with `frame_type` set, a non-frame object) and the address of the next outer frame.
+pub fn frame_step(
+    mem: &dyn Memory,
+    layout: &Layout,
+    frame: u64,
+    frame_type: u64,
+) -> Option<(Option<PyFrame>, u64)> {
+    if layout.has_interpreter_frames() {
+        interpreter_frame(mem, layout, frame)
+    } else {
+        frame_object(mem, layout, frame, frame_type)
+    }
 }
 
 /// ≤3.10: a heap `PyFrameObject`. Returns (frame to show, f_back).

@@ -20,7 +20,10 @@ from . import _native
 __all__ = [
     "enable", "disable", "is_enabled", "dump_traceback", "dump_c_stack",
     "dump_traceback_later", "cancel_dump_traceback_later", "register", "unregister",
+    "write_minidump", "annotate", "default_dump_dir",
 ]
+
+import os as _os
 
 # faulthandler keeps a reference to the file objects it will write to, so that their file
 # descriptors stay open; so do we, per use. The native functions resolve `file` exactly as
@@ -36,15 +39,92 @@ dump_traceback = _native.dump_traceback
 dump_c_stack = _native.dump_c_stack
 
 
-def enable(file=None, all_threads=True, c_stack=True, *, max_threads=_MAX_THREADS):
+# The helper that writes minidumps, shipped inside this package.
+_HELPER = _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "_bin", "crashcatch-dump")
+_DEFAULT_DUMP_TIMEOUT = 10.0
+_SOURCE_CONTEXT_LINES = 3
+_dumps_configured = False
+
+
+def default_dump_dir():
+    """$CRASHCATCH_DUMP_DIR, else $XDG_CACHE_HOME/crashcatch/dumps (~/.cache/crashcatch/dumps)."""
+    explicit = _os.environ.get("CRASHCATCH_DUMP_DIR")
+    if explicit:
+        return explicit
+    cache = _os.environ.get("XDG_CACHE_HOME") or _os.path.join(_os.path.expanduser("~"), ".cache")
+    return _os.path.join(cache, "crashcatch", "dumps")
+
+
+def _minidumps_default():
+    """Minidumps are on unless CRASHCATCH_MINIDUMP=0 says otherwise."""
+    return _os.environ.get("CRASHCATCH_MINIDUMP", "1") != "0"
+
+
+def _configure_dumps(minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TIMEOUT):
+    global _dumps_configured
+    if minidump is None:
+        minidump = _minidumps_default()
+    directory = _os.fspath(dump_dir) if dump_dir is not None else default_dump_dir()
+    if minidump:
+        try:
+            _os.makedirs(directory, mode=0o700, exist_ok=True)
+        except OSError:
+            pass  # the helper retries, and its report line says why if it cannot
+    prog = _os.path.basename(_sys.argv[0]) if _sys.argv and _sys.argv[0] not in ("", "-c", "-m") else ""
+    prog = prog or _os.path.basename(_sys.executable) or "python"
+    _native.configure_minidumps(bool(minidump), directory, _HELPER, float(dump_timeout), prog,
+                                _SOURCE_CONTEXT_LINES)
+    _dumps_configured = True
+
+
+def enable(file=None, all_threads=True, c_stack=True, *, max_threads=_MAX_THREADS,
+           minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TIMEOUT):
     """Report fatal signals (SIGSEGV, SIGFPE, SIGABRT, SIGBUS, SIGILL) to ``file``
     (default: sys.stderr).
 
     ``all_threads``: the Python traceback of every thread, not only the crashing one.
     ``c_stack``: append the crashing thread's C stack.
+    ``minidump``: also write a minidump into ``dump_dir`` (default: default_dump_dir()),
+    waiting at most ``dump_timeout`` seconds for it; the report's last line names it.
+    Default: on, unless the environment has CRASHCATCH_MINIDUMP=0.
     """
+    _configure_dumps(minidump, dump_dir, dump_timeout)
     _files["fatal"] = _native.enable(file, bool(all_threads), bool(c_stack), max_threads)
     _hook_thread_start()
+
+
+def write_minidump(path=None):
+    """Write a minidump of this process now and return its path; the process goes on.
+    ``path``: the file to create (never overwritten); default: a new file in the dump
+    directory."""
+    if not _dumps_configured:
+        _configure_dumps()
+    return _native.write_minidump(None if path is None else _os.fspath(path))
+
+
+_annotations = {}
+_MAX_ANNOTATION = 1024
+
+
+def annotate(key, value):
+    """Attach ``key: value`` (strings, at most 1 KiB each) to every later minidump;
+    ``value=None`` removes the key."""
+    key = str(key)
+    if value is None:
+        _annotations.pop(key, None)
+    else:
+        value = str(value)
+        if len(key.encode()) > _MAX_ANNOTATION or len(value.encode()) > _MAX_ANNOTATION:
+            raise ValueError("annotation keys and values are limited to 1 KiB")
+        if "\0" in key or "\0" in value:
+            raise ValueError("annotations cannot contain NUL characters")
+        _annotations[key] = value
+    packed = b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in _annotations.items())
+    try:
+        _native.set_annotations(packed)
+    except ValueError:
+        _annotations.pop(key, None)
+        raise
 
 
 def disable():
@@ -76,10 +156,17 @@ def cancel_dump_traceback_later():
     _files.pop("later", None)
 
 
-def register(signum, file=None, all_threads=True, chain=False, *, max_threads=_MAX_THREADS):
+def register(signum, file=None, all_threads=True, chain=False, *, max_threads=_MAX_THREADS,
+             minidump=None):
     """Dump the traceback(s) to ``file`` whenever signal ``signum`` arrives; the process
-    goes on. ``chain``: also call the handler that was there before."""
-    _files[("user", signum)] = _native.register(signum, file, bool(all_threads), bool(chain), max_threads)
+    goes on. ``chain``: also call the handler that was there before. ``minidump``: also
+    write a minidump each time (settings from enable(), or the defaults)."""
+    if minidump is None:
+        minidump = _minidumps_default()
+    if minidump and not _dumps_configured:
+        _configure_dumps()
+    _files[("user", signum)] = _native.register(signum, file, bool(all_threads), bool(chain), max_threads,
+                                                bool(minidump))
 
 
 def unregister(signum):

@@ -57,6 +57,8 @@ pub struct UserConfig {
     pub all_threads: bool,
     pub chain: bool,
     pub max_threads: usize,
+    /// Also write a minidump on each delivery.
+    pub minidump: bool,
     pub target: &'static Target,
     pub previous: libc::sigaction,
 }

@@ -2,12 +2,14 @@
 
 use super::config::{self, Target, FATAL_SIGNALS};
 use super::cstack;
+use super::dump::{self, Event};
 use super::extmods;
 use super::memory;
 use super::out::{errno, set_errno, Out};
 use super::pytrace;
 use super::unwind::Regs;
 use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use handoff::Kind;
 
 /// Thread id of the thread writing a report (0: none). Serialises reports so concurrent
 /// crashes never interleave, and detects a crash inside our own handler.
@@ -85,7 +87,7 @@ fn set_default(signo: i32) {
 }
 
 /// Handler for SIGSEGV, SIGFPE, SIGABRT, SIGBUS and SIGILL.
-pub extern "C" fn fatal_handler(signo: i32, _info: *mut libc::siginfo_t, ucontext: *mut libc::c_void) {
+pub extern "C" fn fatal_handler(signo: i32, info: *mut libc::siginfo_t, ucontext: *mut libc::c_void) {
     let saved_errno = errno();
     memory::refresh_pid();
     let me = gettid();
@@ -101,9 +103,11 @@ pub extern "C" fn fatal_handler(signo: i32, _info: *mut libc::siginfo_t, ucontex
     let reported = FATAL_REPORTED.load(Ordering::Acquire);
     if let (Some(cfg), false) = (config::load(&config::FATAL), reported) {
         ORIGINAL_SIGNAL.store(signo, Ordering::Release);
-        // SAFETY: the kernel passes a valid ucontext_t to SA_SIGINFO handlers.
-        let regs = unsafe { (ucontext as *const libc::ucontext_t).as_ref() }.map(Regs::from_ucontext);
-        write_fatal_report(cfg, signo, regs);
+        // SAFETY: the kernel passes valid siginfo_t and ucontext_t to SA_SIGINFO handlers.
+        let (info, uc) = unsafe { (info.as_ref(), (ucontext as *const libc::ucontext_t).as_ref()) };
+        let mut out = Out::capturing(cfg.fd);
+        write_fatal_report(&mut out, cfg, signo, uc.map(Regs::from_ucontext));
+        write_minidump(&mut out, Event { kind: Kind::Fatal, signo, info, ucontext: uc });
         FATAL_REPORTED.store(true, Ordering::Release);
     }
     // Chain: the previous handler (faulthandler, a debugger's, or the default action that
@@ -114,9 +118,8 @@ pub extern "C" fn fatal_handler(signo: i32, _info: *mut libc::siginfo_t, ucontex
     raise(signo);
 }
 
-fn write_fatal_report(cfg: &config::FatalConfig, signo: i32, regs: Option<Regs>) {
+fn write_fatal_report(out: &mut Out, cfg: &config::FatalConfig, signo: i32, regs: Option<Regs>) {
     let t = cfg.target;
-    let mut out = Out::new(cfg.fd);
     out.str("Fatal Python error: ");
     match FATAL_SIGNALS.iter().find(|(s, _)| *s == signo) {
         // faulthandler 3.13+ spells it "Floating-point exception"; the tests compare every
@@ -129,7 +132,7 @@ fn write_fatal_report(cfg: &config::FatalConfig, signo: i32, regs: Option<Regs>)
         }
     }
     out.str("\n\n");
-    write_tracebacks(&mut out, t, cfg.all_threads, cfg.max_threads);
+    write_tracebacks(out, t, cfg.all_threads, cfg.max_threads);
     if cfg.fault_in_handler {
         out.flush();
         // SAFETY: deliberately faults (test hook); the nested signal takes the fallback path.
@@ -138,15 +141,26 @@ fn write_fatal_report(cfg: &config::FatalConfig, signo: i32, regs: Option<Regs>)
     // faulthandler 3.14+ puts its C stack before the extension modules; keep its order.
     let c_stack_first = t.layout.minor >= 14;
     if !c_stack_first {
-        extmods::dump_extension_modules(&mut out, t);
+        extmods::dump_extension_modules(out, t);
     }
     if let (true, Some(regs)) = (cfg.c_stack, regs) {
         out.byte(b'\n');
-        cstack::dump(&mut out, &t.mem, &t.facts, regs);
+        cstack::dump(out, &t.mem, &t.facts, regs);
     }
     if c_stack_first {
-        extmods::dump_extension_modules(&mut out, t);
+        extmods::dump_extension_modules(out, t);
     }
+    out.flush();
+}
+
+/// Writes a minidump (when enabled) and the report's last line naming it.
+fn write_minidump(out: &mut Out, event: Event) {
+    if config::load(&dump::HELPER).is_none() {
+        return;
+    }
+    out.flush();
+    dump::fill_request(&event, b"");
+    dump::run_helper(out);
     out.flush();
 }
 
@@ -184,16 +198,21 @@ fn handler_crashed(signo: i32) {
 }
 
 /// Handler for signals passed to `register()`.
-pub extern "C" fn user_handler(signo: i32, _info: *mut libc::siginfo_t, _ucontext: *mut libc::c_void) {
+pub extern "C" fn user_handler(signo: i32, info: *mut libc::siginfo_t, ucontext: *mut libc::c_void) {
     let saved_errno = errno();
     memory::refresh_pid();
     let Some(cfg) = config::USER.get(signo as usize).and_then(config::load) else {
         return;
     };
     if let Lock::Acquired = acquire(gettid(), USER_WAIT_MS) {
-        let mut out = Out::new(cfg.fd);
+        let mut out = Out::capturing(cfg.fd);
         write_tracebacks(&mut out, cfg.target, cfg.all_threads, cfg.max_threads);
         out.flush();
+        if cfg.minidump {
+            // SAFETY: the kernel passes valid siginfo_t and ucontext_t to SA_SIGINFO handlers.
+            let (info, uc) = unsafe { (info.as_ref(), (ucontext as *const libc::ucontext_t).as_ref()) };
+            write_minidump(&mut out, Event { kind: Kind::Signal, signo, info, ucontext: uc });
+        }
         release();
     }
     if cfg.chain {

@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod cstack;
+pub mod dump;
 pub mod elf;
 pub mod extmods;
 pub mod handler;

@@ -6,11 +6,20 @@ pub struct Out {
     fd: i32,
     buf: [u8; 1024],
     len: usize,
+    /// Also keep what is written in the dump's report buffer (see `dump::capture`).
+    capture: bool,
 }
 
 impl Out {
     pub const fn new(fd: i32) -> Out {
-        Out { fd, buf: [0; 1024], len: 0 }
+        Out { fd, buf: [0; 1024], len: 0, capture: false }
+    }
+
+    /// A writer whose text also goes into the report buffer the dump helper copies into
+    /// the minidump's metadata. Starts the buffer afresh.
+    pub fn capturing(fd: i32) -> Out {
+        super::dump::capture_reset();
+        Out { fd, buf: [0; 1024], len: 0, capture: true }
     }
 
     pub fn bytes(&mut self, mut data: &[u8]) {
@@ -66,6 +75,9 @@ impl Out {
     }
 
     pub fn flush(&mut self) {
+        if self.capture {
+            super::dump::capture_append(&self.buf[..self.len]);
+        }
         let mut done = 0;
         while done < self.len {
             // SAFETY: the pointer and length describe initialised bytes of self.buf.

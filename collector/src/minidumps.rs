@@ -1,0 +1,153 @@
+//! Minidump settings prepared at enable time, and dumps taken outside signal handlers
+//! (`write_minidump()`, timeouts): the helper is started as an ordinary child process.
+
+use crate::signal_safe::config::{self, Target};
+use crate::signal_safe::dump::{self, Event, HelperConfig, HELPER};
+use crate::signal_safe::memory;
+use handoff::Kind;
+use std::ffi::CString;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Serialises dumps taken from ordinary threads (they share the one request record).
+static DUMP_LOCK: Mutex<()> = Mutex::new(());
+/// Annotation bytes kept (`key\0value\0` pairs).
+pub const ANNOTATIONS_SIZE: usize = 16 * 1024;
+static ANNOTATIONS: Mutex<()> = Mutex::new(());
+struct AnnotationBuf(std::cell::UnsafeCell<[u8; ANNOTATIONS_SIZE]>);
+// SAFETY: written under the ANNOTATIONS mutex; the helper reads it from another process.
+unsafe impl Sync for AnnotationBuf {}
+static ANNOTATION_BYTES: AnnotationBuf = AnnotationBuf(std::cell::UnsafeCell::new([0; ANNOTATIONS_SIZE]));
+
+pub struct Settings<'a> {
+    pub enabled: bool,
+    pub dump_dir: &'a str,
+    pub helper: &'a str,
+    pub timeout: Duration,
+    pub prog_name: &'a str,
+    pub py_version: [u32; 3],
+    pub runtime: u64,
+    pub source_context: u32,
+}
+
+/// Fills the enable-time half of the request and publishes how to start the helper.
+pub fn configure(target: &Target, s: &Settings) -> Result<(), String> {
+    if !s.enabled {
+        config::store(&HELPER, None);
+        return Ok(());
+    }
+    if !Path::new(s.helper).is_file() {
+        return Err(format!("the dump helper {} is missing: reinstall crashcatch", s.helper));
+    }
+    let _guard = DUMP_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: enable-time writes under DUMP_LOCK and the GIL; handlers read the record only
+    // when a dump happens, after HELPER is published below.
+    let req = unsafe { &mut *dump::request_ptr() };
+    handoff::set_field(&mut req.dump_dir, s.dump_dir.as_bytes());
+    handoff::set_field(&mut req.prog_name, s.prog_name.as_bytes());
+    req.py_version = s.py_version;
+    req.interp = target.interp;
+    req.runtime = s.runtime;
+    req.types = handoff::Types {
+        str_type: target.types.str_type,
+        code_type: target.types.code_type,
+        module_type: target.types.module_type,
+        dict_type: target.types.dict_type,
+        frozenset_type: target.types.frozenset_type,
+        frame_type: target.types.frame_type,
+    };
+    req.report_addr = dump::capture_addr();
+    req.annotations_addr = ANNOTATION_BYTES.0.get() as u64;
+    req.source_context = s.source_context;
+    req.magic = handoff::MAGIC;
+    let path = CString::new(s.helper).map_err(|e| e.to_string())?;
+    let arg = CString::new(format!("{:x}", dump::request_ptr() as u64)).map_err(|e| e.to_string())?;
+    let (path, arg) = (Box::leak(path.into_boxed_c_str()), Box::leak(arg.into_boxed_c_str()));
+    let helper = HelperConfig {
+        path: path.as_ptr(),
+        argv: [path.as_ptr(), arg.as_ptr(), std::ptr::null()],
+        deadline_ms: s.timeout.as_millis().min(u32::MAX as u128) as u32,
+    };
+    config::store(&HELPER, Some(config::publish(helper)));
+    Ok(())
+}
+
+/// Replaces the annotations with `pairs` (`key\0value\0`…, already bounded by the caller).
+pub fn set_annotations(packed: &[u8]) -> Result<(), String> {
+    if packed.len() > ANNOTATIONS_SIZE {
+        return Err(format!(
+            "annotations take {} bytes, more than the {ANNOTATIONS_SIZE} kept",
+            packed.len()
+        ));
+    }
+    let _guard = ANNOTATIONS.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: the only writer, under the mutex.
+    unsafe { (&mut *ANNOTATION_BYTES.0.get())[..packed.len()].copy_from_slice(packed) };
+    // SAFETY: as in configure().
+    unsafe { (*dump::request_ptr()).annotations_len = packed.len() as u64 };
+    Ok(())
+}
+
+/// Writes a minidump of this live process and returns the helper's result line.
+/// `exact_path`: the file to create, or None for one in the dump directory.
+pub fn dump_now(kind: Kind, exact_path: Option<&str>) -> Result<String, String> {
+    let helper = config::load(&HELPER).ok_or("minidumps are disabled (enable(minidump=False))")?;
+    let _guard = DUMP_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    memory::refresh_pid();
+    dump::fill_request(
+        &Event { kind, signo: 0, info: None, ucontext: None },
+        exact_path.unwrap_or("").as_bytes(),
+    );
+    // SAFETY: the helper path and request address were made from valid C strings.
+    let (path, arg) = unsafe {
+        (
+            std::ffi::CStr::from_ptr(helper.path).to_string_lossy().into_owned(),
+            std::ffi::CStr::from_ptr(helper.argv[1]).to_string_lossy().into_owned(),
+        )
+    };
+    // SAFETY: prctl with integer arguments; lets the helper ptrace us under Yama.
+    unsafe { libc::prctl(libc::PR_SET_PTRACER, libc::PR_SET_PTRACER_ANY, 0, 0, 0) };
+    let result = run(&path, &arg, Duration::from_millis(helper.deadline_ms as u64));
+    // SAFETY: as above.
+    unsafe { libc::prctl(libc::PR_SET_PTRACER, 0, 0, 0, 0) };
+    result
+}
+
+fn run(path: &str, arg: &str, deadline: Duration) -> Result<String, String> {
+    let mut child = Command::new(path)
+        .arg(arg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the dump helper {path}: {e}"))?;
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if start.elapsed() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "the dump helper did not finish within {} ms and was killed",
+                    deadline.as_millis()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_micros(500)),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let mut line = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        let _ = stdout.read_to_string(&mut line);
+    }
+    if line.starts_with("crashcatch: minidump written") {
+        Ok(line)
+    } else if line.is_empty() {
+        Err(format!("the dump helper {path} printed nothing"))
+    } else {
+        Err(line.trim_end().trim_start_matches("crashcatch: no minidump: ").to_string())
+    }
+}

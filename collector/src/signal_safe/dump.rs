@@ -1,0 +1,250 @@
+//! Minidumps from a signal handler (or any thread): fill the dump-time half of the
+//! [`handoff::Request`], start the `crashcatch-dump` helper with `clone(CLONE_VM |
+//! CLONE_VFORK)` + `execve` on a preallocated stack (no fork handlers, no malloc: measured
+//! to work after heap corruption, unlike `fork`), wait for its one-line answer with a
+//! deadline, and kill it if it overruns.
+
+use super::config;
+use super::memory::SelfMemory;
+use super::out::Out;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use handoff::{Kind, Request};
+use pylayout::Memory;
+
+/// How the helper is started; published at enable time.
+pub struct HelperConfig {
+    /// NUL-terminated helper path and `[path, request address, NULL]`.
+    pub path: *const libc::c_char,
+    pub argv: [*const libc::c_char; 3],
+    /// How long to wait for the helper before killing it.
+    pub deadline_ms: u32,
+}
+
+// SAFETY: the pointers refer to leaked, immutable C strings.
+unsafe impl Sync for HelperConfig {}
+// SAFETY: as above.
+unsafe impl Send for HelperConfig {}
+
+/// Null when minidumps are off.
+pub static HELPER: AtomicPtr<HelperConfig> = AtomicPtr::new(core::ptr::null_mut());
+
+struct Cell<T>(UnsafeCell<T>);
+// SAFETY: written by one thread at a time: at enable time under the GIL, and at dump
+// time by the thread holding the report lock (handlers) or the dump mutex (others).
+unsafe impl<T> Sync for Cell<T> {}
+
+static REQUEST: Cell<Request> = Cell(UnsafeCell::new(Request::zeroed()));
+
+/// The text report of the current dump, for the metadata stream.
+const CAPTURE_SIZE: usize = 64 * 1024;
+static CAPTURE: Cell<[u8; CAPTURE_SIZE]> = Cell(UnsafeCell::new([0; CAPTURE_SIZE]));
+static CAPTURE_LEN: AtomicUsize = AtomicUsize::new(0);
+
+pub fn request_ptr() -> *mut Request {
+    REQUEST.0.get()
+}
+
+pub fn capture_reset() {
+    CAPTURE_LEN.store(0, Ordering::Relaxed);
+}
+
+pub fn capture_append(bytes: &[u8]) {
+    let len = CAPTURE_LEN.load(Ordering::Relaxed);
+    let n = bytes.len().min(CAPTURE_SIZE - len);
+    // SAFETY: only the thread writing the report appends, and it owns the report lock.
+    unsafe { (&mut *CAPTURE.0.get())[len..len + n].copy_from_slice(&bytes[..n]) };
+    CAPTURE_LEN.store(len + n, Ordering::Relaxed);
+}
+
+pub fn capture_addr() -> u64 {
+    CAPTURE.0.get() as u64
+}
+
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime is async-signal-safe and writes `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The signal that caused a dump, with its context when it came through a handler.
+pub struct Event<'a> {
+    pub kind: Kind,
+    pub signo: i32,
+    pub info: Option<&'a libc::siginfo_t>,
+    pub ucontext: Option<&'a libc::ucontext_t>,
+}
+
+/// Fills the dump-time fields of the request. `exact_path`: the file to create (empty:
+/// the helper names one in the dump directory).
+pub fn fill_request(event: &Event, exact_path: &[u8]) {
+    let mem = SelfMemory { direct: false };
+    // SAFETY: see `Cell`: the caller holds the report lock or the dump mutex.
+    let req = unsafe { &mut *REQUEST.0.get() };
+    req.kind = event.kind as u32;
+    req.signo = event.signo;
+    // SAFETY: gettid has no preconditions.
+    req.tid = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+    req.time_ns = now_ns();
+    req.report_len = CAPTURE_LEN.load(Ordering::Relaxed) as u64;
+    handoff::set_field(&mut req.dump_path, exact_path);
+    req.has_context = 0;
+    req.si_code = 0;
+    req.fault_addr = 0;
+    if let (Some(info), Some(uc)) = (event.info, event.ucontext) {
+        req.si_code = info.si_code;
+        // SAFETY: si_addr reads the union member valid for fault signals; for others it is
+        // a harmless integer.
+        req.fault_addr = unsafe { info.si_addr() } as u64;
+        copy_raw(info, &mut req.siginfo);
+        copy_raw(uc, &mut req.ucontext);
+        let fp = uc.uc_mcontext.fpregs as u64;
+        if fp == 0 || !mem.read(fp, &mut req.fpstate) {
+            req.fpstate.iter_mut().for_each(|b| *b = 0);
+        }
+        req.has_context = 1;
+    }
+}
+
+fn copy_raw<T>(value: &T, out: &mut [u8]) {
+    let n = core::mem::size_of::<T>().min(out.len());
+    // SAFETY: reading n ≤ size_of::<T>() bytes of a live value into a buffer of ≥ n bytes.
+    unsafe { core::ptr::copy_nonoverlapping((value as *const T).cast::<u8>(), out.as_mut_ptr(), n) };
+}
+
+extern "C" {
+    static environ: *const *const libc::c_char;
+}
+
+/// Stack for the cloned child, which only calls dup2, sigprocmask, execve and _exit.
+const CHILD_STACK: usize = 64 * 1024;
+#[repr(align(16))]
+struct ChildStack(#[allow(dead_code)] [u8; CHILD_STACK]); // used only as raw memory
+static CHILD_STACK_MEM: Cell<ChildStack> = Cell(UnsafeCell::new(ChildStack([0; CHILD_STACK])));
+
+/// What the child needs, on the parent's stack (shared: CLONE_VM).
+struct ChildArgs {
+    helper: &'static HelperConfig,
+    result_fd: i32,
+    old_mask: libc::sigset_t,
+}
+
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the ChildArgs the parent passed and keeps alive while suspended
+    // (CLONE_VFORK); only async-signal-safe calls follow.
+    unsafe {
+        let args = &*(arg as *const ChildArgs);
+        libc::dup2(args.result_fd, 1);
+        libc::sigprocmask(libc::SIG_SETMASK, &args.old_mask, core::ptr::null_mut());
+        libc::execve(args.helper.path, args.helper.argv.as_ptr(), environ);
+        libc::_exit(127)
+    }
+}
+
+/// Starts the helper; returns its pid (or -1).
+fn spawn(helper: &'static HelperConfig, result_fd: i32) -> i32 {
+    // SAFETY: sigset_t is plain data; the calls fill it.
+    let mut all: libc::sigset_t = unsafe { core::mem::zeroed() };
+    let mut args = ChildArgs { helper, result_fd, old_mask: all };
+    // SAFETY: block every signal while the child shares our memory (as posix_spawn does),
+    // clone onto the preallocated stack, then restore the mask. The parent is suspended
+    // until the child has exec'ed or exited, so the stack and `args` stay valid for it.
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_BLOCK, &all, &mut args.old_mask);
+        let top = (CHILD_STACK_MEM.0.get() as *mut u8).add(CHILD_STACK);
+        let pid = libc::clone(
+            child_main,
+            top.cast(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&mut args as *mut ChildArgs).cast(),
+        );
+        libc::sigprocmask(libc::SIG_SETMASK, &args.old_mask, core::ptr::null_mut());
+        pid
+    }
+}
+
+/// Runs the helper and writes its answer (or why there is none) to `out`. Returns false
+/// if no dump was written.
+pub fn run_helper(out: &mut Out) -> bool {
+    let Some(helper) = config::load(&HELPER) else { return false };
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 writes two fds into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        out.str("crashcatch: no minidump: cannot create a pipe to the dump helper\n");
+        return false;
+    }
+    // Let the helper ptrace us even under Yama's restricted mode.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PTRACER, libc::PR_SET_PTRACER_ANY, 0, 0, 0) };
+    let pid = spawn(helper, fds[1]);
+    // SAFETY: closing our copy of the write end.
+    unsafe { libc::close(fds[1]) };
+    let mut line = [0u8; 4096];
+    let mut len = 0usize;
+    let mut timed_out = false;
+    if pid > 0 {
+        let deadline = now_ms() + helper.deadline_ms as u64;
+        loop {
+            let left = deadline.saturating_sub(now_ms());
+            if left == 0 {
+                timed_out = true;
+                break;
+            }
+            let mut pfd = libc::pollfd { fd: fds[0], events: libc::POLLIN, revents: 0 };
+            // SAFETY: polling one valid pollfd.
+            let r = unsafe { libc::poll(&mut pfd, 1, left.min(i32::MAX as u64) as i32) };
+            if r < 0 {
+                continue; // EINTR (ptrace stops and resumes us)
+            }
+            if r == 0 {
+                continue; // deadline re-checked above
+            }
+            // SAFETY: reading into the unused tail of `line`.
+            let n = unsafe { libc::read(fds[0], line[len..].as_mut_ptr().cast(), line.len() - len) };
+            if n <= 0 {
+                break; // EOF: the helper is done
+            }
+            len += n as usize;
+            if len == line.len() {
+                break;
+            }
+        }
+        if timed_out {
+            // SAFETY: killing our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 && super::out::errno() == libc::EINTR {}
+    }
+    // SAFETY: closing our read end; resetting the ptracer permission.
+    unsafe {
+        libc::close(fds[0]);
+        libc::prctl(libc::PR_SET_PTRACER, 0, 0, 0, 0);
+    }
+    if timed_out {
+        out.str("crashcatch: no minidump: the dump helper did not finish within ");
+        out.dec(helper.deadline_ms as u64);
+        out.str(" ms and was killed\n");
+        return false;
+    }
+    if pid < 0 || len == 0 {
+        out.str("crashcatch: no minidump: the dump helper could not be started (");
+        // SAFETY: reading a NUL-terminated string we own.
+        let path = unsafe { core::ffi::CStr::from_ptr(helper.path) };
+        out.bytes(path.to_bytes());
+        out.str(")\n");
+        return false;
+    }
+    out.bytes(&line[..len]);
+    line[..len].starts_with(b"crashcatch: minidump written")
+}
+
+fn now_ms() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}

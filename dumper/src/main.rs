@@ -1,0 +1,255 @@
+//! `crashcatch-dump ADDRESS`: writes a minidump of the parent process, which left a
+//! `handoff::Request` at ADDRESS and is waiting (crashed, or paused on purpose), then
+//! writes one line to fd 3 (stdout if fd 3 is not open): the path of the dump, or why
+//! there is none. Exit status 0 on success.
+//!
+//! Started by the crashcatch collector, found next to it inside the installed package.
+
+mod metadata;
+mod procmem;
+mod pymem;
+mod ranges;
+mod streams;
+
+use handoff::{field_str, Request};
+use minidump_writer::minidump_writer::MinidumpWriterConfig;
+use procmem::ProcessMemory;
+use pylayout::{Layout, Memory, TypeAddrs};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+enum DumpError {
+    #[error("usage: crashcatch-dump REQUEST_ADDRESS (started by crashcatch, not by hand)")]
+    Usage,
+    #[error("cannot read the crash record from process {0}: {1}")]
+    NoRequest(i32, String),
+    #[error("cannot create the dump directory {0}: {1}")]
+    Dir(PathBuf, std::io::Error),
+    #[error("cannot create {0}: {1}")]
+    Create(PathBuf, std::io::Error),
+    #[error("minidump-writer failed ({0}); if ptrace is not allowed here, check /proc/sys/kernel/yama/ptrace_scope")]
+    Writer(String),
+    #[error("cannot add crashcatch metadata to {0}: {1}")]
+    Metadata(PathBuf, std::io::Error),
+}
+
+fn main() {
+    let (ok, line) = match run() {
+        Ok(path) => (true, format!("crashcatch: minidump written to {}\n", path.display())),
+        Err(e) => (false, format!("crashcatch: no minidump: {e}\n")),
+    };
+    report(&line);
+    std::process::exit(if ok { 0 } else { 1 });
+}
+
+/// Writes the result line where the requester listens.
+fn report(line: &str) {
+    // SAFETY: fcntl(F_GETFD) only queries whether fd 3 is open.
+    let has_fd3 = unsafe { libc::fcntl(handoff::RESULT_FD, libc::F_GETFD) } >= 0;
+    if has_fd3 {
+        // SAFETY: writing a valid buffer to an open fd.
+        unsafe { libc::write(handoff::RESULT_FD, line.as_ptr().cast(), line.len()) };
+    } else {
+        let _ = std::io::stdout().write_all(line.as_bytes());
+    }
+}
+
+fn run() -> Result<PathBuf, DumpError> {
+    let arg = std::env::args().nth(1).ok_or(DumpError::Usage)?;
+    let addr = u64::from_str_radix(arg.trim_start_matches("0x"), 16).map_err(|_| DumpError::Usage)?;
+    // SAFETY: getppid has no preconditions.
+    let pid = unsafe { libc::getppid() };
+    let mem = ProcessMemory { pid };
+    let mut raw = vec![0u8; std::mem::size_of::<Request>()];
+    if !mem.read(addr, &mut raw) {
+        return Err(DumpError::NoRequest(pid, std::io::Error::last_os_error().to_string()));
+    }
+    let req = Request::from_bytes(&raw).ok_or_else(|| DumpError::NoRequest(pid, "bad magic".into()))?;
+
+    let path = dump_path(&req, pid)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .read(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| DumpError::Create(path.clone(), e))?;
+
+    // The Python memory: found while the process is still waiting for us.
+    let layout = Layout::for_version(req.py_version[0] as u8, req.py_version[1] as u8).ok();
+    let types = TypeAddrs {
+        str_type: req.types.str_type,
+        code_type: req.types.code_type,
+        module_type: req.types.module_type,
+        dict_type: req.types.dict_type,
+        frozenset_type: req.types.frozenset_type,
+        frame_type: req.types.frame_type,
+    };
+    let mut py_threads = Vec::new();
+    let mut app_memory = Vec::new();
+    if let Some(layout) = &layout {
+        let mut collector = pymem::Collector::new(&mem, layout, types);
+        collector.collect(req.runtime, req.interp);
+        py_threads = std::mem::take(&mut collector.threads);
+        let readable = procmem::readable_regions(pid).unwrap_or_default();
+        for (start, end) in collector.ranges.finish(&readable) {
+            app_memory.push(minidump_writer::app_memory::AppMemory {
+                ptr: start as usize,
+                length: (end - start) as usize,
+            });
+        }
+    }
+
+    let mut config = MinidumpWriterConfig::new(pid, req.tid);
+    config.set_app_memory(app_memory);
+    if let Some(ctx) = crash_context(&req, pid) {
+        config.set_crash_context(minidump_writer::CrashContextExt { inner: ctx });
+    }
+    if let Err(e) = config.write(&mut file) {
+        drop(file);
+        let _ = std::fs::remove_file(&path);
+        return Err(DumpError::Writer(e.to_string()));
+    }
+
+    let meta = metadata::build(&req, pid, &mem, layout.as_ref(), types, &py_threads);
+    streams::append_stream(&mut file, streams::METADATA_STREAM, meta.to_string().as_bytes())
+        .map_err(|e| DumpError::Metadata(path.clone(), e))?;
+    Ok(path)
+}
+
+/// The dump's file: the requested path, or `<dir>/<prog>-<pid>-<UTC time>.dmp`.
+fn dump_path(req: &Request, pid: i32) -> Result<PathBuf, DumpError> {
+    let exact = field_str(&req.dump_path);
+    if !exact.is_empty() {
+        return Ok(PathBuf::from(exact));
+    }
+    let dir = PathBuf::from(field_str(&req.dump_dir));
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| DumpError::Dir(dir.clone(), e))?;
+    }
+    let prog = sanitize(field_str(&req.prog_name));
+    Ok(dir.join(format!("{prog}-{pid}-{}.dmp", utc_stamp(req.time_ns))))
+}
+
+fn sanitize(name: &str) -> String {
+    let s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+    if s.is_empty() {
+        "python".into()
+    } else {
+        s
+    }
+}
+
+/// `YYYYmmddTHHMMSS.mmmZ` from Unix nanoseconds (civil-from-days, no time crate needed).
+fn utc_stamp(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}.{:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60,
+        (ns / 1_000_000) % 1000
+    )
+}
+
+/// The crashing thread's signal context, as minidump-writer wants it.
+fn crash_context(req: &Request, pid: i32) -> Option<minidump_writer::crash_context::CrashContext> {
+    use minidump_writer::crash_context::{fpregset_t, ucontext_t, CrashContext};
+    if req.has_context == 0 {
+        return None;
+    }
+    // SAFETY: both types are plain C data of the kernel's x86-64 signal-frame layout; the
+    // request holds at least as many bytes as each, copied from the real signal frame.
+    let (context, float_state) = unsafe {
+        let mut uc: ucontext_t = std::mem::zeroed();
+        let n = std::mem::size_of::<ucontext_t>().min(req.ucontext.len());
+        std::ptr::copy_nonoverlapping(req.ucontext.as_ptr(), (&mut uc as *mut ucontext_t).cast::<u8>(), n);
+        let mut fp: fpregset_t = std::mem::zeroed();
+        let n = std::mem::size_of::<fpregset_t>().min(req.fpstate.len());
+        std::ptr::copy_nonoverlapping(req.fpstate.as_ptr(), (&mut fp as *mut fpregset_t).cast::<u8>(), n);
+        (uc, fp)
+    };
+    // SAFETY: signalfd_siginfo is plain data.
+    let mut siginfo: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    siginfo.ssi_signo = req.signo as u32;
+    siginfo.ssi_code = req.si_code;
+    siginfo.ssi_pid = pid as u32;
+    siginfo.ssi_tid = req.tid as u32;
+    // The fault address, which crash-handler loses (it copies siginfo_t over a
+    // signalfd_siginfo, whose layouts differ).
+    siginfo.ssi_addr = req.fault_addr;
+    Some(CrashContext { context, float_state, siginfo, pid, tid: req.tid })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(utc_stamp(0), "19700101T000000.000Z");
+        // 2026-11-26 19:35:57.123 UTC
+        assert_eq!(utc_stamp(1_795_721_757_123_000_000), "20261126T193557.123Z");
+    }
+
+    #[test]
+    fn program_names_are_safe_file_names() {
+        assert_eq!(sanitize("my app/../x"), "my_app_.._x");
+        assert_eq!(sanitize(""), "python");
+    }
+
+    #[test]
+    fn dump_path_uses_the_directory_and_time() {
+        let mut req = Request::zeroed();
+        let dir = std::env::temp_dir().join(format!("cc-test-{}", std::process::id()));
+        handoff::set_field(&mut req.dump_dir, dir.as_os_str().as_encoded_bytes());
+        handoff::set_field(&mut req.prog_name, b"demo");
+        let p = dump_path(&req, 42).expect("path");
+        assert!(p.starts_with(&dir) && p.to_string_lossy().contains("demo-42-19700101T"), "{p:?}");
+        assert!(dir.is_dir());
+        let _ = std::fs::remove_dir(&dir);
+    }
+
+    #[test]
+    fn appended_stream_is_found_in_the_directory() {
+        let path = std::env::temp_dir().join(format!("cc-stream-{}.dmp", std::process::id()));
+        let mut f =
+            OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).expect("open");
+        // A minimal minidump: header with zero streams, directory at 32.
+        let mut header = Vec::new();
+        header.extend_from_slice(b"MDMP");
+        header.extend_from_slice(&0xa793u32.to_le_bytes());
+        header.extend_from_slice(&0u32.to_le_bytes());
+        header.extend_from_slice(&32u32.to_le_bytes());
+        header.extend_from_slice(&[0u8; 16]);
+        f.write_all(&header).expect("write");
+        streams::append_stream(&mut f, 0x4343_0001, b"{\"a\":1}").expect("append");
+        let bytes = std::fs::read(&path).expect("read");
+        let count = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+        let dir = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+        assert_eq!(count, 1);
+        let size = u32::from_le_bytes(bytes[dir + 4..dir + 8].try_into().unwrap()) as usize;
+        let rva = u32::from_le_bytes(bytes[dir + 8..dir + 12].try_into().unwrap()) as usize;
+        assert_eq!(&bytes[rva..rva + size], b"{\"a\":1}");
+        let _ = std::fs::remove_file(&path);
+    }
+}

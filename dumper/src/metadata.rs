@@ -1,0 +1,176 @@
+//! The crashcatch metadata stream: what a reader on another machine needs beside the raw
+//! dump — versions, command line, the text report, thread names, annotations and the
+//! source lines around the requesting thread's Python frames. Schema: docs/minidump.md.
+
+use crate::procmem::ProcessMemory;
+use crate::pymem::PyThreadInfo;
+use handoff::{Kind, Request};
+use pylayout::text::for_each_char;
+use pylayout::walk;
+use pylayout::{lines, Layout, Memory, TypeAddrs};
+use serde_json::{json, Value};
+
+/// Report text kept at most.
+const MAX_REPORT: u64 = 1 << 20;
+/// Annotation bytes read at most.
+const MAX_ANNOTATIONS: u64 = 64 * 1024;
+/// Python frames of the requesting thread given source context.
+const MAX_SOURCE_FRAMES: usize = 64;
+
+pub fn build(
+    req: &Request,
+    pid: i32,
+    mem: &ProcessMemory,
+    layout: Option<&Layout>,
+    types: TypeAddrs,
+    py_threads: &[PyThreadInfo],
+) -> Value {
+    let kind = match Kind::from_u32(req.kind) {
+        Some(Kind::Fatal) => "fatal-signal",
+        Some(Kind::Signal) => "registered-signal",
+        Some(Kind::Timeout) => "timeout",
+        Some(Kind::Requested) => "requested",
+        None => "unknown",
+    };
+    let threads: Vec<Value> = os_threads(pid)
+        .into_iter()
+        .map(|(tid, name)| {
+            let py = py_threads.iter().find(|t| t.native_thread_id == Some(tid as u64));
+            json!({
+                "tid": tid,
+                "name": name,
+                "python": py.map(|t| json!({
+                    "thread_id": t.thread_id, "tstate": t.tstate, "interp": t.interp, "frames": t.frames,
+                })),
+            })
+        })
+        .collect();
+    let gc = layout.and_then(|l| walk::gc_collecting(mem, l, req.interp));
+    json!({
+        "crashcatch_version": env!("CARGO_PKG_VERSION"),
+        "kind": kind,
+        "signal": req.signo,
+        "si_code": req.si_code,
+        "fault_address": req.fault_addr,
+        "requesting_tid": req.tid,
+        "time_unix_ns": req.time_ns,
+        "python": {
+            "version": format!("{}.{}.{}", req.py_version[0], req.py_version[1], req.py_version[2]),
+            "executable": std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.display().to_string()),
+            "argv": cmdline(pid),
+            "interp": req.interp,
+            "runtime": req.runtime,
+            "gc_collecting": gc,
+        },
+        "types": {"str": types.str_type, "code": types.code_type},
+        "report": read_text(mem, req.report_addr, req.report_len.min(MAX_REPORT)),
+        "annotations": annotations(mem, req),
+        "threads": threads,
+        "python_threads": py_threads.iter().map(|t| json!({
+            "tstate": t.tstate, "interp": t.interp, "thread_id": t.thread_id,
+            "native_thread_id": t.native_thread_id, "frames": t.frames,
+        })).collect::<Vec<_>>(),
+        "source": layout.map(|l| source_context(mem, l, types, req, py_threads)).unwrap_or_default(),
+    })
+}
+
+fn os_threads(pid: i32) -> Vec<(i32, String)> {
+    let mut out: Vec<(i32, String)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let tid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let name = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            Some((tid, name.trim_end().to_string()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn cmdline(pid: i32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+fn read_text(mem: &ProcessMemory, addr: u64, len: u64) -> String {
+    let mut buf = vec![0u8; len as usize];
+    if addr == 0 || !mem.read(addr, &mut buf) {
+        return String::new();
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// `key\0value\0` pairs.
+fn annotations(mem: &ProcessMemory, req: &Request) -> Value {
+    let text = read_text(mem, req.annotations_addr, req.annotations_len.min(MAX_ANNOTATIONS));
+    let mut map = serde_json::Map::new();
+    let mut parts = text.split('\0');
+    while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
+        if !k.is_empty() {
+            map.insert(k.to_string(), Value::String(v.to_string()));
+        }
+    }
+    Value::Object(map)
+}
+
+fn py_str(mem: &ProcessMemory, l: &Layout, types: TypeAddrs, obj: u64) -> Option<String> {
+    let mut s = String::new();
+    let r =
+        for_each_char(mem, l, types.str_type, obj, 4096, &mut |c| s.push(char::from_u32(c).unwrap_or('?')));
+    matches!(r, pylayout::text::StrRead::Done { .. }).then_some(s)
+}
+
+/// For each Python frame of the requesting thread: file, function, line, and the source
+/// lines around it, read now from disk so the dump can be read elsewhere.
+fn source_context(
+    mem: &ProcessMemory,
+    l: &Layout,
+    types: TypeAddrs,
+    req: &Request,
+    py_threads: &[PyThreadInfo],
+) -> Vec<Value> {
+    let Some(thread) = py_threads.iter().find(|t| t.native_thread_id == Some(req.tid as u64)).or_else(|| {
+        // ≤3.10 has no native thread id: the only thread, if there is one.
+        (py_threads.len() == 1).then(|| &py_threads[0])
+    }) else {
+        return Vec::new();
+    };
+    let context = req.source_context as i64;
+    let mut frames = Vec::new();
+    walk::for_each_frame(mem, l, thread.tstate, 0, &mut |f| {
+        frames.push(f);
+        frames.len() < MAX_SOURCE_FRAMES
+    });
+    frames
+        .into_iter()
+        .map(|f| {
+            let file = l.code_filename.and_then(|o| mem.ptr_at(f.code, o)).and_then(|s| py_str(mem, l, types, s));
+            let name = l
+                .code_qualname
+                .or(l.code_name)
+                .and_then(|o| mem.ptr_at(f.code, o))
+                .and_then(|s| py_str(mem, l, types, s));
+            let line = lines::addr_to_line(mem, l, f.code, f.addr);
+            let text = match (&file, line) {
+                (Some(path), Some(line)) if line > 0 => read_lines(path, line as i64 - context, line as i64 + context),
+                _ => Vec::new(),
+            };
+            json!({"file": file, "function": name, "line": line, "first_line": line.map(|n| (n as i64 - context).max(1)), "lines": text})
+        })
+        .collect()
+}
+
+fn read_lines(path: &str, first: i64, last: i64) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
+    text.lines()
+        .enumerate()
+        .filter(|(i, _)| (*i as i64 + 1) >= first && (*i as i64 + 1) <= last)
+        .map(|(_, s)| s.chars().take(400).collect())
+        .collect()
+}

@@ -1,0 +1,188 @@
+//! Which memory of the dumped process the Python stacks need, so the symbolizer can decode
+//! every Python frame of every thread of every interpreter from the dump alone: the
+//! runtime and interpreter fields, thread states, frames, code objects, their name and
+//! file strings and their line tables.
+
+use crate::ranges::RangeSet;
+use pylayout::text::str_info;
+use pylayout::walk::{self, PyFrame};
+use pylayout::{Layout, Memory, TypeAddrs};
+
+/// Bytes kept of `_PyRuntime`: its debug-offsets header (3.13+) and the interpreter list.
+const RUNTIME_BYTES: u64 = 4096;
+/// Interpreters walked at most.
+const MAX_INTERPRETERS: usize = 64;
+/// Characters of a str kept at most (file names can be long, but not megabytes).
+const MAX_STR_CHARS: u64 = 4096;
+/// Line-table bytes kept at most.
+const MAX_LINETABLE: u64 = 1 << 20;
+
+/// What was found, for the metadata and the tests.
+#[derive(Debug, Default)]
+pub struct PyThreadInfo {
+    pub tstate: u64,
+    pub interp: u64,
+    pub thread_id: u64,
+    pub native_thread_id: Option<u64>,
+    pub frames: usize,
+}
+
+/// One past the largest of the offsets (plus a pointer).
+fn span(offsets: &[Option<u32>]) -> u64 {
+    offsets.iter().flatten().map(|&o| o as u64 + 8).max().unwrap_or(0)
+}
+
+pub struct Collector<'a> {
+    pub mem: &'a dyn Memory,
+    pub layout: &'a Layout,
+    pub types: TypeAddrs,
+    pub ranges: RangeSet,
+    pub threads: Vec<PyThreadInfo>,
+}
+
+impl<'a> Collector<'a> {
+    pub fn new(mem: &'a dyn Memory, layout: &'a Layout, types: TypeAddrs) -> Self {
+        Collector { mem, layout, types, ranges: RangeSet::default(), threads: Vec::new() }
+    }
+
+    /// Every interpreter reachable from `runtime` (or just `interp` when the runtime's
+    /// address is unknown).
+    pub fn collect(&mut self, runtime: u64, interp: u64) {
+        let l = *self.layout;
+        let mut interps = Vec::new();
+        if runtime != 0 {
+            self.ranges.add(runtime, RUNTIME_BYTES);
+            if let Some(mut i) = l.runtime_interpreters_head.and_then(|o| self.mem.ptr_at(runtime, o)) {
+                while i != 0 && interps.len() < MAX_INTERPRETERS && !interps.contains(&i) {
+                    interps.push(i);
+                    i = l.interp_next.and_then(|o| self.mem.ptr_at(i, o)).unwrap_or(0);
+                }
+            }
+        }
+        if interp != 0 && !interps.contains(&interp) {
+            interps.push(interp);
+        }
+        for i in interps {
+            self.interpreter(i);
+        }
+    }
+
+    fn interpreter(&mut self, interp: u64) {
+        let l = *self.layout;
+        let interp_span = span(&[
+            l.interp_next,
+            l.interp_threads_head,
+            l.interp_gc_collecting,
+            l.interp_sysdict,
+            l.interp_modules,
+            l.interp_ceval_gil,
+        ]);
+        self.ranges.add(interp, interp_span);
+        if let Some(gil) = l.interp_ceval_gil.and_then(|o| self.mem.ptr_at(interp, o)) {
+            self.ranges.add(gil, 64); // last_holder, locked
+        }
+        let mut tstates = Vec::new();
+        walk::for_each_thread(self.mem, &l, interp, &mut |ts| {
+            tstates.push(ts);
+            true
+        });
+        for ts in tstates {
+            self.thread(interp, ts);
+        }
+    }
+
+    fn thread(&mut self, interp: u64, ts: u64) {
+        let l = *self.layout;
+        let ts_span = span(&[
+            l.tstate_next,
+            l.tstate_interp,
+            l.tstate_thread_id,
+            l.tstate_native_thread_id,
+            l.tstate_datastack_chunk,
+            l.tstate_current_frame,
+            l.tstate_cframe,
+            l.tstate_frame,
+        ]);
+        self.ranges.add(ts, ts_span);
+        if let (Some(cf), Some(off)) = (l.tstate_cframe, l.cframe_current_frame) {
+            if let Some(cframe) = self.mem.ptr_at(ts, cf) {
+                self.ranges.add(cframe, off as u64 + 8);
+            }
+        }
+        // Every frame, interpreter plumbing (shims, entry frames) included: the symbolizer
+        // walks the same chain through them.
+        let mut raw_frames = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut frames: Vec<PyFrame> = Vec::new();
+        let mut next = walk::current_frame(self.mem, &l, ts).unwrap_or(0);
+        while next != 0 && raw_frames.len() < walk::MAX_FRAMES_WALKED && seen.insert(next) {
+            raw_frames.push(next);
+            let Some((shown, previous)) = walk::frame_step(self.mem, &l, next, 0) else { break };
+            frames.extend(shown);
+            next = previous;
+        }
+        let frame_span = if l.has_interpreter_frames() {
+            span(&[
+                l.iframe_previous,
+                l.iframe_executable,
+                l.iframe_instr_ptr,
+                l.iframe_prev_instr,
+                l.iframe_owner,
+            ])
+        } else {
+            span(&[l.frame_back, l.frame_code, l.frame_lasti, l.frame_lineno, l.frame_trace])
+        };
+        let mut seen_code = Vec::new();
+        for &frame in &raw_frames {
+            self.ranges.add(frame, frame_span);
+        }
+        for f in &frames {
+            if f.code != 0 && !seen_code.contains(&f.code) {
+                seen_code.push(f.code);
+                self.code(f.code);
+            }
+        }
+        self.threads.push(PyThreadInfo {
+            tstate: ts,
+            interp,
+            thread_id: walk::thread_id(self.mem, &l, ts).unwrap_or(0),
+            native_thread_id: walk::native_thread_id(self.mem, &l, ts),
+            frames: frames.len(),
+        });
+    }
+
+    fn code(&mut self, code: u64) {
+        let l = *self.layout;
+        let code_span = span(&[
+            l.code_filename,
+            l.code_name,
+            l.code_qualname,
+            l.code_firstlineno,
+            l.code_linetable,
+            l.code_code,
+        ])
+        .max(l.code_code_adaptive.map_or(0, |o| o as u64));
+        self.ranges.add(code, code_span);
+        for off in [l.code_filename, l.code_name, l.code_qualname].into_iter().flatten() {
+            if let Some(s) = self.mem.ptr_at(code, off) {
+                self.string(s);
+            }
+        }
+        if let Some(table) = l.code_linetable.and_then(|o| self.mem.ptr_at(code, o)) {
+            if let (Some(size_off), Some(data_off)) = (l.varobject_ob_size, l.bytes_ob_sval) {
+                if let Some(size) = self.mem.ptr_at(table, size_off) {
+                    self.ranges.add(table, data_off as u64 + size.min(MAX_LINETABLE) + 1);
+                }
+            }
+        }
+    }
+
+    fn string(&mut self, s: u64) {
+        let l = *self.layout;
+        let header = l.unicode_compact_size.map_or(80, |v| v as u64);
+        self.ranges.add(s, header);
+        if let Some(info) = str_info(self.mem, &l, self.types.str_type, s) {
+            self.ranges.add(info.data, info.length.min(MAX_STR_CHARS) * info.kind as u64 + info.kind as u64);
+        }
+    }
+}

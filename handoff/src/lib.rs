@@ -1,0 +1,220 @@
+//! The handoff between a process that wants a minidump (it crashed, got a registered signal
+//! or asked for one) and the `crashcatch-dump` helper it starts.
+//!
+//! The process keeps one [`Request`] in static memory, filled at `enable()` time (paths,
+//! interpreter facts) and completed at dump time (signal, registers). It starts the helper
+//! with the request's address; the helper reads the request and everything else it needs
+//! straight from the process's memory (`process_vm_readv`) while it is stopped, and writes
+//! one line of result text back through a pipe.
+//!
+//! Plain `#[repr(C)]` data with fixed-size byte arrays: the signal handler fills it without
+//! allocating, and both sides agree on the layout because they are built from this crate.
+
+/// "ccdump" + format version.
+pub const MAGIC: u64 = 0x0001_7075_6d64_6363;
+
+/// Why the dump is taken.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A fatal signal (SIGSEGV, SIGFPE, SIGABRT, SIGBUS, SIGILL); the process then dies.
+    Fatal = 1,
+    /// A signal passed to `register()`; the process goes on.
+    Signal = 2,
+    /// A `dump_traceback_later()` timeout; the process goes on (or exits).
+    Timeout = 3,
+    /// `write_minidump()`; the process goes on.
+    Requested = 4,
+}
+
+impl Kind {
+    pub fn from_u32(v: u32) -> Option<Kind> {
+        Some(match v {
+            1 => Kind::Fatal,
+            2 => Kind::Signal,
+            3 => Kind::Timeout,
+            4 => Kind::Requested,
+            _ => return None,
+        })
+    }
+}
+
+/// File descriptor on which the helper writes its one-line result.
+pub const RESULT_FD: i32 = 3;
+
+/// Bytes reserved for the raw `siginfo_t` and `ucontext_t` and the FXSAVE area.
+pub const SIGINFO_SIZE: usize = 128;
+pub const UCONTEXT_SIZE: usize = 1024;
+pub const FPSTATE_SIZE: usize = 512;
+pub const PATH_SIZE: usize = 4096;
+
+/// Addresses of builtin type objects in the dumped process (see pylayout::TypeAddrs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Types {
+    pub str_type: u64,
+    pub code_type: u64,
+    pub module_type: u64,
+    pub dict_type: u64,
+    pub frozenset_type: u64,
+    pub frame_type: u64,
+}
+
+/// The record. Fields marked (enable) are written once when crashcatch is enabled;
+/// (dump) fields are written by the requesting thread right before starting the helper.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Request {
+    /// (enable) [`MAGIC`], written last.
+    pub magic: u64,
+    /// (dump) [`Kind`].
+    pub kind: u32,
+    /// (dump) Signal number (0 for a requested dump).
+    pub signo: i32,
+    /// (dump) `si_code` of the signal.
+    pub si_code: i32,
+    /// (dump) OS thread id of the thread that crashed or asked.
+    pub tid: i32,
+    /// (dump) Faulting address (`si_addr`) for SIGSEGV/SIGBUS/SIGFPE/SIGILL.
+    pub fault_addr: u64,
+    /// (dump) Wall-clock time of the event, nanoseconds since the Unix epoch.
+    pub time_ns: u64,
+    /// (dump) Whether `siginfo`/`ucontext`/`fpstate` hold the signal context.
+    pub has_context: u32,
+    pub _pad0: u32,
+    pub siginfo: [u8; SIGINFO_SIZE],
+    pub ucontext: [u8; UCONTEXT_SIZE],
+    pub fpstate: [u8; FPSTATE_SIZE],
+    /// (enable) Directory for dumps, NUL-terminated (the helper creates it 0700).
+    pub dump_dir: [u8; PATH_SIZE],
+    /// (dump) For `write_minidump(path)`: the exact file to create; empty otherwise.
+    pub dump_path: [u8; PATH_SIZE],
+    /// (enable) Program name used in file names, NUL-terminated.
+    pub prog_name: [u8; 64],
+    /// (enable) CPython version: major, minor, micro.
+    pub py_version: [u32; 3],
+    /// (enable) The `PyInterpreterState*` crashcatch was enabled in, and `&_PyRuntime`.
+    pub interp: u64,
+    pub runtime: u64,
+    /// (enable) Builtin types, to recognise objects.
+    pub types: Types,
+    /// (enable) Where the text report of this dump is kept (a buffer in the process), and
+    /// (dump) how many bytes of it are valid.
+    pub report_addr: u64,
+    pub report_len: u64,
+    /// (enable) Annotations: `count` entries of `key\0value\0` packed in a buffer.
+    pub annotations_addr: u64,
+    pub annotations_len: u64,
+    /// (enable) Lines of source context to keep around each Python frame of the
+    /// requesting thread.
+    pub source_context: u32,
+    pub _pad1: u32,
+}
+
+impl Request {
+    pub const fn zeroed() -> Request {
+        Request {
+            magic: 0,
+            kind: 0,
+            signo: 0,
+            si_code: 0,
+            tid: 0,
+            fault_addr: 0,
+            time_ns: 0,
+            has_context: 0,
+            _pad0: 0,
+            siginfo: [0; SIGINFO_SIZE],
+            ucontext: [0; UCONTEXT_SIZE],
+            fpstate: [0; FPSTATE_SIZE],
+            dump_dir: [0; PATH_SIZE],
+            dump_path: [0; PATH_SIZE],
+            prog_name: [0; 64],
+            py_version: [0; 3],
+            interp: 0,
+            runtime: 0,
+            types: Types {
+                str_type: 0,
+                code_type: 0,
+                module_type: 0,
+                dict_type: 0,
+                frozenset_type: 0,
+                frame_type: 0,
+            },
+            report_addr: 0,
+            report_len: 0,
+            annotations_addr: 0,
+            annotations_len: 0,
+            source_context: 0,
+            _pad1: 0,
+        }
+    }
+
+    /// Decodes a request from the bytes read out of the process; `None` if the size or
+    /// magic is wrong.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Request> {
+        if bytes.len() != core::mem::size_of::<Request>() {
+            return None;
+        }
+        let mut r = Request::zeroed();
+        // SAFETY: Request is plain old data (integers and byte arrays, no padding holes
+        // that matter, every bit pattern valid) and the sizes are equal.
+        unsafe {
+            core::ptr::copy_nonoverlapping(bytes.as_ptr(), (&mut r as *mut Request).cast::<u8>(), bytes.len())
+        };
+        (r.magic == MAGIC).then_some(r)
+    }
+}
+
+/// The text of a NUL-terminated byte field.
+pub fn field_str(bytes: &[u8]) -> &str {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    core::str::from_utf8(&bytes[..end]).unwrap_or("")
+}
+
+/// Copies `s` into a NUL-terminated byte field, truncating; returns false if it did not fit.
+pub fn set_field(field: &mut [u8], s: &[u8]) -> bool {
+    let n = s.len().min(field.len().saturating_sub(1));
+    field[..n].copy_from_slice(&s[..n]);
+    field[n..].iter_mut().for_each(|b| *b = 0);
+    n == s.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_through_bytes() {
+        let mut r = Request::zeroed();
+        r.magic = MAGIC;
+        r.kind = Kind::Fatal as u32;
+        r.fault_addr = 0xdead;
+        assert!(set_field(&mut r.prog_name, b"python3"));
+        let bytes = unsafe_bytes(&r);
+        let back = Request::from_bytes(bytes).expect("decodes");
+        assert_eq!(back.fault_addr, 0xdead);
+        assert_eq!(field_str(&back.prog_name), "python3");
+        assert_eq!(Kind::from_u32(back.kind), Some(Kind::Fatal));
+    }
+
+    #[test]
+    fn wrong_magic_or_size_is_refused() {
+        let r = Request::zeroed();
+        assert!(Request::from_bytes(unsafe_bytes(&r)).is_none());
+        assert!(Request::from_bytes(&[0u8; 16]).is_none());
+    }
+
+    #[test]
+    fn set_field_truncates_and_terminates() {
+        let mut f = [0xffu8; 4];
+        assert!(!set_field(&mut f, b"abcdef"));
+        assert_eq!(&f, b"abc\0");
+    }
+
+    fn unsafe_bytes(r: &Request) -> &[u8] {
+        // SAFETY: viewing plain old data as bytes for the test.
+        unsafe {
+            core::slice::from_raw_parts((r as *const Request).cast::<u8>(), core::mem::size_of::<Request>())
+        }
+    }
+}
