@@ -218,6 +218,10 @@ fn configure_minidumps(
 #[pyfunction]
 #[pyo3(signature = (path=None))]
 fn write_minidump(py: Python<'_>, path: Option<String>) -> PyResult<String> {
+    if signal_safe::config::load(&signal_safe::dump::HELPER).is_none() {
+        // Not configured by enable()/register() yet: use the defaults.
+        py.import("crashcatch")?.call_method0("_configure_dumps")?;
+    }
     let result = py.detach(|| minidumps::dump_now(handoff::Kind::Requested, path.as_deref()));
     let line = result.map_err(|e| PyRuntimeError::new_err(format!("no minidump: {e}")))?;
     Ok(line.trim_end().trim_start_matches("crashcatch: minidump written to ").to_string())

@@ -1,7 +1,7 @@
 //! `crashcatch-dump ADDRESS`: writes a minidump of the parent process, which left a
 //! `handoff::Request` at ADDRESS and is waiting (crashed, or paused on purpose), then
-//! writes one line to fd 3 (stdout if fd 3 is not open): the path of the dump, or why
-//! there is none. Exit status 0 on success.
+//! writes one line to stdout: the path of the dump, or why there is none. Exit status 0
+//! on success.
 //!
 //! Started by the crashcatch collector, found next to it inside the installed package.
 
@@ -45,20 +45,18 @@ fn main() {
     std::process::exit(if ok { 0 } else { 1 });
 }
 
-/// Writes the result line where the requester listens.
+/// Writes the result line to stdout, where the requester listens (a pipe).
 fn report(line: &str) {
-    // SAFETY: fcntl(F_GETFD) only queries whether fd 3 is open.
-    let has_fd3 = unsafe { libc::fcntl(handoff::RESULT_FD, libc::F_GETFD) } >= 0;
-    if has_fd3 {
-        // SAFETY: writing a valid buffer to an open fd.
-        unsafe { libc::write(handoff::RESULT_FD, line.as_ptr().cast(), line.len()) };
-    } else {
-        let _ = std::io::stdout().write_all(line.as_bytes());
-    }
+    let _ = std::io::stdout().write_all(line.as_bytes());
+    let _ = std::io::stdout().flush();
 }
 
 fn run() -> Result<PathBuf, DumpError> {
     let arg = std::env::args().nth(1).ok_or(DumpError::Usage)?;
+    // Test hook: a helper that hangs, to prove the requester's deadline.
+    if let Some(ms) = std::env::var("CRASHCATCH_TEST_HELPER_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     let addr = u64::from_str_radix(arg.trim_start_matches("0x"), 16).map_err(|_| DumpError::Usage)?;
     // SAFETY: getppid has no preconditions.
     let pid = unsafe { libc::getppid() };

@@ -53,6 +53,7 @@ pub fn build(
         "si_code": req.si_code,
         "fault_address": req.fault_addr,
         "requesting_tid": req.tid,
+        "requesting_thread_id": req.pthread,
         "time_unix_ns": req.time_ns,
         "python": {
             "version": format!("{}.{}.{}", req.py_version[0], req.py_version[1], req.py_version[2]),
@@ -135,10 +136,12 @@ fn source_context(
     req: &Request,
     py_threads: &[PyThreadInfo],
 ) -> Vec<Value> {
-    let Some(thread) = py_threads.iter().find(|t| t.native_thread_id == Some(req.tid as u64)).or_else(|| {
-        // ≤3.10 has no native thread id: the only thread, if there is one.
-        (py_threads.len() == 1).then(|| &py_threads[0])
-    }) else {
+    // ≤3.10 thread states have no native id: match pthread_self() instead.
+    let Some(thread) = py_threads
+        .iter()
+        .find(|t| t.native_thread_id == Some(req.tid as u64))
+        .or_else(|| py_threads.iter().find(|t| t.thread_id == req.pthread))
+    else {
         return Vec::new();
     };
     let context = req.source_context as i64;

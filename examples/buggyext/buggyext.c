@@ -27,6 +27,16 @@ static inline int inlined_helper(int depth) { return deref_null(depth) * 2; }
 
 NOINLINE int buggy_entry(int depth) { return inlined_helper(depth) + 1; }
 
+/* Reads an arbitrary address: SIGSEGV with that address as the fault address. */
+NOINLINE static long read_address(unsigned long addr) { return *(volatile long *)addr; }
+
+static PyObject *segfault_at(PyObject *self, PyObject *args) {
+    unsigned long addr;
+    if (!PyArg_ParseTuple(args, "k", &addr))
+        return NULL;
+    return PyLong_FromLong(read_address(addr));
+}
+
 static PyObject *segfault(PyObject *self, PyObject *args) {
     int depth = 2;
     if (!PyArg_ParseTuple(args, "|i", &depth))
@@ -145,6 +155,7 @@ static PyObject *armed_segfault(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"armed_segfault", armed_segfault, METH_NOARGS, "Arm the test allocation watcher, then crash."},
     {"segfault", segfault, METH_VARARGS, "Dereference NULL a few C frames deep."},
+    {"segfault_at", segfault_at, METH_VARARGS, "Read from the given address."},
     {"fpe", fpe, METH_NOARGS, "Integer division by zero."},
     {"sigabrt", sigabrt, METH_NOARGS, "Call abort()."},
     {"sigill", sigill, METH_NOARGS, "Execute ud2."},

@@ -5,7 +5,7 @@
 //! interpreter facts) and completed at dump time (signal, registers). It starts the helper
 //! with the request's address; the helper reads the request and everything else it needs
 //! straight from the process's memory (`process_vm_readv`) while it is stopped, and writes
-//! one line of result text back through a pipe.
+//! one line of result text to its stdout, a pipe to the requester.
 //!
 //! Plain `#[repr(C)]` data with fixed-size byte arrays: the signal handler fills it without
 //! allocating, and both sides agree on the layout because they are built from this crate.
@@ -38,9 +38,6 @@ impl Kind {
         })
     }
 }
-
-/// File descriptor on which the helper writes its one-line result.
-pub const RESULT_FD: i32 = 3;
 
 /// Bytes reserved for the raw `siginfo_t` and `ucontext_t` and the FXSAVE area.
 pub const SIGINFO_SIZE: usize = 128;
@@ -75,6 +72,8 @@ pub struct Request {
     pub si_code: i32,
     /// (dump) OS thread id of the thread that crashed or asked.
     pub tid: i32,
+    /// (dump) Its `pthread_self()`, which is what Python ≤3.10 thread states record.
+    pub pthread: u64,
     /// (dump) Faulting address (`si_addr`) for SIGSEGV/SIGBUS/SIGFPE/SIGILL.
     pub fault_addr: u64,
     /// (dump) Wall-clock time of the event, nanoseconds since the Unix epoch.
@@ -119,6 +118,7 @@ impl Request {
             signo: 0,
             si_code: 0,
             tid: 0,
+            pthread: 0,
             fault_addr: 0,
             time_ns: 0,
             has_context: 0,

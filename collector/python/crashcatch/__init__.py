@@ -93,13 +93,10 @@ def enable(file=None, all_threads=True, c_stack=True, *, max_threads=_MAX_THREAD
     _hook_thread_start()
 
 
-def write_minidump(path=None):
-    """Write a minidump of this process now and return its path; the process goes on.
-    ``path``: the file to create (never overwritten); default: a new file in the dump
-    directory."""
-    if not _dumps_configured:
-        _configure_dumps()
-    return _native.write_minidump(None if path is None else _os.fspath(path))
+# write_minidump(path=None) -> str: write a minidump of this process now and return its
+# path; the process goes on. ``path``: the file to create (never overwritten); default: a
+# new file in the dump directory. Native, so that no crashcatch frame is in the dump.
+write_minidump = _native.write_minidump
 
 
 _annotations = {}

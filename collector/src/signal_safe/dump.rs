@@ -86,6 +86,8 @@ pub fn fill_request(event: &Event, exact_path: &[u8]) {
     req.signo = event.signo;
     // SAFETY: gettid has no preconditions.
     req.tid = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+    // SAFETY: pthread_self only reads the thread pointer.
+    req.pthread = unsafe { libc::pthread_self() } as u64;
     req.time_ns = now_ns();
     req.report_len = CAPTURE_LEN.load(Ordering::Relaxed) as u64;
     handoff::set_field(&mut req.dump_path, exact_path);
@@ -184,6 +186,7 @@ pub fn run_helper(out: &mut Out) -> bool {
     let mut line = [0u8; 4096];
     let mut len = 0usize;
     let mut timed_out = false;
+    let mut status = 0;
     if pid > 0 {
         let deadline = now_ms() + helper.deadline_ms as u64;
         loop {
@@ -215,7 +218,6 @@ pub fn run_helper(out: &mut Out) -> bool {
             // SAFETY: killing our own child.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        let mut status = 0;
         // SAFETY: reaping our own child.
         while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 && super::out::errno() == libc::EINTR {}
     }
@@ -231,11 +233,20 @@ pub fn run_helper(out: &mut Out) -> bool {
         return false;
     }
     if pid < 0 || len == 0 {
-        out.str("crashcatch: no minidump: the dump helper could not be started (");
-        // SAFETY: reading a NUL-terminated string we own.
-        let path = unsafe { core::ffi::CStr::from_ptr(helper.path) };
-        out.bytes(path.to_bytes());
-        out.str(")\n");
+        if pid > 0 && libc::WIFSIGNALED(status) {
+            out.str("crashcatch: no minidump: the dump helper died of signal ");
+            out.dec(libc::WTERMSIG(status) as u64);
+        } else if pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) != 127 {
+            out.str("crashcatch: no minidump: the dump helper failed with exit status ");
+            out.dec(libc::WEXITSTATUS(status) as u64);
+        } else {
+            out.str("crashcatch: no minidump: the dump helper could not be started (");
+            // SAFETY: reading a NUL-terminated string we own.
+            let path = unsafe { core::ffi::CStr::from_ptr(helper.path) };
+            out.bytes(path.to_bytes());
+            out.byte(b')');
+        }
+        out.byte(b'\n');
         return false;
     }
     out.bytes(&line[..len]);

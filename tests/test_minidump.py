@@ -1,0 +1,206 @@
+"""Minidumps: every crash kind on every interpreter leaves a dump that the independent
+`minidump` crate parses (tests/dumpcheck), with the right exception, threads, modules and
+build ids, and the memory to decode every Python frame from the dump alone."""
+import json
+import os
+import signal
+import stat
+import subprocess
+
+import pytest
+
+from crashlib import run_script, script_line
+from interpreters import REPO
+
+DUMPCHECK = os.path.join(REPO, "target", "release", "dumpcheck")
+
+
+def check(dump):
+    r = subprocess.run([DUMPCHECK, dump], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def python_frames(info):
+    """(file, line, name) of the Python thread that crashed or asked for the dump
+    (matched by OS thread id, or by pthread_t where Python ≤3.10 records no OS id)."""
+    meta = info["metadata"]
+    threads = [t for t in info["python"]["threads"]
+               if t["native_thread_id"] == meta["requesting_tid"]
+               or (t["native_thread_id"] is None and t["thread_id"] == meta["requesting_thread_id"])]
+    assert len(threads) == 1, info["python"]
+    return [(f["file"], str(f["line"]), f["name"]) for f in threads[0]["frames"]]
+
+
+SCRIPT = """
+import crashcatch, buggyext, threading
+crashcatch.enable()
+crashcatch.annotate("release", "1.2.3")
+ready = threading.Event()
+def idle():
+    ready.wait()  # @idle
+workers = [threading.Thread(target=idle) for _ in range(3)]
+for w in workers:
+    w.start()
+
+def inner():
+    return {call}  # @inner
+
+def outer():
+    return inner()  # @outer
+
+outer()  # @module
+"""
+
+KINDS = {
+    "segfault_at": ("buggyext.segfault_at(0xdead0000)", signal.SIGSEGV, 0xDEAD0000),
+    "fpe": ("buggyext.fpe()", signal.SIGFPE, None),
+    "abort": ("buggyext.sigabrt()", signal.SIGABRT, None),
+    "sigill": ("buggyext.sigill()", signal.SIGILL, None),
+    "sigbus": ("buggyext.sigbus()", signal.SIGBUS, None),
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fatal_crash_leaves_a_complete_minidump(interp, kind):
+    call, signo, address = KINDS[kind]
+    code = SCRIPT.format(call=call)
+    r = run_script(interp, code)
+    assert r.returncode == -signo, r.stderr
+    assert len(r.dumps) == 1, r.stderr
+    last = r.stderr.rstrip("\n").splitlines()[-1]
+    assert last.startswith("crashcatch: minidump written to "), r.stderr
+    assert last.endswith(os.path.basename(r.dumps[0])), r.stderr
+    assert stat.S_IMODE(os.stat(r.dumps[0]).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.dirname(r.dumps[0])).st_mode) == 0o700
+
+    info = check(r.dumps[0])
+    meta = info["metadata"]
+    assert info["exception"]["code"] == signo
+    if address is not None:
+        assert info["exception"]["address"] == address
+    crashed = info["exception"]["tid"]
+    assert crashed == meta["requesting_tid"]
+    # All threads: the main thread and the 3 workers at least.
+    tids = {t["tid"] for t in info["threads"]}
+    assert crashed in tids and len(tids) >= 4, info["threads"]
+    assert {t["tid"] for t in meta["threads"]} == tids
+    # Modules with build ids: the extension and the interpreter.
+    names = {os.path.basename(m["name"]): m for m in info["modules"]}
+    ext = [m for n, m in names.items() if n.startswith("buggyext")]
+    assert ext and ext[0]["build_id"], names.keys()
+    # Every Python frame of every thread decodes from the dump's memory alone.
+    expected = [(r.script, str(script_line(code, m)), f) for m, f in
+                [("inner", "inner"), ("outer", "outer"), ("module", "<module>")]]
+    assert python_frames(info) == expected, info["python"]
+    workers = [t for t in info["python"]["threads"] if t["frames"] and t["frames"][-1]["name"] == "_bootstrap"]
+    assert len(workers) == 3, info["python"]
+    for t in workers:
+        assert (r.script, script_line(code, "idle"), "idle") in [(f["file"], f["line"], f["name"]) for f in t["frames"]]
+    # Metadata: versions, the report itself, annotations, source lines.
+    assert meta["python"]["version"].startswith(f"3.{interp.minor}.")
+    assert meta["kind"] == "fatal-signal" and meta["signal"] == signo
+    assert meta["report"].startswith("Fatal Python error:") and "Current thread" in meta["report"]
+    assert meta["annotations"] == {"release": "1.2.3"}
+    src = meta["source"][0]
+    assert src["function"] == "inner" and src["line"] == script_line(code, "inner")
+    assert any("# @inner" in line for line in src["lines"]), src
+    assert info["size"] < 1024 * 1024, info["size"]
+
+
+def test_write_minidump_of_a_live_process(interp):
+    code = """
+    import os, crashcatch
+
+    def take():
+        return crashcatch.write_minidump()  # @take
+
+    path = take()  # @call
+    print(path)
+    print("alive", os.getpid())
+    """
+    r = run_script(interp, code)
+    assert r.returncode == 0, r.stderr
+    path, alive = r.stdout.splitlines()
+    assert alive.startswith("alive")
+    host = interp.host_path(path)
+    assert os.path.exists(host) and host in r.dumps
+    info = check(host)
+    assert info["metadata"]["kind"] == "requested"
+    assert python_frames(info)[:2] == [
+        (r.script, str(script_line(code, "take")), "take"), (r.script, str(script_line(code, "call")), "<module>")]
+
+
+def test_registered_signal_writes_a_dump_each_time(interp):
+    code = """
+    import os, signal, crashcatch
+    crashcatch.register(signal.SIGUSR1)
+    for _ in range(2):
+        os.kill(os.getpid(), signal.SIGUSR1)
+    print("done")
+    """
+    r = run_script(interp, code)
+    assert r.returncode == 0 and r.stdout == "done\n", r.stderr
+    assert r.stderr.count("crashcatch: minidump written to") == 2, r.stderr
+    assert len(r.dumps) == 2
+    info = check(r.dumps[0])
+    assert info["metadata"]["kind"] == "registered-signal"
+    assert info["exception"]["code"] == signal.SIGUSR1
+
+
+def test_explicit_path_never_follows_a_symlink_or_overwrites(interp):
+    code = """
+    import os, crashcatch
+    d = os.path.dirname(os.path.abspath(__file__))
+    target = os.path.join(d, "precious")
+    open(target, "w").write("keep me")
+    os.symlink(target, os.path.join(d, "planted.dmp"))
+    for name in ("planted.dmp", "precious"):
+        try:
+            crashcatch.write_minidump(os.path.join(d, name))
+            print(name, "written")
+        except RuntimeError as e:
+            print(name, "refused", e)
+    print(open(target).read())
+    """
+    r = run_script(interp, code)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("planted.dmp refused") and lines[1].startswith("precious refused"), r.stdout
+    assert lines[2] == "keep me"
+
+
+def test_unwritable_dump_dir_still_gives_the_full_report(interp):
+    code = """
+    import crashcatch, buggyext
+    crashcatch.enable(dump_dir="/proc/crashcatch-cannot-be-here")
+    buggyext.segfault()
+    """
+    r = run_script(interp, code)
+    assert r.returncode == -signal.SIGSEGV, r.stderr
+    assert "Current thread's C stack trace" in r.stderr
+    last = r.stderr.rstrip("\n").splitlines()[-1]
+    assert last.startswith("crashcatch: no minidump: cannot create the dump directory /proc/crashcatch-cannot-be-here"), last
+
+
+def test_hanging_helper_is_killed_at_the_deadline(interp):
+    code = """
+    import crashcatch, buggyext
+    crashcatch.enable(dump_timeout=0.5)
+    buggyext.segfault()
+    """
+    r = run_script(interp, code, env={"CRASHCATCH_TEST_HELPER_DELAY_MS": "30000"}, timeout=60)
+    assert r.returncode == -signal.SIGSEGV, r.stderr
+    assert "crashcatch: no minidump: the dump helper did not finish within 500 ms and was killed" in r.stderr
+    assert r.dumps == []
+
+
+def test_minidump_false_writes_none(interp):
+    code = """
+    import crashcatch, buggyext
+    crashcatch.enable(minidump=False)
+    buggyext.segfault()
+    """
+    r = run_script(interp, code)
+    assert r.returncode == -signal.SIGSEGV
+    assert "minidump" not in r.stderr and r.dumps == []
