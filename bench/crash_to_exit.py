@@ -1,4 +1,5 @@
-"""Crash-to-exit time, side by side: no handler, faulthandler, crashcatch (text report).
+"""Crash-to-exit time, side by side: no handler, faulthandler, crashcatch text-only,
+crashcatch with its minidump (the default).
 
     python bench/crash_to_exit.py [--python VENV_PYTHON] [--ext-dir DIR] [--runs N]
 
@@ -9,6 +10,7 @@ N runs for 1 and 100 threads (the extra threads sit in Python code, so every rep
 """
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+DUMP_DIR = tempfile.mkdtemp(prefix="crashcatch-bench-")
 REPO = os.path.dirname(HERE)
 
 SCRIPT = """
@@ -24,6 +27,8 @@ mode, nthreads = sys.argv[1], int(sys.argv[2])
 import buggyext
 if mode == "faulthandler":
     import faulthandler; faulthandler.enable()
+elif mode == "crashcatch-text":
+    import crashcatch; crashcatch.enable(minidump=False)
 elif mode == "crashcatch":
     import crashcatch; crashcatch.enable()
 stop = threading.Event()
@@ -41,7 +46,7 @@ buggyext.segfault()
 
 def one(python, ext_dir, mode, nthreads, script):
     r, w = os.pipe()
-    env = dict(os.environ, PYTHONPATH=ext_dir, CLOCK_FD=str(w))
+    env = dict(os.environ, PYTHONPATH=ext_dir, CLOCK_FD=str(w), CRASHCATCH_DUMP_DIR=DUMP_DIR)
     with open(os.devnull, "w") as devnull:
         p = subprocess.Popen([python, script, mode, str(nthreads)], pass_fds=(w,), env=env,
                              stdout=devnull, stderr=devnull)
@@ -64,14 +69,16 @@ def main():
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(SCRIPT)
     print(f"crash-to-exit time, ms (median / p90 of {args.runs} runs), {args.python}")
-    print(f"{'threads':>8} {'no handler':>16} {'faulthandler':>16} {'crashcatch':>16}")
+    modes = ("none", "faulthandler", "crashcatch-text", "crashcatch")
+    print(f"{'threads':>8} {'no handler':>16} {'faulthandler':>16} {'crashcatch text':>16} {'+ minidump':>16}")
     for nthreads in (1, 100):
         cells = []
-        for mode in ("none", "faulthandler", "crashcatch"):
+        for mode in modes:
             times = sorted(one(args.python, args.ext_dir, mode, nthreads, f.name) for _ in range(args.runs))
             cells.append(f"{statistics.median(times):7.2f} / {times[int(len(times) * 0.9) - 1]:6.2f}")
         print(f"{nthreads:>8} " + " ".join(f"{c:>16}" for c in cells))
     os.unlink(f.name)
+    shutil.rmtree(DUMP_DIR, ignore_errors=True)
 
 
 if __name__ == "__main__":
