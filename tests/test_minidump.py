@@ -102,6 +102,9 @@ def test_fatal_crash_leaves_a_complete_minidump(interp, kind):
     assert meta["kind"] == "fatal-signal" and meta["signal"] == signo
     assert meta["report"].startswith("Fatal Python error:") and "Current thread" in meta["report"]
     assert meta["annotations"] == {"release": "1.2.3"}
+    # The crashing thread held the GIL (the call is made with it held).
+    holder = [t for t in meta["threads"] if t["python"] and t["python"]["holds_gil"]]
+    assert [t["tid"] for t in holder] == [crashed], meta["threads"]
     src = meta["source"][0]
     assert src["function"] == "inner" and src["line"] == script_line(code, "inner")
     assert any("# @inner" in line for line in src["lines"]), src
@@ -204,3 +207,67 @@ def test_minidump_false_writes_none(interp):
     r = run_script(interp, code)
     assert r.returncode == -signal.SIGSEGV
     assert "minidump" not in r.stderr and r.dumps == []
+
+
+@pytest.mark.parametrize("case", ["heap_scribble", "concurrent_16", "overflow_in_thread"])
+def test_hard_crashes_still_leave_a_parseable_dump(interp, case):
+    code = {
+        "heap_scribble": """
+            import crashcatch, buggyext
+            crashcatch.enable()
+            buggyext.heap_scribble()  # @call
+            """,
+        "concurrent_16": """
+            import threading, crashcatch, buggyext
+            crashcatch.enable()
+            barrier = threading.Barrier(16)
+            def crasher():
+                barrier.wait()
+                buggyext.segfault_without_gil()  # @call
+            threads = [threading.Thread(target=crasher) for _ in range(16)]
+            for t in threads: t.start()
+            for t in threads: t.join()
+            """,
+        "overflow_in_thread": """
+            import threading, crashcatch, buggyext
+            crashcatch.enable()
+            def worker():
+                buggyext.stack_overflow()  # @call
+            t = threading.Thread(target=worker)
+            t.start(); t.join()
+            """,
+    }[case]
+    r = run_script(interp, code, timeout=120)
+    assert r.returncode == -signal.SIGSEGV, r.stderr
+    assert len(r.dumps) == 1, r.stderr
+    info = check(r.dumps[0])
+    assert info["exception"]["code"] == signal.SIGSEGV
+    assert info["exception"]["tid"] == info["metadata"]["requesting_tid"]
+    frames = python_frames(info)
+    assert frames[0][:2] == (r.script, str(script_line(code, "call"))), frames
+    if case == "concurrent_16":
+        assert len([t for t in info["threads"]]) >= 17
+
+
+def test_full_dump_directory_still_gives_the_full_report(interp, tmp_path):
+    """A dump directory on a one-page tmpfs: no room for the dump."""
+    code = """
+    import os, crashcatch, buggyext
+    crashcatch.enable(dump_dir=os.environ["FULL_DIR"])
+    buggyext.segfault()
+    """
+    inner = interp.work_dir + f"/full-{os.getpid()}-{tmp_path.name}"
+    host = interp.host_path(inner)
+    os.makedirs(host, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k,mode=0700", "tmpfs", host]).returncode == 0
+    if not mounted:
+        pytest.skip("cannot mount a tmpfs here (not root?)")
+    try:
+        r = run_script(interp, code, env={"FULL_DIR": inner})
+    finally:
+        subprocess.run(["umount", host])
+    assert r.returncode == -signal.SIGSEGV, r.stderr
+    assert "Current thread's C stack trace" in r.stderr
+    last = r.stderr.rstrip("\n").splitlines()[-1]
+    assert last.startswith("crashcatch: no minidump: "), last
+    assert "No space left on device" in last or "minidump-writer failed" in last, last

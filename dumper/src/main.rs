@@ -30,7 +30,7 @@ enum DumpError {
     Dir(PathBuf, std::io::Error),
     #[error("cannot create {0}: {1}")]
     Create(PathBuf, std::io::Error),
-    #[error("minidump-writer failed ({0}); if ptrace is not allowed here, check /proc/sys/kernel/yama/ptrace_scope")]
+    #[error("minidump-writer failed: {0}")]
     Writer(String),
     #[error("cannot add crashcatch metadata to {0}: {1}")]
     Metadata(PathBuf, std::io::Error),
@@ -91,6 +91,7 @@ fn run() -> Result<PathBuf, DumpError> {
     let mut app_memory = Vec::new();
     if let Some(layout) = &layout {
         let mut collector = pymem::Collector::new(&mem, layout, types);
+        collector.os_tids = metadata::os_threads(pid).into_iter().map(|(tid, _)| tid).collect();
         collector.collect(req.runtime, req.interp);
         py_threads = std::mem::take(&mut collector.threads);
         let readable = procmem::readable_regions(pid).unwrap_or_default();
@@ -104,19 +105,44 @@ fn run() -> Result<PathBuf, DumpError> {
 
     let mut config = MinidumpWriterConfig::new(pid, req.tid);
     config.set_app_memory(app_memory);
-    if let Some(ctx) = crash_context(&req, pid) {
+    let mut sp_adjusted = None;
+    if let Some((ctx, adjusted)) = crash_context(&req, pid) {
         config.set_crash_context(minidump_writer::CrashContextExt { inner: ctx });
+        sp_adjusted = adjusted;
     }
     if let Err(e) = config.write(&mut file) {
         drop(file);
         let _ = std::fs::remove_file(&path);
-        return Err(DumpError::Writer(e.to_string()));
+        return Err(DumpError::Writer(error_chain(&e)));
     }
 
-    let meta = metadata::build(&req, pid, &mem, layout.as_ref(), types, &py_threads);
-    streams::append_stream(&mut file, streams::METADATA_STREAM, meta.to_string().as_bytes())
-        .map_err(|e| DumpError::Metadata(path.clone(), e))?;
+    let mut meta = metadata::build(&req, pid, &mem, layout.as_ref(), types, &py_threads);
+    if let Some((from, to)) = sp_adjusted {
+        // The crashing thread's rsp was in an unreadable guard region (stack overflow); the
+        // dump's context says `to`, the real value was `from`.
+        meta["stack_pointer_adjusted"] = serde_json::json!({"from": from, "to": to});
+    }
+    if let Err(e) = streams::append_stream(&mut file, streams::METADATA_STREAM, meta.to_string().as_bytes()) {
+        drop(file);
+        let _ = std::fs::remove_file(&path);
+        return Err(DumpError::Metadata(path, e));
+    }
     Ok(path)
+}
+
+/// An error and its causes, innermost last; with a hint when ptrace was refused.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if text.contains("EPERM") || text.contains("Operation not permitted") {
+        text.push_str(" (is ptrace allowed? see /proc/sys/kernel/yama/ptrace_scope)");
+    }
+    text
 }
 
 /// The dump's file: the requested path, or `<dir>/<prog>-<pid>-<UTC time>.dmp`.
@@ -170,7 +196,11 @@ fn utc_stamp(ns: u64) -> String {
 }
 
 /// The crashing thread's signal context, as minidump-writer wants it.
-fn crash_context(req: &Request, pid: i32) -> Option<minidump_writer::crash_context::CrashContext> {
+/// Also returns (real rsp, rsp given to the writer) when rsp had to be moved.
+fn crash_context(
+    req: &Request,
+    pid: i32,
+) -> Option<(minidump_writer::crash_context::CrashContext, Option<(u64, u64)>)> {
     use minidump_writer::crash_context::{fpregset_t, ucontext_t, CrashContext};
     if req.has_context == 0 {
         return None;
@@ -186,6 +216,22 @@ fn crash_context(req: &Request, pid: i32) -> Option<minidump_writer::crash_conte
         std::ptr::copy_nonoverlapping(req.fpstate.as_ptr(), (&mut fp as *mut fpregset_t).cast::<u8>(), n);
         (uc, fp)
     };
+    let mut context = context;
+    // A stack overflow leaves rsp inside the guard region; with glibc's madvise guard pages
+    // that region looks mapped but cannot be read, and minidump-writer then fails the whole
+    // dump. Start the copied stack at the first readable page above it instead.
+    let sp = context.uc_mcontext.gregs[libc::REG_RSP as usize] as u64;
+    let mem = ProcessMemory { pid };
+    let mut adjusted = None;
+    if !mem.read(sp, &mut [0u8; 8]) {
+        let first_page = (sp & !0xfff) + 0x1000;
+        if let Some(readable) =
+            (0..256u64).map(|i| first_page + i * 0x1000).find(|&p| mem.read(p, &mut [0u8; 8]))
+        {
+            context.uc_mcontext.gregs[libc::REG_RSP as usize] = readable as i64;
+            adjusted = Some((sp, readable));
+        }
+    }
     // SAFETY: signalfd_siginfo is plain data.
     let mut siginfo: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
     siginfo.ssi_signo = req.signo as u32;
@@ -195,7 +241,7 @@ fn crash_context(req: &Request, pid: i32) -> Option<minidump_writer::crash_conte
     // The fault address, which crash-handler loses (it copies siginfo_t over a
     // signalfd_siginfo, whose layouts differ).
     siginfo.ssi_addr = req.fault_addr;
-    Some(CrashContext { context, float_state, siginfo, pid, tid: req.tid })
+    Some((CrashContext { context, float_state, siginfo, pid, tid: req.tid }, adjusted))
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ pub fn build(
         Some(Kind::Requested) => "requested",
         None => "unknown",
     };
+    let gil = layout.and_then(|l| walk::gil_holder(mem, l, req.runtime, req.interp));
     let threads: Vec<Value> = os_threads(pid)
         .into_iter()
         .map(|(tid, name)| {
@@ -41,6 +42,7 @@ pub fn build(
                 "name": name,
                 "python": py.map(|t| json!({
                     "thread_id": t.thread_id, "tstate": t.tstate, "interp": t.interp, "frames": t.frames,
+                    "holds_gil": gil == Some(t.tstate),
                 })),
             })
         })
@@ -62,6 +64,7 @@ pub fn build(
             "interp": req.interp,
             "runtime": req.runtime,
             "gc_collecting": gc,
+            "gil_holder_tstate": gil,
         },
         "types": {"str": types.str_type, "code": types.code_type},
         "report": read_text(mem, req.report_addr, req.report_len.min(MAX_REPORT)),
@@ -75,7 +78,7 @@ pub fn build(
     })
 }
 
-fn os_threads(pid: i32) -> Vec<(i32, String)> {
+pub fn os_threads(pid: i32) -> Vec<(i32, String)> {
     let mut out: Vec<(i32, String)> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()
         .flatten()

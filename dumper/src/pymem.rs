@@ -33,6 +33,8 @@ fn span(offsets: &[Option<u32>]) -> u64 {
 }
 
 pub struct Collector<'a> {
+    /// The process's thread ids (from /proc), to validate tids read from memory.
+    pub os_tids: Vec<i32>,
     pub mem: &'a dyn Memory,
     pub layout: &'a Layout,
     pub types: TypeAddrs,
@@ -42,7 +44,14 @@ pub struct Collector<'a> {
 
 impl<'a> Collector<'a> {
     pub fn new(mem: &'a dyn Memory, layout: &'a Layout, types: TypeAddrs) -> Self {
-        Collector { mem, layout, types, ranges: RangeSet::default(), threads: Vec::new() }
+        Collector {
+            os_tids: Vec::new(),
+            mem,
+            layout,
+            types,
+            ranges: RangeSet::default(),
+            threads: Vec::new(),
+        }
     }
 
     /// Every interpreter reachable from `runtime` (or just `interp` when the runtime's
@@ -52,6 +61,9 @@ impl<'a> Collector<'a> {
         let mut interps = Vec::new();
         if runtime != 0 {
             self.ranges.add(runtime, RUNTIME_BYTES);
+            if let Some(off) = l.runtime_ceval_gil {
+                self.ranges.add(runtime + off as u64, span(&[l.gil_last_holder, l.gil_locked]));
+            }
             if let Some(mut i) = l.runtime_interpreters_head.and_then(|o| self.mem.ptr_at(runtime, o)) {
                 while i != 0 && interps.len() < MAX_INTERPRETERS && !interps.contains(&i) {
                     interps.push(i);
@@ -142,13 +154,25 @@ impl<'a> Collector<'a> {
                 self.code(f.code);
             }
         }
+        let thread_id = walk::thread_id(self.mem, &l, ts).unwrap_or(0);
+        let native_thread_id =
+            walk::native_thread_id(self.mem, &l, ts).or_else(|| self.tid_of_pthread(thread_id));
         self.threads.push(PyThreadInfo {
             tstate: ts,
             interp,
-            thread_id: walk::thread_id(self.mem, &l, ts).unwrap_or(0),
-            native_thread_id: walk::native_thread_id(self.mem, &l, ts),
+            thread_id,
+            native_thread_id,
             frames: frames.len(),
         });
+    }
+
+    /// ≤3.10 thread states record only `pthread_t`, which on glibc x86-64 is the address
+    /// of the thread's `struct pthread`, whose kernel tid sits at offset 720 (stable since
+    /// glibc 2.26). Accepted only if it names one of the process's threads.
+    fn tid_of_pthread(&self, pthread: u64) -> Option<u64> {
+        const GLIBC_PTHREAD_TID: u64 = 720;
+        let tid = self.mem.read_i32(pthread.checked_add(GLIBC_PTHREAD_TID)?)?;
+        (tid > 0 && self.os_tids.contains(&tid)).then_some(tid as u64)
     }
 
     fn code(&mut self, code: u64) {

@@ -73,6 +73,19 @@ pub fn gc_collecting(mem: &dyn Memory, layout: &Layout, interp: u64) -> Option<b
     mem.read_i32(interp + layout.interp_gc_collecting? as u64).map(|v| v != 0)
 }
 
+/// The thread state holding the GIL of `interp` (None when the GIL is free or unknown).
+/// `runtime`: `&_PyRuntime`, where the GIL lives up to 3.11.
+pub fn gil_holder(mem: &dyn Memory, layout: &Layout, runtime: u64, interp: u64) -> Option<u64> {
+    let gil = match (layout.interp_ceval_gil, layout.runtime_ceval_gil) {
+        (Some(ptr_off), _) => mem.ptr_at(interp, ptr_off)?,
+        (None, Some(off)) if runtime != 0 => runtime + off as u64,
+        _ => return None,
+    };
+    let locked = mem.read_i32(gil + layout.gil_locked? as u64)?;
+    let holder = mem.ptr_at(gil, layout.gil_last_holder?)?;
+    (locked != 0 && holder != 0).then_some(holder)
+}
+
 /// The innermost frame of a thread (0 when it runs no Python code).
 pub fn current_frame(mem: &dyn Memory, layout: &Layout, tstate: u64) -> Option<u64> {
     if let Some(off) = layout.tstate_current_frame {

@@ -48,7 +48,11 @@ int main(void) {
     OFF("runtime.interpreters_main", _PyRuntimeState, interpreters.main);
 #if PY_VERSION_HEX < 0x030C0000
     OFF("runtime.gilstate_tstate_current", _PyRuntimeState, gilstate.tstate_current);
+    /* The GIL itself lives in the runtime up to 3.11 (a pointer in the interpreter after). */
+    OFF("runtime.ceval_gil", _PyRuntimeState, ceval.gil);
 #endif
+    OFF("gil.last_holder", struct _gil_runtime_state, last_holder);
+    OFF("gil.locked", struct _gil_runtime_state, locked);
     /* interpreter */
     OFF("interp.next", PyInterpreterState, next);
 #if PY_VERSION_HEX >= 0x030B0000
