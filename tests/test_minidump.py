@@ -247,6 +247,21 @@ def test_hard_crashes_still_leave_a_parseable_dump(interp, case):
     assert frames[0][:2] == (r.script, str(script_line(code, "call"))), frames
     if case == "concurrent_16":
         assert len([t for t in info["threads"]]) >= 17
+    # Every dump is small; an overflowed stack is capped to its top and bottom, and the
+    # file offsets moved by the cut still lead to the right module names and memory.
+    assert info["size"] < 1024 * 1024, info["size"]
+    assert any(os.path.basename(m["name"]).startswith("buggyext") and m["build_id"] for m in info["modules"])
+    assert all(info["streams_ok"].values()), info["streams_ok"]
+    assert {tid for tid, _ in info["thread_names"]} == {t["tid"] for t in info["threads"]}
+    if case == "overflow_in_thread":
+        capped = info["metadata"]["stack_capped"]
+        assert capped["original_size"] > 4 * 1024 * 1024 and capped["kept_size"] == 256 * 1024, capped
+        crashed = [t for t in info["threads"] if t["tid"] == info["exception"]["tid"]][0]
+        assert crashed["stack_size"] == capped["kept_size"]
+        ranges = info["memory"]
+        assert [capped["start"], capped["kept_size"]] in ranges
+        # The bottom of the stack (the thread's start) is kept as its own range.
+        assert any(start > capped["start"] + capped["kept_size"] and size == 64 * 1024 for start, size in ranges), ranges
 
 
 def test_full_dump_directory_still_gives_the_full_report(interp, tmp_path):

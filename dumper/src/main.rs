@@ -9,6 +9,7 @@ mod metadata;
 mod procmem;
 mod pymem;
 mod ranges;
+mod shrink;
 mod streams;
 
 use handoff::{field_str, Request};
@@ -19,6 +20,11 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
+
+/// Of an overflowed crashing stack, the dump keeps this much from the stack pointer up
+/// (the innermost frames) and this much at the end (where the thread started).
+const STACK_TOP_KEPT: u32 = 256 * 1024;
+const STACK_BOTTOM_KEPT: u64 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 enum DumpError {
@@ -89,12 +95,32 @@ fn run() -> Result<PathBuf, DumpError> {
     };
     let mut py_threads = Vec::new();
     let mut app_memory = Vec::new();
+    let readable = procmem::readable_regions(pid).unwrap_or_default();
+    let (context, sp_adjusted) = match crash_context(&req, pid) {
+        Some((ctx, adjusted)) => (Some(ctx), adjusted),
+        None => (None, None),
+    };
+    // An overflowed stack is capped below (shrink.rs); keep its bottom, where the thread
+    // started, as an ordinary memory range.
+    let mut overflowed = false;
+    if let Some(ctx) = &context {
+        let sp = ctx.context.uc_mcontext.gregs[libc::REG_RSP as usize] as u64;
+        if let Some(r) = readable.iter().find(|r| sp >= r.start && sp < r.end) {
+            if r.end - sp > STACK_TOP_KEPT as u64 {
+                overflowed = true;
+                let bottom = r.end.saturating_sub(STACK_BOTTOM_KEPT).max(sp + STACK_TOP_KEPT as u64);
+                app_memory.push(minidump_writer::app_memory::AppMemory {
+                    ptr: bottom as usize,
+                    length: (r.end - bottom) as usize,
+                });
+            }
+        }
+    }
     if let Some(layout) = &layout {
         let mut collector = pymem::Collector::new(&mem, layout, types);
         collector.os_tids = metadata::os_threads(pid).into_iter().map(|(tid, _)| tid).collect();
         collector.collect(req.runtime, req.interp);
         py_threads = std::mem::take(&mut collector.threads);
-        let readable = procmem::readable_regions(pid).unwrap_or_default();
         for (start, end) in collector.ranges.finish(&readable) {
             app_memory.push(minidump_writer::app_memory::AppMemory {
                 ptr: start as usize,
@@ -105,18 +131,32 @@ fn run() -> Result<PathBuf, DumpError> {
 
     let mut config = MinidumpWriterConfig::new(pid, req.tid);
     config.set_app_memory(app_memory);
-    let mut sp_adjusted = None;
-    if let Some((ctx, adjusted)) = crash_context(&req, pid) {
+    if let Some(ctx) = context {
         config.set_crash_context(minidump_writer::CrashContextExt { inner: ctx });
-        sp_adjusted = adjusted;
     }
-    if let Err(e) = config.write(&mut file) {
-        drop(file);
-        let _ = std::fs::remove_file(&path);
-        return Err(DumpError::Writer(error_chain(&e)));
-    }
+    // Written in memory first, so an overflowed stack can be capped before it hits the disk.
+    let mut image = std::io::Cursor::new(Vec::new());
+    let written = config.write(&mut image).map_err(|e| error_chain(&e)).and_then(|_| {
+        let mut bytes = image.into_inner();
+        let capped =
+            if overflowed { shrink::cap_stack(&mut bytes, req.tid as u32, STACK_TOP_KEPT) } else { None };
+        file.write_all(&bytes).map(|_| capped).map_err(|e| e.to_string())
+    });
+    let capped = match written {
+        Ok(capped) => capped,
+        Err(e) => {
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            return Err(DumpError::Writer(e));
+        }
+    };
 
     let mut meta = metadata::build(&req, pid, &mem, layout.as_ref(), types, &py_threads);
+    if let Some(c) = capped {
+        meta["stack_capped"] = serde_json::json!({
+            "start": c.start, "original_size": c.original, "kept_size": c.kept, "bottom_kept": STACK_BOTTOM_KEPT,
+        });
+    }
     if let Some((from, to)) = sp_adjusted {
         // The crashing thread's rsp was in an unreadable guard region (stack overflow); the
         // dump's context says `to`, the real value was `from`.

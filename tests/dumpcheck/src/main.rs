@@ -85,11 +85,32 @@ fn main() {
         .map(|m| m.by_addr().map(|r| json!([r.base_address(), r.bytes().len()])).collect())
         .unwrap_or_default();
     let python = memory.map(|m| decode_python(&DumpMemory(m), &metadata)).unwrap_or(Value::Null);
+    // Every other stream minidump-writer writes must parse too (offsets intact).
+    let mut streams_ok = serde_json::Map::new();
+    streams_ok.insert("system_info".into(), dump.get_stream::<minidump::MinidumpSystemInfo>().is_ok().into());
+    streams_ok
+        .insert("thread_names".into(), dump.get_stream::<minidump::MinidumpThreadNames>().is_ok().into());
+    streams_ok.insert("linux_maps".into(), dump.get_stream::<minidump::MinidumpLinuxMaps>().is_ok().into());
+    streams_ok
+        .insert("memory_info".into(), dump.get_stream::<minidump::MinidumpMemoryInfoList>().is_ok().into());
+    streams_ok
+        .insert("handle_data".into(), dump.get_stream::<minidump::MinidumpHandleDataStream>().is_ok().into());
+    streams_ok
+        .insert("proc_status".into(), dump.get_stream::<minidump::MinidumpLinuxProcStatus>().is_ok().into());
+    let names = dump.get_stream::<minidump::MinidumpThreadNames>().ok();
+    let thread_names: Vec<Value> = threads
+        .iter()
+        .filter_map(|t| {
+            let tid = t["tid"].as_u64()? as u32;
+            Some(json!([tid, names.as_ref()?.get_name(tid)?]))
+        })
+        .collect();
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!(
         "{}",
         json!({"size": size, "exception": exception, "threads": threads, "modules": modules,
-               "memory": ranges, "metadata": metadata, "python": python})
+               "memory": ranges, "metadata": metadata, "python": python, "streams_ok": streams_ok,
+               "thread_names": thread_names})
     );
 }
 
