@@ -39,7 +39,7 @@ crashcatch.annotate("release", "1.2.3")
 ready = threading.Event()
 def idle():
     ready.wait()  # @idle
-workers = [threading.Thread(target=idle) for _ in range(3)]
+workers = [threading.Thread(target=idle, name=f"worker-{{i}}") for i in range(3)]
 for w in workers:
     w.start()
 
@@ -102,6 +102,9 @@ def test_fatal_crash_leaves_a_complete_minidump(interp, kind):
     assert meta["kind"] == "fatal-signal" and meta["signal"] == signo
     assert meta["report"].startswith("Fatal Python error:") and "Current thread" in meta["report"]
     assert meta["annotations"] == {"release": "1.2.3"}
+    # Python thread names, by OS thread id.
+    names = sorted(t["python_name"] for t in meta["threads"] if t["python_name"])
+    assert names == ["MainThread", "worker-0", "worker-1", "worker-2"], meta["threads"]
     # The crashing thread held the GIL (the call is made with it held).
     holder = [t for t in meta["threads"] if t["python"] and t["python"]["holds_gil"]]
     assert [t["tid"] for t in holder] == [crashed], meta["threads"]
@@ -209,7 +212,7 @@ def test_minidump_false_writes_none(interp):
     assert "minidump" not in r.stderr and r.dumps == []
 
 
-@pytest.mark.parametrize("case", ["heap_scribble", "concurrent_16", "overflow_in_thread"])
+@pytest.mark.parametrize("case", ["heap_scribble", "concurrent_16", "overflow_in_thread", "overflow_in_main"])
 def test_hard_crashes_still_leave_a_parseable_dump(interp, case):
     code = {
         "heap_scribble": """
@@ -227,6 +230,11 @@ def test_hard_crashes_still_leave_a_parseable_dump(interp, case):
             threads = [threading.Thread(target=crasher) for _ in range(16)]
             for t in threads: t.start()
             for t in threads: t.join()
+            """,
+        "overflow_in_main": """
+            import crashcatch, buggyext
+            crashcatch.enable()
+            buggyext.stack_overflow()  # @call
             """,
         "overflow_in_thread": """
             import threading, crashcatch, buggyext
@@ -253,7 +261,7 @@ def test_hard_crashes_still_leave_a_parseable_dump(interp, case):
     assert any(os.path.basename(m["name"]).startswith("buggyext") and m["build_id"] for m in info["modules"])
     assert all(info["streams_ok"].values()), info["streams_ok"]
     assert {tid for tid, _ in info["thread_names"]} == {t["tid"] for t in info["threads"]}
-    if case == "overflow_in_thread":
+    if case.startswith("overflow"):
         capped = info["metadata"]["stack_capped"]
         assert capped["original_size"] > 4 * 1024 * 1024 and capped["kept_size"] == 256 * 1024, capped
         crashed = [t for t in info["threads"] if t["tid"] == info["exception"]["tid"]][0]
@@ -286,3 +294,63 @@ def test_full_dump_directory_still_gives_the_full_report(interp, tmp_path):
     last = r.stderr.rstrip("\n").splitlines()[-1]
     assert last.startswith("crashcatch: no minidump: "), last
     assert "No space left on device" in last or "minidump-writer failed" in last, last
+
+
+def test_no_ptrace_permission_still_gives_the_report_and_says_why(interp, tmp_path):
+    """A process that dropped root becomes non-dumpable: its own helper may not ptrace it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop privileges")
+    code = """
+    import os, crashcatch, buggyext
+    crashcatch.enable(dump_dir=os.environ["WW"] + "/dumps")
+    os.setgid(65534)
+    os.setuid(65534)
+    buggyext.segfault()
+    """
+    ww = interp.work_dir + f"/ww-{tmp_path.name}"
+    os.makedirs(interp.host_path(ww), exist_ok=True)
+    os.chmod(interp.host_path(ww), 0o1777)
+    r = run_script(interp, code, env={"WW": ww})
+    assert r.returncode == -signal.SIGSEGV, r.stderr
+    assert "Current thread's C stack trace" in r.stderr
+    last = r.stderr.rstrip("\n").splitlines()[-1]
+    assert last.startswith("crashcatch: no minidump: ") and "Operation not permitted" in last, last
+    assert "ptrace" in last, last
+
+
+def test_timeout_writes_a_dump_and_goes_on(interp):
+    code = """
+    import time, crashcatch
+    crashcatch.dump_traceback_later(0.2)
+    time.sleep(1.0)  # @sleep
+    print("went on")
+    """
+    r = run_script(interp, code, timeout=60)
+    assert r.returncode == 0 and r.stdout == "went on\n", r.stderr
+    assert "crashcatch: minidump written to" in r.stderr and len(r.dumps) == 1, r.stderr
+    info = check(r.dumps[0])
+    assert info["metadata"]["kind"] == "timeout"
+    main = [t for t in info["python"]["threads"] if t["frames"] and t["frames"][-1]["name"] == "<module>"]
+    assert [(f["file"], f["line"]) for f in main[0]["frames"]] == [(r.script, script_line(code, "sleep"))]
+
+
+def test_helper_is_found_in_a_target_install(interp, tmp_path):
+    """pip install --target DIR: the helper is found next to the package, wherever it is."""
+    target = interp.work_dir + f"/target-{tmp_path.name}"
+    wheel = [n for n in os.listdir(interp.host_path(os.path.dirname(os.path.dirname(interp.venv_python))) + "/..")
+             if n.endswith(".whl")]
+    assert wheel, "the prepared wheel is missing"
+    wheel = os.path.dirname(os.path.dirname(os.path.dirname(interp.venv_python))) + "/" + wheel[0]
+    r = interp.run([interp.venv_python, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
+                    "--target", target, wheel])
+    assert r.returncode == 0, r.stderr
+    code = """
+    import sys, os
+    sys.path.insert(0, os.environ["TARGET"])
+    import crashcatch
+    assert crashcatch.__file__.startswith(os.environ["TARGET"]), crashcatch.__file__
+    print(crashcatch.write_minidump())
+    """
+    r = run_script(interp, code, env={"TARGET": target})
+    assert r.returncode == 0, r.stderr
+    assert os.path.exists(interp.host_path(r.stdout.strip()))

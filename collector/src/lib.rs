@@ -106,7 +106,7 @@ fn dump_c_stack(py: Python<'_>, file: Option<Bound<'_, PyAny>>) -> PyResult<()> 
 }
 
 #[pyfunction]
-#[pyo3(signature = (timeout_us, repeat, file, exit, max_threads))]
+#[pyo3(signature = (timeout_us, repeat, file, exit, max_threads, minidump))]
 fn dump_traceback_later(
     py: Python<'_>,
     timeout_us: u64,
@@ -114,6 +114,7 @@ fn dump_traceback_later(
     file: Option<Bound<'_, PyAny>>,
     exit: bool,
     max_threads: i64,
+    minidump: bool,
 ) -> PyResult<KeepAlive> {
     let max_threads = check_max_threads(max_threads)?;
     let (fd, keep) = pyfile::resolve(py, file.as_ref())?;
@@ -125,6 +126,7 @@ fn dump_traceback_later(
         fd,
         exit,
         max_threads,
+        minidump,
         target,
     };
     let dog = watchdog::Watchdog::start(opts).map_err(os_error)?;
@@ -227,6 +229,14 @@ fn write_minidump(py: Python<'_>, path: Option<String>) -> PyResult<String> {
     Ok(line.trim_end().trim_start_matches("crashcatch: minidump written to ").to_string())
 }
 
+/// Records the Python names of threads (OS thread id, name), for the dumps' metadata.
+#[pyfunction]
+fn note_thread_names(names: Vec<(i32, String)>) {
+    for (tid, name) in names {
+        minidumps::note_thread_name(tid, &name);
+    }
+}
+
 /// Replaces the annotations (packed `key\0value\0` pairs).
 #[pyfunction]
 fn set_annotations(packed: &[u8]) -> PyResult<()> {
@@ -253,6 +263,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(configure_minidumps, m)?)?;
     m.add_function(wrap_pyfunction!(write_minidump, m)?)?;
     m.add_function(wrap_pyfunction!(set_annotations, m)?)?;
+    m.add_function(wrap_pyfunction!(note_thread_names, m)?)?;
     m.add_class::<threads::ThreadStarter>()?;
     m.add_class::<threads::AltStackRun>()?;
     Ok(())

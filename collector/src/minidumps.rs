@@ -22,6 +22,34 @@ struct AnnotationBuf(std::cell::UnsafeCell<[u8; ANNOTATIONS_SIZE]>);
 unsafe impl Sync for AnnotationBuf {}
 static ANNOTATION_BYTES: AnnotationBuf = AnnotationBuf(std::cell::UnsafeCell::new([0; ANNOTATIONS_SIZE]));
 
+/// Python thread names by OS thread id, for the dump's metadata.
+const THREAD_NAMES: usize = 1024;
+struct NameTable(std::cell::UnsafeCell<[handoff::ThreadName; THREAD_NAMES]>);
+// SAFETY: written under NAMES_LOCK; the helper reads it from another process.
+unsafe impl Sync for NameTable {}
+static NAMES: NameTable =
+    NameTable(std::cell::UnsafeCell::new([handoff::ThreadName { tid: 0, name: [0; 60] }; THREAD_NAMES]));
+static NAMES_LOCK: Mutex<usize> = Mutex::new(0);
+
+/// Records (or updates) the Python name of OS thread `tid`.
+pub fn note_thread_name(tid: i32, name: &str) {
+    let mut next = NAMES_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: the only writer, under the mutex.
+    let table = unsafe { &mut *NAMES.0.get() };
+    let slot = match table.iter().position(|e| e.tid == tid) {
+        Some(i) => i,
+        None => {
+            // Round-robin over the table: the oldest entries are for long-gone threads.
+            let i = *next % THREAD_NAMES;
+            *next += 1;
+            i
+        }
+    };
+    table[slot].tid = 0;
+    handoff::set_field(&mut table[slot].name, name.as_bytes());
+    table[slot].tid = tid;
+}
+
 pub struct Settings<'a> {
     pub enabled: bool,
     pub dump_dir: &'a str,
@@ -62,6 +90,8 @@ pub fn configure(target: &Target, s: &Settings) -> Result<(), String> {
     req.report_addr = dump::capture_addr();
     req.annotations_addr = ANNOTATION_BYTES.0.get() as u64;
     req.source_context = s.source_context;
+    req.thread_names_addr = NAMES.0.get() as u64;
+    req.thread_names_count = THREAD_NAMES as u64;
     req.magic = handoff::MAGIC;
     let path = CString::new(s.helper).map_err(|e| e.to_string())?;
     let arg = CString::new(format!("{:x}", dump::request_ptr() as u64)).map_err(|e| e.to_string())?;

@@ -25,6 +25,14 @@ impl AltStackRun {
     ) -> PyResult<Py<PyAny>> {
         // A thread without an alternate stack still runs; it only loses overflow reports.
         let _ = altstack::ensure();
+        // threading.Thread runs its bound _bootstrap method: name the thread for dumps.
+        if let Ok(name) = self.function.bind(py).getattr("__self__").and_then(|t| t.getattr("name")) {
+            if let Ok(name) = name.extract::<String>() {
+                // SAFETY: gettid has no preconditions.
+                let tid = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+                crate::minidumps::note_thread_name(tid, &name);
+            }
+        }
         let result = self.function.bind(py).call(args, kwargs).map(Bound::unbind);
         altstack::release();
         result

@@ -20,6 +20,8 @@ pub struct Options {
     pub fd: i32,
     pub exit: bool,
     pub max_threads: usize,
+    /// Also write a minidump at each timeout.
+    pub minidump: bool,
     pub target: &'static Target,
 }
 
@@ -79,7 +81,7 @@ fn run(opts: Options, header: String, cancel: &(Mutex<bool>, Condvar)) {
         // The watchdog thread is nobody's "current thread".
         pytrace::dump_all_threads(&mut out, opts.target, None, opts.max_threads);
         out.flush();
-        if crate::signal_safe::config::load(&crate::signal_safe::dump::HELPER).is_some() {
+        if opts.minidump && crate::signal_safe::config::load(&crate::signal_safe::dump::HELPER).is_some() {
             let line = match crate::minidumps::dump_now(handoff::Kind::Timeout, None) {
                 Ok(line) => line,
                 Err(e) => format!("crashcatch: no minidump: {e}\n"),

@@ -30,7 +30,7 @@ const STACK_BOTTOM_KEPT: u64 = 64 * 1024;
 enum DumpError {
     #[error("usage: crashcatch-dump REQUEST_ADDRESS (started by crashcatch, not by hand)")]
     Usage,
-    #[error("cannot read the crash record from process {0}: {1}")]
+    #[error("cannot read the crash record from process {0}: {1} (is ptrace allowed? see /proc/sys/kernel/yama/ptrace_scope)")]
     NoRequest(i32, String),
     #[error("cannot create the dump directory {0}: {1}")]
     Dir(PathBuf, std::io::Error),

@@ -33,6 +33,7 @@ pub fn build(
         None => "unknown",
     };
     let gil = layout.and_then(|l| walk::gil_holder(mem, l, req.runtime, req.interp));
+    let py_names = python_thread_names(mem, req);
     let threads: Vec<Value> = os_threads(pid)
         .into_iter()
         .map(|(tid, name)| {
@@ -40,6 +41,7 @@ pub fn build(
             json!({
                 "tid": tid,
                 "name": name,
+                "python_name": py_names.iter().find(|(t, _)| *t == tid).map(|(_, n)| n.clone()),
                 "python": py.map(|t| json!({
                     "thread_id": t.thread_id, "tstate": t.tstate, "interp": t.interp, "frames": t.frames,
                     "holds_gil": gil == Some(t.tstate),
@@ -91,6 +93,22 @@ pub fn os_threads(pid: i32) -> Vec<(i32, String)> {
         .collect();
     out.sort();
     out
+}
+
+/// The collector's table of Python thread names.
+fn python_thread_names(mem: &ProcessMemory, req: &Request) -> Vec<(i32, String)> {
+    let size = std::mem::size_of::<handoff::ThreadName>();
+    let count = req.thread_names_count.min(1 << 16) as usize;
+    let mut raw = vec![0u8; size * count];
+    if req.thread_names_addr == 0 || !mem.read(req.thread_names_addr, &mut raw) {
+        return Vec::new();
+    }
+    raw.chunks_exact(size)
+        .filter_map(|e| {
+            let tid = i32::from_le_bytes(e[..4].try_into().ok()?);
+            (tid != 0).then(|| (tid, handoff::field_str(&e[4..]).to_string()))
+        })
+        .collect()
 }
 
 fn cmdline(pid: i32) -> Vec<String> {

@@ -74,6 +74,9 @@ def _configure_dumps(minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TI
     prog = prog or _os.path.basename(_sys.executable) or "python"
     _native.configure_minidumps(bool(minidump), directory, _HELPER, float(dump_timeout), prog,
                                 _SOURCE_CONTEXT_LINES)
+    # Threads already running get their names recorded now; later ones when they start.
+    _native.note_thread_names([(t.native_id, t.name) for t in _threading.enumerate()
+                               if getattr(t, "native_id", None)])
     _dumps_configured = True
 
 
@@ -136,15 +139,22 @@ def is_enabled():
     return _native.is_enabled()
 
 
-def dump_traceback_later(timeout, repeat=False, file=None, exit=False, *, max_threads=_MAX_THREADS):
+def dump_traceback_later(timeout, repeat=False, file=None, exit=False, *, max_threads=_MAX_THREADS,
+                         minidump=None):
     """Dump every thread's traceback after ``timeout`` seconds (again every ``timeout``
-    seconds if ``repeat``), then exit the process with status 1 if ``exit``."""
+    seconds if ``repeat``), then exit the process with status 1 if ``exit``.
+    ``minidump``: also write a minidump each time (default: on, see enable())."""
     timeout_us = int(float(timeout) * 1e6)
     if timeout_us <= 0:
         raise ValueError("timeout must be greater than 0")
     if timeout_us > _TIMEOUT_MAX_US:
         raise OverflowError("timeout value is too large")
-    _files["later"] = _native.dump_traceback_later(timeout_us, bool(repeat), file, bool(exit), max_threads)
+    if minidump is None:
+        minidump = _minidumps_default()
+    if minidump and not _dumps_configured:
+        _configure_dumps()
+    _files["later"] = _native.dump_traceback_later(timeout_us, bool(repeat), file, bool(exit), max_threads,
+                                                   bool(minidump))
 
 
 def cancel_dump_traceback_later():
