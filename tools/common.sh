@@ -28,12 +28,13 @@ tools_venv() {
 }
 
 # Builds the crashcatch wheel into build/wheels and prints its path. The wheel carries the
-# dump helper (crashcatch-dump) inside the package, next to the extension.
+# dump helper (crashcatch-dump) and the symbolizer inside the package, next to the extension.
 build_wheel() {
     step "building the crashcatch wheel (release)" >&2
-    (cd "$REPO" && cargo build --release -p crashcatch-dumper >&2)
+    (cd "$REPO" && cargo build --release -p crashcatch-dumper -p crashcatch-symbolizer >&2)
     mkdir -p "$REPO/collector/python/crashcatch/_bin"
-    install -m 755 "$REPO/target/release/crashcatch-dump" "$REPO/collector/python/crashcatch/_bin/"
+    install -m 755 "$REPO/target/release/crashcatch-dump" "$REPO/target/release/crashcatch-symbolize" \
+        "$REPO/collector/python/crashcatch/_bin/"
     rm -rf "$BUILD/wheels"
     (cd "$REPO/collector" && "$TOOLS_VENV/bin/maturin" build --release -o "$BUILD/wheels" >&2)
     ls "$BUILD"/wheels/crashcatch-*.whl

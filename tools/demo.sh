@@ -15,6 +15,7 @@ step "installing crashcatch into $DEMO_VENV"
 step "building examples/buggyext (gcc -g, no frame pointers)"
 "$DEMO_VENV/bin/python" "$REPO/examples/build_ext.py" "$BUILD/demo-ext"
 
+export CRASHCATCH_DUMP_DIR="$BUILD/demo-dumps"
 step "running examples/demo.py: it crashes inside buggyext, crashcatch reports"
 set +e
 BUGGYEXT_DIR="$BUILD/demo-ext" "$DEMO_VENV/bin/python" "$REPO/examples/demo.py"
@@ -23,3 +24,6 @@ set -e
 echo
 echo "demo.py exited with status $status (128 + $((status - 128)) = killed by signal $((status - 128)))"
 [ "$status" -eq 139 ]  # SIGSEGV, as the report says
+
+step "crashcatch symbolize --last: the stacks, read back from the minidump alone"
+"$DEMO_VENV/bin/crashcatch" symbolize --last

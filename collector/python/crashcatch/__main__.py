@@ -2,11 +2,16 @@
 
     crashcatch run SCRIPT [ARGS...]      run a Python script with crashcatch enabled
     crashcatch run -m MODULE [ARGS...]   run a module with crashcatch enabled
-    python -m crashcatch run ...         the same, without the console script
+    crashcatch symbolize DUMP|--last [--json]
+                                         read a minidump: what happened, every thread's stack
+    python -m crashcatch ...             the same, without the console script
 """
 import argparse
+import os
 import runpy
 import sys
+
+_SYMBOLIZER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "crashcatch-symbolize")
 
 
 def _run(args):
@@ -23,8 +28,16 @@ def _run(args):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "symbolize":
+        # The symbolizer is a native program shipped in this package.
+        if not os.access(_SYMBOLIZER, os.X_OK):
+            print(f"crashcatch: {_SYMBOLIZER} is missing: reinstall crashcatch", file=sys.stderr)
+            return 2
+        os.execv(_SYMBOLIZER, ["crashcatch", *argv])
     parser = argparse.ArgumentParser(prog="crashcatch", description="Crash reports for Python processes.")
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("symbolize", help="read a minidump (crashcatch symbolize --help)")
     run = commands.add_parser("run", help="run a script or module with crashcatch enabled")
     run.add_argument("-m", dest="module", action="store_true", help="run TARGET as a module")
     run.add_argument("target", help="script path, or module name with -m")

@@ -1,0 +1,164 @@
+//! Loading a dump into a [`Crash`]: the event, the threads and their Python stacks.
+
+use crate::memory::DumpMemory;
+use minidump::{Minidump, MinidumpException, MinidumpThreadList};
+use pylayout::text::{for_each_char, StrRead};
+use pylayout::{lines, walk, Layout, Memory};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// crashcatch's metadata stream ("CC" + 1).
+pub const METADATA_STREAM: u32 = 0x4343_0001;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("{0} is not a minidump (or is truncated): {1}")]
+    NotMinidump(PathBuf, String),
+    #[error("{0} has no crashcatch metadata stream: was it written by crashcatch? (other minidumps are not supported yet)")]
+    NoMetadata(PathBuf),
+    #[error("{0}: crashcatch metadata is not valid JSON: {1}")]
+    BadMetadata(PathBuf, String),
+}
+
+/// One Python frame, innermost first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PyFrame {
+    pub file: Option<String>,
+    pub function: Option<String>,
+    pub line: Option<i32>,
+}
+
+/// One thread of the dumped process.
+#[derive(Clone, Debug)]
+pub struct Thread {
+    pub tid: u32,
+    pub name: Option<String>,
+    pub python_name: Option<String>,
+    pub holds_gil: bool,
+    /// Python frames, innermost first; empty for threads without Python.
+    pub python: Vec<PyFrame>,
+    /// Why the Python stack may be incomplete.
+    pub python_problem: Option<String>,
+}
+
+/// Everything `crashcatch symbolize` shows.
+#[derive(Clone, Debug)]
+pub struct Crash {
+    pub path: PathBuf,
+    pub metadata: Value,
+    pub kind: String,
+    pub signal: i64,
+    pub fault_address: u64,
+    pub crashed_tid: Option<u32>,
+    pub python_version: String,
+    /// Crashing (or requesting) thread first.
+    pub threads: Vec<Thread>,
+    /// Set when the Python structures could not be decoded at all.
+    pub python_problem: Option<String>,
+}
+
+impl Crash {
+    pub fn load(path: &Path) -> Result<Crash, LoadError> {
+        let bytes = std::fs::read(path).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
+        let dump = Minidump::read(&bytes[..])
+            .map_err(|e| LoadError::NotMinidump(path.to_path_buf(), e.to_string()))?;
+        let raw =
+            dump.get_raw_stream(METADATA_STREAM).map_err(|_| LoadError::NoMetadata(path.to_path_buf()))?;
+        let metadata: Value = serde_json::from_slice(raw)
+            .map_err(|e| LoadError::BadMetadata(path.to_path_buf(), e.to_string()))?;
+        let exception = dump.get_stream::<MinidumpException>().ok();
+        let crashed_tid = exception
+            .as_ref()
+            .map(|e| e.get_crashing_thread_id())
+            .or_else(|| metadata["requesting_tid"].as_u64().map(|t| t as u32));
+        let os_threads: Vec<u32> = dump
+            .get_stream::<MinidumpThreadList>()
+            .map(|l| l.threads.iter().map(|t| t.raw.thread_id).collect())
+            .unwrap_or_default();
+
+        let python_version = metadata["python"]["version"].as_str().unwrap_or("").to_string();
+        let (python, python_problem) = match dump.get_memory() {
+            Some(m) => decode_python(&DumpMemory(m), &metadata, &python_version),
+            None => (Vec::new(), Some("the dump has no memory list".into())),
+        };
+
+        let meta_thread = |tid: u32| {
+            metadata["threads"]
+                .as_array()
+                .and_then(|a| a.iter().find(|t| t["tid"].as_u64() == Some(tid as u64)))
+        };
+        let mut threads: Vec<Thread> = os_threads
+            .iter()
+            .map(|&tid| {
+                let m = meta_thread(tid);
+                let tstate = m.and_then(|m| m["python"]["tstate"].as_u64());
+                let py = tstate.and_then(|ts| python.iter().find(|(t, _, _)| *t == ts));
+                Thread {
+                    tid,
+                    name: m.and_then(|m| m["name"].as_str()).map(String::from),
+                    python_name: m.and_then(|m| m["python_name"].as_str()).map(String::from),
+                    holds_gil: m.is_some_and(|m| m["python"]["holds_gil"].as_bool() == Some(true)),
+                    python: py.map(|(_, f, _)| f.clone()).unwrap_or_default(),
+                    python_problem: py.and_then(|(_, _, p)| p.clone()),
+                }
+            })
+            .collect();
+        threads.sort_by_key(|t| Some(t.tid) != crashed_tid);
+        Ok(Crash {
+            path: path.to_path_buf(),
+            kind: metadata["kind"].as_str().unwrap_or("unknown").to_string(),
+            signal: metadata["signal"].as_i64().unwrap_or(0),
+            fault_address: exception
+                .as_ref()
+                .map(|e| e.raw.exception_record.exception_address)
+                .unwrap_or_else(|| metadata["fault_address"].as_u64().unwrap_or(0)),
+            crashed_tid,
+            python_version,
+            threads,
+            python_problem,
+            metadata,
+        })
+    }
+}
+
+type PyThreadStacks = Vec<(u64, Vec<PyFrame>, Option<String>)>;
+
+/// Every Python thread of the interpreter named in the metadata: (tstate, frames, problem).
+fn decode_python(mem: &DumpMemory, meta: &Value, version: &str) -> (PyThreadStacks, Option<String>) {
+    let mut parts = version.split('.').map(|p| p.parse::<u8>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    let layout = match Layout::for_version(major, minor) {
+        Ok(l) => l,
+        Err(e) => return (Vec::new(), Some(e.to_string())),
+    };
+    let str_type = meta["types"]["str"].as_u64().unwrap_or(0);
+    let interp = meta["python"]["interp"].as_u64().unwrap_or(0);
+    let text = |obj: u64| {
+        let mut s = String::new();
+        let r = for_each_char(mem, &layout, str_type, obj, 4096, &mut |c| {
+            s.push(char::from_u32(c).unwrap_or('?'))
+        });
+        matches!(r, StrRead::Done { .. }).then_some(s)
+    };
+    let mut out = Vec::new();
+    let complete = walk::for_each_thread(mem, &layout, interp, &mut |ts| {
+        let mut frames = Vec::new();
+        let end = walk::for_each_frame(mem, &layout, ts, 0, &mut |f| {
+            let field = |off: Option<u32>| off.and_then(|o| mem.ptr_at(f.code, o)).and_then(text);
+            frames.push(PyFrame {
+                file: field(layout.code_filename),
+                function: field(layout.code_qualname.or(layout.code_name)),
+                line: lines::addr_to_line(mem, &layout, f.code, f.addr),
+            });
+            frames.len() < 10_000
+        });
+        let problem =
+            (end == walk::WalkEnd::Unreadable).then(|| "a frame is missing from the dump".to_string());
+        out.push((ts, frames, problem));
+        true
+    });
+    let problem = (!complete).then(|| "the interpreter's thread list is incomplete in the dump".to_string());
+    (out, problem)
+}

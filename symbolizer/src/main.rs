@@ -1,0 +1,78 @@
+//! `crashcatch-symbolize`: the engine behind `crashcatch symbolize` (the `crashcatch`
+//! command runs it from the installed package).
+
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use symbolizer::{render, Crash};
+
+#[derive(Parser)]
+#[command(name = "crashcatch", about = "Read crashcatch minidumps")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what happened and every thread's stack, crashing thread first.
+    Symbolize {
+        /// The minidump (see `crashcatch: minidump written to …` in the report).
+        dump: Option<PathBuf>,
+        /// Use the newest dump in the crash directory ($CRASHCATCH_DUMP_DIR or
+        /// $XDG_CACHE_HOME/crashcatch/dumps).
+        #[arg(long, conflicts_with = "dump")]
+        last: bool,
+        /// Machine-readable output (schema: docs/json-schema.md).
+        #[arg(long)]
+        json: bool,
+        /// Only the Python stacks (the only kind shown so far: native frames come next).
+        #[arg(long)]
+        python_only: bool,
+    },
+}
+
+fn dump_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CRASHCATCH_DUMP_DIR").filter(|d| !d.is_empty()) {
+        return d.into();
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+    cache.join("crashcatch").join("dumps")
+}
+
+fn newest_dump() -> Result<PathBuf, String> {
+    let dir = dump_dir();
+    let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "dmp"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max()
+        .map(|(_, p)| p)
+        .ok_or_else(|| format!("no .dmp file in {}", dir.display()))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let Command::Symbolize { dump, last, json, python_only: _ } = cli.command;
+    let path = match (dump, last) {
+        (Some(p), _) => p,
+        (None, true) => newest_dump().unwrap_or_else(|e| fail(&e)),
+        (None, false) => fail("give a dump file, or --last for the newest one"),
+    };
+    let crash = Crash::load(&path).unwrap_or_else(|e| fail(&e.to_string()));
+    if json {
+        println!("{}", render::json(&crash));
+    } else {
+        let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        print!("{}", render::text(&crash, &render::Style::new(colour)));
+    }
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("crashcatch: {msg}");
+    std::process::exit(2);
+}

@@ -1,0 +1,112 @@
+"""`crashcatch symbolize`: the stacks read back from a minidump alone, on every interpreter,
+checked against the script's own lines; bad input gets a clear message and status 2."""
+import json
+import os
+import random
+import signal
+import subprocess
+
+import pytest
+
+from crashlib import run_script, script_line
+from interpreters import REPO
+
+SYMBOLIZE = os.path.join(REPO, "target", "release", "crashcatch-symbolize")
+
+CODE = """
+import threading, crashcatch, buggyext
+crashcatch.enable()
+crashcatch.annotate("ticket", "CC-42")
+stop = threading.Event()
+t = threading.Thread(target=stop.wait, name="waiter")
+t.start()
+
+def callback():
+    return buggyext.segfault(1)  # @callback
+
+def main():
+    return buggyext.call_back(callback)  # @main
+
+main()  # @module
+"""
+
+
+def symbolize(*args):
+    return subprocess.run([SYMBOLIZE, "symbolize", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_symbolize_json_matches_the_script(interp):
+    r = run_script(interp, CODE)
+    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
+    out = symbolize(r.dumps[0], "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["schema"] == "crashcatch-symbolize/1"
+    assert doc["event"] == {"kind": "fatal-signal", "signal": 11, "signal_name": "SIGSEGV",
+                            "fault_address": 0, "thread": doc["threads"][0]["tid"]}
+    assert doc["annotations"] == {"ticket": "CC-42"}
+    crashed = doc["threads"][0]
+    assert crashed["crashed"] and crashed["python_name"] == "MainThread" and crashed["holds_gil"]
+    frames = [(f["file"], f["line"], f["function"]) for f in crashed["frames"]]
+    assert frames == [(r.script, script_line(CODE, "callback"), "callback"),
+                      (r.script, script_line(CODE, "main"), "main"),
+                      (r.script, script_line(CODE, "module"), "<module>")]
+    # Source lines travel in the dump.
+    assert "buggyext.segfault(1)" in crashed["frames"][0]["source"]
+    waiter = [t for t in doc["threads"] if t["python_name"] == "waiter"]
+    assert len(waiter) == 1 and waiter[0]["frames"], doc["threads"]
+    assert not waiter[0]["crashed"] and not waiter[0]["holds_gil"]
+
+
+def test_symbolize_text_and_last(interp):
+    r = run_script(interp, CODE)
+    assert len(r.dumps) == 1, r.stderr
+    env = dict(os.environ, CRASHCATCH_DUMP_DIR=os.path.dirname(r.dumps[0]))
+    out = subprocess.run([SYMBOLIZE, "symbolize", "--last"], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert text.startswith("Process crashed with SIGSEGV (signal 11)\n"), text
+    assert "\x1b[" not in text  # no colour when piped
+    assert 'Thread ' in text and '"MainThread" (crashed, holds the GIL)' in text
+    # Most recent call last, each frame with its source line.
+    lines = text.splitlines()
+    i = lines.index(f'  File "{r.script}", line {script_line(CODE, "callback")}, in callback')
+    assert lines[i + 1].strip() == "return buggyext.segfault(1)  # @callback"
+    assert lines[i - 2] == f'  File "{r.script}", line {script_line(CODE, "main")}, in main'
+
+
+@pytest.mark.parametrize("content", ["empty", "junk", "truncated", "missing", "directory"])
+def test_bad_input_is_a_clear_error(tmp_path, content):
+    path = tmp_path / "x.dmp"
+    if content == "empty":
+        path.write_bytes(b"")
+    elif content == "junk":
+        path.write_bytes(os.urandom(4096))
+    elif content == "truncated":
+        path.write_bytes(b"MDMP\x93\xa7\x00\x00" + b"\x05\x00\x00\x00\x20\x00\x00\x00")
+    elif content == "directory":
+        path.mkdir()
+    out = symbolize(str(path))
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    assert out.stderr.startswith("crashcatch: ") and "panicked" not in out.stderr, out.stderr
+
+
+def test_fuzzed_dumps_never_panic_or_hang(tmp_path):
+    """Mutations of a real dump: every run ends with status 0 or 2, within the timeout."""
+    from conftest import INTERPRETERS
+    interp = INTERPRETERS[0]
+    r = run_script(interp, CODE)
+    original = open(r.dumps[0], "rb").read()
+    rng = random.Random(1234)
+    for i in range(60):
+        data = bytearray(original)
+        for _ in range(rng.randint(1, 40)):
+            pos = rng.randrange(len(data))
+            data[pos] = rng.randrange(256)
+        if i % 5 == 0:
+            data = data[: rng.randrange(len(data))]
+        path = tmp_path / f"fuzz{i}.dmp"
+        path.write_bytes(bytes(data))
+        out = symbolize(str(path), "--json")
+        assert out.returncode in (0, 2), (i, out.returncode, out.stderr[-2000:])
+        assert "panicked" not in out.stderr, (i, out.stderr[-2000:])
