@@ -33,7 +33,7 @@ build_wheel() {
     step "building the crashcatch wheel (release)" >&2
     (cd "$REPO" && cargo build --release -p crashcatch-dumper -p crashcatch-symbolizer >&2)
     mkdir -p "$REPO/collector/python/crashcatch/_bin"
-    install -m 755 "$REPO/target/release/crashcatch-dump" "$REPO/target/release/crashcatch-symbolize" \
+    install -s -m 755 "$REPO/target/release/crashcatch-dump" "$REPO/target/release/crashcatch-symbolize" \
         "$REPO/collector/python/crashcatch/_bin/"
     rm -rf "$BUILD/wheels"
     (cd "$REPO/collector" && "$TOOLS_VENV/bin/maturin" build --release -o "$BUILD/wheels" >&2)
