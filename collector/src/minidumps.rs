@@ -79,14 +79,7 @@ pub fn configure(target: &Target, s: &Settings) -> Result<(), String> {
     req.py_version = s.py_version;
     req.interp = target.interp;
     req.runtime = s.runtime;
-    req.types = handoff::Types {
-        str_type: target.types.str_type,
-        code_type: target.types.code_type,
-        module_type: target.types.module_type,
-        dict_type: target.types.dict_type,
-        frozenset_type: target.types.frozenset_type,
-        frame_type: target.types.frame_type,
-    };
+    req.types = target.types;
     req.report_addr = dump::capture_addr();
     req.annotations_addr = ANNOTATION_BYTES.0.get() as u64;
     req.source_context = s.source_context;

@@ -15,7 +15,7 @@ mod streams;
 use handoff::{field_str, Request};
 use minidump_writer::minidump_writer::MinidumpWriterConfig;
 use procmem::ProcessMemory;
-use pylayout::{Layout, Memory, TypeAddrs};
+use pylayout::{Layout, Memory};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -85,14 +85,7 @@ fn run() -> Result<PathBuf, DumpError> {
 
     // The Python memory: found while the process is still waiting for us.
     let layout = Layout::for_version(req.py_version[0] as u8, req.py_version[1] as u8).ok();
-    let types = TypeAddrs {
-        str_type: req.types.str_type,
-        code_type: req.types.code_type,
-        module_type: req.types.module_type,
-        dict_type: req.types.dict_type,
-        frozenset_type: req.types.frozenset_type,
-        frame_type: req.types.frame_type,
-    };
+    let types = req.types;
     let mut py_threads = Vec::new();
     let mut app_memory = Vec::new();
     let readable = procmem::readable_regions(pid).unwrap_or_default();

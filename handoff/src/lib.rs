@@ -45,18 +45,6 @@ pub const UCONTEXT_SIZE: usize = 1024;
 pub const FPSTATE_SIZE: usize = 512;
 pub const PATH_SIZE: usize = 4096;
 
-/// Addresses of builtin type objects in the dumped process (see pylayout::TypeAddrs).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Types {
-    pub str_type: u64,
-    pub code_type: u64,
-    pub module_type: u64,
-    pub dict_type: u64,
-    pub frozenset_type: u64,
-    pub frame_type: u64,
-}
-
 /// The record. Fields marked (enable) are written once when crashcatch is enabled;
 /// (dump) fields are written by the requesting thread right before starting the helper.
 #[repr(C)]
@@ -96,7 +84,7 @@ pub struct Request {
     pub interp: u64,
     pub runtime: u64,
     /// (enable) Builtin types, to recognise objects.
-    pub types: Types,
+    pub types: pylayout::TypeAddrs,
     /// (enable) Where the text report of this dump is kept (a buffer in the process), and
     /// (dump) how many bytes of it are valid.
     pub report_addr: u64,
@@ -135,7 +123,7 @@ impl Request {
             py_version: [0; 3],
             interp: 0,
             runtime: 0,
-            types: Types {
+            types: pylayout::TypeAddrs {
                 str_type: 0,
                 code_type: 0,
                 module_type: 0,

@@ -51,8 +51,9 @@ pub trait Memory {
 }
 
 /// Addresses of the builtin type objects needed to recognise objects by type.
-/// The collector takes them from the running interpreter (`id(str)` …); offline readers
-/// resolve them from the interpreter's symbols.
+/// The collector takes them from the running interpreter (`id(str)` …) and hands them to
+/// the dump helper inside its `handoff::Request` (hence `repr(C)`).
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TypeAddrs {
     pub str_type: u64,

@@ -26,8 +26,28 @@ pub enum LoadError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PyFrame {
     pub file: Option<String>,
-    pub function: Option<String>,
+    /// `co_name`, and `co_qualname` where the version has one (3.11+).
+    pub name: Option<String>,
+    pub qualname: Option<String>,
     pub line: Option<i32>,
+}
+
+impl PyFrame {
+    /// The most precise function name the version records.
+    pub fn function(&self) -> Option<&str> {
+        self.qualname.as_deref().or(self.name.as_deref())
+    }
+}
+
+/// The Python stack of one thread state, as decoded from the dump.
+#[derive(Clone, Debug)]
+pub struct PyThreadStack {
+    pub tstate: u64,
+    pub thread_id: Option<u64>,
+    pub native_thread_id: Option<u64>,
+    pub frames: Vec<PyFrame>,
+    /// Why the stack may be incomplete.
+    pub problem: Option<String>,
 }
 
 /// One thread of the dumped process.
@@ -94,14 +114,14 @@ impl Crash {
             .map(|&tid| {
                 let m = meta_thread(tid);
                 let tstate = m.and_then(|m| m["python"]["tstate"].as_u64());
-                let py = tstate.and_then(|ts| python.iter().find(|(t, _, _)| *t == ts));
+                let py = tstate.and_then(|ts| python.iter().find(|p| p.tstate == ts));
                 Thread {
                     tid,
                     name: m.and_then(|m| m["name"].as_str()).map(String::from),
                     python_name: m.and_then(|m| m["python_name"].as_str()).map(String::from),
                     holds_gil: m.is_some_and(|m| m["python"]["holds_gil"].as_bool() == Some(true)),
-                    python: py.map(|(_, f, _)| f.clone()).unwrap_or_default(),
-                    python_problem: py.and_then(|(_, _, p)| p.clone()),
+                    python: py.map(|p| p.frames.clone()).unwrap_or_default(),
+                    python_problem: py.and_then(|p| p.problem.clone()),
                 }
             })
             .collect();
@@ -123,10 +143,9 @@ impl Crash {
     }
 }
 
-type PyThreadStacks = Vec<(u64, Vec<PyFrame>, Option<String>)>;
-
-/// Every Python thread of the interpreter named in the metadata: (tstate, frames, problem).
-fn decode_python(mem: &DumpMemory, meta: &Value, version: &str) -> (PyThreadStacks, Option<String>) {
+/// Every Python thread of the interpreter named in crashcatch's metadata, decoded from the
+/// dump's memory alone; with why the thread list may be incomplete.
+pub fn decode_python(mem: &DumpMemory, meta: &Value, version: &str) -> (Vec<PyThreadStack>, Option<String>) {
     let mut parts = version.split('.').map(|p| p.parse::<u8>().unwrap_or(0));
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     let layout = match Layout::for_version(major, minor) {
@@ -149,14 +168,21 @@ fn decode_python(mem: &DumpMemory, meta: &Value, version: &str) -> (PyThreadStac
             let field = |off: Option<u32>| off.and_then(|o| mem.ptr_at(f.code, o)).and_then(text);
             frames.push(PyFrame {
                 file: field(layout.code_filename),
-                function: field(layout.code_qualname.or(layout.code_name)),
+                name: field(layout.code_name),
+                qualname: field(layout.code_qualname),
                 line: lines::addr_to_line(mem, &layout, f.code, f.addr),
             });
             frames.len() < 10_000
         });
         let problem =
             (end == walk::WalkEnd::Unreadable).then(|| "a frame is missing from the dump".to_string());
-        out.push((ts, frames, problem));
+        out.push(PyThreadStack {
+            tstate: ts,
+            thread_id: walk::thread_id(mem, &layout, ts),
+            native_thread_id: walk::native_thread_id(mem, &layout, ts),
+            frames,
+            problem,
+        });
         true
     });
     let problem = (!complete).then(|| "the interpreter's thread list is incomplete in the dump".to_string());

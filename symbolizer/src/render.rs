@@ -117,7 +117,7 @@ fn thread_text(out: &mut String, c: &Crash, t: &Thread, s: &Style) {
             out,
             "  File \"{}\", line {line}, in {}",
             f.file.as_deref().unwrap_or("???"),
-            f.function.as_deref().unwrap_or("???")
+            f.function().unwrap_or("???")
         );
         if let Some(src) = sources.get(i).and_then(|v| source_line(v, f.line)) {
             let _ = writeln!(out, "    {}", src.trim());
@@ -162,7 +162,7 @@ pub fn json(c: &Crash) -> Value {
                 "frames": t.python.iter().enumerate().map(|(i, f)| json!({
                     "kind": "python",
                     "file": f.file,
-                    "function": f.function,
+                    "function": f.function(),
                     "line": f.line,
                     "source": sources.get(i).and_then(|v| source_line(v, f.line)),
                 })).collect::<Vec<_>>(),

@@ -1,36 +1,12 @@
 //! `dumpcheck DUMP`: prints, as JSON, what the tests check in a minidump, read with the
 //! `minidump` crate: the exception, threads, modules (with build ids), the memory ranges,
 //! crashcatch's metadata stream, and every Python thread's frames decoded from the dump's
-//! memory alone (pylayout over the dump's memory list).
+//! memory alone (the symbolizer's decoder; the tests compare them with the scripts' lines).
 
-use minidump::{
-    Minidump, MinidumpException, MinidumpModuleList, MinidumpThreadList, Module, UnifiedMemoryList,
-};
-use pylayout::text::{for_each_char, StrRead};
-use pylayout::walk;
-use pylayout::{lines, Layout, Memory};
+use minidump::{Minidump, MinidumpException, MinidumpModuleList, MinidumpThreadList, Module};
 use serde_json::{json, Value};
-
-const METADATA_STREAM: u32 = 0x4343_0001;
-
-/// The dump's memory list as a `pylayout::Memory`; reads may span adjacent regions.
-struct DumpMemory<'a>(UnifiedMemoryList<'a>);
-
-impl Memory for DumpMemory<'_> {
-    fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
-        let mut done = 0usize;
-        while done < buf.len() {
-            let at = addr + done as u64;
-            let Some(region) = self.0.memory_at_address(at) else { return false };
-            let bytes = region.bytes();
-            let off = (at - region.base_address()) as usize;
-            let n = (bytes.len() - off).min(buf.len() - done);
-            buf[done..done + n].copy_from_slice(&bytes[off..off + n]);
-            done += n;
-        }
-        true
-    }
-}
+use symbolizer::crash::{decode_python as decode, METADATA_STREAM};
+use symbolizer::memory::DumpMemory;
 
 fn main() {
     let Some(path) = std::env::args().nth(1) else {
@@ -117,41 +93,20 @@ fn main() {
 /// Every Python thread of the interpreter named in the metadata, innermost frame first.
 fn decode_python(mem: &DumpMemory, meta: &Value) -> Value {
     let version = meta["python"]["version"].as_str().unwrap_or("");
-    let mut parts = version.split('.').map(|p| p.parse::<u8>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    let Ok(layout) = Layout::for_version(major, minor) else {
-        return json!({"error": format!("no layout for {version}")});
-    };
-    let str_type = meta["types"]["str"].as_u64().unwrap_or(0);
-    let interp = meta["python"]["interp"].as_u64().unwrap_or(0);
-    let text = |obj: u64| {
-        let mut s = String::new();
-        let r = for_each_char(mem, &layout, str_type, obj, 4096, &mut |c| {
-            s.push(char::from_u32(c).unwrap_or('?'))
-        });
-        matches!(r, StrRead::Done { .. }).then_some(s)
-    };
-    let mut threads = Vec::new();
-    let complete = walk::for_each_thread(mem, &layout, interp, &mut |ts| {
-        let mut frames = Vec::new();
-        let end = walk::for_each_frame(mem, &layout, ts, 0, &mut |f| {
-            let field = |off: Option<u32>| off.and_then(|o| mem.ptr_at(f.code, o)).and_then(text);
-            frames.push(json!({
-                "file": field(layout.code_filename),
-                "name": field(layout.code_name),
-                "qualname": field(layout.code_qualname),
-                "line": lines::addr_to_line(mem, &layout, f.code, f.addr),
-            }));
-            true
-        });
-        threads.push(json!({
-            "tstate": ts,
-            "thread_id": walk::thread_id(mem, &layout, ts),
-            "native_thread_id": walk::native_thread_id(mem, &layout, ts),
-            "frames": frames,
-            "walk": format!("{end:?}"),
-        }));
-        true
-    });
-    json!({"threads": threads, "thread_list_complete": complete})
+    let (threads, problem) = decode(mem, meta, version);
+    let threads: Vec<Value> = threads
+        .iter()
+        .map(|t| {
+            json!({
+                "tstate": t.tstate,
+                "thread_id": t.thread_id,
+                "native_thread_id": t.native_thread_id,
+                "walk": t.problem,
+                "frames": t.frames.iter().map(|f| json!({
+                    "file": f.file, "name": f.name, "qualname": f.qualname, "line": f.line,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({"threads": threads, "thread_list_complete": problem.is_none()})
 }
