@@ -206,6 +206,9 @@ pub fn run_helper(out: &mut Out) -> bool {
             }
             // SAFETY: reading into the unused tail of `line`.
             let n = unsafe { libc::read(fds[0], line[len..].as_mut_ptr().cast(), line.len() - len) };
+            if n < 0 && super::out::errno() == libc::EINTR {
+                continue;
+            }
             if n <= 0 {
                 break; // EOF: the helper is done
             }
