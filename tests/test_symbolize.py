@@ -35,10 +35,18 @@ def symbolize(*args):
     return subprocess.run([SYMBOLIZE, "symbolize", *args], capture_output=True, text=True, timeout=60)
 
 
+def symbolize_in(interp, dump, *args, env=None):
+    """`crashcatch symbolize` as installed in the interpreter's venv, run in its own world
+    (inside the chroot for the sid interpreters, where the dumped module files are)."""
+    inner = dump[len(interp.root):] if interp.root else dump
+    crashcatch = os.path.join(os.path.dirname(interp.venv_python), "crashcatch")
+    return interp.run([crashcatch, "symbolize", inner, *args], env=env, timeout=120)
+
+
 def test_symbolize_json_matches_the_script(interp):
     r = run_script(interp, CODE)
     assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
-    out = symbolize(r.dumps[0], "--json")
+    out = symbolize_in(interp, r.dumps[0], "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["schema"] == "crashcatch-symbolize/1"
@@ -61,8 +69,10 @@ def test_symbolize_json_matches_the_script(interp):
 def test_symbolize_text_and_last(interp):
     r = run_script(interp, CODE)
     assert len(r.dumps) == 1, r.stderr
-    env = dict(os.environ, CRASHCATCH_DUMP_DIR=os.path.dirname(r.dumps[0]))
-    out = subprocess.run([SYMBOLIZE, "symbolize", "--last"], capture_output=True, text=True, env=env, timeout=60)
+    inner_dir = os.path.dirname(r.dumps[0])[len(interp.root):] if interp.root else os.path.dirname(r.dumps[0])
+    env = dict(os.environ, CRASHCATCH_DUMP_DIR=inner_dir)
+    crashcatch = os.path.join(os.path.dirname(interp.venv_python), "crashcatch")
+    out = interp.run([crashcatch, "symbolize", "--last"], env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert text.startswith("Process crashed with SIGSEGV (signal 11)\n"), text
@@ -110,3 +120,29 @@ def test_fuzzed_dumps_never_panic_or_hang(tmp_path):
         out = symbolize(str(path), "--json")
         assert out.returncode in (0, 2), (i, out.returncode, out.stderr[-2000:])
         assert "panicked" not in out.stderr, (i, out.stderr[-2000:])
+
+
+def test_native_stack_from_the_dump_matches_the_report(interp):
+    """The symbolizer unwinds the dump with the module files' CFI (independently of the
+    in-process unwinder, itself checked against gdb): the crashing thread's frames are the
+    report's C-stack frames, address for address, with DWARF names, lines and the inlined
+    frame the report cannot show."""
+    code = """
+    import crashcatch, buggyext
+    crashcatch.enable()
+    buggyext.segfault(2)
+    """
+    r = run_script(interp, code)
+    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
+    out = symbolize_in(interp, r.dumps[0], "--json")
+    assert out.returncode == 0, out.stderr
+    crashed = json.loads(out.stdout)["threads"][0]
+    native = crashed["native_frames"]
+    from crashlib import c_stack
+    report = [int(f["addr"], 16) for f in c_stack(r.stderr) if "addr" in f]
+    assert [f["address"] for f in native if not f["inlined"]] == report, (native, r.stderr)
+    ext = [f for f in native if f["module"] and f["module"].startswith("buggyext")]
+    names = [f["function"] for f in ext]
+    assert names[:6] == ["deref_null", "deref_null", "deref_null", "inlined_helper", "buggy_entry", "segfault"], ext
+    assert [f["inlined"] for f in ext[:6]] == [False, False, False, True, False, False]
+    assert all(f["file"].endswith("buggyext.c") and f["line"] for f in ext), ext

@@ -1,7 +1,8 @@
 //! Loading a dump into a [`Crash`]: the event, the threads and their Python stacks.
 
 use crate::memory::DumpMemory;
-use minidump::{Minidump, MinidumpException, MinidumpThreadList};
+use crate::native::{Modules, NativeFrame};
+use minidump::{Minidump, MinidumpException, MinidumpMiscInfo, MinidumpSystemInfo, MinidumpThreadList};
 use pylayout::text::{for_each_char, StrRead};
 use pylayout::{lines, walk, Layout, Memory};
 use serde_json::Value;
@@ -61,6 +62,8 @@ pub struct Thread {
     pub python: Vec<PyFrame>,
     /// Why the Python stack may be incomplete.
     pub python_problem: Option<String>,
+    /// Native frames, innermost first (inlined calls as frames of their own).
+    pub native: Vec<NativeFrame>,
 }
 
 /// Everything `crashcatch symbolize` shows.
@@ -77,6 +80,8 @@ pub struct Crash {
     pub threads: Vec<Thread>,
     /// Set when the Python structures could not be decoded at all.
     pub python_problem: Option<String>,
+    /// Modules whose files could not be used for symbols, and why.
+    pub modules_without_symbols: Vec<String>,
 }
 
 impl Crash {
@@ -93,16 +98,44 @@ impl Crash {
             .as_ref()
             .map(|e| e.get_crashing_thread_id())
             .or_else(|| metadata["requesting_tid"].as_u64().map(|t| t as u32));
-        let os_threads: Vec<u32> = dump
-            .get_stream::<MinidumpThreadList>()
-            .map(|l| l.threads.iter().map(|t| t.raw.thread_id).collect())
-            .unwrap_or_default();
-
         let python_version = metadata["python"]["version"].as_str().unwrap_or("").to_string();
-        let (python, python_problem) = match dump.get_memory() {
-            Some(m) => decode_python(&DumpMemory(m), &metadata, &python_version),
+        let memory = dump.get_memory().map(DumpMemory);
+        let (python, python_problem) = match &memory {
+            Some(m) => decode_python(m, &metadata, &python_version),
             None => (Vec::new(), Some("the dump has no memory list".into())),
         };
+
+        // Each thread's registers: the crashing thread's from the exception record.
+        let modules = Modules::load(&dump);
+        let system = dump.get_stream::<MinidumpSystemInfo>().ok();
+        let misc = dump.get_stream::<MinidumpMiscInfo>().ok();
+        let registers = |ctx: &minidump::MinidumpContext| {
+            (ctx.get_instruction_pointer(), ctx.get_stack_pointer(), ctx.get_register("rbp").unwrap_or(0))
+        };
+        let crash_regs = match (&exception, &system) {
+            (Some(e), Some(sys)) => e.context(sys, misc.as_ref()).map(|c| registers(&c)),
+            _ => None,
+        };
+        let thread_list = dump.get_stream::<MinidumpThreadList>().ok();
+        let os_threads: Vec<(u32, Option<Registers>)> = thread_list
+            .as_ref()
+            .map(|l| {
+                l.threads
+                    .iter()
+                    .map(|t| {
+                        let regs = if Some(t.raw.thread_id) == crashed_tid && crash_regs.is_some() {
+                            crash_regs
+                        } else {
+                            system
+                                .as_ref()
+                                .and_then(|sys| t.context(sys, misc.as_ref()))
+                                .map(|c| registers(&c))
+                        };
+                        (t.raw.thread_id, regs)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
 
         let meta_thread = |tid: u32| {
             metadata["threads"]
@@ -111,7 +144,7 @@ impl Crash {
         };
         let mut threads: Vec<Thread> = os_threads
             .iter()
-            .map(|&tid| {
+            .map(|&(tid, regs)| {
                 let m = meta_thread(tid);
                 let tstate = m.and_then(|m| m["python"]["tstate"].as_u64());
                 let py = tstate.and_then(|ts| python.iter().find(|p| p.tstate == ts));
@@ -122,6 +155,10 @@ impl Crash {
                     holds_gil: m.is_some_and(|m| m["python"]["holds_gil"].as_bool() == Some(true)),
                     python: py.map(|p| p.frames.clone()).unwrap_or_default(),
                     python_problem: py.and_then(|p| p.problem.clone()),
+                    native: match (&memory, regs) {
+                        (Some(mem), Some((ip, sp, bp))) => modules.stack(mem, ip, sp, bp),
+                        _ => Vec::new(),
+                    },
                 }
             })
             .collect();
@@ -138,10 +175,14 @@ impl Crash {
             python_version,
             threads,
             python_problem,
+            modules_without_symbols: modules.problems(),
             metadata,
         })
     }
 }
+
+/// (instruction pointer, stack pointer, frame pointer) of a thread.
+type Registers = (u64, u64, u64);
 
 /// Every Python thread of the interpreter named in crashcatch's metadata, decoded from the
 /// dump's memory alone; with why the thread list may be incomplete.

@@ -81,6 +81,9 @@ pub fn text(c: &Crash, s: &Style) -> String {
     if let Some(p) = &c.python_problem {
         let _ = writeln!(out, "  Python stacks: {p}");
     }
+    for p in &c.modules_without_symbols {
+        let _ = writeln!(out, "  {}no symbols: {p}{}", s.dim, s.reset);
+    }
     for t in &c.threads {
         out.push('\n');
         thread_text(&mut out, c, t, s);
@@ -104,6 +107,32 @@ fn thread_text(out: &mut String, c: &Crash, t: &Thread, s: &Style) {
         let _ = write!(out, " ({})", tags.join(", "));
     }
     let _ = writeln!(out, "{}", s.reset);
+    python_text(out, c, t, s, crashed);
+    native_text(out, t, s);
+}
+
+fn native_text(out: &mut String, t: &Thread, s: &Style) {
+    if t.native.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  Native stack (most recent call last):");
+    for f in t.native.iter().rev() {
+        let function = f.function.as_deref().unwrap_or("??");
+        let _ = write!(out, "  {:#018x} {}{function}{}", f.address, s.bold, s.reset);
+        if let (Some(file), Some(line)) = (&f.file, f.line) {
+            let _ = write!(out, " at {file}:{line}");
+        }
+        if let Some(m) = &f.module {
+            let _ = write!(out, " ({m}+{:#x})", f.module_offset);
+        }
+        if f.inlined {
+            let _ = write!(out, " [inlined]");
+        }
+        out.push('\n');
+    }
+}
+
+fn python_text(out: &mut String, c: &Crash, t: &Thread, s: &Style, crashed: bool) {
     if t.python.is_empty() {
         let _ = writeln!(out, "  {}<no Python frames>{}", s.dim, s.reset);
         return;
@@ -149,6 +178,7 @@ pub fn json(c: &Crash) -> Value {
         "process": {"argv": m["python"]["argv"], "executable": m["python"]["executable"]},
         "python": {"version": c.python_version, "problem": c.python_problem},
         "annotations": m["annotations"],
+        "modules_without_symbols": c.modules_without_symbols,
         "threads": c.threads.iter().map(|t| {
             let crashed = Some(t.tid) == c.crashed_tid;
             let sources = if crashed { m["source"].as_array().cloned().unwrap_or_default() } else { Vec::new() };
@@ -159,6 +189,17 @@ pub fn json(c: &Crash) -> Value {
                 "crashed": crashed,
                 "holds_gil": t.holds_gil,
                 "python_problem": t.python_problem,
+                "native_frames": t.native.iter().map(|f| json!({
+                    "kind": "native",
+                    "address": f.address,
+                    "module": f.module,
+                    "module_offset": f.module_offset,
+                    "function": f.function,
+                    "file": f.file,
+                    "line": f.line,
+                    "inlined": f.inlined,
+                    "trust": f.trust,
+                })).collect::<Vec<_>>(),
                 "frames": t.python.iter().enumerate().map(|(i, f)| json!({
                     "kind": "python",
                     "file": f.file,

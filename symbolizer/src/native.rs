@@ -1,0 +1,190 @@
+//! Native stacks from a dump: every thread unwound with the CFI (.eh_frame, .debug_frame) of
+//! the module files (framehop), then symbolized with their DWARF (addr2line): function,
+//! inlined frames, file:line. A module file is used only if its build id equals the one
+//! the dump recorded; otherwise frames show module+offset.
+
+use crate::memory::DumpMemory;
+use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
+use framehop::{ExplicitModuleSectionInfo, FrameAddress, Module as FhModule, Unwinder};
+use minidump::{Minidump, MinidumpModuleList, Module};
+use object::{Object, ObjectSection, ObjectSegment};
+use pylayout::Memory;
+use std::path::PathBuf;
+
+/// Frames walked per thread at most.
+const MAX_FRAMES: usize = 4096;
+
+/// One native frame (an inlined call is a frame of its own, `inlined: true`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NativeFrame {
+    pub address: u64,
+    pub module: Option<String>,
+    pub module_offset: u64,
+    pub function: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub inlined: bool,
+    /// "context" (the thread's registers), "cfi" or "frame pointer"-style recovery.
+    pub trust: &'static str,
+}
+
+struct ModuleFile {
+    path: String,
+    base: u64,
+    size: u64,
+    /// Build-id-checked file contents, when the file was found.
+    data: Option<Vec<u8>>,
+    loader: Option<addr2line::Loader>,
+    /// Why there are no symbols for it (shown to the user).
+    problem: Option<String>,
+}
+
+/// The modules of a dump, with their files when they can be used.
+pub struct Modules {
+    list: Vec<ModuleFile>,
+    unwinder: UnwinderX86_64<Vec<u8>>,
+}
+
+fn hex_build_id(id: &[u8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Modules {
+    pub fn load<T: std::ops::Deref<Target = [u8]>>(dump: &Minidump<T>) -> Modules {
+        let mut list = Vec::new();
+        if let Ok(modules) = dump.get_stream::<MinidumpModuleList>() {
+            for m in modules.iter() {
+                let path = m.code_file().to_string();
+                let want = m.code_identifier().map(|c| c.to_string().to_lowercase());
+                let (data, problem) = match std::fs::read(&path) {
+                    Err(e) => (None, Some(format!("{path}: {e}"))),
+                    Ok(bytes) => {
+                        let have = object::File::parse(&*bytes)
+                            .ok()
+                            .and_then(|f| f.build_id().ok().flatten().map(hex_build_id));
+                        match (&want, &have) {
+                            (Some(w), Some(h)) if w == h => (Some(bytes), None),
+                            (Some(w), h) => {
+                                (None, Some(format!("{path}: build id {h:?} is not the dump's {w}")))
+                            }
+                            (None, _) => (None, Some(format!("{path}: the dump has no build id for it"))),
+                        }
+                    }
+                };
+                let loader = data.as_ref().and_then(|_| addr2line::Loader::new(&path).ok());
+                list.push(ModuleFile { path, base: m.base_address(), size: m.size(), data, loader, problem });
+            }
+        }
+        let unwinder = unwinder_for(&list);
+        Modules { list, unwinder }
+    }
+
+    fn at(&self, addr: u64) -> Option<&ModuleFile> {
+        self.list.iter().find(|m| addr >= m.base && addr - m.base < m.size)
+    }
+
+    /// Modules whose files could not be used, and why.
+    pub fn problems(&self) -> Vec<String> {
+        self.list.iter().filter_map(|m| m.problem.clone()).collect()
+    }
+}
+
+/// A framehop unwinder over the CFI of every usable module file.
+fn unwinder_for(list: &[ModuleFile]) -> UnwinderX86_64<Vec<u8>> {
+    {
+        let mut unwinder = UnwinderX86_64::new();
+        for m in list {
+            let Some(data) = &m.data else { continue };
+            let Ok(file) = object::File::parse(&**data) else { continue };
+            let section = |name: &str| file.section_by_name(name);
+            let range = |s: &object::Section| s.address()..s.address() + s.size();
+            let bytes = |s: &object::Section| s.data().ok().map(|d| d.to_vec());
+            let base_svma = file.segments().map(|s| s.address()).min().unwrap_or(0);
+            let info = ExplicitModuleSectionInfo {
+                base_svma,
+                text_svma: section(".text").map(|s| range(&s)),
+                text: section(".text").and_then(|s| bytes(&s)),
+                eh_frame_svma: section(".eh_frame").map(|s| range(&s)),
+                eh_frame: section(".eh_frame").and_then(|s| bytes(&s)),
+                eh_frame_hdr_svma: section(".eh_frame_hdr").map(|s| range(&s)),
+                eh_frame_hdr: section(".eh_frame_hdr").and_then(|s| bytes(&s)),
+                debug_frame: section(".debug_frame").and_then(|s| bytes(&s)),
+                got_svma: section(".got").map(|s| range(&s)),
+                ..Default::default()
+            };
+            unwinder.add_module(FhModule::new(m.path.clone(), m.base..m.base + m.size, m.base, info));
+        }
+        unwinder
+    }
+}
+
+impl Modules {
+    /// Unwinds one thread from its registers and symbolizes every frame.
+    pub fn stack(&self, mem: &DumpMemory, ip: u64, sp: u64, bp: u64) -> Vec<NativeFrame> {
+        let unwinder = &self.unwinder;
+        let mut cache = CacheX86_64::<_>::new();
+        let mut read = |addr: u64| mem.read_u64(addr).ok_or(());
+        let mut frames = Vec::new();
+        let mut iter = unwinder.iter_frames(ip, UnwindRegsX86_64::new(ip, sp, bp), &mut cache, &mut read);
+        while let Ok(Some(address)) = iter.next() {
+            let (addr, lookup, trust) = match address {
+                FrameAddress::InstructionPointer(a) => (a, a, "context"),
+                FrameAddress::ReturnAddress(a) => (a.get(), a.get() - 1, "cfi"),
+            };
+            frames.extend(self.symbolize(addr, lookup, trust));
+            if frames.len() >= MAX_FRAMES {
+                break;
+            }
+        }
+        frames
+    }
+
+    /// The frames at `addr` (inlined calls first, then the function containing them).
+    fn symbolize(&self, addr: u64, lookup: u64, trust: &'static str) -> Vec<NativeFrame> {
+        let Some(m) = self.at(lookup) else {
+            return vec![NativeFrame {
+                address: addr,
+                module: None,
+                module_offset: 0,
+                function: None,
+                file: None,
+                line: None,
+                inlined: false,
+                trust,
+            }];
+        };
+        let offset = addr - m.base;
+        let name = PathBuf::from(&m.path).file_name().map(|n| n.to_string_lossy().into_owned());
+        let plain = NativeFrame {
+            address: addr,
+            module: name.clone(),
+            module_offset: offset,
+            function: None,
+            file: None,
+            line: None,
+            inlined: false,
+            trust,
+        };
+        let Some(loader) = &m.loader else { return vec![plain] };
+        // addr2line works in file addresses; shared objects here are based at 0.
+        let probe = lookup - m.base;
+        let mut out = Vec::new();
+        if let Ok(mut iter) = loader.find_frames(probe) {
+            while let Ok(Some(f)) = iter.next() {
+                let function = f.function.as_ref().and_then(|n| n.demangle().ok()).map(|n| n.into_owned());
+                let (file, line) = f.location.map_or((None, None), |l| (l.file.map(String::from), l.line));
+                out.push(NativeFrame { function, file, line, inlined: true, ..plain.clone() });
+            }
+        }
+        match out.last_mut() {
+            Some(outer) => outer.inlined = false,
+            None => {
+                let function = loader
+                    .find_symbol(probe)
+                    .map(|s| addr2line::demangle_auto(std::borrow::Cow::Borrowed(s), None).into_owned());
+                out.push(NativeFrame { function, ..plain });
+            }
+        }
+        out
+    }
+}
