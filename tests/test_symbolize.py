@@ -146,3 +146,6 @@ def test_native_stack_from_the_dump_matches_the_report(interp):
     assert names[:6] == ["deref_null", "deref_null", "deref_null", "inlined_helper", "buggy_entry", "segfault"], ext
     assert [f["inlined"] for f in ext[:6]] == [False, False, False, True, False, False]
     assert all(f["file"].endswith("buggyext.c") and f["line"] for f in ext), ext
+    # The interpreter's own frames are named too (DWARF, or the symbol table of a stripped
+    # interpreter, including Debian's non-PIE python3.11).
+    assert "Py_RunMain" in [f["function"] for f in native], native

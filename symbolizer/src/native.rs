@@ -32,6 +32,9 @@ struct ModuleFile {
     path: String,
     base: u64,
     size: u64,
+    /// The file's lowest segment address: 0 for shared objects and PIE, 0x400000 for a
+    /// classic executable (Debian's python3.11). File address = runtime - base + base_svma.
+    base_svma: u64,
     /// Build-id-checked file contents, when the file was found.
     data: Option<Vec<u8>>,
     loader: Option<addr2line::Loader>,
@@ -72,7 +75,20 @@ impl Modules {
                     }
                 };
                 let loader = data.as_ref().and_then(|_| addr2line::Loader::new(&path).ok());
-                list.push(ModuleFile { path, base: m.base_address(), size: m.size(), data, loader, problem });
+                let base_svma = data
+                    .as_ref()
+                    .and_then(|d| object::File::parse(&**d).ok())
+                    .and_then(|f| f.segments().map(|s| s.address()).min())
+                    .unwrap_or(0);
+                list.push(ModuleFile {
+                    path,
+                    base: m.base_address(),
+                    size: m.size(),
+                    base_svma,
+                    data,
+                    loader,
+                    problem,
+                });
             }
         }
         let unwinder = unwinder_for(&list);
@@ -99,9 +115,8 @@ fn unwinder_for(list: &[ModuleFile]) -> UnwinderX86_64<Vec<u8>> {
             let section = |name: &str| file.section_by_name(name);
             let range = |s: &object::Section| s.address()..s.address() + s.size();
             let bytes = |s: &object::Section| s.data().ok().map(|d| d.to_vec());
-            let base_svma = file.segments().map(|s| s.address()).min().unwrap_or(0);
             let info = ExplicitModuleSectionInfo {
-                base_svma,
+                base_svma: m.base_svma,
                 text_svma: section(".text").map(|s| range(&s)),
                 text: section(".text").and_then(|s| bytes(&s)),
                 eh_frame_svma: section(".eh_frame").map(|s| range(&s)),
@@ -166,8 +181,8 @@ impl Modules {
             trust,
         };
         let Some(loader) = &m.loader else { return vec![plain] };
-        // addr2line works in file addresses; shared objects here are based at 0.
-        let probe = lookup - m.base;
+        // addr2line works in file addresses.
+        let probe = lookup - m.base + m.base_svma;
         let mut out = Vec::new();
         if let Ok(mut iter) = loader.find_frames(probe) {
             while let Ok(Some(f)) = iter.next() {
