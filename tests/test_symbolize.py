@@ -149,3 +149,52 @@ def test_native_stack_from_the_dump_matches_the_report(interp):
     # The interpreter's own frames are named too (DWARF, or the symbol table of a stripped
     # interpreter, including Debian's non-PIE python3.11).
     assert "Py_RunMain" in [f["function"] for f in native], native
+
+
+def test_symbols_path_finds_moved_modules_and_refuses_wrong_builds(tmp_path):
+    """The dump is read where the extension file is gone: --symbols-path finds a copy, a
+    file with another build id placed first is refused."""
+    from conftest import INTERPRETERS
+    interp = INTERPRETERS[0]
+    private = interp.work_dir + f"/moved-{tmp_path.name}"
+    os.makedirs(interp.host_path(private))
+    ext = [n for n in os.listdir(interp.host_path(interp.ext_dir)) if n.startswith("buggyext")][0]
+    subprocess.run(["cp", interp.host_path(interp.ext_dir + "/" + ext), interp.host_path(private)], check=True)
+    code = f"""
+    import sys
+    sys.path.insert(0, {private!r})
+    import crashcatch, buggyext
+    crashcatch.enable()
+    buggyext.segfault(1)
+    """
+    r = run_script(interp, code)
+    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
+    # Move the extension away; keep a good copy and build a different one.
+    good, wrong = tmp_path / "good", tmp_path / "wrong"
+    good.mkdir()
+    wrong.mkdir()
+    os.rename(interp.host_path(private + "/" + ext), good / ext)
+    subprocess.run(["cc", "-shared", "-fPIC", "-g", "-O0", "-DOTHER_BUILD",
+                    "-I", subprocess.run([interp.python if not interp.root else "python3", "-c",
+                                          "import sysconfig; print(sysconfig.get_paths()['include'])"],
+                                         capture_output=True, text=True).stdout.strip(),
+                    os.path.join(REPO, "examples", "buggyext", "buggyext.c"), "-o", str(wrong / ext)], check=True)
+
+    def ext_frames(*args):
+        out = symbolize(r.dumps[0], "--json", *args)
+        assert out.returncode == 0, out.stderr
+        doc = json.loads(out.stdout)
+        frames = [f for f in doc["threads"][0]["native_frames"] if (f["module"] or "").startswith("buggyext")]
+        return doc, frames
+
+    doc, frames = ext_frames()
+    assert frames and not any(f["file"] for f in frames), frames
+    assert any(ext in p for p in doc["modules_without_symbols"]), doc["modules_without_symbols"]
+    doc, frames = ext_frames("--symbols-path", str(wrong), "--symbols-path", str(good))
+    assert [f["function"] for f in frames][:2] == ["deref_null", "deref_null"], frames
+    assert all(f["file"].endswith("buggyext.c") for f in frames), frames
+    assert not any(ext in p for p in doc["modules_without_symbols"]), doc["modules_without_symbols"]
+    # Only the wrong build: refused, and said so.
+    doc, frames = ext_frames("--symbols-path", str(wrong))
+    assert not any(f["file"] for f in frames)
+    assert any("is not the dump's" in p and str(wrong) in p for p in doc["modules_without_symbols"])

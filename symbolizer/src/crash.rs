@@ -85,7 +85,9 @@ pub struct Crash {
 }
 
 impl Crash {
-    pub fn load(path: &Path) -> Result<Crash, LoadError> {
+    /// Loads a dump; module files are looked for at their recorded paths, then in
+    /// `symbol_dirs` (by file name), and used only with the dump's build id.
+    pub fn load(path: &Path, symbol_dirs: &[PathBuf]) -> Result<Crash, LoadError> {
         let bytes = std::fs::read(path).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
         let dump = Minidump::read(&bytes[..])
             .map_err(|e| LoadError::NotMinidump(path.to_path_buf(), e.to_string()))?;
@@ -106,7 +108,7 @@ impl Crash {
         };
 
         // Each thread's registers: the crashing thread's from the exception record.
-        let modules = Modules::load(&dump);
+        let modules = Modules::load(&dump, symbol_dirs);
         let system = dump.get_stream::<MinidumpSystemInfo>().ok();
         let misc = dump.get_stream::<MinidumpMiscInfo>().ok();
         let registers = |ctx: &minidump::MinidumpContext| {

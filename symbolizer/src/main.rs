@@ -26,9 +26,13 @@ enum Command {
         /// Machine-readable output (schema: docs/json-schema.md).
         #[arg(long)]
         json: bool,
-        /// Only the Python stacks (the only kind shown so far: native frames come next).
+        /// Only the Python stacks.
         #[arg(long)]
         python_only: bool,
+        /// Also look for module files (by file name) in DIR; repeatable. A file is used only
+        /// if its build id is the one recorded in the dump.
+        #[arg(long = "symbols-path", value_name = "DIR")]
+        symbols_path: Vec<PathBuf>,
     },
 }
 
@@ -57,13 +61,16 @@ fn newest_dump() -> Result<PathBuf, String> {
 
 fn main() {
     let cli = Cli::parse();
-    let Command::Symbolize { dump, last, json, python_only: _ } = cli.command;
+    let Command::Symbolize { dump, last, json, python_only, symbols_path } = cli.command;
     let path = match (dump, last) {
         (Some(p), _) => p,
         (None, true) => newest_dump().unwrap_or_else(|e| fail(&e)),
         (None, false) => fail("give a dump file, or --last for the newest one"),
     };
-    let crash = Crash::load(&path).unwrap_or_else(|e| fail(&e.to_string()));
+    let mut crash = Crash::load(&path, &symbols_path).unwrap_or_else(|e| fail(&e.to_string()));
+    if python_only {
+        crash.threads.iter_mut().for_each(|t| t.native.clear());
+    }
     if json {
         println!("{}", render::json(&crash));
     } else {

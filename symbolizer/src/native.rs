@@ -48,31 +48,50 @@ pub struct Modules {
     unwinder: UnwinderX86_64<Vec<u8>>,
 }
 
+/// The file's bytes if its build id is `want`, else why not.
+fn check_build_id(path: &std::path::Path, want: Option<&str>) -> Result<Vec<u8>, String> {
+    let shown = path.display();
+    let bytes = std::fs::read(path).map_err(|e| format!("{shown}: {e}"))?;
+    let have = object::File::parse(&*bytes).ok().and_then(|f| f.build_id().ok().flatten().map(hex_build_id));
+    match (want, have) {
+        (Some(w), Some(h)) if w == h => Ok(bytes),
+        (Some(w), h) => {
+            Err(format!("{shown}: build id {} is not the dump's {w}", h.as_deref().unwrap_or("(none)")))
+        }
+        (None, _) => Err(format!("{shown}: the dump has no build id for it")),
+    }
+}
+
 fn hex_build_id(id: &[u8]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Modules {
-    pub fn load<T: std::ops::Deref<Target = [u8]>>(dump: &Minidump<T>) -> Modules {
+    /// The dump's modules, each with the first candidate file whose build id is the dump's:
+    /// the path recorded in the dump, then `<dir>/<file name>` for each of `symbol_dirs`.
+    pub fn load<T: std::ops::Deref<Target = [u8]>>(dump: &Minidump<T>, symbol_dirs: &[PathBuf]) -> Modules {
         let mut list = Vec::new();
         if let Ok(modules) = dump.get_stream::<MinidumpModuleList>() {
             for m in modules.iter() {
-                let path = m.code_file().to_string();
+                let recorded = m.code_file().to_string();
                 let want = m.code_identifier().map(|c| c.to_string().to_lowercase());
-                let (data, problem) = match std::fs::read(&path) {
-                    Err(e) => (None, Some(format!("{path}: {e}"))),
-                    Ok(bytes) => {
-                        let have = object::File::parse(&*bytes)
-                            .ok()
-                            .and_then(|f| f.build_id().ok().flatten().map(hex_build_id));
-                        match (&want, &have) {
-                            (Some(w), Some(h)) if w == h => (Some(bytes), None),
-                            (Some(w), h) => {
-                                (None, Some(format!("{path}: build id {h:?} is not the dump's {w}")))
-                            }
-                            (None, _) => (None, Some(format!("{path}: the dump has no build id for it"))),
+                let file_name = PathBuf::from(&recorded).file_name().map(PathBuf::from);
+                let candidates = std::iter::once(PathBuf::from(&recorded))
+                    .chain(symbol_dirs.iter().filter_map(|d| Some(d.join(file_name.as_ref()?))));
+                let mut refused = Vec::new();
+                let mut found = None;
+                for candidate in candidates {
+                    match check_build_id(&candidate, want.as_deref()) {
+                        Ok(bytes) => {
+                            found = Some((candidate, bytes));
+                            break;
                         }
+                        Err(why) => refused.push(why),
                     }
+                }
+                let (path, data, problem) = match found {
+                    Some((p, bytes)) => (p.display().to_string(), Some(bytes), None),
+                    None => (recorded.clone(), None, Some(refused.join("; "))),
                 };
                 let loader = data.as_ref().and_then(|_| addr2line::Loader::new(&path).ok());
                 let base_svma = data
