@@ -336,7 +336,9 @@ def test_timeout_writes_a_dump_and_goes_on(interp):
 
 def test_helper_is_found_in_a_target_install(interp, tmp_path):
     """pip install --target DIR: the helper is found next to the package, wherever it is."""
-    target = interp.work_dir + f"/target-{tmp_path.name}"
+    import tempfile
+    target = interp.work_dir + "/" + os.path.basename(
+        tempfile.mkdtemp(prefix="target-", dir=interp.host_path(interp.work_dir)))
     wheel = [n for n in os.listdir(interp.host_path(os.path.dirname(os.path.dirname(interp.venv_python))) + "/..")
              if n.endswith(".whl")]
     assert wheel, "the prepared wheel is missing"

@@ -156,8 +156,9 @@ def test_symbols_path_finds_moved_modules_and_refuses_wrong_builds(tmp_path):
     file with another build id placed first is refused."""
     from conftest import INTERPRETERS
     interp = INTERPRETERS[0]
-    private = interp.work_dir + f"/moved-{tmp_path.name}"
-    os.makedirs(interp.host_path(private))
+    import tempfile
+    private_host = tempfile.mkdtemp(prefix="moved-", dir=interp.host_path(interp.work_dir))
+    private = interp.work_dir + "/" + os.path.basename(private_host)
     ext = [n for n in os.listdir(interp.host_path(interp.ext_dir)) if n.startswith("buggyext")][0]
     subprocess.run(["cp", interp.host_path(interp.ext_dir + "/" + ext), interp.host_path(private)], check=True)
     code = f"""

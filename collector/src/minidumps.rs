@@ -1,16 +1,18 @@
 //! Minidump settings prepared at enable time, and dumps taken outside signal handlers
-//! (`write_minidump()`, timeouts): the helper is started as an ordinary child process.
+//! (`write_minidump()`, timeouts), through the handlers' own helper code.
 
 use crate::signal_safe::config::{self, Target};
 use crate::signal_safe::dump::{self, Event, HelperConfig, HELPER};
+use crate::signal_safe::handler;
 use crate::signal_safe::memory;
+use crate::signal_safe::out::Out;
 use handoff::Kind;
 use std::ffi::CString;
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Serialises dumps taken from ordinary threads (they share the one request record).
 static DUMP_LOCK: Mutex<()> = Mutex::new(());
@@ -114,63 +116,34 @@ pub fn set_annotations(packed: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes a minidump of this live process and returns the helper's result line.
-/// `exact_path`: the file to create, or None for one in the dump directory.
-pub fn dump_now(kind: Kind, exact_path: Option<&str>) -> Result<String, String> {
-    let helper = config::load(&HELPER).ok_or("minidumps are disabled (enable(minidump=False))")?;
-    let _guard = DUMP_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    memory::refresh_pid();
-    dump::fill_request(
-        &Event { kind, signo: 0, info: None, ucontext: None },
-        exact_path.unwrap_or("").as_bytes(),
-    );
-    // SAFETY: the helper path and request address were made from valid C strings.
-    let (path, arg) = unsafe {
-        (
-            std::ffi::CStr::from_ptr(helper.path).to_string_lossy().into_owned(),
-            std::ffi::CStr::from_ptr(helper.argv[1]).to_string_lossy().into_owned(),
-        )
-    };
-    // SAFETY: prctl with integer arguments; lets the helper ptrace us under Yama.
-    unsafe { libc::prctl(libc::PR_SET_PTRACER, libc::PR_SET_PTRACER_ANY, 0, 0, 0) };
-    let result = run(&path, &arg, Duration::from_millis(helper.deadline_ms as u64));
-    // SAFETY: as above.
-    unsafe { libc::prctl(libc::PR_SET_PTRACER, 0, 0, 0, 0) };
-    result
-}
+/// How long a live dump waits for a crash report in progress elsewhere.
+const LIVE_DUMP_WAIT_MS: u32 = 30_000;
 
-fn run(path: &str, arg: &str, deadline: Duration) -> Result<String, String> {
-    let mut child = Command::new(path)
-        .arg(arg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start the dump helper {path}: {e}"))?;
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if start.elapsed() > deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "the dump helper did not finish within {} ms and was killed",
-                    deadline.as_millis()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_micros(500)),
-            Err(e) => return Err(e.to_string()),
-        }
-    }
+/// Writes a minidump of this live process and returns the helper's result line.
+/// `exact_path`: the file to create, or None for one in the dump directory. The helper is
+/// started and waited for by the same code the signal handlers use.
+pub fn dump_now(kind: Kind, exact_path: Option<&str>) -> Result<String, String> {
+    config::load(&HELPER).ok_or("minidumps are disabled (enable(minidump=False))")?;
+    let _guard = DUMP_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // The result line goes through a pipe (it is far smaller than the pipe's buffer).
+    let (mut reader, writer) = std::io::pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
+    let written = handler::with_report_lock(LIVE_DUMP_WAIT_MS, || {
+        memory::refresh_pid();
+        dump::fill_request(
+            &Event { kind, signo: 0, info: None, ucontext: None },
+            exact_path.unwrap_or("").as_bytes(),
+        );
+        let mut out = Out::new(writer.as_raw_fd());
+        let written = dump::run_helper(&mut out);
+        out.flush();
+        written
+    });
+    drop(writer);
     let mut line = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        let _ = stdout.read_to_string(&mut line);
-    }
-    if line.starts_with("crashcatch: minidump written") {
-        Ok(line)
-    } else if line.is_empty() {
-        Err(format!("the dump helper {path} printed nothing"))
-    } else {
-        Err(line.trim_end().trim_start_matches("crashcatch: no minidump: ").to_string())
+    let _ = reader.read_to_string(&mut line);
+    match written {
+        None => Err("a crash report was being written; try again".into()),
+        Some(true) => Ok(line),
+        Some(false) => Err(line.trim_end().trim_start_matches("crashcatch: no minidump: ").to_string()),
     }
 }

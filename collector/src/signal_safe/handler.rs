@@ -62,6 +62,20 @@ fn release() {
     REPORTER.store(0, Ordering::Release);
 }
 
+/// Runs `f` holding the report lock, as the handlers do, so a dump taken from an ordinary
+/// thread never shares the request record and the helper's clone stack with a handler's.
+/// None when the lock could not be had within `wait_ms`.
+pub fn with_report_lock<R>(wait_ms: u32, f: impl FnOnce() -> R) -> Option<R> {
+    match acquire(gettid(), wait_ms) {
+        Lock::Acquired => {
+            let r = f();
+            release();
+            Some(r)
+        }
+        Lock::Reentered | Lock::TimedOut => None,
+    }
+}
+
 fn raise(signo: i32) {
     // SAFETY: raise is async-signal-safe.
     unsafe { libc::raise(signo) };
