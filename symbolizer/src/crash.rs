@@ -89,8 +89,13 @@ impl Crash {
     /// `symbol_dirs` (by file name), and used only with the dump's build id.
     pub fn load(path: &Path, symbol_dirs: &[PathBuf]) -> Result<Crash, LoadError> {
         let bytes = std::fs::read(path).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
-        let dump = Minidump::read(&bytes[..])
-            .map_err(|e| LoadError::NotMinidump(path.to_path_buf(), e.to_string()))?;
+        Crash::from_bytes(path, &bytes, symbol_dirs)
+    }
+
+    /// Like [`Crash::load`], from the dump's bytes (`path` only names it in messages).
+    pub fn from_bytes(path: &Path, bytes: &[u8], symbol_dirs: &[PathBuf]) -> Result<Crash, LoadError> {
+        let dump =
+            Minidump::read(bytes).map_err(|e| LoadError::NotMinidump(path.to_path_buf(), e.to_string()))?;
         let raw =
             dump.get_raw_stream(METADATA_STREAM).map_err(|_| LoadError::NoMetadata(path.to_path_buf()))?;
         let metadata: Value = serde_json::from_slice(raw)
