@@ -1,14 +1,22 @@
 //! Native stacks from a dump: every thread unwound with the CFI (.eh_frame, .debug_frame) of
-//! the module files (framehop), then symbolized with their DWARF (addr2line): function,
-//! inlined frames, file:line. A module file is used only if its build id equals the one
-//! the dump recorded; otherwise frames show module+offset.
+//! the module files (framehop), then symbolized with DWARF (addr2line): function, inlined
+//! frames, file:line. A file is used only if its build id equals the one the dump recorded;
+//! otherwise frames show module+offset.
+//!
+//! Module files are memory-mapped and parsed once when the dump is loaded (the unwinder
+//! needs every module's CFI). DWARF is looked up lazily, only for modules that have frames
+//! to name: in the module file, else in a separate debug file (`debuginfo`: build-id
+//! directories, .gnu_debuglink, debuginfod).
 
+use crate::debuginfo::{self, Search};
+use crate::elf::{Bytes, ElfFile};
 use crate::memory::DumpMemory;
+use crate::symbols::{self, Lookup};
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, FrameAddress, Module as FhModule, Unwinder};
 use minidump::{Minidump, MinidumpModuleList, Module};
-use object::{Object, ObjectSection, ObjectSegment};
 use pylayout::Memory;
+use std::cell::OnceCell;
 use std::path::PathBuf;
 
 /// Frames walked per thread at most.
@@ -26,130 +34,137 @@ pub struct NativeFrame {
     pub inlined: bool,
     /// "context" (the thread's registers), "cfi" or "frame pointer"-style recovery.
     pub trust: &'static str,
+    /// Where the module's symbols came from ("module file", "build-id dir", "debuglink",
+    /// "debuginfod", "symbol table only"); None when its module has no usable file.
+    pub symbol_source: Option<&'static str>,
 }
 
 struct ModuleFile {
-    path: String,
+    /// The path the dump recorded, and its file name (what frames show).
+    recorded: String,
+    name: Option<String>,
+    /// Lowercase hex of the dump's build id for it.
+    build_id: Option<String>,
     base: u64,
     size: u64,
-    /// The file's lowest segment address: 0 for shared objects and PIE, 0x400000 for a
-    /// classic executable (Debian's python3.11). File address = runtime - base + base_svma.
-    base_svma: u64,
-    /// Build-id-checked file contents, when the file was found.
-    data: Option<Vec<u8>>,
-    loader: Option<addr2line::Loader>,
-    /// Why there are no symbols for it (shown to the user).
-    problem: Option<String>,
+    /// The build-id-checked module file, when found, and how ("module file", "debuginfod").
+    binary: Option<(ElfFile, &'static str)>,
+    /// Why candidate module files were not used.
+    refused: Vec<String>,
+    /// Filled on the first frame to symbolize in this module.
+    symbols: OnceCell<Lookup>,
 }
 
 /// The modules of a dump, with their files when they can be used.
 pub struct Modules {
     list: Vec<ModuleFile>,
-    unwinder: UnwinderX86_64<Vec<u8>>,
-}
-
-/// The file's bytes if its build id is `want`, else why not.
-fn check_build_id(path: &std::path::Path, want: Option<&str>) -> Result<Vec<u8>, String> {
-    let shown = path.display();
-    let bytes = std::fs::read(path).map_err(|e| format!("{shown}: {e}"))?;
-    let have = object::File::parse(&*bytes).ok().and_then(|f| f.build_id().ok().flatten().map(hex_build_id));
-    match (want, have) {
-        (Some(w), Some(h)) if w == h => Ok(bytes),
-        (Some(w), h) => {
-            Err(format!("{shown}: build id {} is not the dump's {w}", h.as_deref().unwrap_or("(none)")))
-        }
-        (None, _) => Err(format!("{shown}: the dump has no build id for it")),
-    }
-}
-
-fn hex_build_id(id: &[u8]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    unwinder: UnwinderX86_64<Bytes>,
+    search: Search,
 }
 
 impl Modules {
     /// The dump's modules, each with the first candidate file whose build id is the dump's:
-    /// the path recorded in the dump, then `<dir>/<file name>` for each of `symbol_dirs`.
+    /// the path recorded in the dump, then `<dir>/<file name>` for each of `symbol_dirs`,
+    /// then (with `$DEBUGINFOD_URLS`) debuginfod's copy. Separate debug files are looked
+    /// for later, as `debuginfo` says, for the modules that have frames.
     pub fn load<T: std::ops::Deref<Target = [u8]>>(dump: &Minidump<T>, symbol_dirs: &[PathBuf]) -> Modules {
+        let search = Search::from_env(symbol_dirs);
         let mut list = Vec::new();
         if let Ok(modules) = dump.get_stream::<MinidumpModuleList>() {
             for m in modules.iter() {
                 let recorded = m.code_file().to_string();
-                let want = m.code_identifier().map(|c| c.to_string().to_lowercase());
-                let file_name = PathBuf::from(&recorded).file_name().map(PathBuf::from);
+                let build_id = m.code_identifier().map(|c| c.to_string().to_lowercase());
+                let name = PathBuf::from(&recorded).file_name().map(|n| n.to_string_lossy().into_owned());
                 let candidates = std::iter::once(PathBuf::from(&recorded))
-                    .chain(symbol_dirs.iter().filter_map(|d| Some(d.join(file_name.as_ref()?))));
+                    .chain(symbol_dirs.iter().filter_map(|d| Some(d.join(name.as_ref()?))));
                 let mut refused = Vec::new();
-                let mut found = None;
+                let mut binary = None;
                 for candidate in candidates {
-                    match check_build_id(&candidate, want.as_deref()) {
-                        Ok(bytes) => {
-                            found = Some((candidate, bytes));
+                    match ElfFile::open_checked(&candidate, build_id.as_deref()) {
+                        Ok(file) => {
+                            binary = Some((file, debuginfo::MODULE_FILE));
                             break;
                         }
                         Err(why) => refused.push(why),
                     }
                 }
-                let (path, data, problem) = match found {
-                    Some((p, bytes)) => (p.display().to_string(), Some(bytes), None),
-                    None => (recorded.clone(), None, Some(refused.join("; "))),
-                };
-                let loader = data.as_ref().and_then(|_| addr2line::Loader::new(&path).ok());
-                let base_svma = data
-                    .as_ref()
-                    .and_then(|d| object::File::parse(&**d).ok())
-                    .and_then(|f| f.segments().map(|s| s.address()).min())
-                    .unwrap_or(0);
+                if let (None, Some(server), Some(id)) = (&binary, &search.debuginfod, &build_id) {
+                    match server.fetch(id, "executable") {
+                        Ok(file) => binary = Some((file, debuginfo::DEBUGINFOD)),
+                        Err(why) => refused.push(why),
+                    }
+                }
+                let (base, size) = (m.base_address(), m.size());
                 list.push(ModuleFile {
-                    path,
-                    base: m.base_address(),
-                    size: m.size(),
-                    base_svma,
-                    data,
-                    loader,
-                    problem,
+                    recorded,
+                    name,
+                    build_id,
+                    base,
+                    size,
+                    binary,
+                    refused,
+                    symbols: OnceCell::new(),
                 });
             }
         }
         let unwinder = unwinder_for(&list);
-        Modules { list, unwinder }
+        Modules { list, unwinder, search }
     }
 
     fn at(&self, addr: u64) -> Option<&ModuleFile> {
         self.list.iter().find(|m| addr >= m.base && addr - m.base < m.size)
     }
 
-    /// Modules whose files could not be used, and why.
+    /// Modules whose symbols could not be had (or only from the symbol table because
+    /// debug files were refused), and why; each line ends with what to try.
     pub fn problems(&self) -> Vec<String> {
-        self.list.iter().filter_map(|m| m.problem.clone()).collect()
+        let problem = |m: &ModuleFile| {
+            symbols::problem(&m.recorded, m.binary.is_some(), &m.refused, m.symbols.get(), &self.search)
+        };
+        self.list.iter().filter_map(problem).collect()
+    }
+
+    /// For each module (its file name, else the recorded path): where its symbols came
+    /// from, as in [`NativeFrame::symbol_source`]; "none" if nothing usable was found, and
+    /// "not looked up" for a module with no frame whose file has no DWARF.
+    pub fn sources(&self) -> Vec<(String, &'static str)> {
+        let source = |m: &ModuleFile| match (m.symbols.get(), &m.binary) {
+            (Some(l), _) => l.symbolizer.as_ref().map_or("none", |s| s.source),
+            (None, Some((b, how))) if b.has_dwarf => how,
+            (None, Some(_)) => "not looked up",
+            (None, None) => "none",
+        };
+        self.list.iter().map(|m| (m.name.clone().unwrap_or_else(|| m.recorded.clone()), source(m))).collect()
+    }
+
+    fn symbols<'a>(&self, m: &'a ModuleFile) -> &'a Lookup {
+        let binary = m.binary.as_ref().map(|(file, how)| (file, *how));
+        m.symbols.get_or_init(|| symbols::lookup(&self.search, binary, m.build_id.as_deref()))
     }
 }
 
 /// A framehop unwinder over the CFI of every usable module file.
-fn unwinder_for(list: &[ModuleFile]) -> UnwinderX86_64<Vec<u8>> {
-    {
-        let mut unwinder = UnwinderX86_64::new();
-        for m in list {
-            let Some(data) = &m.data else { continue };
-            let Ok(file) = object::File::parse(&**data) else { continue };
-            let section = |name: &str| file.section_by_name(name);
-            let range = |s: &object::Section| s.address()..s.address() + s.size();
-            let bytes = |s: &object::Section| s.data().ok().map(|d| d.to_vec());
-            let info = ExplicitModuleSectionInfo {
-                base_svma: m.base_svma,
-                text_svma: section(".text").map(|s| range(&s)),
-                text: section(".text").and_then(|s| bytes(&s)),
-                eh_frame_svma: section(".eh_frame").map(|s| range(&s)),
-                eh_frame: section(".eh_frame").and_then(|s| bytes(&s)),
-                eh_frame_hdr_svma: section(".eh_frame_hdr").map(|s| range(&s)),
-                eh_frame_hdr: section(".eh_frame_hdr").and_then(|s| bytes(&s)),
-                debug_frame: section(".debug_frame").and_then(|s| bytes(&s)),
-                got_svma: section(".got").map(|s| range(&s)),
-                ..Default::default()
-            };
-            unwinder.add_module(FhModule::new(m.path.clone(), m.base..m.base + m.size, m.base, info));
-        }
-        unwinder
+fn unwinder_for(list: &[ModuleFile]) -> UnwinderX86_64<Bytes> {
+    let mut unwinder = UnwinderX86_64::new();
+    for m in list {
+        let Some((file, _)) = &m.binary else { continue };
+        let cfi = &file.cfi;
+        let info = ExplicitModuleSectionInfo {
+            base_svma: file.base_svma.unwrap_or(0),
+            text_svma: cfi.text.as_ref().map(|(r, _)| r.clone()),
+            text: cfi.text.as_ref().map(|(_, b)| b.clone()),
+            eh_frame_svma: cfi.eh_frame.as_ref().map(|(r, _)| r.clone()),
+            eh_frame: cfi.eh_frame.as_ref().map(|(_, b)| b.clone()),
+            eh_frame_hdr_svma: cfi.eh_frame_hdr.as_ref().map(|(r, _)| r.clone()),
+            eh_frame_hdr: cfi.eh_frame_hdr.as_ref().map(|(_, b)| b.clone()),
+            debug_frame: cfi.debug_frame.clone(),
+            got_svma: cfi.got.clone(),
+            ..Default::default()
+        };
+        let path = file.path.display().to_string();
+        unwinder.add_module(FhModule::new(path, m.base..m.base.saturating_add(m.size), m.base, info));
     }
+    unwinder
 }
 
 impl Modules {
@@ -175,50 +190,33 @@ impl Modules {
 
     /// The frames at `addr` (inlined calls first, then the function containing them).
     fn symbolize(&self, addr: u64, lookup: u64, trust: &'static str) -> Vec<NativeFrame> {
-        let Some(m) = self.at(lookup) else {
-            return vec![NativeFrame {
-                address: addr,
-                module: None,
-                module_offset: 0,
-                function: None,
-                file: None,
-                line: None,
-                inlined: false,
-                trust,
-            }];
-        };
-        let offset = addr - m.base;
-        let name = PathBuf::from(&m.path).file_name().map(|n| n.to_string_lossy().into_owned());
-        let plain = NativeFrame {
+        let mut plain = NativeFrame {
             address: addr,
-            module: name.clone(),
-            module_offset: offset,
+            module: None,
+            module_offset: 0,
             function: None,
             file: None,
             line: None,
             inlined: false,
             trust,
+            symbol_source: None,
         };
-        let Some(loader) = &m.loader else { return vec![plain] };
-        // addr2line works in file addresses.
-        let probe = lookup - m.base + m.base_svma;
-        let mut out = Vec::new();
-        if let Ok(mut iter) = loader.find_frames(probe) {
-            while let Ok(Some(f)) = iter.next() {
-                let function = f.function.as_ref().and_then(|n| n.demangle().ok()).map(|n| n.into_owned());
-                let (file, line) = f.location.map_or((None, None), |l| (l.file.map(String::from), l.line));
-                out.push(NativeFrame { function, file, line, inlined: true, ..plain.clone() });
-            }
-        }
-        match out.last_mut() {
-            Some(outer) => outer.inlined = false,
-            None => {
-                let function = loader
-                    .find_symbol(probe)
-                    .map(|s| addr2line::demangle_auto(std::borrow::Cow::Borrowed(s), None).into_owned());
-                out.push(NativeFrame { function, ..plain });
-            }
-        }
-        out
+        let Some(m) = self.at(lookup) else { return vec![plain] };
+        plain.module = m.name.clone();
+        plain.module_offset = addr - m.base;
+        let Some(s) = &self.symbols(m).symbolizer else { return vec![plain] };
+        plain.symbol_source = Some(s.source);
+        // DWARF and symbol tables work in file addresses.
+        let probe = (lookup - m.base).wrapping_add(s.base_svma);
+        let named = s.names(probe).into_iter();
+        named
+            .map(|n| NativeFrame {
+                function: n.function,
+                file: n.file,
+                line: n.line,
+                inlined: n.inlined,
+                ..plain.clone()
+            })
+            .collect()
     }
 }

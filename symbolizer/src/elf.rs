@@ -1,0 +1,263 @@
+//! One ELF file (a module, or a separate debug file), memory-mapped and parsed once.
+//!
+//! Its section bytes are handed to framehop (CFI) and gimli/addr2line (DWARF) as [`Bytes`]:
+//! slices of the shared mapping, so nothing is copied except sections that are stored
+//! compressed (debug files often are), which are inflated on first use.
+
+use gimli::SectionId;
+use memmap2::Mmap;
+use object::{Object, ObjectSection, ObjectSegment, SectionKind, SymbolMap, SymbolMapEntry};
+use std::borrow::Cow;
+use std::ops::{Deref, Range};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Section data: a range of a mapped file, or inflated bytes of a compressed section.
+#[derive(Clone)]
+pub enum Bytes {
+    Mapped(Arc<Mmap>, Range<usize>),
+    Owned(Arc<[u8]>),
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            // Ranges are checked when made; `get` keeps a bad one from panicking anyway.
+            Bytes::Mapped(map, range) => map.get(range.clone()).unwrap_or(&[]),
+            Bytes::Owned(bytes) => bytes,
+        }
+    }
+}
+
+impl Default for Bytes {
+    fn default() -> Bytes {
+        Bytes::Owned(Arc::new([]))
+    }
+}
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bytes({} bytes)", self.len())
+    }
+}
+
+// SAFETY: `deref` points into the mapping owned by the `Arc<Mmap>` or into the `Arc<[u8]>`
+// allocation. Neither moves when a `Bytes` (or a clone of it) moves, and both live as long
+// as any clone holds its `Arc`, which is what gimli's `EndianReader` needs.
+unsafe impl gimli::StableDeref for Bytes {}
+// SAFETY: cloning a `Bytes` clones the `Arc`, so the clone derefs to the same address.
+unsafe impl gimli::CloneStableDeref for Bytes {}
+
+/// The DWARF reader used over [`Bytes`].
+pub type Reader = gimli::EndianReader<gimli::RunTimeEndian, Bytes>;
+
+/// A symbol table entry, owned (built only for modules that have frames to name).
+pub struct Sym {
+    pub address: u64,
+    pub size: u64,
+    pub name: Box<str>,
+}
+
+impl SymbolMapEntry for Sym {
+    fn address(&self) -> u64 {
+        self.address
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+/// What the unwinder needs from a module file: section address ranges and bytes.
+#[derive(Default)]
+pub struct Cfi {
+    pub text: Option<(Range<u64>, Bytes)>,
+    pub eh_frame: Option<(Range<u64>, Bytes)>,
+    pub eh_frame_hdr: Option<(Range<u64>, Bytes)>,
+    pub debug_frame: Option<Bytes>,
+    pub got: Option<Range<u64>>,
+}
+
+/// A mapped ELF file and what one parse of it told.
+pub struct ElfFile {
+    pub path: PathBuf,
+    map: Arc<Mmap>,
+    /// Lowercase hex of the GNU build id note.
+    pub build_id: Option<String>,
+    /// The lowest segment address (see `native::ModuleFile`); None without program headers.
+    pub base_svma: Option<u64>,
+    /// Whether it has DWARF (.debug_info with contents, not a NOBITS placeholder).
+    pub has_dwarf: bool,
+    /// Whether it has a .symtab (a debug file made with --only-keep-debug keeps it).
+    pub has_symtab: bool,
+    /// `.gnu_debuglink`: the debug file's name and the CRC32 of its contents.
+    pub debuglink: Option<(String, u32)>,
+    /// `.gnu_debugaltlink` (dwz): the supplementary file's path and build id.
+    pub altlink: Option<(String, String)>,
+    pub cfi: Cfi,
+}
+
+pub fn hex(id: &[u8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `sub` as a range of `map` when it lies in it (it does for uncompressed sections),
+/// otherwise copied.
+fn sub_bytes(map: &Arc<Mmap>, sub: &[u8]) -> Bytes {
+    let start = (sub.as_ptr() as usize).wrapping_sub(map.as_ptr() as usize);
+    if start <= map.len() && sub.len() <= map.len() - start {
+        Bytes::Mapped(map.clone(), start..start + sub.len())
+    } else {
+        Bytes::Owned(sub.into())
+    }
+}
+
+fn section_bytes(map: &Arc<Mmap>, section: &object::Section) -> Option<Bytes> {
+    if section.kind() == SectionKind::UninitializedData {
+        return None; // NOBITS: a debug file's placeholder for the module's own section
+    }
+    match section.uncompressed_data().ok()? {
+        Cow::Borrowed(b) => Some(sub_bytes(map, b)),
+        Cow::Owned(v) => Some(Bytes::Owned(v.into())),
+    }
+    .filter(|b| !b.is_empty())
+}
+
+impl ElfFile {
+    /// Maps and parses `path`. The error says which file and why.
+    pub fn open(path: &Path) -> Result<ElfFile, String> {
+        let shown = path.display();
+        // Only regular files: opening a FIFO would block, mapping a directory fails.
+        let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
+        if !meta.is_file() {
+            return Err(format!("{shown}: not a regular file"));
+        }
+        let file = std::fs::File::open(path).map_err(|e| format!("{shown}: {e}"))?;
+        // SAFETY: the mapping is read-only and private. Module and debug files are not
+        // expected to change while we read them (debuginfod downloads are renamed into
+        // place, never rewritten); a file truncated meanwhile could fault, as it would for
+        // gdb or addr2line, which map them the same way.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| format!("{shown}: cannot map: {e}"))?;
+        let map = Arc::new(map);
+        let obj = object::File::parse(&map[..]).map_err(|e| format!("{shown}: not an ELF file: {e}"))?;
+        let section = |name: &str| obj.section_by_name(name);
+        let range = |s: &object::Section| s.address()..s.address().saturating_add(s.size());
+        let with_range = |name: &str| {
+            let s = section(name)?;
+            Some((range(&s), section_bytes(&map, &s)?))
+        };
+        let cfi = Cfi {
+            text: with_range(".text"),
+            eh_frame: with_range(".eh_frame"),
+            eh_frame_hdr: with_range(".eh_frame_hdr"),
+            debug_frame: section(".debug_frame").and_then(|s| section_bytes(&map, &s)),
+            got: section(".got").map(|s| range(&s)),
+        };
+        let has_dwarf = section(".debug_info")
+            .is_some_and(|s| s.kind() != SectionKind::UninitializedData && s.size() > 0);
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        Ok(ElfFile {
+            path: path.to_path_buf(),
+            build_id: obj.build_id().ok().flatten().map(hex),
+            base_svma: obj.segments().map(|s| s.address()).min(),
+            has_dwarf,
+            has_symtab: obj.symbol_table().is_some(),
+            debuglink: obj.gnu_debuglink().ok().flatten().map(|(n, crc)| (text(n), crc)),
+            altlink: obj.gnu_debugaltlink().ok().flatten().map(|(n, id)| (text(n), hex(id))),
+            cfi,
+            map,
+        })
+    }
+
+    /// Like [`ElfFile::open`], refusing a file whose build id is not `want`.
+    pub fn open_checked(path: &Path, want: Option<&str>) -> Result<ElfFile, String> {
+        let file = ElfFile::open(path)?;
+        match (want, file.build_id.as_deref()) {
+            (Some(w), Some(h)) if w == h => Ok(file),
+            (Some(w), h) => {
+                Err(format!("{}: build id {} is not the dump's {w}", path.display(), h.unwrap_or("(none)")))
+            }
+            (None, _) => Err(format!("{}: the dump has no build id for it", path.display())),
+        }
+    }
+
+    /// CRC32 of the whole file, as `.gnu_debuglink` records it.
+    pub fn crc32(&self) -> u32 {
+        crc32fast::hash(&self.map)
+    }
+
+    fn parse(&self) -> Result<object::File<'_>, String> {
+        object::File::parse(&self.map[..]).map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+
+    /// Calls `f` with a loader of this file's DWARF sections (slices of the mapping,
+    /// compressed ones inflated; absent ones empty).
+    fn with_sections<T>(
+        &self,
+        f: impl FnOnce(&mut dyn FnMut(SectionId) -> Result<Reader, String>) -> T,
+    ) -> Result<T, String> {
+        let obj = self.parse()?;
+        let endian =
+            if obj.is_little_endian() { gimli::RunTimeEndian::Little } else { gimli::RunTimeEndian::Big };
+        let mut load = |id: SectionId| {
+            let bytes = match id {
+                // Not used to find functions and lines: spares inflating them (libc's
+                // compressed .debug_loclists alone is several MB).
+                SectionId::DebugLoc
+                | SectionId::DebugLocLists
+                | SectionId::DebugMacinfo
+                | SectionId::DebugMacro => None,
+                SectionId::DebugPubNames | SectionId::DebugPubTypes => None,
+                _ => obj.section_by_name(id.name()).and_then(|s| section_bytes(&self.map, &s)),
+            };
+            Ok(gimli::EndianReader::new(bytes.unwrap_or_default(), endian))
+        };
+        Ok(f(&mut load))
+    }
+
+    /// This file's DWARF.
+    pub fn dwarf(&self) -> Result<gimli::Dwarf<Reader>, String> {
+        self.with_sections(|load| gimli::Dwarf::load(load))?
+    }
+
+    /// Adds this file as the dwz supplementary object of `dwarf`.
+    pub fn load_as_sup(&self, dwarf: &mut gimli::Dwarf<Reader>) -> Result<(), String> {
+        self.with_sections(|load| dwarf.load_sup(load))?
+    }
+
+    /// Symbol table (.symtab, else .dynsym) entries, sized, by address.
+    pub fn symbols(&self) -> SymbolMap<Sym> {
+        let Ok(obj) = self.parse() else { return SymbolMap::new(Vec::new()) };
+        let map = obj.symbol_map();
+        let owned =
+            map.symbols().iter().map(|s| Sym { address: s.address(), size: s.size(), name: s.name().into() });
+        SymbolMap::new(owned.collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_executable_is_mapped_once_and_its_cfi_not_copied() {
+        let exe = std::env::current_exe().unwrap();
+        let file = ElfFile::open(&exe).unwrap();
+        let id = file.build_id.clone().expect("the linker gives test binaries a build id");
+        assert!(ElfFile::open_checked(&exe, Some(&id)).is_ok());
+        let err = ElfFile::open_checked(&exe, Some("00")).err().unwrap();
+        assert!(err.contains(&format!("build id {id} is not the dump's 00")), "{err}");
+        let (_, eh_frame) = file.cfi.eh_frame.as_ref().expect(".eh_frame");
+        assert!(matches!(eh_frame, Bytes::Mapped(..)) && !eh_frame.is_empty());
+        assert!(file.has_dwarf && file.dwarf().is_ok());
+        assert!(!file.symbols().symbols().is_empty());
+    }
+
+    #[test]
+    fn missing_and_non_elf_files_are_errors_that_name_them() {
+        let err = ElfFile::open(Path::new("/nonexistent/x.so")).err().unwrap();
+        assert!(err.starts_with("/nonexistent/x.so: "), "{err}");
+        let err = ElfFile::open(Path::new("/proc/self/cmdline")).err().unwrap();
+        assert!(err.starts_with("/proc/self/cmdline: "), "{err}");
+    }
+}

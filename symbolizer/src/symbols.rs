@@ -1,0 +1,143 @@
+//! A module's symbols, looked up the first time one of its frames is to be named: DWARF
+//! from its own file, else from a separate debug file (`debuginfo`), else the symbol table
+//! of whichever file there is. And the line that tells the user what went wrong.
+
+use crate::debuginfo::{self, Search};
+use crate::elf::{ElfFile, Reader, Sym};
+use object::SymbolMap;
+
+/// The outcome of looking for a module's symbols.
+pub struct Lookup {
+    pub symbolizer: Option<Symbolizer>,
+    /// Debug files not used, and why (refused, or a server's answer).
+    pub refused: Vec<String>,
+}
+
+pub struct Symbolizer {
+    /// See `NativeFrame::symbol_source`.
+    pub source: &'static str,
+    /// The file's lowest segment address: 0 for shared objects and PIE, 0x400000 for a
+    /// classic executable (Debian's python3.11). File address = runtime - base + base_svma.
+    pub base_svma: u64,
+    dwarf: Option<addr2line::Context<Reader>>,
+    symtab: SymbolMap<Sym>,
+}
+
+/// What is known of the code at an address.
+pub struct Named {
+    pub function: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub inlined: bool,
+}
+
+impl Symbolizer {
+    /// The frames at file address `probe`: inlined calls first, then the function that
+    /// contains them; one frame from the symbol table when DWARF does not cover it.
+    pub fn names(&self, probe: u64) -> Vec<Named> {
+        let mut out = Vec::new();
+        if let Some(Ok(mut iter)) = self.dwarf.as_ref().map(|d| d.find_frames(probe).skip_all_loads()) {
+            while let Ok(Some(f)) = iter.next() {
+                let function = f.function.as_ref().and_then(|n| n.demangle().ok()).map(|n| n.into_owned());
+                let (file, line) = f.location.map_or((None, None), |l| (l.file.map(String::from), l.line));
+                out.push(Named { function, file, line, inlined: true });
+            }
+        }
+        match out.last_mut() {
+            Some(outer) => outer.inlined = false,
+            None => {
+                let function = self.symtab.containing(probe).map(|sym| {
+                    addr2line::demangle_auto(std::borrow::Cow::Borrowed(&*sym.name), None).into_owned()
+                });
+                out.push(Named { function, file: None, line: None, inlined: false });
+            }
+        }
+        out
+    }
+}
+
+/// The symbols of a module whose file (`binary`, with how it was found) may be missing,
+/// and whose build id per the dump is `build_id`.
+pub fn lookup(search: &Search, binary: Option<(&ElfFile, &'static str)>, build_id: Option<&str>) -> Lookup {
+    let mut refused = Vec::new();
+    let file = binary.map(|(b, _)| b);
+    let found = match (binary, build_id) {
+        (Some((b, how)), _) if b.has_dwarf => Some((None, how)),
+        (_, Some(id)) => search.debug_file(id, file, &mut refused).map(|f| (Some(f.file), f.source)),
+        (_, None) => None,
+    };
+    let symbolizer = match found {
+        Some((Some(debug), source)) => Some(symbolizer(search, file, Some(&debug), source, &mut refused)),
+        Some((None, source)) => Some(symbolizer(search, file, file, source, &mut refused)),
+        None => file.map(|b| symbolizer(search, Some(b), None, debuginfo::SYMBOL_TABLE_ONLY, &mut refused)),
+    };
+    Lookup { symbolizer, refused }
+}
+
+/// DWARF from `debug` (with its dwz supplement), symbols from its .symtab if it has one
+/// (a debug file keeps the full table), else from the module file's.
+fn symbolizer(
+    search: &Search,
+    binary: Option<&ElfFile>,
+    debug: Option<&ElfFile>,
+    source: &'static str,
+    refused: &mut Vec<String>,
+) -> Symbolizer {
+    let dwarf = debug.and_then(|d| {
+        let mut dwarf = d.dwarf().map_err(|e| refused.push(e)).ok()?;
+        if let Some(sup) = search.supplementary(d, refused) {
+            if let Err(e) = sup.load_as_sup(&mut dwarf) {
+                refused.push(e);
+            }
+        }
+        dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::Duplicates);
+        addr2line::Context::from_dwarf(dwarf)
+            .map_err(|e| refused.push(format!("{}: unreadable DWARF: {e}", d.path.display())))
+            .ok()
+    });
+    let table = debug.filter(|d| d.has_symtab).or(binary);
+    Symbolizer {
+        // Unreadable DWARF leaves the symbol table.
+        source: if dwarf.is_some() { source } else { debuginfo::SYMBOL_TABLE_ONLY },
+        base_svma: binary.or(debug).and_then(|f| f.base_svma).unwrap_or(0),
+        dwarf,
+        symtab: table.map(ElfFile::symbols).unwrap_or_else(|| SymbolMap::new(Vec::new())),
+    }
+}
+
+/// The line for `Modules::problems` about a module (recorded at `recorded`), if it needs
+/// one: nothing usable at all (`refused`: why each module file was not used), or only a
+/// symbol table where debug files were refused. Ends with what to try.
+pub fn problem(
+    recorded: &str,
+    has_binary: bool,
+    refused: &[String],
+    lookup: Option<&Lookup>,
+    search: &Search,
+) -> Option<String> {
+    let found = lookup.and_then(|l| l.symbolizer.as_ref());
+    let lazy = lookup.map(|l| l.refused.as_slice()).unwrap_or_default();
+    let debuginfod = if search.debuginfod.is_some() { "" } else { ", or set DEBUGINFOD_URLS" };
+    if !has_binary && found.is_none() {
+        let all: Vec<&str> = refused.iter().chain(lazy).map(String::as_str).collect();
+        // The vDSO has no file: no advice can help it.
+        let hint = if recorded.starts_with('/') {
+            format!(
+                " (to symbolize it, give --symbols-path DIR holding a copy of it or a .build-id tree of \
+                 debug files{debuginfod})"
+            )
+        } else {
+            String::new()
+        };
+        return Some(format!("{}{hint}", all.join("; ")));
+    }
+    match found {
+        Some(s) if s.dwarf.is_none() && !lazy.is_empty() => Some(format!(
+            "{recorded}: symbol table only (no DWARF): {} (to get file:line, install its debug file under \
+             {}/.build-id, or give --symbols-path DIR{debuginfod})",
+            lazy.join("; "),
+            debuginfo::DEFAULT_DEBUG_ROOT,
+        )),
+        _ => None,
+    }
+}
