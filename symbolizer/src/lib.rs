@@ -2,12 +2,14 @@
 //! from the dump's memory (CPython 3.9–3.15, with pylayout's tables).
 //!
 //! Native frames are unwound with the module files' CFI and symbolized from their DWARF
-//! (`native`); their merge with the Python frames, and debug-info lookup beyond the module's
-//! own file (build-id directories, debuglink, debuginfod), are the next steps.
+//! (`native`), then merged with the Python frames by the eval-loop calls that ran them
+//! (`merge`).
 
 pub mod crash;
 pub mod memory;
+pub mod merge;
 pub mod native;
+pub mod python;
 pub mod render;
 
 pub use crash::{Crash, LoadError};

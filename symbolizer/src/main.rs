@@ -27,8 +27,12 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Only the Python stacks.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "native_all")]
         python_only: bool,
+        /// Also show the interpreter's own native frames (eval loop, call plumbing), which
+        /// are hidden between Python frames by default.
+        #[arg(long)]
+        native_all: bool,
         /// Also look for module files (by file name) in DIR; repeatable. A file is used only
         /// if its build id is the one recorded in the dump.
         #[arg(long = "symbols-path", value_name = "DIR")]
@@ -61,7 +65,7 @@ fn newest_dump() -> Result<PathBuf, String> {
 
 fn main() {
     let cli = Cli::parse();
-    let Command::Symbolize { dump, last, json, python_only, symbols_path } = cli.command;
+    let Command::Symbolize { dump, last, json, python_only, native_all, symbols_path } = cli.command;
     let path = match (dump, last) {
         (Some(p), _) => p,
         (None, true) => newest_dump().unwrap_or_else(|e| fail(&e)),
@@ -75,7 +79,7 @@ fn main() {
         println!("{}", render::json(&crash));
     } else {
         let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        print!("{}", render::text(&crash, &render::Style::new(colour)));
+        print!("{}", render::text(&crash, &render::Style::new(colour), native_all));
     }
 }
 

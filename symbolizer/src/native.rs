@@ -24,8 +24,12 @@ pub struct NativeFrame {
     pub file: Option<String>,
     pub line: Option<u32>,
     pub inlined: bool,
-    /// "context" (the thread's registers), "cfi" or "frame pointer"-style recovery.
+    /// How the frame was found: "context" (the thread's registers), "cfi" (the callee's
+    /// unwind tables) or "frame pointer" (the callee's module had no usable unwind tables).
     pub trust: &'static str,
+    /// The stack pointer while this frame runs (at its call to the next frame in): the
+    /// frame's locals lie between it and the caller's `sp`. Inlined frames share it.
+    pub sp: u64,
 }
 
 struct ModuleFile {
@@ -155,26 +159,27 @@ fn unwinder_for(list: &[ModuleFile]) -> UnwinderX86_64<Vec<u8>> {
 impl Modules {
     /// Unwinds one thread from its registers and symbolizes every frame.
     pub fn stack(&self, mem: &DumpMemory, ip: u64, sp: u64, bp: u64) -> Vec<NativeFrame> {
-        let unwinder = &self.unwinder;
         let mut cache = CacheX86_64::<_>::new();
         let mut read = |addr: u64| mem.read_u64(addr).ok_or(());
-        let mut frames = Vec::new();
-        let mut iter = unwinder.iter_frames(ip, UnwindRegsX86_64::new(ip, sp, bp), &mut cache, &mut read);
-        while let Ok(Some(address)) = iter.next() {
-            let (addr, lookup, trust) = match address {
-                FrameAddress::InstructionPointer(a) => (a, a, "context"),
-                FrameAddress::ReturnAddress(a) => (a.get(), a.get() - 1, "cfi"),
-            };
-            frames.extend(self.symbolize(addr, lookup, trust));
-            if frames.len() >= MAX_FRAMES {
+        let mut regs = UnwindRegsX86_64::new(ip, sp, bp);
+        let mut frames = self.symbolize(ip, ip, "context", sp);
+        let mut address = FrameAddress::InstructionPointer(ip);
+        while frames.len() < MAX_FRAMES {
+            // The rule comes from the module of the frame being unwound.
+            let callee_has_cfi = self.at(address.address_for_lookup()).is_some_and(|m| m.data.is_some());
+            let Ok(Some(ret)) = self.unwinder.unwind_frame(address, &mut regs, &mut cache, &mut read) else {
                 break;
-            }
+            };
+            let Some(next) = FrameAddress::from_return_address(ret) else { break };
+            let trust = if callee_has_cfi { "cfi" } else { "frame pointer" };
+            frames.extend(self.symbolize(ret, ret - 1, trust, regs.sp()));
+            address = next;
         }
         frames
     }
 
     /// The frames at `addr` (inlined calls first, then the function containing them).
-    fn symbolize(&self, addr: u64, lookup: u64, trust: &'static str) -> Vec<NativeFrame> {
+    fn symbolize(&self, addr: u64, lookup: u64, trust: &'static str, sp: u64) -> Vec<NativeFrame> {
         let Some(m) = self.at(lookup) else {
             return vec![NativeFrame {
                 address: addr,
@@ -185,6 +190,7 @@ impl Modules {
                 line: None,
                 inlined: false,
                 trust,
+                sp,
             }];
         };
         let offset = addr - m.base;
@@ -198,6 +204,7 @@ impl Modules {
             line: None,
             inlined: false,
             trust,
+            sp,
         };
         let Some(loader) = &m.loader else { return vec![plain] };
         // addr2line works in file addresses.
