@@ -192,10 +192,10 @@ fn plumbing_modules<T: std::ops::Deref<Target = [u8]>>(dump: &Minidump<T>) -> Pl
     let Ok(list) = dump.get_stream::<MinidumpModuleList>() else { return Plumbing::default() };
     let file_name = |path: &str| path.rsplit('/').next().unwrap_or(path).to_string();
     let main = list.iter().next().map(|m| file_name(&m.code_file()));
-    let own = list
+    let collector = list
         .iter()
         .map(|m| m.code_file().to_string())
-        .filter(|p| p.contains("/crashcatch/_native."))
+        .find(|p| p.contains("/crashcatch/_native."))
         .map(|p| file_name(&p));
-    Plumbing { modules: main.into_iter().chain(own).collect() }
+    Plumbing { interpreter: main.into_iter().collect(), collector }
 }

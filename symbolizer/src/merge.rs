@@ -139,16 +139,22 @@ fn frame_holding(t: &Thread, addr: u64) -> Option<usize> {
 /// thread starter runs every Python thread's first frame).
 #[derive(Clone, Debug, Default)]
 pub struct Plumbing {
-    pub modules: Vec<String>,
+    /// The interpreter's executable (the eval loop's module is added per thread).
+    pub interpreter: Vec<String>,
+    /// crashcatch's extension module.
+    pub collector: Option<String>,
 }
 
 /// Marks the glue: eval frames; frames of the interpreter (or crashcatch) below the innermost
 /// "anchor" — a Python frame or a frame of any other module but the C library — and the C
 /// library's process/thread start frames at the bottom. Interpreter frames above the anchor
-/// stay: they are what the thread was doing (sleeping on a lock, crashing in the interpreter).
+/// stay: they are what the thread was doing (sleeping on a lock, crashing in the interpreter)
+/// — unless crashcatch's own frames are among them: then they are the dump being written
+/// (`write_minidump()`), not the program's doing.
 fn mark_plumbing(entries: &mut [Entry<'_>], t: &Thread, eval_at: &[usize], known: &Plumbing) {
     let is_eval = |f: &NativeFrame| eval_at.iter().any(|&i| std::ptr::eq(&t.native[i], f));
-    let mut modules = known.modules.clone();
+    let mut modules = known.interpreter.clone();
+    modules.extend(known.collector.clone());
     modules.extend(eval_at.iter().filter_map(|&i| t.native[i].module.clone()));
     let is_glue_module = |f: &NativeFrame| f.module.as_ref().is_some_and(|m| modules.contains(m));
     let is_libc = |f: &NativeFrame| f.module.as_deref().is_some_and(|m| m.starts_with("libc.so"));
@@ -157,6 +163,10 @@ fn mark_plumbing(entries: &mut [Entry<'_>], t: &Thread, eval_at: &[usize], known
         Entry::Native { frame, .. } => !is_glue_module(frame) && !is_libc(frame),
     });
     let Some(anchor) = anchor else { return };
+    let dumping = entries[..anchor].iter().any(|e| match e {
+        Entry::Native { frame, .. } => known.collector.is_some() && frame.module == known.collector,
+        Entry::Python { .. } => false,
+    });
     let mut bottom = true;
     for (i, e) in entries.iter_mut().enumerate().rev() {
         let Entry::Native { frame, plumbing } = e else {
@@ -166,7 +176,7 @@ fn mark_plumbing(entries: &mut [Entry<'_>], t: &Thread, eval_at: &[usize], known
         let glue = is_glue_module(frame);
         let start_frame = bottom && is_libc(frame);
         bottom &= glue || start_frame;
-        *plumbing = i > anchor && (is_eval(frame) || glue || start_frame);
+        *plumbing = (i > anchor && (is_eval(frame) || glue || start_frame)) || (i < anchor && dumping);
     }
 }
 
@@ -277,6 +287,16 @@ mod tests {
             shown(&m),
             ["clock_nanosleep", "time_sleep", "py callback", "call_back", "py main", "py <module>"]
         );
+    }
+
+    #[test]
+    fn crashcatch_writing_a_live_dump_is_hidden() {
+        let mut t = chain(350, 550);
+        t.native[0] = native("waitpid", "libc.so.6", 100);
+        t.native[1] = native("dump_now", "_native.abi3.so", 200);
+        let known = Plumbing { interpreter: vec![], collector: Some("_native.abi3.so".into()) };
+        let m = merge(&t, &known);
+        assert_eq!(shown(&m), ["py callback", "call_back", "py main", "py <module>"]);
     }
 
     #[test]
