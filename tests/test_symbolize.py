@@ -240,3 +240,42 @@ def test_symbols_path_finds_moved_modules_and_refuses_wrong_builds(tmp_path):
     doc, frames = ext_frames("--symbols-path", str(wrong))
     assert not any(f["file"] for f in frames)
     assert any("is not the dump's" in p and str(wrong) in p for p in doc["modules_without_symbols"])
+
+
+def test_layout_comes_from_the_dumps_own_debug_offsets(interp, tmp_path):
+    """3.13+ runtimes record their own structure offsets; the symbolizer reads them from the
+    dump and prefers them to the built-in table. A deliberately wrong table given with
+    --layout-table is corrected field by field on 3.13+ (and said so), and is trusted — so
+    decoding fails — on older versions, which record nothing."""
+    r = run_script(interp, CODE)
+    assert len(r.dumps) == 1, r.stderr
+    out = symbolize_in(interp, r.dumps[0], "--json")
+    doc = json.loads(out.stdout)
+    expected = [(r.script, script_line(CODE, m), f) for m, f in
+                (("callback", "callback"), ("main", "main"), ("module", "<module>"))]
+    frames = lambda d: [(f["file"], f["line"], f["function"]) for f in d["threads"][0]["python_frames"]]  # noqa: E731
+    assert frames(doc) == expected
+    modern = interp.minor >= 13
+    assert doc["python"]["layout"] == {"source": "table + debug offsets" if modern else "table", "differences": []}
+
+    table = json.load(open(os.path.join(REPO, "pylayout", "data", "layouts.json")))
+    key = f"3.{interp.minor}"
+    for field in ("tstate.next", "iframe.previous", "frame.back", "code.filename"):
+        if field in table[key]:
+            table[key][field] += 8
+    skewed = interp.host_path(interp.work_dir) + "/skewed-layouts.json"
+    with open(skewed, "w") as f:
+        json.dump(table, f)
+    inner = interp.work_dir + "/skewed-layouts.json"
+    out = symbolize_in(interp, r.dumps[0], "--json", "--layout-table", inner)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    if modern:
+        assert frames(doc) == expected
+        assert doc["python"]["layout"]["source"] == "debug offsets"
+        fixed = sorted(d.split(":")[0] for d in doc["python"]["layout"]["differences"])
+        assert fixed == ["code.filename", "iframe.previous", "tstate.next"], doc["python"]["layout"]
+    else:
+        assert frames(doc) != expected
+    bad = symbolize_in(interp, r.dumps[0], "--layout-table", interp.work_dir + "/no-such-table.json")
+    assert bad.returncode == 2 and "cannot read the layout table" in bad.stderr, bad.stderr

@@ -3,7 +3,7 @@
 use crate::memory::DumpMemory;
 use crate::merge::Plumbing;
 use crate::native::{Modules, NativeFrame};
-use crate::python::{decode_python, EvalCall, PyFrame};
+use crate::python::{decode_python, EvalCall, LayoutNote, PyFrame};
 use minidump::{
     Minidump, MinidumpException, MinidumpMiscInfo, MinidumpModuleList, MinidumpSystemInfo,
     MinidumpThreadList, Module,
@@ -44,6 +44,16 @@ pub struct Thread {
     pub native: Vec<NativeFrame>,
 }
 
+/// How to read a dump.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Directories to look for module files in (by file name), after their recorded paths.
+    pub symbol_dirs: Vec<PathBuf>,
+    /// A CPython layout table (tools/layouts/gen_layouts.py's format) to use instead of the
+    /// built-in one, for interpreter builds the built-in table does not describe.
+    pub layout_table: Option<String>,
+}
+
 /// Everything `crashcatch symbolize` shows.
 #[derive(Clone, Debug)]
 pub struct Crash {
@@ -58,6 +68,8 @@ pub struct Crash {
     pub threads: Vec<Thread>,
     /// Set when the Python structures could not be decoded at all.
     pub python_problem: Option<String>,
+    /// Where the structure offsets came from (table, the dump's own debug offsets).
+    pub python_layout: LayoutNote,
     /// Modules whose files could not be used for symbols, and why.
     pub modules_without_symbols: Vec<String>,
     /// Modules whose frames are interpreter glue (hidden between Python frames).
@@ -68,12 +80,25 @@ impl Crash {
     /// Loads a dump; module files are looked for at their recorded paths, then in
     /// `symbol_dirs` (by file name), and used only with the dump's build id.
     pub fn load(path: &Path, symbol_dirs: &[PathBuf]) -> Result<Crash, LoadError> {
+        let options = Options { symbol_dirs: symbol_dirs.to_vec(), ..Options::default() };
+        Crash::load_with(path, &options)
+    }
+
+    /// [`Crash::load`] with every option.
+    pub fn load_with(path: &Path, options: &Options) -> Result<Crash, LoadError> {
         let bytes = std::fs::read(path).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
-        Crash::from_bytes(path, &bytes, symbol_dirs)
+        Crash::from_bytes_with(path, &bytes, options)
     }
 
     /// Like [`Crash::load`], from the dump's bytes (`path` only names it in messages).
     pub fn from_bytes(path: &Path, bytes: &[u8], symbol_dirs: &[PathBuf]) -> Result<Crash, LoadError> {
+        let options = Options { symbol_dirs: symbol_dirs.to_vec(), ..Options::default() };
+        Crash::from_bytes_with(path, bytes, &options)
+    }
+
+    /// [`Crash::from_bytes`] with every option.
+    pub fn from_bytes_with(path: &Path, bytes: &[u8], options: &Options) -> Result<Crash, LoadError> {
+        let symbol_dirs = &options.symbol_dirs[..];
         let dump =
             Minidump::read(bytes).map_err(|e| LoadError::NotMinidump(path.to_path_buf(), e.to_string()))?;
         let raw =
@@ -102,9 +127,10 @@ impl Crash {
             })
             .unwrap_or_default();
         let on_c_stack = |addr: u64| stacks.iter().any(|&(lo, hi)| addr >= lo && addr < hi);
-        let (python, python_problem) = match &memory {
-            Some(m) => decode_python(m, &metadata, &python_version, &on_c_stack),
-            None => (Vec::new(), Some("the dump has no memory list".into())),
+        let table = options.layout_table.as_deref();
+        let (python, python_problem, python_layout) = match &memory {
+            Some(m) => decode_python(m, &metadata, &python_version, &on_c_stack, table),
+            None => (Vec::new(), Some("the dump has no memory list".into()), LayoutNote::default()),
         };
 
         // Each thread's registers: the crashing thread's from the exception record.
@@ -177,6 +203,7 @@ impl Crash {
             python_version,
             threads,
             python_problem,
+            python_layout,
             modules_without_symbols: modules.problems(),
             plumbing: plumbing_modules(&dump),
             metadata,

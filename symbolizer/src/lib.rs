@@ -12,4 +12,4 @@ pub mod native;
 pub mod python;
 pub mod render;
 
-pub use crash::{Crash, LoadError};
+pub use crash::{Crash, LoadError, Options};

@@ -3,7 +3,7 @@
 
 use crate::memory::DumpMemory;
 use pylayout::text::{for_each_char, StrRead};
-use pylayout::{lines, walk, Layout, Memory};
+use pylayout::{debug_offsets, lines, walk, Layout, Memory};
 use serde_json::Value;
 
 /// One Python frame, innermost first.
@@ -44,6 +44,41 @@ pub struct EvalCall {
     /// 3.12+: the address of its entry frame, a local variable of the eval function on the
     /// C stack — the native frame whose stack it lies in is this call's eval frame.
     pub entry: Option<u64>,
+}
+
+/// Where the structure offsets used to decode the dump came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LayoutNote {
+    /// "table", "table + debug offsets", "debug offsets", with why when they could not be read.
+    pub source: String,
+    /// `key: table → dump` where the dump's own offsets (3.13+) overrode the table.
+    pub differences: Vec<String>,
+}
+
+/// The layout for 3.`minor`: the table's (built-in or `table`), then, from 3.13, the
+/// offsets the runtime in the dump records for itself, which win where they differ.
+fn layout_for(
+    mem: &DumpMemory,
+    meta: &Value,
+    major: u8,
+    minor: u8,
+    table: Option<&str>,
+) -> Result<(Layout, LayoutNote), String> {
+    let json = table.unwrap_or(pylayout::layout::LAYOUTS_JSON);
+    let mut layout = Layout::from_table(json, major, minor).map_err(|e| e.to_string())?;
+    let (block, keys) = debug_offsets::positions(json, minor).map_err(|e| e.to_string())?;
+    if keys.is_empty() {
+        return Ok((layout, LayoutNote { source: "table".into(), differences: Vec::new() }));
+    }
+    let runtime = meta["python"]["runtime"].as_u64().unwrap_or(0);
+    let note = match debug_offsets::apply_with(mem, &mut layout, runtime, block, &keys) {
+        Ok(c) if c.differences.is_empty() => {
+            LayoutNote { source: "table + debug offsets".into(), differences: vec![] }
+        }
+        Ok(c) => LayoutNote { source: "debug offsets".into(), differences: c.differences },
+        Err(e) => LayoutNote { source: format!("table ({e})"), differences: Vec::new() },
+    };
+    Ok((layout, note))
 }
 
 /// Frames walked per thread at most (guards against cycles in corrupt dumps).
@@ -97,17 +132,19 @@ fn walk_thread(mem: &DumpMemory, layout: &Layout, tstate: u64, on_c_stack: &dyn 
 /// Every Python thread of the interpreter named in crashcatch's metadata, decoded from the
 /// dump's memory alone; with why the thread list may be incomplete.
 /// `on_c_stack`: whether an address lies in a thread's stack memory.
+/// `table`: a layout table to use instead of the built-in one (same format).
 pub fn decode_python(
     mem: &DumpMemory,
     meta: &Value,
     version: &str,
     on_c_stack: &dyn Fn(u64) -> bool,
-) -> (Vec<PyThreadStack>, Option<String>) {
+    table: Option<&str>,
+) -> (Vec<PyThreadStack>, Option<String>, LayoutNote) {
     let mut parts = version.split('.').map(|p| p.parse::<u8>().unwrap_or(0));
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    let layout = match Layout::for_version(major, minor) {
-        Ok(l) => l,
-        Err(e) => return (Vec::new(), Some(e.to_string())),
+    let (layout, note) = match layout_for(mem, meta, major, minor, table) {
+        Ok(found) => found,
+        Err(e) => return (Vec::new(), Some(e), LayoutNote::default()),
     };
     let str_type = meta["types"]["str"].as_u64().unwrap_or(0);
     let interp = meta["python"]["interp"].as_u64().unwrap_or(0);
@@ -146,5 +183,5 @@ pub fn decode_python(
         true
     });
     let problem = (!complete).then(|| "the interpreter's thread list is incomplete in the dump".to_string());
-    (out, problem)
+    (out, problem, note)
 }

@@ -40,6 +40,10 @@ pub fn signal_name(signal: i64) -> &'static str {
     }
 }
 
+fn has_fault_address(signal: i64) -> bool {
+    matches!(signal, 4 | 7 | 8 | 11)
+}
+
 /// `native_all`: also show the interpreter's plumbing frames.
 pub fn text(c: &Crash, s: &Style, native_all: bool) -> String {
     let mut out = String::new();
@@ -60,7 +64,7 @@ pub fn text(c: &Crash, s: &Style, native_all: bool) -> String {
         if c.kind == "fatal-signal" { s.red } else { "" },
         s.reset
     );
-    if matches!(c.signal, 4 | 7 | 8 | 11) {
+    if has_fault_address(c.signal) {
         let _ = writeln!(out, "  fault address: {:#018x}", c.fault_address);
     }
     if let Some(tid) = c.crashed_tid {
@@ -84,6 +88,13 @@ pub fn text(c: &Crash, s: &Style, native_all: bool) -> String {
     }
     if let Some(p) = &c.python_problem {
         let _ = writeln!(out, "  Python stacks: {p}");
+    }
+    if !c.python_layout.differences.is_empty() {
+        let _ = writeln!(
+            out,
+            "  layout: the dump's own debug offsets, which differ from the built-in table ({})",
+            c.python_layout.differences.join(", ")
+        );
     }
     for p in &c.modules_without_symbols {
         let _ = writeln!(out, "  {}no symbols: {p}{}", s.dim, s.reset);
@@ -213,11 +224,16 @@ pub fn json(c: &Crash) -> Value {
             "kind": c.kind,
             "signal": c.signal,
             "signal_name": signal_name(c.signal),
-            "fault_address": c.fault_address,
+            // Only faults (SEGV, BUS, FPE, ILL) have one; si_addr means other things elsewhere.
+            "fault_address": has_fault_address(c.signal).then_some(c.fault_address),
             "thread": c.crashed_tid,
         },
         "process": {"argv": m["python"]["argv"], "executable": m["python"]["executable"]},
-        "python": {"version": c.python_version, "problem": c.python_problem},
+        "python": {
+            "version": c.python_version,
+            "problem": c.python_problem,
+            "layout": {"source": c.python_layout.source, "differences": c.python_layout.differences},
+        },
         "annotations": m["annotations"],
         "modules_without_symbols": c.modules_without_symbols,
         "threads": c.threads.iter().map(|t| thread_json(c, t)).collect::<Vec<_>>(),
