@@ -36,10 +36,12 @@ class Run:
     dumps: list          # host paths of the minidumps the run left
 
 
-def run_script(interp, code, *, timeout=120, env=None, files=(), args=()):
+def run_script(interp, code, *, timeout=120, env=None, files=(), args=(), core=False):
     """Writes `code` to a script in the interpreter's scratch dir and runs it with the
     venv python (buggyext importable). `files`: names of output files the script writes
-    in its directory (passed as FILE_<name> environment variables); their contents come back."""
+    in its directory (passed as FILE_<name> environment variables); their contents come back.
+    `core`: lift the core size limit, so a crash also leaves a kernel core (`core` in the
+    script's directory when the kernel's core_pattern is the plain default)."""
     host_work = interp.host_path(interp.work_dir)
     d = tempfile.mkdtemp(dir=host_work)
     inner_dir = interp.work_dir + "/" + os.path.basename(d)
@@ -54,7 +56,10 @@ def run_script(interp, code, *, timeout=120, env=None, files=(), args=()):
     for name in files:
         full_env["FILE_" + name] = inner_dir + "/" + name
     full_env.update(env or {})
-    r = interp.run([interp.venv_python, script, *args], cwd=inner_dir, env=full_env, timeout=timeout)
+    argv = [interp.venv_python, script, *args]
+    if core:
+        argv = ["/bin/sh", "-c", 'ulimit -c unlimited && exec "$0" "$@"'] + argv
+    r = interp.run(argv, cwd=inner_dir, env=full_env, timeout=timeout)
     contents = {}
     for name in files:
         p = interp.host_path(inner_dir + "/" + name)

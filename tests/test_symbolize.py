@@ -49,20 +49,20 @@ def test_symbolize_json_matches_the_script(interp):
     out = symbolize_in(interp, r.dumps[0], "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
-    assert doc["schema"] == "crashcatch-symbolize/1"
+    assert doc["schema"] == "crashcatch-symbolize/2"
     assert doc["event"] == {"kind": "fatal-signal", "signal": 11, "signal_name": "SIGSEGV",
                             "fault_address": 0, "thread": doc["threads"][0]["tid"]}
     assert doc["annotations"] == {"ticket": "CC-42"}
     crashed = doc["threads"][0]
     assert crashed["crashed"] and crashed["python_name"] == "MainThread" and crashed["holds_gil"]
-    frames = [(f["file"], f["line"], f["function"]) for f in crashed["frames"]]
+    frames = [(f["file"], f["line"], f["function"]) for f in crashed["python_frames"]]
     assert frames == [(r.script, script_line(CODE, "callback"), "callback"),
                       (r.script, script_line(CODE, "main"), "main"),
                       (r.script, script_line(CODE, "module"), "<module>")]
     # Source lines travel in the dump.
-    assert "buggyext.segfault(1)" in crashed["frames"][0]["source"]
+    assert "buggyext.segfault(1)" in crashed["python_frames"][0]["source"]
     waiter = [t for t in doc["threads"] if t["python_name"] == "waiter"]
-    assert len(waiter) == 1 and waiter[0]["frames"], doc["threads"]
+    assert len(waiter) == 1 and waiter[0]["python_frames"], doc["threads"]
     assert not waiter[0]["crashed"] and not waiter[0]["holds_gil"]
 
 
@@ -82,7 +82,10 @@ def test_symbolize_text_and_last(interp):
     lines = text.splitlines()
     i = lines.index(f'  File "{r.script}", line {script_line(CODE, "callback")}, in callback')
     assert lines[i + 1].strip() == "return buggyext.segfault(1)  # @callback"
-    assert lines[i - 2] == f'  File "{r.script}", line {script_line(CODE, "main")}, in main'
+    # One merged stack: the extension's call_back sits between main and callback.
+    assert lines[i - 1].startswith("  call_back "), lines[i - 3:i + 1]
+    assert lines[i - 3] == f'  File "{r.script}", line {script_line(CODE, "main")}, in main'
+    assert "interpreter frames hidden, --native-all shows them" in text
 
 
 @pytest.mark.parametrize("content", ["empty", "junk", "truncated", "missing", "directory"])
@@ -138,6 +141,7 @@ def test_native_stack_from_the_dump_matches_the_report(interp):
     assert out.returncode == 0, out.stderr
     crashed = json.loads(out.stdout)["threads"][0]
     native = crashed["native_frames"]
+    assert all(f["trust"] in ("context", "cfi") for f in native), native
     from crashlib import c_stack
     report = [int(f["addr"], 16) for f in c_stack(r.stderr) if "addr" in f]
     assert [f["address"] for f in native if not f["inlined"]] == report, (native, r.stderr)
@@ -149,6 +153,43 @@ def test_native_stack_from_the_dump_matches_the_report(interp):
     # The interpreter's own frames are named too (DWARF, or the symbol table of a stripped
     # interpreter, including Debian's non-PIE python3.11).
     assert "Py_RunMain" in [f["function"] for f in native], native
+
+
+def test_merged_stack_interleaves_python_and_native_frames(interp):
+    """Python -> C -> Python -> C: the crashing thread's one stack has every frame in true
+    call order (checked against the script's lines and the extension's functions), with the
+    interpreter's glue marked; --native-all shows the glue, the default text hides it."""
+    r = run_script(interp, CODE)
+    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
+    out = symbolize_in(interp, r.dumps[0], "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    for t in doc["threads"]:
+        assert t["stack"] == "merged" and t["merge_problem"] is None, (t["tid"], t["merge_problem"])
+        # Nothing lost, nothing invented: the merged stack is both stacks, interleaved.
+        assert [f for f in t["frames"] if f["kind"] == "python"] == t["python_frames"]
+        assert [{k: v for k, v in f.items() if k != "plumbing"} for f in t["frames"] if f["kind"] == "native"] \
+            == [{k: v for k, v in f.items() if k != "plumbing"} for f in t["native_frames"]]
+    crashed = doc["threads"][0]
+    shown = [f for f in crashed["frames"] if not f.get("plumbing")]
+    ext = "buggyext."
+    seen = [(f["kind"], f["function"]) for f in shown if f["kind"] == "python" or (f["module"] or "").startswith(ext)]
+    assert seen == [("native", "deref_null"), ("native", "deref_null"), ("native", "inlined_helper"),
+                    ("native", "buggy_entry"), ("native", "segfault"), ("python", "callback"),
+                    ("native", "call_back"), ("python", "main"), ("python", "<module>")], shown
+    # Nothing else is left between the frames the user cares about.
+    assert len(shown) == len(seen), shown
+    glue = [f["function"] for f in crashed["frames"] if f.get("plumbing")]
+    glue_total = sum(1 for t in doc["threads"] for f in t["frames"] if f.get("plumbing"))
+    if interp.root == "" and not interp.name.startswith("debian"):
+        assert "_PyEval_EvalFrameDefault" in glue, glue   # DWARF-named interpreter
+    text = symbolize_in(interp, r.dumps[0]).stdout
+    every = symbolize_in(interp, r.dumps[0], "--native-all").stdout
+    assert "deref_null" in text and "_start" not in text and "_start" in every, (text, every)
+    assert len(every.splitlines()) == len(text.splitlines()) + glue_total, every
+    only = json.loads(symbolize_in(interp, r.dumps[0], "--json", "--python-only").stdout)["threads"][0]
+    assert only["stack"] == "python-only" and not only["native_frames"]
+    assert only["frames"] == only["python_frames"] == crashed["python_frames"]
 
 
 def test_symbols_path_finds_moved_modules_and_refuses_wrong_builds(tmp_path):
@@ -199,3 +240,42 @@ def test_symbols_path_finds_moved_modules_and_refuses_wrong_builds(tmp_path):
     doc, frames = ext_frames("--symbols-path", str(wrong))
     assert not any(f["file"] for f in frames)
     assert any("is not the dump's" in p and str(wrong) in p for p in doc["modules_without_symbols"])
+
+
+def test_layout_comes_from_the_dumps_own_debug_offsets(interp, tmp_path):
+    """3.13+ runtimes record their own structure offsets; the symbolizer reads them from the
+    dump and prefers them to the built-in table. A deliberately wrong table given with
+    --layout-table is corrected field by field on 3.13+ (and said so), and is trusted — so
+    decoding fails — on older versions, which record nothing."""
+    r = run_script(interp, CODE)
+    assert len(r.dumps) == 1, r.stderr
+    out = symbolize_in(interp, r.dumps[0], "--json")
+    doc = json.loads(out.stdout)
+    expected = [(r.script, script_line(CODE, m), f) for m, f in
+                (("callback", "callback"), ("main", "main"), ("module", "<module>"))]
+    frames = lambda d: [(f["file"], f["line"], f["function"]) for f in d["threads"][0]["python_frames"]]  # noqa: E731
+    assert frames(doc) == expected
+    modern = interp.minor >= 13
+    assert doc["python"]["layout"] == {"source": "table + debug offsets" if modern else "table", "differences": []}
+
+    table = json.load(open(os.path.join(REPO, "pylayout", "data", "layouts.json")))
+    key = f"3.{interp.minor}"
+    for field in ("tstate.next", "iframe.previous", "frame.back", "code.filename"):
+        if field in table[key]:
+            table[key][field] += 8
+    skewed = interp.host_path(interp.work_dir) + "/skewed-layouts.json"
+    with open(skewed, "w") as f:
+        json.dump(table, f)
+    inner = interp.work_dir + "/skewed-layouts.json"
+    out = symbolize_in(interp, r.dumps[0], "--json", "--layout-table", inner)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    if modern:
+        assert frames(doc) == expected
+        assert doc["python"]["layout"]["source"] == "debug offsets"
+        fixed = sorted(d.split(":")[0] for d in doc["python"]["layout"]["differences"])
+        assert fixed == ["code.filename", "iframe.previous", "tstate.next"], doc["python"]["layout"]
+    else:
+        assert frames(doc) != expected
+    bad = symbolize_in(interp, r.dumps[0], "--layout-table", interp.work_dir + "/no-such-table.json")
+    assert bad.returncode == 2 and "cannot read the layout table" in bad.stderr, bad.stderr

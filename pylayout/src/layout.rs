@@ -39,6 +39,14 @@ macro_rules! layout_struct {
                 let get = |k: &str| map.get(k).and_then(|v| v.as_u64()).map(|v| v as u32);
                 Layout { minor, $( $field: get($key), )* }
             }
+
+            /// The field named `key` in the table (e.g. "tstate.next").
+            pub fn field_mut(&mut self, key: &str) -> Option<&mut Option<u32>> {
+                match key {
+                    $( $key => Some(&mut self.$field), )*
+                    _ => None,
+                }
+            }
         }
     };
 }

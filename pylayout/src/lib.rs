@@ -4,6 +4,7 @@
 //!   `tools/layouts/gen_layouts.py` generates from real interpreters.
 //! * [`Memory`]: where bytes come from — the live process (collector), a minidump
 //!   (symbolizer) or a ptrace'd process (dump helper).
+//! * [`debug_offsets`]: the layout a 3.13+ runtime records for itself, preferred to the table.
 //! * Readers over a `Memory`: [`walk`] (threads and frames), [`lines`] (line tables),
 //!   [`text`] (str objects), [`dict`] (dict and set iteration).
 //!
@@ -11,6 +12,7 @@
 //! collector can run it inside a signal handler: results are passed to callbacks and bytes
 //! are read through small fixed buffers.
 
+pub mod debug_offsets;
 pub mod dict;
 pub mod layout;
 pub mod lines;

@@ -184,3 +184,31 @@ fn interpreter_frame(mem: &dyn Memory, layout: &Layout, frame: u64) -> Option<(O
     let addr = if instr < start { -2 } else { ((instr - start) & !1).min(i64::MAX as u64) as i64 };
     Some((Some(PyFrame { frame, code, addr }), previous))
 }
+
+/// Whether the frame at `frame` closes one C-level call of the eval loop
+/// (`_PyEval_EvalFrameDefault`), walking innermost first: the frames since the previous
+/// such boundary are the ones that call ran. This is what lines Python frames up with the
+/// native stack's eval frames.
+/// - ≤3.10: every frame object has its own eval call.
+/// - 3.11: the call's outermost frame has `is_entry` set (and is shown).
+/// - 3.12+: each call pushes an entry frame, a local variable of the eval function: an
+///   interpreter-owned frame (owner ≥ the plumbing minimum, never shown) that lives on the
+///   C stack. Other interpreter-owned frames (3.14+ `__init__` cleanup shims, the thread's
+///   base frame) live in the interpreter's own memory, so `on_c_stack` tells them apart —
+///   the owner values alone do not (3.14 builds use FRAME_OWNED_BY_INTERPRETER for entry
+///   frames although the enum still has FRAME_OWNED_BY_CSTACK).
+pub fn ends_eval_call(
+    mem: &dyn Memory,
+    layout: &Layout,
+    frame: u64,
+    on_c_stack: &dyn Fn(u64) -> bool,
+) -> Option<bool> {
+    if !layout.has_interpreter_frames() {
+        return Some(true);
+    }
+    if let Some(off) = layout.iframe_is_entry {
+        return mem.read_u8(frame.wrapping_add(off as u64)).map(|v| v != 0);
+    }
+    let owner = mem.read_u8(frame.wrapping_add(layout.iframe_owner? as u64))? as u32;
+    Some(owner >= layout.iframe_plumbing_owner_min? && on_c_stack(frame))
+}

@@ -1,10 +1,13 @@
 //! Loading a dump into a [`Crash`]: the event, the threads and their Python stacks.
 
 use crate::memory::DumpMemory;
+use crate::merge::Plumbing;
 use crate::native::{Modules, NativeFrame};
-use minidump::{Minidump, MinidumpException, MinidumpMiscInfo, MinidumpSystemInfo, MinidumpThreadList};
-use pylayout::text::{for_each_char, StrRead};
-use pylayout::{lines, walk, Layout, Memory};
+use crate::python::{decode_python, EvalCall, LayoutNote, PyFrame};
+use minidump::{
+    Minidump, MinidumpException, MinidumpMiscInfo, MinidumpModuleList, MinidumpSystemInfo,
+    MinidumpThreadList, Module,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -23,34 +26,6 @@ pub enum LoadError {
     BadMetadata(PathBuf, String),
 }
 
-/// One Python frame, innermost first.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PyFrame {
-    pub file: Option<String>,
-    /// `co_name`, and `co_qualname` where the version has one (3.11+).
-    pub name: Option<String>,
-    pub qualname: Option<String>,
-    pub line: Option<i32>,
-}
-
-impl PyFrame {
-    /// The most precise function name the version records.
-    pub fn function(&self) -> Option<&str> {
-        self.qualname.as_deref().or(self.name.as_deref())
-    }
-}
-
-/// The Python stack of one thread state, as decoded from the dump.
-#[derive(Clone, Debug)]
-pub struct PyThreadStack {
-    pub tstate: u64,
-    pub thread_id: Option<u64>,
-    pub native_thread_id: Option<u64>,
-    pub frames: Vec<PyFrame>,
-    /// Why the stack may be incomplete.
-    pub problem: Option<String>,
-}
-
 /// One thread of the dumped process.
 #[derive(Clone, Debug)]
 pub struct Thread {
@@ -62,8 +37,21 @@ pub struct Thread {
     pub python: Vec<PyFrame>,
     /// Why the Python stack may be incomplete.
     pub python_problem: Option<String>,
+    /// The C-level eval-loop calls that ran `python`'s frames, innermost first (None when
+    /// their boundaries could not be read).
+    pub python_calls: Option<Vec<EvalCall>>,
     /// Native frames, innermost first (inlined calls as frames of their own).
     pub native: Vec<NativeFrame>,
+}
+
+/// How to read a dump.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Directories to look for module files in (by file name), after their recorded paths.
+    pub symbol_dirs: Vec<PathBuf>,
+    /// A CPython layout table (tools/layouts/gen_layouts.py's format) to use instead of the
+    /// built-in one, for interpreter builds the built-in table does not describe.
+    pub layout_table: Option<String>,
 }
 
 /// Everything `crashcatch symbolize` shows.
@@ -80,20 +68,37 @@ pub struct Crash {
     pub threads: Vec<Thread>,
     /// Set when the Python structures could not be decoded at all.
     pub python_problem: Option<String>,
+    /// Where the structure offsets came from (table, the dump's own debug offsets).
+    pub python_layout: LayoutNote,
     /// Modules whose files could not be used for symbols, and why.
     pub modules_without_symbols: Vec<String>,
+    /// Modules whose frames are interpreter glue (hidden between Python frames).
+    pub plumbing: Plumbing,
 }
 
 impl Crash {
     /// Loads a dump; module files are looked for at their recorded paths, then in
     /// `symbol_dirs` (by file name), and used only with the dump's build id.
     pub fn load(path: &Path, symbol_dirs: &[PathBuf]) -> Result<Crash, LoadError> {
+        let options = Options { symbol_dirs: symbol_dirs.to_vec(), ..Options::default() };
+        Crash::load_with(path, &options)
+    }
+
+    /// [`Crash::load`] with every option.
+    pub fn load_with(path: &Path, options: &Options) -> Result<Crash, LoadError> {
         let bytes = std::fs::read(path).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
-        Crash::from_bytes(path, &bytes, symbol_dirs)
+        Crash::from_bytes_with(path, &bytes, options)
     }
 
     /// Like [`Crash::load`], from the dump's bytes (`path` only names it in messages).
     pub fn from_bytes(path: &Path, bytes: &[u8], symbol_dirs: &[PathBuf]) -> Result<Crash, LoadError> {
+        let options = Options { symbol_dirs: symbol_dirs.to_vec(), ..Options::default() };
+        Crash::from_bytes_with(path, bytes, &options)
+    }
+
+    /// [`Crash::from_bytes`] with every option.
+    pub fn from_bytes_with(path: &Path, bytes: &[u8], options: &Options) -> Result<Crash, LoadError> {
+        let symbol_dirs = &options.symbol_dirs[..];
         let dump =
             Minidump::read(bytes).map_err(|e| LoadError::NotMinidump(path.to_path_buf(), e.to_string()))?;
         let raw =
@@ -107,9 +112,25 @@ impl Crash {
             .or_else(|| metadata["requesting_tid"].as_u64().map(|t| t as u32));
         let python_version = metadata["python"]["version"].as_str().unwrap_or("").to_string();
         let memory = dump.get_memory().map(DumpMemory);
-        let (python, python_problem) = match &memory {
-            Some(m) => decode_python(m, &metadata, &python_version),
-            None => (Vec::new(), Some("the dump has no memory list".into())),
+        let thread_list = dump.get_stream::<MinidumpThreadList>().ok();
+        let stacks: Vec<(u64, u64)> = thread_list
+            .as_ref()
+            .map(|l| {
+                let range = |t: &minidump::MinidumpThread| {
+                    let d = &t.raw.stack;
+                    (
+                        d.start_of_memory_range,
+                        d.start_of_memory_range.saturating_add(d.memory.data_size as u64),
+                    )
+                };
+                l.threads.iter().map(range).collect()
+            })
+            .unwrap_or_default();
+        let on_c_stack = |addr: u64| stacks.iter().any(|&(lo, hi)| addr >= lo && addr < hi);
+        let table = options.layout_table.as_deref();
+        let (python, python_problem, python_layout) = match &memory {
+            Some(m) => decode_python(m, &metadata, &python_version, &on_c_stack, table),
+            None => (Vec::new(), Some("the dump has no memory list".into()), LayoutNote::default()),
         };
 
         // Each thread's registers: the crashing thread's from the exception record.
@@ -123,7 +144,6 @@ impl Crash {
             (Some(e), Some(sys)) => e.context(sys, misc.as_ref()).map(|c| registers(&c)),
             _ => None,
         };
-        let thread_list = dump.get_stream::<MinidumpThreadList>().ok();
         let os_threads: Vec<(u32, Option<Registers>)> = thread_list
             .as_ref()
             .map(|l| {
@@ -162,6 +182,7 @@ impl Crash {
                     holds_gil: m.is_some_and(|m| m["python"]["holds_gil"].as_bool() == Some(true)),
                     python: py.map(|p| p.frames.clone()).unwrap_or_default(),
                     python_problem: py.and_then(|p| p.problem.clone()),
+                    python_calls: py.and_then(|p| p.eval_calls.clone()),
                     native: match (&memory, regs) {
                         (Some(mem), Some((ip, sp, bp))) => modules.stack(mem, ip, sp, bp),
                         _ => Vec::new(),
@@ -182,7 +203,9 @@ impl Crash {
             python_version,
             threads,
             python_problem,
+            python_layout,
             modules_without_symbols: modules.problems(),
+            plumbing: plumbing_modules(&dump),
             metadata,
         })
     }
@@ -191,48 +214,15 @@ impl Crash {
 /// (instruction pointer, stack pointer, frame pointer) of a thread.
 type Registers = (u64, u64, u64);
 
-/// Every Python thread of the interpreter named in crashcatch's metadata, decoded from the
-/// dump's memory alone; with why the thread list may be incomplete.
-pub fn decode_python(mem: &DumpMemory, meta: &Value, version: &str) -> (Vec<PyThreadStack>, Option<String>) {
-    let mut parts = version.split('.').map(|p| p.parse::<u8>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    let layout = match Layout::for_version(major, minor) {
-        Ok(l) => l,
-        Err(e) => return (Vec::new(), Some(e.to_string())),
-    };
-    let str_type = meta["types"]["str"].as_u64().unwrap_or(0);
-    let interp = meta["python"]["interp"].as_u64().unwrap_or(0);
-    let text = |obj: u64| {
-        let mut s = String::new();
-        let r = for_each_char(mem, &layout, str_type, obj, 4096, &mut |c| {
-            s.push(char::from_u32(c).unwrap_or('?'))
-        });
-        matches!(r, StrRead::Done { .. }).then_some(s)
-    };
-    let mut out = Vec::new();
-    let complete = walk::for_each_thread(mem, &layout, interp, &mut |ts| {
-        let mut frames = Vec::new();
-        let end = walk::for_each_frame(mem, &layout, ts, 0, &mut |f| {
-            let field = |off: Option<u32>| off.and_then(|o| mem.ptr_at(f.code, o)).and_then(text);
-            frames.push(PyFrame {
-                file: field(layout.code_filename),
-                name: field(layout.code_name),
-                qualname: field(layout.code_qualname),
-                line: lines::addr_to_line(mem, &layout, f.code, f.addr),
-            });
-            frames.len() < 10_000
-        });
-        let problem =
-            (end == walk::WalkEnd::Unreadable).then(|| "a frame is missing from the dump".to_string());
-        out.push(PyThreadStack {
-            tstate: ts,
-            thread_id: walk::thread_id(mem, &layout, ts),
-            native_thread_id: walk::native_thread_id(mem, &layout, ts),
-            frames,
-            problem,
-        });
-        true
-    });
-    let problem = (!complete).then(|| "the interpreter's thread list is incomplete in the dump".to_string());
-    (out, problem)
+/// The main executable (the interpreter) and crashcatch's own extension, by file name.
+fn plumbing_modules<T: std::ops::Deref<Target = [u8]>>(dump: &Minidump<T>) -> Plumbing {
+    let Ok(list) = dump.get_stream::<MinidumpModuleList>() else { return Plumbing::default() };
+    let file_name = |path: &str| path.rsplit('/').next().unwrap_or(path).to_string();
+    let main = list.iter().next().map(|m| file_name(&m.code_file()));
+    let collector = list
+        .iter()
+        .map(|m| m.code_file().to_string())
+        .find(|p| p.contains("/crashcatch/_native."))
+        .map(|p| file_name(&p));
+    Plumbing { interpreter: main.into_iter().collect(), collector }
 }

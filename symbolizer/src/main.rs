@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use symbolizer::{render, Crash};
+use symbolizer::{render, Crash, Options};
 
 #[derive(Parser)]
 #[command(name = "crashcatch", about = "Read crashcatch minidumps")]
@@ -27,12 +27,21 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Only the Python stacks.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "native_all")]
         python_only: bool,
+        /// Also show the interpreter's own native frames (eval loop, call plumbing), which
+        /// are hidden between Python frames by default.
+        #[arg(long)]
+        native_all: bool,
         /// Also look for module files (by file name) in DIR; repeatable. A file is used only
         /// if its build id is the one recorded in the dump.
         #[arg(long = "symbols-path", value_name = "DIR")]
         symbols_path: Vec<PathBuf>,
+        /// A CPython layout table made by tools/layouts/gen_layouts.py for an interpreter
+        /// build the built-in table does not describe (3.13+ dumps carry their own offsets,
+        /// which are preferred anyway).
+        #[arg(long, value_name = "FILE")]
+        layout_table: Option<PathBuf>,
     },
 }
 
@@ -61,13 +70,19 @@ fn newest_dump() -> Result<PathBuf, String> {
 
 fn main() {
     let cli = Cli::parse();
-    let Command::Symbolize { dump, last, json, python_only, symbols_path } = cli.command;
+    let Command::Symbolize { dump, last, json, python_only, native_all, symbols_path, layout_table } =
+        cli.command;
     let path = match (dump, last) {
         (Some(p), _) => p,
         (None, true) => newest_dump().unwrap_or_else(|e| fail(&e)),
         (None, false) => fail("give a dump file, or --last for the newest one"),
     };
-    let mut crash = Crash::load(&path, &symbols_path).unwrap_or_else(|e| fail(&e.to_string()));
+    let layout_table = layout_table.map(|p| {
+        std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| fail(&format!("cannot read the layout table {}: {e}", p.display())))
+    });
+    let options = Options { symbol_dirs: symbols_path, layout_table };
+    let mut crash = Crash::load_with(&path, &options).unwrap_or_else(|e| fail(&e.to_string()));
     if python_only {
         crash.threads.iter_mut().for_each(|t| t.native.clear());
     }
@@ -75,7 +90,7 @@ fn main() {
         println!("{}", render::json(&crash));
     } else {
         let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        print!("{}", render::text(&crash, &render::Style::new(colour)));
+        print!("{}", render::text(&crash, &render::Style::new(colour), native_all));
     }
 }
 

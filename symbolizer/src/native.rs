@@ -32,8 +32,12 @@ pub struct NativeFrame {
     pub file: Option<String>,
     pub line: Option<u32>,
     pub inlined: bool,
-    /// "context" (the thread's registers), "cfi" or "frame pointer"-style recovery.
+    /// How the frame was found: "context" (the thread's registers), "cfi" (the callee's
+    /// unwind tables) or "frame pointer" (the callee's module had no usable file, so no CFI).
     pub trust: &'static str,
+    /// The stack pointer while this frame runs (at its call to the next frame in): the
+    /// frame's locals lie between it and the caller's `sp`. Inlined frames share it.
+    pub sp: u64,
     /// Where the module's symbols came from ("module file", "build-id dir", "debuglink",
     /// "debuginfod", "symbol table only"); None when its module has no usable file.
     pub symbol_source: Option<&'static str>,
@@ -121,7 +125,8 @@ impl Modules {
         let problem = |m: &ModuleFile| {
             symbols::problem(&m.recorded, m.binary.is_some(), &m.refused, m.symbols.get(), &self.search)
         };
-        self.list.iter().filter_map(problem).collect()
+        // The kernel's vDSO (recorded without a path) has no file to find: not a problem.
+        self.list.iter().filter(|m| m.recorded.starts_with('/')).filter_map(problem).collect()
     }
 
     /// For each module (its file name, else the recorded path): where its symbols came
@@ -170,26 +175,27 @@ fn unwinder_for(list: &[ModuleFile]) -> UnwinderX86_64<Bytes> {
 impl Modules {
     /// Unwinds one thread from its registers and symbolizes every frame.
     pub fn stack(&self, mem: &DumpMemory, ip: u64, sp: u64, bp: u64) -> Vec<NativeFrame> {
-        let unwinder = &self.unwinder;
         let mut cache = CacheX86_64::<_>::new();
         let mut read = |addr: u64| mem.read_u64(addr).ok_or(());
-        let mut frames = Vec::new();
-        let mut iter = unwinder.iter_frames(ip, UnwindRegsX86_64::new(ip, sp, bp), &mut cache, &mut read);
-        while let Ok(Some(address)) = iter.next() {
-            let (addr, lookup, trust) = match address {
-                FrameAddress::InstructionPointer(a) => (a, a, "context"),
-                FrameAddress::ReturnAddress(a) => (a.get(), a.get() - 1, "cfi"),
-            };
-            frames.extend(self.symbolize(addr, lookup, trust));
-            if frames.len() >= MAX_FRAMES {
+        let mut regs = UnwindRegsX86_64::new(ip, sp, bp);
+        let mut frames = self.symbolize(ip, ip, "context", sp);
+        let mut address = FrameAddress::InstructionPointer(ip);
+        while frames.len() < MAX_FRAMES {
+            // The unwind rule comes from the module of the frame being unwound.
+            let callee_has_cfi = self.at(address.address_for_lookup()).is_some_and(|m| m.binary.is_some());
+            let Ok(Some(ret)) = self.unwinder.unwind_frame(address, &mut regs, &mut cache, &mut read) else {
                 break;
-            }
+            };
+            let Some(next) = FrameAddress::from_return_address(ret) else { break };
+            let trust = if callee_has_cfi { "cfi" } else { "frame pointer" };
+            frames.extend(self.symbolize(ret, ret - 1, trust, regs.sp()));
+            address = next;
         }
         frames
     }
 
     /// The frames at `addr` (inlined calls first, then the function containing them).
-    fn symbolize(&self, addr: u64, lookup: u64, trust: &'static str) -> Vec<NativeFrame> {
+    fn symbolize(&self, addr: u64, lookup: u64, trust: &'static str, sp: u64) -> Vec<NativeFrame> {
         let mut plain = NativeFrame {
             address: addr,
             module: None,
@@ -199,6 +205,7 @@ impl Modules {
             line: None,
             inlined: false,
             trust,
+            sp,
             symbol_source: None,
         };
         let Some(m) = self.at(lookup) else { return vec![plain] };

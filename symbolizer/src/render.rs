@@ -2,6 +2,9 @@
 //! JSON lists frames innermost first (docs/json-schema.md).
 
 use crate::crash::{Crash, Thread};
+use crate::merge::{merge, Entry, Status};
+use crate::native::NativeFrame;
+use crate::python::PyFrame;
 use serde_json::{json, Value};
 use std::fmt::Write;
 
@@ -37,7 +40,12 @@ pub fn signal_name(signal: i64) -> &'static str {
     }
 }
 
-pub fn text(c: &Crash, s: &Style) -> String {
+fn has_fault_address(signal: i64) -> bool {
+    matches!(signal, 4 | 7 | 8 | 11)
+}
+
+/// `native_all`: also show the interpreter's plumbing frames.
+pub fn text(c: &Crash, s: &Style, native_all: bool) -> String {
     let mut out = String::new();
     let m = &c.metadata;
     let what = match c.kind.as_str() {
@@ -56,7 +64,7 @@ pub fn text(c: &Crash, s: &Style) -> String {
         if c.kind == "fatal-signal" { s.red } else { "" },
         s.reset
     );
-    if matches!(c.signal, 4 | 7 | 8 | 11) {
+    if has_fault_address(c.signal) {
         let _ = writeln!(out, "  fault address: {:#018x}", c.fault_address);
     }
     if let Some(tid) = c.crashed_tid {
@@ -81,17 +89,24 @@ pub fn text(c: &Crash, s: &Style) -> String {
     if let Some(p) = &c.python_problem {
         let _ = writeln!(out, "  Python stacks: {p}");
     }
+    if !c.python_layout.differences.is_empty() {
+        let _ = writeln!(
+            out,
+            "  layout: the dump's own debug offsets, which differ from the built-in table ({})",
+            c.python_layout.differences.join(", ")
+        );
+    }
     for p in &c.modules_without_symbols {
         let _ = writeln!(out, "  {}no symbols: {p}{}", s.dim, s.reset);
     }
     for t in &c.threads {
         out.push('\n');
-        thread_text(&mut out, c, t, s);
+        thread_text(&mut out, c, t, s, native_all);
     }
     out
 }
 
-fn thread_text(out: &mut String, c: &Crash, t: &Thread, s: &Style) {
+fn thread_text(out: &mut String, c: &Crash, t: &Thread, s: &Style, native_all: bool) {
     let crashed = Some(t.tid) == c.crashed_tid;
     let mut tags = Vec::new();
     if crashed {
@@ -107,53 +122,90 @@ fn thread_text(out: &mut String, c: &Crash, t: &Thread, s: &Style) {
         let _ = write!(out, " ({})", tags.join(", "));
     }
     let _ = writeln!(out, "{}", s.reset);
-    python_text(out, c, t, s, crashed);
-    native_text(out, t, s);
-}
-
-fn native_text(out: &mut String, t: &Thread, s: &Style) {
-    if t.native.is_empty() {
-        return;
-    }
-    let _ = writeln!(out, "  Native stack (most recent call last):");
-    for f in t.native.iter().rev() {
-        let function = f.function.as_deref().unwrap_or("??");
-        let _ = write!(out, "  {:#018x} {}{function}{}", f.address, s.bold, s.reset);
-        if let (Some(file), Some(line)) = (&f.file, f.line) {
-            let _ = write!(out, " at {file}:{line}");
+    let sources = sources(c, t);
+    let merged = merge(t, &c.plumbing);
+    match &merged.status {
+        Status::Separate(why) => {
+            let _ = writeln!(out, "  {}<Python and native frames not merged: {why}>{}", s.dim, s.reset);
+            let _ = writeln!(out, "  Python stack (most recent call last):");
+            for (index, frame) in t.python.iter().enumerate().rev() {
+                python_frame_text(out, frame, sources.get(index), s);
+            }
+            let _ = writeln!(out, "  Native stack (most recent call last):");
+            for frame in t.native.iter().rev() {
+                native_frame_text(out, frame, s);
+            }
         }
-        if let Some(m) = &f.module {
-            let _ = write!(out, " ({m}+{:#x})", f.module_offset);
+        _ if merged.entries.is_empty() => {
+            let _ = writeln!(out, "  {}<no frames>{}", s.dim, s.reset);
         }
-        if f.inlined {
-            let _ = write!(out, " [inlined]");
-        }
-        out.push('\n');
-    }
-}
-
-fn python_text(out: &mut String, c: &Crash, t: &Thread, s: &Style, crashed: bool) {
-    if t.python.is_empty() {
-        let _ = writeln!(out, "  {}<no Python frames>{}", s.dim, s.reset);
-        return;
-    }
-    let _ = writeln!(out, "  Python stack (most recent call last):");
-    let sources =
-        if crashed { c.metadata["source"].as_array().cloned().unwrap_or_default() } else { Vec::new() };
-    for (i, f) in t.python.iter().enumerate().rev() {
-        let line = f.line.filter(|&l| l >= 0).map_or("???".to_string(), |l| l.to_string());
-        let _ = writeln!(
-            out,
-            "  File \"{}\", line {line}, in {}",
-            f.file.as_deref().unwrap_or("???"),
-            f.function().unwrap_or("???")
-        );
-        if let Some(src) = sources.get(i).and_then(|v| source_line(v, f.line)) {
-            let _ = writeln!(out, "    {}", src.trim());
+        _ => {
+            let hidden = if native_all { 0 } else { merged.plumbing_count() };
+            let _ = match hidden {
+                0 => writeln!(out, "  Stack (most recent call last):"),
+                n => writeln!(
+                    out,
+                    "  Stack (most recent call last; {n} interpreter frame{} hidden, --native-all shows them):",
+                    if n == 1 { "" } else { "s" }
+                ),
+            };
+            for e in merged.entries.iter().rev() {
+                match *e {
+                    Entry::Python { frame, index } => python_frame_text(out, frame, sources.get(index), s),
+                    Entry::Native { plumbing: true, .. } if !native_all => {}
+                    Entry::Native { frame, .. } => native_frame_text(out, frame, s),
+                }
+            }
         }
     }
     if let Some(p) = &t.python_problem {
         let _ = writeln!(out, "  {}<{p}>{}", s.dim, s.reset);
+    }
+}
+
+/// The source context of each Python frame (carried for the requesting thread only).
+fn sources(c: &Crash, t: &Thread) -> Vec<Value> {
+    if Some(t.tid) == c.crashed_tid {
+        c.metadata["source"].as_array().cloned().unwrap_or_default()
+    } else {
+        Vec::new()
+    }
+}
+
+fn native_frame_text(out: &mut String, f: &NativeFrame, s: &Style) {
+    let _ = write!(out, "  {}{}{}", s.bold, f.function.as_deref().unwrap_or("??"), s.reset);
+    if let (Some(file), Some(line)) = (&f.file, f.line) {
+        let _ = write!(out, " at {file}:{line}");
+    }
+    match &f.module {
+        Some(m) => {
+            let _ = write!(out, " {}({m}+{:#x}){}", s.dim, f.module_offset, s.reset);
+        }
+        None => {
+            let _ = write!(out, " {}({:#x}){}", s.dim, f.address, s.reset);
+        }
+    }
+    if f.inlined {
+        let _ = write!(out, " [inlined]");
+    }
+    if !matches!(f.trust, "context" | "cfi") {
+        let _ = write!(out, " [{}]", f.trust);
+    }
+    out.push('\n');
+}
+
+fn python_frame_text(out: &mut String, f: &PyFrame, source: Option<&Value>, s: &Style) {
+    let line = f.line.filter(|&l| l >= 0).map_or("???".to_string(), |l| l.to_string());
+    let _ = writeln!(
+        out,
+        "  File \"{}\", line {line}, in {}{}{}",
+        f.file.as_deref().unwrap_or("???"),
+        s.bold,
+        f.function().unwrap_or("???"),
+        s.reset
+    );
+    if let Some(src) = source.and_then(|v| source_line(v, f.line)) {
+        let _ = writeln!(out, "    {}", src.trim());
     }
 }
 
@@ -166,48 +218,85 @@ fn source_line(src: &Value, line: Option<i32>) -> Option<String> {
 pub fn json(c: &Crash) -> Value {
     let m = &c.metadata;
     json!({
-        "schema": "crashcatch-symbolize/1",
+        "schema": "crashcatch-symbolize/2",
         "dump": c.path.display().to_string(),
         "event": {
             "kind": c.kind,
             "signal": c.signal,
             "signal_name": signal_name(c.signal),
-            "fault_address": c.fault_address,
+            // Only faults (SEGV, BUS, FPE, ILL) have one; si_addr means other things elsewhere.
+            "fault_address": has_fault_address(c.signal).then_some(c.fault_address),
             "thread": c.crashed_tid,
         },
         "process": {"argv": m["python"]["argv"], "executable": m["python"]["executable"]},
-        "python": {"version": c.python_version, "problem": c.python_problem},
+        "python": {
+            "version": c.python_version,
+            "problem": c.python_problem,
+            "layout": {"source": c.python_layout.source, "differences": c.python_layout.differences},
+        },
         "annotations": m["annotations"],
         "modules_without_symbols": c.modules_without_symbols,
-        "threads": c.threads.iter().map(|t| {
-            let crashed = Some(t.tid) == c.crashed_tid;
-            let sources = if crashed { m["source"].as_array().cloned().unwrap_or_default() } else { Vec::new() };
-            json!({
-                "tid": t.tid,
-                "name": t.name,
-                "python_name": t.python_name,
-                "crashed": crashed,
-                "holds_gil": t.holds_gil,
-                "python_problem": t.python_problem,
-                "native_frames": t.native.iter().map(|f| json!({
-                    "kind": "native",
-                    "address": f.address,
-                    "module": f.module,
-                    "module_offset": f.module_offset,
-                    "function": f.function,
-                    "file": f.file,
-                    "line": f.line,
-                    "inlined": f.inlined,
-                    "trust": f.trust,
-                })).collect::<Vec<_>>(),
-                "frames": t.python.iter().enumerate().map(|(i, f)| json!({
-                    "kind": "python",
-                    "file": f.file,
-                    "function": f.function(),
-                    "line": f.line,
-                    "source": sources.get(i).and_then(|v| source_line(v, f.line)),
-                })).collect::<Vec<_>>(),
+        "threads": c.threads.iter().map(|t| thread_json(c, t)).collect::<Vec<_>>(),
+    })
+}
+
+fn thread_json(c: &Crash, t: &Thread) -> Value {
+    let sources = sources(c, t);
+    let python = |frame: &PyFrame, index: usize| {
+        json!({
+            "kind": "python",
+            "module": null,
+            "function": frame.function(),
+            "name": frame.name,
+            "file": frame.file,
+            "line": frame.line,
+            "source": sources.get(index).and_then(|v| source_line(v, frame.line)),
+            "inlined": false,
+            "trust": "dump memory",
+        })
+    };
+    let native = |f: &NativeFrame, plumbing: bool| {
+        json!({
+            "kind": "native",
+            "address": f.address,
+            "module": f.module,
+            "module_offset": f.module_offset,
+            "function": f.function,
+            "file": f.file,
+            "line": f.line,
+            "inlined": f.inlined,
+            "trust": f.trust,
+            "plumbing": plumbing,
+        })
+    };
+    let merged = merge(t, &c.plumbing);
+    let (status, problem) = match &merged.status {
+        Status::Merged => ("merged", None),
+        Status::PythonOnly => ("python-only", None),
+        Status::NativeOnly => ("native-only", None),
+        Status::Separate(why) => ("separate", Some(why.clone())),
+    };
+    let frames: Option<Vec<Value>> = problem.is_none().then(|| {
+        merged
+            .entries
+            .iter()
+            .map(|e| match *e {
+                Entry::Python { frame, index } => python(frame, index),
+                Entry::Native { frame, plumbing } => native(frame, plumbing),
             })
-        }).collect::<Vec<_>>(),
+            .collect()
+    });
+    json!({
+        "tid": t.tid,
+        "name": t.name,
+        "python_name": t.python_name,
+        "crashed": Some(t.tid) == c.crashed_tid,
+        "holds_gil": t.holds_gil,
+        "python_problem": t.python_problem,
+        "stack": status,
+        "merge_problem": problem,
+        "frames": frames,
+        "python_frames": t.python.iter().enumerate().map(|(i, f)| python(f, i)).collect::<Vec<_>>(),
+        "native_frames": t.native.iter().map(|f| native(f, false)).collect::<Vec<_>>(),
     })
 }

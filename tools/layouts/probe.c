@@ -182,6 +182,45 @@ int main(void) {
 #endif
     /* _PyModule_IsExtension() also requires a method table in the module's definition. */
     OFF("moduledef.m_methods", PyModuleDef, m_methods);
+#if PY_VERSION_HEX >= 0x030D0000
+    /* Where, inside the _Py_DebugOffsets block at the start of _PyRuntime, each build
+     * records its own offsets: a dump then carries the layout of the exact build that
+     * wrote it, and the symbolizer prefers it to this table (custom builds, new patch
+     * releases). Keys are "debug." + the table key they correspond to. */
+    OFF("runtime.debug_offsets", _PyRuntimeState, debug_offsets);
+#define DBG(key, member) field("debug." key, (long)offsetof(_Py_DebugOffsets, member))
+    DBG("runtime.interpreters_head", runtime_state.interpreters_head);
+    DBG("interp.next", interpreter_state.next);
+    DBG("interp.threads_head", interpreter_state.threads_head);
+    DBG("interp.modules", interpreter_state.imports_modules);
+    DBG("interp.sysdict", interpreter_state.sysdict);
+    DBG("interp.ceval_gil", interpreter_state.ceval_gil);
+    DBG("tstate.next", thread_state.next);
+    DBG("tstate.interp", thread_state.interp);
+    DBG("tstate.current_frame", thread_state.current_frame);
+    DBG("tstate.thread_id", thread_state.thread_id);
+    DBG("tstate.native_thread_id", thread_state.native_thread_id);
+    DBG("tstate.datastack_chunk", thread_state.datastack_chunk);
+    DBG("iframe.previous", interpreter_frame.previous);
+    DBG("iframe.executable", interpreter_frame.executable);
+    DBG("iframe.instr_ptr", interpreter_frame.instr_ptr);
+    DBG("iframe.owner", interpreter_frame.owner);
+    DBG("code.filename", code_object.filename);
+    DBG("code.name", code_object.name);
+    DBG("code.qualname", code_object.qualname);
+    DBG("code.linetable", code_object.linetable);
+    DBG("code.firstlineno", code_object.firstlineno);
+    DBG("code.code_adaptive", code_object.co_code_adaptive);
+    DBG("object.ob_type", pyobject.ob_type);
+    DBG("type.tp_flags", type_object.tp_flags);
+    DBG("dict.ma_keys", dict_object.ma_keys);
+    DBG("dict.ma_values", dict_object.ma_values);
+    DBG("bytes.ob_sval", bytes_object.ob_sval);
+    DBG("varobject.ob_size", bytes_object.ob_size);
+    DBG("unicode.state", unicode_object.state);
+    DBG("unicode.length", unicode_object.length);
+    DBG("unicode.ascii_size", unicode_object.asciiobject_size);
+#endif
     printf("\n}\n");
     return 0;
 }

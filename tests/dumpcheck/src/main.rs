@@ -5,8 +5,9 @@
 
 use minidump::{Minidump, MinidumpException, MinidumpModuleList, MinidumpThreadList, Module};
 use serde_json::{json, Value};
-use symbolizer::crash::{decode_python as decode, METADATA_STREAM};
+use symbolizer::crash::METADATA_STREAM;
 use symbolizer::memory::DumpMemory;
+use symbolizer::python::decode_python as decode;
 
 fn main() {
     let Some(path) = std::env::args().nth(1) else {
@@ -93,7 +94,7 @@ fn main() {
 /// Every Python thread of the interpreter named in the metadata, innermost frame first.
 fn decode_python(mem: &DumpMemory, meta: &Value) -> Value {
     let version = meta["python"]["version"].as_str().unwrap_or("");
-    let (threads, problem) = decode(mem, meta, version);
+    let (threads, problem, _) = decode(mem, meta, version, &|_| false, None);
     let threads: Vec<Value> = threads
         .iter()
         .map(|t| {

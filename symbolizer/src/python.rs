@@ -1,0 +1,203 @@
+//! Python stacks decoded from a dump's memory alone (CPython 3.9–3.15, pylayout's tables),
+//! with where each C-level call of the eval loop begins and ends.
+
+use crate::memory::DumpMemory;
+use pylayout::text::{for_each_char, StrRead};
+use pylayout::{debug_offsets, lines, walk, Layout, Memory};
+use serde_json::Value;
+
+/// One Python frame, innermost first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PyFrame {
+    pub file: Option<String>,
+    /// `co_name`, and `co_qualname` where the version has one (3.11+).
+    pub name: Option<String>,
+    pub qualname: Option<String>,
+    pub line: Option<i32>,
+}
+
+impl PyFrame {
+    /// The most precise function name the version records.
+    pub fn function(&self) -> Option<&str> {
+        self.qualname.as_deref().or(self.name.as_deref())
+    }
+}
+
+/// The Python stack of one thread state, as decoded from the dump.
+#[derive(Clone, Debug)]
+pub struct PyThreadStack {
+    pub tstate: u64,
+    pub thread_id: Option<u64>,
+    pub native_thread_id: Option<u64>,
+    pub frames: Vec<PyFrame>,
+    /// Why the stack may be incomplete.
+    pub problem: Option<String>,
+    /// The C-level eval-loop calls that ran `frames`, innermost first; None if unknown.
+    pub eval_calls: Option<Vec<EvalCall>>,
+}
+
+/// One C-level call of the eval loop, as the Python frame chain records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EvalCall {
+    /// How many consecutive Python frames (innermost first) it ran.
+    pub frames: usize,
+    /// 3.12+: the address of its entry frame, a local variable of the eval function on the
+    /// C stack — the native frame whose stack it lies in is this call's eval frame.
+    pub entry: Option<u64>,
+}
+
+/// Where the structure offsets used to decode the dump came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LayoutNote {
+    /// "table", "table + debug offsets", "debug offsets", with why when they could not be read.
+    pub source: String,
+    /// `key: table → dump` where the dump's own offsets (3.13+) overrode the table.
+    pub differences: Vec<String>,
+}
+
+/// The layout for 3.`minor`: the table's (built-in or `table`), then, from 3.13, the
+/// offsets the runtime in the dump records for itself, which win where they differ.
+fn layout_for(
+    mem: &DumpMemory,
+    meta: &Value,
+    major: u8,
+    minor: u8,
+    table: Option<&str>,
+) -> Result<(Layout, LayoutNote), String> {
+    let json = table.unwrap_or(pylayout::layout::LAYOUTS_JSON);
+    let mut layout = Layout::from_table(json, major, minor).map_err(|e| e.to_string())?;
+    let (block, keys) = debug_offsets::positions(json, minor).map_err(|e| e.to_string())?;
+    if keys.is_empty() {
+        return Ok((layout, LayoutNote { source: "table".into(), differences: Vec::new() }));
+    }
+    let runtime = meta["python"]["runtime"].as_u64().unwrap_or(0);
+    let note = match debug_offsets::apply_with(mem, &mut layout, runtime, block, &keys) {
+        Ok(c) if c.differences.is_empty() => {
+            LayoutNote { source: "table + debug offsets".into(), differences: vec![] }
+        }
+        Ok(c) => LayoutNote { source: "debug offsets".into(), differences: c.differences },
+        Err(e) => LayoutNote { source: format!("table ({e})"), differences: Vec::new() },
+    };
+    Ok((layout, note))
+}
+
+/// Frames walked per thread at most (guards against cycles in corrupt dumps).
+const MAX_PY_FRAMES: usize = 10_000;
+/// Python frames decoded at most, all threads together: corrupt (e.g. cyclic) thread and
+/// frame lists would otherwise cost walk::MAX_THREADS_WALKED times the per-thread limit.
+const MAX_PY_FRAMES_ALL_THREADS: usize = 100_000;
+
+/// What one thread's frame walk found.
+struct Walked {
+    frames: Vec<walk::PyFrame>,
+    eval_calls: Option<Vec<EvalCall>>,
+    complete: bool,
+    /// Frames visited, shown or not (what the walk cost).
+    steps: usize,
+}
+
+/// Walks the frames of `tstate`, innermost first, noting where each eval-loop call ends.
+fn walk_thread(
+    mem: &DumpMemory,
+    layout: &Layout,
+    tstate: u64,
+    on_c_stack: &dyn Fn(u64) -> bool,
+    limit: usize,
+) -> Walked {
+    let mut out = Walked { frames: Vec::new(), eval_calls: Some(Vec::new()), complete: false, steps: 0 };
+    let Some(mut frame) = walk::current_frame(mem, layout, tstate) else { return out };
+    let mut in_call = 0;
+    while out.steps < limit * 2 {
+        out.steps += 1;
+        if frame == 0 {
+            out.complete = true;
+            break;
+        }
+        let Some((shown, previous)) = walk::frame_step(mem, layout, frame, 0) else { break };
+        if let Some(f) = shown {
+            out.frames.push(f);
+            in_call += 1;
+        }
+        match walk::ends_eval_call(mem, layout, frame, on_c_stack) {
+            Some(true) => {
+                if let Some(calls) = &mut out.eval_calls {
+                    let entry = (shown.is_none() && on_c_stack(frame)).then_some(frame);
+                    calls.push(EvalCall { frames: in_call, entry });
+                }
+                in_call = 0;
+            }
+            Some(false) => {}
+            None => out.eval_calls = None,
+        }
+        if out.frames.len() >= limit {
+            break;
+        }
+        frame = previous;
+    }
+    // Frames after the last boundary belong to a call whose start was not seen.
+    if in_call > 0 {
+        out.eval_calls = None;
+    }
+    out
+}
+
+/// Every Python thread of the interpreter named in crashcatch's metadata, decoded from the
+/// dump's memory alone; with why the thread list may be incomplete.
+/// `on_c_stack`: whether an address lies in a thread's stack memory.
+/// `table`: a layout table to use instead of the built-in one (same format).
+pub fn decode_python(
+    mem: &DumpMemory,
+    meta: &Value,
+    version: &str,
+    on_c_stack: &dyn Fn(u64) -> bool,
+    table: Option<&str>,
+) -> (Vec<PyThreadStack>, Option<String>, LayoutNote) {
+    let mut parts = version.split('.').map(|p| p.parse::<u8>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    let (layout, note) = match layout_for(mem, meta, major, minor, table) {
+        Ok(found) => found,
+        Err(e) => return (Vec::new(), Some(e), LayoutNote::default()),
+    };
+    let str_type = meta["types"]["str"].as_u64().unwrap_or(0);
+    let interp = meta["python"]["interp"].as_u64().unwrap_or(0);
+    let text = |obj: u64| {
+        let mut s = String::new();
+        let r = for_each_char(mem, &layout, str_type, obj, 4096, &mut |c| {
+            s.push(char::from_u32(c).unwrap_or('?'))
+        });
+        matches!(r, StrRead::Done { .. }).then_some(s)
+    };
+    let mut out = Vec::new();
+    let mut budget = MAX_PY_FRAMES_ALL_THREADS;
+    let complete = walk::for_each_thread(mem, &layout, interp, &mut |ts| {
+        let walked = walk_thread(mem, &layout, ts, on_c_stack, budget.min(MAX_PY_FRAMES));
+        // Every thread costs at least one step, so a cyclic thread list ends too.
+        budget = budget.saturating_sub(walked.steps.max(1));
+        let frames = walked
+            .frames
+            .iter()
+            .map(|f| {
+                let field = |off: Option<u32>| off.and_then(|o| mem.ptr_at(f.code, o)).and_then(text);
+                PyFrame {
+                    file: field(layout.code_filename),
+                    name: field(layout.code_name),
+                    qualname: field(layout.code_qualname),
+                    line: lines::addr_to_line(mem, &layout, f.code, f.addr),
+                }
+            })
+            .collect();
+        let problem = (!walked.complete).then(|| "a frame is missing from the dump".to_string());
+        out.push(PyThreadStack {
+            tstate: ts,
+            thread_id: walk::thread_id(mem, &layout, ts),
+            native_thread_id: walk::native_thread_id(mem, &layout, ts),
+            frames,
+            problem,
+            eval_calls: walked.eval_calls,
+        });
+        budget > 0
+    });
+    let problem = (!complete || budget == 0)
+        .then(|| "the interpreter's thread list is incomplete in the dump".to_string());
+    (out, problem, note)
+}
