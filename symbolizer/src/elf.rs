@@ -16,7 +16,9 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub enum Bytes {
     Mapped(Arc<Mmap>, Range<usize>),
-    Owned(Arc<[u8]>),
+    /// A `Vec`, not `[u8]`: turning the inflated `Vec` into an `Arc<[u8]>` would copy it,
+    /// doubling the peak memory of libc's 6 MB .debug_info.
+    Owned(Arc<Vec<u8>>),
 }
 
 impl Deref for Bytes {
@@ -32,7 +34,7 @@ impl Deref for Bytes {
 
 impl Default for Bytes {
     fn default() -> Bytes {
-        Bytes::Owned(Arc::new([]))
+        Bytes::Owned(Arc::new(Vec::new()))
     }
 }
 
@@ -42,8 +44,8 @@ impl std::fmt::Debug for Bytes {
     }
 }
 
-// SAFETY: `deref` points into the mapping owned by the `Arc<Mmap>` or into the `Arc<[u8]>`
-// allocation. Neither moves when a `Bytes` (or a clone of it) moves, and both live as long
+// SAFETY: `deref` points into the mapping owned by the `Arc<Mmap>` or into the `Arc<Vec<u8>>`
+// `Vec`'s heap buffer. Neither moves when a `Bytes` (or a clone of it) moves, and both live as long
 // as any clone holds its `Arc`, which is what gimli's `EndianReader` needs.
 unsafe impl gimli::StableDeref for Bytes {}
 // SAFETY: cloning a `Bytes` clones the `Arc`, so the clone derefs to the same address.
@@ -108,7 +110,7 @@ fn sub_bytes(map: &Arc<Mmap>, sub: &[u8]) -> Bytes {
     if start <= map.len() && sub.len() <= map.len() - start {
         Bytes::Mapped(map.clone(), start..start + sub.len())
     } else {
-        Bytes::Owned(sub.into())
+        Bytes::Owned(Arc::new(sub.to_vec()))
     }
 }
 
@@ -118,7 +120,7 @@ fn section_bytes(map: &Arc<Mmap>, section: &object::Section) -> Option<Bytes> {
     }
     match section.uncompressed_data().ok()? {
         Cow::Borrowed(b) => Some(sub_bytes(map, b)),
-        Cow::Owned(v) => Some(Bytes::Owned(v.into())),
+        Cow::Owned(v) => Some(Bytes::Owned(Arc::new(v))),
     }
     .filter(|b| !b.is_empty())
 }

@@ -3,7 +3,8 @@
 //! of whichever file there is. And the line that tells the user what went wrong.
 
 use crate::debuginfo::{self, Search};
-use crate::elf::{ElfFile, Reader, Sym};
+use crate::dwarf::LazyDwarf;
+use crate::elf::{ElfFile, Sym};
 use object::SymbolMap;
 
 /// The outcome of looking for a module's symbols.
@@ -19,7 +20,7 @@ pub struct Symbolizer {
     /// The file's lowest segment address: 0 for shared objects and PIE, 0x400000 for a
     /// classic executable (Debian's python3.11). File address = runtime - base + base_svma.
     pub base_svma: u64,
-    dwarf: Option<addr2line::Context<Reader>>,
+    dwarf: Option<LazyDwarf>,
     symtab: SymbolMap<Sym>,
 }
 
@@ -35,14 +36,12 @@ impl Symbolizer {
     /// The frames at file address `probe`: inlined calls first, then the function that
     /// contains them; one frame from the symbol table when DWARF does not cover it.
     pub fn names(&self, probe: u64) -> Vec<Named> {
-        let mut out = Vec::new();
-        if let Some(Ok(mut iter)) = self.dwarf.as_ref().map(|d| d.find_frames(probe).skip_all_loads()) {
-            while let Ok(Some(f)) = iter.next() {
-                let function = f.function.as_ref().and_then(|n| n.demangle().ok()).map(|n| n.into_owned());
-                let (file, line) = f.location.map_or((None, None), |l| (l.file.map(String::from), l.line));
-                out.push(Named { function, file, line, inlined: true });
-            }
-        }
+        let mut out: Vec<Named> = self.dwarf.as_ref().map_or_else(Vec::new, |d| {
+            d.frames(probe)
+                .into_iter()
+                .map(|f| Named { function: f.function, file: f.file, line: f.line, inlined: true })
+                .collect()
+        });
         match out.last_mut() {
             Some(outer) => outer.inlined = false,
             None => {
@@ -91,9 +90,7 @@ fn symbolizer(
             }
         }
         dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::Duplicates);
-        addr2line::Context::from_dwarf(dwarf)
-            .map_err(|e| refused.push(format!("{}: unreadable DWARF: {e}", d.path.display())))
-            .ok()
+        Some(LazyDwarf::new(dwarf))
     });
     let table = debug.filter(|d| d.has_symtab).or(binary);
     Symbolizer {
