@@ -33,8 +33,10 @@ enum Command {
         /// are hidden between Python frames by default.
         #[arg(long)]
         native_all: bool,
-        /// Also look for module files (by file name) in DIR; repeatable. A file is used only
-        /// if its build id is the one recorded in the dump.
+        /// Also look for module files (by file name) and debug files (DIR/.build-id/xx/rest.debug)
+        /// in DIR; repeatable. A file is used only if its build id is the one recorded in the
+        /// dump. Debug files are also looked for in /usr/lib/debug ($CRASHCATCH_DEBUG_ROOT),
+        /// through .gnu_debuglink, and from debuginfod servers ($DEBUGINFOD_URLS).
         #[arg(long = "symbols-path", value_name = "DIR")]
         symbols_path: Vec<PathBuf>,
         /// A CPython layout table made by tools/layouts/gen_layouts.py for an interpreter

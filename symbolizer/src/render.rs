@@ -266,6 +266,7 @@ fn thread_json(c: &Crash, t: &Thread) -> Value {
             "line": f.line,
             "inlined": f.inlined,
             "trust": f.trust,
+            "symbols": f.symbol_source,
             "plumbing": plumbing,
         })
     };
