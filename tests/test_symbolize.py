@@ -279,3 +279,57 @@ def test_layout_comes_from_the_dumps_own_debug_offsets(interp, tmp_path):
         assert frames(doc) != expected
     bad = symbolize_in(interp, r.dumps[0], "--layout-table", interp.work_dir + "/no-such-table.json")
     assert bad.returncode == 2 and "cannot read the layout table" in bad.stderr, bad.stderr
+
+
+KIND_CODE = """
+import threading, crashcatch, buggyext
+crashcatch.enable()
+ready = threading.Event()
+workers = [threading.Thread(target=ready.wait, name=f"worker-{{i}}") for i in range(2)]
+for w in workers:
+    w.start()
+
+def inner():
+    return {call}  # @inner
+
+def outer():
+    return inner()  # @outer
+
+outer()  # @module
+"""
+
+# call, signal, the extension's frames innermost first
+KINDS = {
+    "segfault_at": ("buggyext.segfault_at(0xdead0000)", signal.SIGSEGV, ["read_address", "segfault_at"]),
+    "fpe": ("buggyext.fpe()", signal.SIGFPE, ["divide", "fpe"]),
+    "abort": ("buggyext.sigabrt()", signal.SIGABRT, ["do_abort", "sigabrt"]),
+    "sigill": ("buggyext.sigill()", signal.SIGILL, ["illegal_instruction", "sigill"]),
+    "sigbus": ("buggyext.sigbus()", signal.SIGBUS, ["touch_truncated_mapping", "sigbus"]),
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_crash_kind_gives_one_merged_stack(interp, kind):
+    """Each fatal signal: the crashing thread's merged stack is the extension's frames, then
+    the script's Python frames, in call order; every thread's stacks merge."""
+    call, signo, ext_frames = KINDS[kind]
+    code = KIND_CODE.format(call=call)
+    r = run_script(interp, code)
+    assert r.returncode == -signo and len(r.dumps) == 1, r.stderr
+    out = symbolize_in(interp, r.dumps[0], "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["event"]["signal"] == signo
+    assert all(t["stack"] == "merged" for t in doc["threads"]), [(t["tid"], t["merge_problem"]) for t in doc["threads"]]
+    crashed = doc["threads"][0]
+    seen = [f["function"] if f["kind"] == "native" else (f["file"], f["line"], f["function"])
+            for f in crashed["frames"]
+            if f["kind"] == "python" or (f["module"] or "").startswith("buggyext.")]
+    assert seen == ext_frames + [(r.script, script_line(code, m), f) for m, f in
+                                 (("inner", "inner"), ("outer", "outer"), ("module", "<module>"))], seen
+    if signo == signal.SIGABRT:
+        # abort() and the C library's signal raising sit above the extension, shown.
+        shown = [f["function"] for f in crashed["frames"] if not f.get("plumbing")]
+        assert shown.index("do_abort") >= 1 and any("abort" in (n or "") for n in shown[:shown.index("do_abort")]), shown
+    workers = [t for t in doc["threads"] if (t["python_name"] or "").startswith("worker-")]
+    assert len(workers) == 2 and all(t["python_frames"] for t in workers), doc["threads"]
