@@ -20,8 +20,9 @@ impl<'a> ByteStream<'a> {
         if size > (1 << 24) {
             return None;
         }
-        let start = obj + layout.bytes_ob_sval? as u64;
-        Some(ByteStream { mem, next: start, end: start + size, buf: [0; 64], buf_start: 0, buf_len: 0 })
+        let start = obj.wrapping_add(layout.bytes_ob_sval? as u64);
+        let end = start.wrapping_add(size);
+        Some(ByteStream { mem, next: start, end, buf: [0; 64], buf_start: 0, buf_len: 0 })
     }
 
     fn at_end(&self) -> bool {
@@ -55,7 +56,7 @@ impl<'a> ByteStream<'a> {
 /// The line executing at byte offset `addr` of `code`'s bytecode. `addr < 0` (the frame has
 /// not started) gives the first line. `None`: memory unreadable; `Some(-1)`: no line.
 pub fn addr_to_line(mem: &dyn Memory, layout: &Layout, code: u64, addr: i64) -> Option<i32> {
-    let first_line = mem.read_i32(code + layout.code_firstlineno? as u64)?;
+    let first_line = mem.read_i32(code.wrapping_add(layout.code_firstlineno? as u64))?;
     if addr < 0 {
         return Some(first_line);
     }

@@ -72,7 +72,7 @@ pub fn str_info(mem: &dyn Memory, layout: &Layout, str_type: u64, obj: u64) -> O
         return None;
     }
     let length = mem.ptr_at(obj, layout.unicode_length?)?;
-    let state = mem.read_u32(obj + layout.unicode_state? as u64)?;
+    let state = mem.read_u32(obj.wrapping_add(layout.unicode_state? as u64))?;
     let kind_mask = layout.unicode_state_kind_mask?;
     let kind = ((state & kind_mask) >> kind_mask.trailing_zeros()) as u8;
     if !matches!(kind, 1 | 2 | 4) || length > isize::MAX as u64 {
@@ -81,8 +81,8 @@ pub fn str_info(mem: &dyn Memory, layout: &Layout, str_type: u64, obj: u64) -> O
     let compact = state & layout.unicode_state_compact_mask? != 0;
     let ascii = state & layout.unicode_state_ascii_mask? != 0;
     let data = match (compact, ascii) {
-        (true, true) => obj + layout.unicode_ascii_size? as u64,
-        (true, false) => obj + layout.unicode_compact_size? as u64,
+        (true, true) => obj.wrapping_add(layout.unicode_ascii_size? as u64),
+        (true, false) => obj.wrapping_add(layout.unicode_compact_size? as u64),
         (false, _) => mem.ptr_at(obj, layout.unicode_data_any?).filter(|&p| p != 0)?,
     };
     Some(StrInfo { length, kind, data, ascii })

@@ -160,7 +160,7 @@ fn frame_object(
         return Some((None, 0));
     }
     let code = mem.ptr_at(frame, layout.frame_code?)?;
-    let lasti = mem.read_i32(frame + layout.frame_lasti? as u64)? as i64;
+    let lasti = mem.read_i32(frame.wrapping_add(layout.frame_lasti? as u64))? as i64;
     // 3.10 counts f_lasti in 2-byte code units, 3.9 in bytes.
     let addr = if layout.minor >= 10 { lasti.saturating_mul(2) } else { lasti };
     let back = mem.ptr_at(frame, layout.frame_back?)?;
@@ -171,7 +171,7 @@ fn frame_object(
 fn interpreter_frame(mem: &dyn Memory, layout: &Layout, frame: u64) -> Option<(Option<PyFrame>, u64)> {
     let previous = mem.ptr_at(frame, layout.iframe_previous?)?;
     if let (Some(owner_off), Some(min)) = (layout.iframe_owner, layout.iframe_plumbing_owner_min) {
-        let owner = mem.read_u8(frame + owner_off as u64)? as u32;
+        let owner = mem.read_u8(frame.wrapping_add(owner_off as u64))? as u32;
         if owner >= min {
             return Some((None, previous));
         }
