@@ -333,3 +333,65 @@ def test_every_crash_kind_gives_one_merged_stack(interp, kind):
         assert shown.index("do_abort") >= 1 and any("abort" in (n or "") for n in shown[:shown.index("do_abort")]), shown
     workers = [t for t in doc["threads"] if (t["python_name"] or "").startswith("worker-")]
     assert len(workers) == 2 and all(t["python_frames"] for t in workers), doc["threads"]
+
+
+def test_deep_python_to_c_recursion_merges_and_the_text_keeps_both_ends(interp):
+    """400 levels of Python -> C -> Python: 400 eval-loop calls to line up; the JSON has every
+    frame, the text the two ends with how many frames it leaves out."""
+    code = """
+    import sys, crashcatch, buggyext
+    sys.setrecursionlimit(5000)
+    crashcatch.enable()
+
+    def level(n):
+        if n == 0:
+            return buggyext.segfault(1)  # @bottom
+        return buggyext.call_back(lambda: level(n - 1))  # @level
+
+    level(400)  # @module
+    """
+    r = run_script(interp, code)
+    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr[-3000:]
+    doc = json.loads(symbolize_in(interp, r.dumps[0], "--json").stdout)
+    crashed = doc["threads"][0]
+    assert crashed["stack"] == "merged", crashed["merge_problem"]
+    calls = [f for f in crashed["frames"] if f["function"] == "call_back" and f["kind"] == "native"]
+    levels = [f for f in crashed["frames"] if f["kind"] == "python" and f["function"] == "level"]
+    assert len(calls) == 400 and len(levels) == 401, (len(calls), len(levels))
+    text = symbolize_in(interp, r.dumps[0]).stdout
+    assert "frames not shown; --json lists them all" in text
+    assert f'line {script_line(code, "module")}, in <module>' in text and "deref_null" in text
+
+
+def test_overflowed_stack_is_not_merged_by_guess(interp):
+    """A C stack overflow: the dump keeps the stack's two ends (docs/minidump.md), so the
+    native unwind usually stops at the cut. The Python stack is still whole; the two are
+    shown apart, with the reason, instead of a guessed merge."""
+    code = """
+    import crashcatch, buggyext
+    crashcatch.enable()
+
+    def dive():
+        buggyext.stack_overflow()  # @dive
+
+    dive()  # @module
+    """
+    r = run_script(interp, code)
+    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr[-3000:]
+    out = symbolize_in(interp, r.dumps[0], "--json")
+    assert out.returncode == 0, out.stderr
+    crashed = json.loads(out.stdout)["threads"][0]
+    assert [(f["line"], f["function"]) for f in crashed["python_frames"]] == \
+        [(script_line(code, "dive"), "dive"), (script_line(code, "module"), "<module>")]
+    assert crashed["native_frames"][0]["function"] == "recurse", crashed["native_frames"][:3]
+    text = symbolize_in(interp, r.dumps[0]).stdout
+    if crashed["stack"] == "separate":
+        assert crashed["frames"] is None and crashed["merge_problem"], crashed
+        assert "<Python and native frames not merged: " in text and "Python stack (most recent call last):" in text
+    else:
+        # The unwinder got across the cut (frame pointers into the kept bottom): then every
+        # eval call was found where its entry frame lies, and the order is right.
+        assert crashed["stack"] == "merged", crashed["stack"]
+        kinds = [f["kind"] for f in crashed["frames"]]
+        assert kinds[0] == "native" and kinds.count("python") == 2, kinds
+        assert [f["function"] for f in crashed["frames"] if f["kind"] == "python"] == ["dive", "<module>"]

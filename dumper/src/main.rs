@@ -21,8 +21,10 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 
-/// Of an overflowed crashing stack, the dump keeps this much from the stack pointer up
-/// (the innermost frames) and this much at the end (where the thread started).
+/// A crashing stack deeper than this (an overflow: 8 MiB) is cut: the dump keeps this much
+/// from the stack pointer up (the innermost frames) and this much at the end (where the
+/// thread started). Deep but ordinary stacks stay whole, so their frames can be merged.
+const STACK_CAP_ABOVE: u64 = 1024 * 1024;
 const STACK_TOP_KEPT: u32 = 256 * 1024;
 const STACK_BOTTOM_KEPT: u64 = 64 * 1024;
 
@@ -99,7 +101,7 @@ fn run() -> Result<PathBuf, DumpError> {
     if let Some(ctx) = &context {
         let sp = ctx.context.uc_mcontext.gregs[libc::REG_RSP as usize] as u64;
         if let Some(r) = readable.iter().find(|r| sp >= r.start && sp < r.end) {
-            if r.end - sp > STACK_TOP_KEPT as u64 {
+            if r.end - sp > STACK_CAP_ABOVE {
                 overflowed = true;
                 let bottom = r.end.saturating_sub(STACK_BOTTOM_KEPT).max(sp + STACK_TOP_KEPT as u64);
                 app_memory.push(minidump_writer::app_memory::AppMemory {

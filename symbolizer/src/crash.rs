@@ -126,7 +126,14 @@ impl Crash {
                 l.threads.iter().map(range).collect()
             })
             .unwrap_or_default();
-        let on_c_stack = |addr: u64| stacks.iter().any(|&(lo, hi)| addr >= lo && addr < hi);
+        // A capped stack (dumper/src/shrink.rs) lost its middle, but addresses there are still
+        // on the C stack: Python's entry frames in it were kept as memory ranges of their own.
+        let capped = &metadata["stack_capped"];
+        let original = capped["start"].as_u64().zip(capped["original_size"].as_u64());
+        let on_c_stack = |addr: u64| {
+            stacks.iter().any(|&(lo, hi)| addr >= lo && addr < hi)
+                || original.is_some_and(|(lo, size)| addr >= lo && addr - lo < size)
+        };
         let table = options.layout_table.as_deref();
         let (python, python_problem, python_layout) = match &memory {
             Some(m) => decode_python(m, &metadata, &python_version, &on_c_stack, table),

@@ -20,7 +20,7 @@ use std::cell::OnceCell;
 use std::path::PathBuf;
 
 /// Frames walked per thread at most.
-const MAX_FRAMES: usize = 4096;
+const MAX_FRAMES: usize = 65_536;
 
 /// One native frame (an inlined call is a frame of its own, `inlined: true`).
 #[derive(Clone, Debug, PartialEq, Eq)]

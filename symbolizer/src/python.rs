@@ -5,16 +5,22 @@ use crate::memory::DumpMemory;
 use pylayout::text::{for_each_char, StrRead};
 use pylayout::{debug_offsets, lines, walk, Layout, Memory};
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
 
-/// One Python frame, innermost first.
+/// One Python frame, innermost first. Names are shared between frames of the same code
+/// (a deep recursion has thousands of frames and two or three distinct strings).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PyFrame {
-    pub file: Option<String>,
+    pub file: Option<Arc<str>>,
     /// `co_name`, and `co_qualname` where the version has one (3.11+).
-    pub name: Option<String>,
-    pub qualname: Option<String>,
+    pub name: Option<Arc<str>>,
+    pub qualname: Option<Arc<str>>,
     pub line: Option<i32>,
 }
+
+/// Characters read of one Python string at most (file names, function names).
+const MAX_STRING_CHARS: usize = 1024;
 
 impl PyFrame {
     /// The most precise function name the version records.
@@ -160,12 +166,19 @@ pub fn decode_python(
     };
     let str_type = meta["types"]["str"].as_u64().unwrap_or(0);
     let interp = meta["python"]["interp"].as_u64().unwrap_or(0);
-    let text = |obj: u64| {
-        let mut s = String::new();
-        let r = for_each_char(mem, &layout, str_type, obj, 4096, &mut |c| {
-            s.push(char::from_u32(c).unwrap_or('?'))
-        });
-        matches!(r, StrRead::Done { .. }).then_some(s)
+    // Decoded once per str object.
+    let mut strings: HashMap<u64, Option<Arc<str>>> = HashMap::new();
+    let mut text = |obj: u64| {
+        strings
+            .entry(obj)
+            .or_insert_with(|| {
+                let mut s = String::new();
+                let r = for_each_char(mem, &layout, str_type, obj, MAX_STRING_CHARS, &mut |c| {
+                    s.push(char::from_u32(c).unwrap_or('?'))
+                });
+                matches!(r, StrRead::Done { .. }).then(|| Arc::from(s))
+            })
+            .clone()
     };
     let mut out = Vec::new();
     let mut budget = MAX_PY_FRAMES_ALL_THREADS;
@@ -177,7 +190,8 @@ pub fn decode_python(
             .frames
             .iter()
             .map(|f| {
-                let field = |off: Option<u32>| off.and_then(|o| mem.ptr_at(f.code, o)).and_then(text);
+                let mut field =
+                    |off: Option<u32>| off.and_then(|o| mem.ptr_at(f.code, o)).and_then(&mut text);
                 PyFrame {
                     file: field(layout.code_filename),
                     name: field(layout.code_name),

@@ -128,13 +128,13 @@ fn thread_text(out: &mut String, c: &Crash, t: &Thread, s: &Style, native_all: b
         Status::Separate(why) => {
             let _ = writeln!(out, "  {}<Python and native frames not merged: {why}>{}", s.dim, s.reset);
             let _ = writeln!(out, "  Python stack (most recent call last):");
-            for (index, frame) in t.python.iter().enumerate().rev() {
-                python_frame_text(out, frame, sources.get(index), s);
-            }
+            let python: Vec<(usize, &PyFrame)> = t.python.iter().enumerate().collect();
+            elided(out, &python, s, |out, &(index, frame)| {
+                python_frame_text(out, frame, sources.get(index), s)
+            });
             let _ = writeln!(out, "  Native stack (most recent call last):");
-            for frame in t.native.iter().rev() {
-                native_frame_text(out, frame, s);
-            }
+            let native: Vec<&NativeFrame> = t.native.iter().collect();
+            elided(out, &native, s, |out, frame| native_frame_text(out, frame, s));
         }
         _ if merged.entries.is_empty() => {
             let _ = writeln!(out, "  {}<no frames>{}", s.dim, s.reset);
@@ -149,19 +149,45 @@ fn thread_text(out: &mut String, c: &Crash, t: &Thread, s: &Style, native_all: b
                     if n == 1 { "" } else { "s" }
                 ),
             };
-            for e in merged.entries.iter().rev() {
-                match *e {
-                    Entry::Python { frame, index } => python_frame_text(out, frame, sources.get(index), s),
-                    Entry::Native { plumbing: true, .. } if !native_all => {}
-                    Entry::Native { frame, .. } => native_frame_text(out, frame, s),
-                }
-            }
+            let shown: Vec<&Entry> = merged
+                .entries
+                .iter()
+                .filter(|e| native_all || !matches!(e, Entry::Native { plumbing: true, .. }))
+                .collect();
+            elided(out, &shown, s, |out, e| match **e {
+                Entry::Python { frame, index } => python_frame_text(out, frame, sources.get(index), s),
+                Entry::Native { frame, .. } => native_frame_text(out, frame, s),
+            });
         }
     }
     if let Some(p) = &t.python_problem {
         let _ = writeln!(out, "  {}<{p}>{}", s.dim, s.reset);
     }
 }
+
+/// Frames (innermost first) written most recent call last; of a very deep stack only the
+/// outermost `ELIDED_OUTER` and innermost `ELIDED_INNER` (the JSON output has them all).
+fn elided<T>(out: &mut String, frames: &[T], s: &Style, mut write: impl FnMut(&mut String, &T)) {
+    let n = frames.len();
+    for (i, frame) in frames.iter().enumerate().rev() {
+        if n > ELIDED_OUTER + ELIDED_INNER && i == ELIDED_INNER + n - ELIDED_OUTER - ELIDED_INNER - 1 {
+            let skipped = n - ELIDED_OUTER - ELIDED_INNER;
+            let _ = writeln!(
+                out,
+                "  {}[… {skipped} frames not shown; --json lists them all …]{}",
+                s.dim, s.reset
+            );
+        }
+        if n <= ELIDED_OUTER + ELIDED_INNER || i < ELIDED_INNER || i >= n - ELIDED_OUTER {
+            write(out, frame);
+        }
+    }
+}
+
+/// Frames shown of a deep stack: the outermost (how it started) and the innermost (where it
+/// ended), as faulthandler-style reports keep both ends.
+const ELIDED_OUTER: usize = 50;
+const ELIDED_INNER: usize = 150;
 
 /// The source context of each Python frame (carried for the requesting thread only).
 fn sources(c: &Crash, t: &Thread) -> Vec<Value> {
@@ -212,7 +238,8 @@ fn python_frame_text(out: &mut String, f: &PyFrame, source: Option<&Value>, s: &
 /// The line `line` of a frame's source context from the metadata.
 fn source_line(src: &Value, line: Option<i32>) -> Option<String> {
     let (first, line) = (src["first_line"].as_i64()?, line? as i64);
-    src["lines"].as_array()?.get((line - first) as usize)?.as_str().map(String::from)
+    let index = usize::try_from(line.checked_sub(first)?).ok()?;
+    src["lines"].as_array()?.get(index)?.as_str().map(String::from)
 }
 
 pub fn json(c: &Crash) -> Value {
@@ -247,8 +274,8 @@ fn thread_json(c: &Crash, t: &Thread) -> Value {
             "kind": "python",
             "module": null,
             "function": frame.function(),
-            "name": frame.name,
-            "file": frame.file,
+            "name": frame.name.as_deref(),
+            "file": frame.file.as_deref(),
             "line": frame.line,
             "source": sources.get(index).and_then(|v| source_line(v, frame.line)),
             "inlined": false,
@@ -300,4 +327,24 @@ fn thread_json(c: &Crash, t: &Thread) -> Value {
         "python_frames": t.python.iter().enumerate().map(|(i, f)| python(f, i)).collect::<Vec<_>>(),
         "native_frames": t.native.iter().map(|f| native(f, false)).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deep_stacks_keep_both_ends() {
+        let frames: Vec<usize> = (0..300).collect(); // innermost first
+        let mut out = String::new();
+        elided(&mut out, &frames, &Style::new(false), |out, i| out.push_str(&format!("{i}\n")));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), ELIDED_OUTER + ELIDED_INNER + 1);
+        assert_eq!((lines[0], lines[ELIDED_OUTER - 1]), ("299", "250"));
+        assert!(lines[ELIDED_OUTER].contains("100 frames not shown"), "{}", lines[ELIDED_OUTER]);
+        assert_eq!((lines[ELIDED_OUTER + 1], *lines.last().unwrap()), ("149", "0"));
+        let mut short = String::new();
+        elided(&mut short, &frames[..200], &Style::new(false), |out, i| out.push_str(&format!("{i}\n")));
+        assert_eq!(short.lines().count(), 200);
+    }
 }

@@ -104,7 +104,7 @@ fn decode_python(mem: &DumpMemory, meta: &Value) -> Value {
                 "native_thread_id": t.native_thread_id,
                 "walk": t.problem,
                 "frames": t.frames.iter().map(|f| json!({
-                    "file": f.file, "name": f.name, "qualname": f.qualname, "line": f.line,
+                    "file": f.file.as_deref(), "name": f.name.as_deref(), "qualname": f.qualname.as_deref(), "line": f.line,
                 })).collect::<Vec<_>>(),
             })
         })
