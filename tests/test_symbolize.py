@@ -395,3 +395,28 @@ def test_overflowed_stack_is_not_merged_by_guess(interp):
         kinds = [f["kind"] for f in crashed["frames"]]
         assert kinds[0] == "native" and kinds.count("python") == 2, kinds
         assert [f["function"] for f in crashed["frames"] if f["kind"] == "python"] == ["dive", "<module>"]
+
+
+def test_a_crash_during_garbage_collection_says_so(interp):
+    """A finalizer that crashes while gc.collect() runs: the dump records that the collector
+    was running, and the symbolizer says it (JSON and text)."""
+    code = """
+    import gc, crashcatch, buggyext
+    crashcatch.enable()
+
+    class Node:
+        def __del__(self):
+            buggyext.segfault(1)  # @del
+
+    node = Node()
+    node.cycle = node
+    del node
+    gc.collect()  # @collect
+    """
+    r = run_script(interp, code)
+    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr[-3000:]
+    doc = json.loads(symbolize_in(interp, r.dumps[0], "--json").stdout)
+    assert doc["python"]["gc_collecting"] is True, doc["python"]
+    functions = [f["function"] for f in doc["threads"][0]["python_frames"]]
+    assert functions[0].endswith("__del__") and functions[-1] == "<module>", functions
+    assert "the garbage collector was running" in symbolize_in(interp, r.dumps[0]).stdout

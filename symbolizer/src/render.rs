@@ -81,6 +81,10 @@ pub fn text(c: &Crash, s: &Style, native_all: bool) -> String {
         c.python_version,
         m["python"]["executable"].as_str().unwrap_or("?")
     );
+    // A crash during a collection often means a corrupt object met by the collector.
+    if m["python"]["gc_collecting"].as_bool() == Some(true) {
+        let _ = writeln!(out, "  the garbage collector was running");
+    }
     if let Some(ann) = m["annotations"].as_object().filter(|a| !a.is_empty()) {
         let pairs: Vec<String> =
             ann.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
@@ -259,6 +263,7 @@ pub fn json(c: &Crash) -> Value {
         "python": {
             "version": c.python_version,
             "problem": c.python_problem,
+            "gc_collecting": m["python"]["gc_collecting"],
             "layout": {"source": c.python_layout.source, "differences": c.python_layout.differences},
         },
         "annotations": m["annotations"],
