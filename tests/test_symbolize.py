@@ -420,3 +420,14 @@ def test_a_crash_during_garbage_collection_says_so(interp):
     functions = [f["function"] for f in doc["threads"][0]["python_frames"]]
     assert functions[0].endswith("__del__") and functions[-1] == "<module>", functions
     assert "the garbage collector was running" in symbolize_in(interp, r.dumps[0]).stdout
+
+
+@pytest.mark.parametrize("where", ["empty", "missing"])
+def test_last_without_dumps_says_what_to_do(tmp_path, where):
+    d = tmp_path / "dumps"
+    if where == "empty":
+        d.mkdir()
+    out = subprocess.run([SYMBOLIZE, "symbolize", "--last"], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, CRASHCATCH_DUMP_DIR=str(d)))
+    assert out.returncode == 2 and out.stderr.startswith("crashcatch: "), out.stderr
+    assert str(d) in out.stderr and "CRASHCATCH_DUMP_DIR" in out.stderr, out.stderr

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use symbolizer::{render, Crash, Options};
 
 #[derive(Parser)]
-#[command(name = "crashcatch", about = "Read crashcatch minidumps")]
+#[command(name = "crashcatch", bin_name = "crashcatch", about = "Read crashcatch minidumps")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,14 +60,26 @@ fn dump_dir() -> PathBuf {
 
 fn newest_dump() -> Result<PathBuf, String> {
     let dir = dump_dir();
-    let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let entries = std::fs::read_dir(&dir).map_err(|e| {
+        format!(
+            "cannot list the crash directory {}: {e} (give the dump's path, or set CRASHCATCH_DUMP_DIR to \
+             where the program wrote it)",
+            dir.display()
+        )
+    })?;
     entries
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "dmp"))
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .max()
         .map(|(_, p)| p)
-        .ok_or_else(|| format!("no .dmp file in {}", dir.display()))
+        .ok_or_else(|| {
+            format!(
+                "no .dmp file in {} (give the dump's path, or set CRASHCATCH_DUMP_DIR to where the \
+                 program wrote it)",
+                dir.display()
+            )
+        })
 }
 
 fn main() {
