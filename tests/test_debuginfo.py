@@ -120,8 +120,8 @@ def assert_dwarf(frames, source=None):
     assert [f["function"] for f in frames][:6] == EXT_NAMES, frames
     assert [f["inlined"] for f in frames][:6] == EXT_INLINED, frames
     assert all(f["file"] and f["file"].endswith("buggyext.c") and f["line"] for f in frames), frames
-    if source and "symbol_source" in frames[0]:  # once the JSON shows it
-        assert all(f["symbol_source"] == source for f in frames), frames
+    if source:
+        assert all(f["symbols"] == source for f in frames), frames
 
 
 def assert_no_dwarf(frames):
@@ -314,3 +314,36 @@ def test_a_server_that_never_answers_costs_one_timeout(stripped, tmp_path):
             os.rename(away, stripped.binary)
     assert frames and any(url in p and "unreachable" in p for p in problems), problems
     assert took < 8, took
+
+
+def test_dwz_supplementary_file(tmp_path):
+    """Debug info compressed with dwz (as distributions ship it): the module's DWARF refers
+    to a shared supplementary file (.gnu_debugaltlink) for what several modules have in
+    common, such as the abstract entry of an inlined function; names are found there."""
+    from conftest import INTERPRETERS
+    interp = INTERPRETERS[0]
+    if interp.root:
+        pytest.skip("needs a host interpreter")
+    private = tempfile.mkdtemp(prefix="dwz-", dir=interp.host_path(interp.work_dir))
+    name = [n for n in os.listdir(interp.ext_dir) if n.startswith("buggyext")][0]
+    include = sh(interp.python, "-c", "import sysconfig; print(sysconfig.get_paths()['include'])").stdout.strip()
+    source = os.path.join(REPO, "examples", "buggyext", "buggyext.c")
+    # dwz shares DWARF between at least two files: this build and another one.
+    binary, other = os.path.join(private, name), str(tmp_path / "other.so")
+    for out, extra in ((binary, []), (other, ["-DOTHER_BUILD"])):
+        sh("cc", "-shared", "-fPIC", "-g", "-O1", *extra, "-I", include, source, "-o", out)
+    common = str(tmp_path / "common.debug")
+    sh("dwz", "-m", common, "-M", common, binary, other)
+    assert "DW_AT_abstract_origin: <alt " in sh("readelf", "--debug-dump=info", binary).stdout  # refers out
+    r = run_script(interp, f"""
+    import sys
+    sys.path.insert(0, {private!r})
+    import crashcatch, buggyext
+    crashcatch.enable()
+    buggyext.segfault(2)
+    """)
+    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
+    s = Stripped(r.dumps[0], binary, name, common, common, build_id(binary), str(tmp_path))
+    frames, problems, _ = symbolize(s)
+    assert_dwarf(frames, "module file")
+    assert problems == [], problems

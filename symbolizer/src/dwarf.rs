@@ -114,7 +114,7 @@ impl LazyDwarf {
         for (offset, call_site) in chain.iter().rev() {
             let entry = unit.entry(*offset)?;
             frames.push(Frame {
-                function: self.name(unit, &entry, 0),
+                function: self.name(&self.dwarf, unit, &entry, 0),
                 file: location.as_ref().map(|l| l.0.clone()),
                 line: location.as_ref().map(|l| l.1),
             });
@@ -124,16 +124,18 @@ impl LazyDwarf {
     }
 
     /// The function name of a subprogram or inlined call (linkage name first, demangled),
-    /// following abstract origins and specifications.
+    /// following abstract origins and specifications — into other units, and into the dwz
+    /// supplementary file (`dwarf` is the file `unit` belongs to).
     fn name(
         &self,
+        dwarf: &gimli::Dwarf<Reader>,
         unit: &Unit<Reader>,
         entry: &gimli::DebuggingInformationEntry<Reader>,
         hops: usize,
     ) -> Option<String> {
         for at in [gimli::DW_AT_linkage_name, gimli::DW_AT_MIPS_linkage_name, gimli::DW_AT_name] {
             if let Some(value) = entry.attr_value(at) {
-                let raw = self.dwarf.attr_string(unit, value).ok()?;
+                let raw = dwarf.attr_string(unit, value).ok()?;
                 let raw = raw.to_string_lossy().ok()?.into_owned();
                 return Some(addr2line::demangle_auto(Cow::Owned(raw), None).into_owned());
             }
@@ -144,11 +146,16 @@ impl LazyDwarf {
         for at in [gimli::DW_AT_abstract_origin, gimli::DW_AT_specification] {
             match entry.attr_value(at) {
                 Some(AttributeValue::UnitRef(offset)) => {
-                    return self.name(unit, &unit.entry(offset).ok()?, hops + 1);
+                    return self.name(dwarf, unit, &unit.entry(offset).ok()?, hops + 1);
                 }
                 Some(AttributeValue::DebugInfoRef(offset)) => {
-                    let (other, in_unit) = self.unit_holding(offset)?;
-                    return self.name(&other, &other.entry(in_unit).ok()?, hops + 1);
+                    let (other, in_unit) = self.unit_holding(dwarf, offset)?;
+                    return self.name(dwarf, &other, &other.entry(in_unit).ok()?, hops + 1);
+                }
+                Some(AttributeValue::DebugInfoRefSup(offset)) => {
+                    let sup = dwarf.sup()?;
+                    let (other, in_unit) = self.unit_holding(sup, offset)?;
+                    return self.name(sup, &other, &other.entry(in_unit).ok()?, hops + 1);
                 }
                 _ => {}
             }
@@ -156,9 +163,14 @@ impl LazyDwarf {
         None
     }
 
-    /// The unit holding .debug_info offset `offset`, and the offset within it.
-    fn unit_holding(&self, offset: DebugInfoOffset) -> Option<(Rc<Unit<Reader>>, UnitOffset)> {
-        let mut headers = self.dwarf.units();
+    /// The unit of `dwarf` holding .debug_info offset `offset`, and the offset within it
+    /// (units of the module's own file are cached, a supplementary file's are not).
+    fn unit_holding(
+        &self,
+        dwarf: &gimli::Dwarf<Reader>,
+        offset: DebugInfoOffset,
+    ) -> Option<(Rc<Unit<Reader>>, UnitOffset)> {
+        let mut headers = dwarf.units();
         let mut holder = None;
         while let Ok(Some(header)) = headers.next() {
             match header.debug_info_offset() {
@@ -166,7 +178,11 @@ impl LazyDwarf {
                 _ => break,
             }
         }
-        let unit = self.unit(holder?)?;
+        let unit = if std::ptr::eq(dwarf, &self.dwarf) {
+            self.unit(holder?)?
+        } else {
+            Rc::new(dwarf.unit(dwarf.debug_info.header_from_offset(holder?).ok()?).ok()?)
+        };
         let in_unit = offset.to_unit_offset(&unit.header)?;
         Some((unit, in_unit))
     }
