@@ -4,6 +4,7 @@ import json
 import os
 import random
 import signal
+import struct
 import subprocess
 
 import pytest
@@ -431,3 +432,34 @@ def test_last_without_dumps_says_what_to_do(tmp_path, where):
                          env=dict(os.environ, CRASHCATCH_DUMP_DIR=str(d)))
     assert out.returncode == 2 and out.stderr.startswith("crashcatch: "), out.stderr
     assert str(d) in out.stderr and "CRASHCATCH_DUMP_DIR" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("damage", ["unknown_python_version", "no_memory"])
+def test_undecodable_python_stacks_print_what_they_can_and_exit_2(tmp_path, damage):
+    """A dump whose Python stacks cannot be decoded at all — a Python version crashcatch
+    does not know, no memory in the dump — still shows what happened and the native stacks,
+    then says why on stderr and exits with status 2."""
+    from conftest import INTERPRETERS
+    interp = INTERPRETERS[0]
+    r = run_script(interp, CODE)
+    data = bytearray(open(r.dumps[0], "rb").read())
+    if damage == "unknown_python_version":
+        version = f'"version":"3.{interp.minor}.'.encode()
+        at = data.index(version)
+        data[at:at + len(version)] = f'"version":"9.{interp.minor}.'.encode()
+    else:
+        # Retype the memory-list stream (type 5) in the stream directory.
+        count, directory = struct.unpack_from("<II", data, 8)
+        for i in range(count):
+            if struct.unpack_from("<I", data, directory + 12 * i)[0] == 5:
+                struct.pack_into("<I", data, directory + 12 * i, 0x7FFF0005)
+    path = tmp_path / "damaged.dmp"
+    path.write_bytes(bytes(data))
+    out = symbolize(str(path))
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert out.stderr.startswith("crashcatch: ") and "no Python stack could be decoded" in out.stderr, out.stderr
+    assert "panicked" not in out.stderr
+    assert out.stdout.startswith("Process crashed with SIGSEGV"), out.stdout[:500]
+    if damage == "unknown_python_version":
+        assert "9." in out.stderr and "3.12" in out.stderr, out.stderr  # the known versions are listed
+        assert "deref_null" in out.stdout  # the native stack is all there

@@ -106,6 +106,17 @@ fn main() {
         let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         print!("{}", render::text(&crash, &render::Style::new(colour), native_all));
     }
+    // What could be read is printed above; a dump whose Python stacks cannot be decoded at
+    // all (no memory, a Python version crashcatch does not know) is still a failure.
+    if let Some(problem) = &crash.python_problem {
+        if crash.threads.iter().all(|t| t.python.is_empty()) {
+            fail(&format!(
+                "{}: no Python stack could be decoded: {problem} (the native stacks above are complete; \
+                 for an interpreter build crashcatch does not know, try --layout-table)",
+                path.display()
+            ));
+        }
+    }
 }
 
 fn fail(msg: &str) -> ! {
