@@ -1,13 +1,9 @@
 //! Loading a dump into a [`Crash`]: the event, the threads and their Python stacks.
 
 use crate::memory::DumpMemory;
-use crate::merge::Plumbing;
 use crate::native::{Modules, NativeFrame};
 use crate::python::{decode_python, EvalCall, LayoutNote, PyFrame};
-use minidump::{
-    Minidump, MinidumpException, MinidumpMiscInfo, MinidumpModuleList, MinidumpSystemInfo,
-    MinidumpThreadList, Module,
-};
+use minidump::{Minidump, MinidumpException, MinidumpMiscInfo, MinidumpSystemInfo, MinidumpThreadList};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -73,7 +69,7 @@ pub struct Crash {
     /// Modules whose files could not be used for symbols, and why.
     pub modules_without_symbols: Vec<String>,
     /// Modules whose frames are interpreter glue (hidden between Python frames).
-    pub plumbing: Plumbing,
+    pub plumbing: crate::merge::Plumbing,
 }
 
 impl Crash {
@@ -212,7 +208,7 @@ impl Crash {
             python_problem,
             python_layout,
             modules_without_symbols: modules.problems(),
-            plumbing: plumbing_modules(&dump),
+            plumbing: modules.plumbing(),
             metadata,
         })
     }
@@ -220,16 +216,3 @@ impl Crash {
 
 /// (instruction pointer, stack pointer, frame pointer) of a thread.
 type Registers = (u64, u64, u64);
-
-/// The main executable (the interpreter) and crashcatch's own extension, by file name.
-fn plumbing_modules<T: std::ops::Deref<Target = [u8]>>(dump: &Minidump<T>) -> Plumbing {
-    let Ok(list) = dump.get_stream::<MinidumpModuleList>() else { return Plumbing::default() };
-    let file_name = |path: &str| path.rsplit('/').next().unwrap_or(path).to_string();
-    let main = list.iter().next().map(|m| file_name(&m.code_file()));
-    let collector = list
-        .iter()
-        .map(|m| m.code_file().to_string())
-        .find(|p| p.contains("/crashcatch/_native."))
-        .map(|p| file_name(&p));
-    Plumbing { interpreter: main.into_iter().collect(), collector }
-}

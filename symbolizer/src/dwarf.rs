@@ -15,11 +15,13 @@ use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-/// One frame at an address: the function, or an inlined call inside it.
-pub struct Frame {
+/// One frame at an address: the function, or a call inlined in it (`inlined`).
+#[derive(Clone, Debug)]
+pub struct Named {
     pub function: Option<String>,
     pub file: Option<String>,
     pub line: Option<u32>,
+    pub inlined: bool,
 }
 
 /// Names followed through abstract origins and specifications at most this deep.
@@ -55,7 +57,7 @@ impl LazyDwarf {
 
     /// The frames at file address `probe`, innermost (most deeply inlined) first; empty when
     /// no unit covers it.
-    pub fn frames(&self, probe: u64) -> Vec<Frame> {
+    pub fn frames(&self, probe: u64) -> Vec<Named> {
         let candidates = covering(&self.aranges, probe);
         let candidates = if candidates.is_empty() { covering(self.scan(), probe) } else { candidates };
         for offset in candidates {
@@ -99,7 +101,7 @@ impl LazyDwarf {
         })
     }
 
-    fn frames_in(&self, unit: &Unit<Reader>, probe: u64) -> gimli::Result<Vec<Frame>> {
+    fn frames_in(&self, unit: &Unit<Reader>, probe: u64) -> gimli::Result<Vec<Named>> {
         // The chain of entries containing `probe`: a subprogram, then inlined calls in it.
         let mut chain: Vec<(UnitOffset, Option<(u64, u32)>)> = Vec::new();
         let mut tree = unit.entries_tree(None)?;
@@ -111,12 +113,14 @@ impl LazyDwarf {
         // The innermost frame's line is the line table's; each outer frame's is the call
         // site of the frame it holds.
         let mut location = self.line_at(unit, probe);
-        for (offset, call_site) in chain.iter().rev() {
+        for (depth, (offset, call_site)) in chain.iter().enumerate().rev() {
             let entry = unit.entry(*offset)?;
-            frames.push(Frame {
+            frames.push(Named {
                 function: self.name(&self.dwarf, unit, &entry, 0),
                 file: location.as_ref().map(|l| l.0.clone()),
                 line: location.as_ref().map(|l| l.1),
+                // The chain's first entry is the function; the rest are inlined into it.
+                inlined: depth > 0,
             });
             location = call_site.and_then(|(file, line)| Some((self.file_name(unit, file)?, line)));
         }

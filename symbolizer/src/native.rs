@@ -1,7 +1,7 @@
 //! Native stacks from a dump: every thread unwound with the CFI (.eh_frame, .debug_frame) of
-//! the module files (framehop), then symbolized with DWARF (addr2line): function, inlined
-//! frames, file:line. A file is used only if its build id equals the one the dump recorded;
-//! otherwise frames show module+offset.
+//! the module files (framehop), then symbolized with DWARF (`symbols`, `dwarf`): function,
+//! inlined frames, file:line. A file is used only if its build id equals the one the dump
+//! recorded; otherwise frames show module+offset.
 //!
 //! Module files are memory-mapped and parsed once when the dump is loaded (the unwinder
 //! needs every module's CFI). DWARF is looked up lazily, only for modules that have frames
@@ -11,6 +11,7 @@
 use crate::debuginfo::{self, Search};
 use crate::elf::{Bytes, ElfFile};
 use crate::memory::DumpMemory;
+use crate::merge::Plumbing;
 use crate::symbols::{self, Lookup};
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, FrameAddress, Module as FhModule, Unwinder};
@@ -129,17 +130,18 @@ impl Modules {
         self.list.iter().filter(|m| m.recorded.starts_with('/')).filter_map(problem).collect()
     }
 
-    /// For each module (its file name, else the recorded path): where its symbols came
-    /// from, as in [`NativeFrame::symbol_source`]; "none" if nothing usable was found, and
-    /// "not looked up" for a module with no frame whose file has no DWARF.
-    pub fn sources(&self) -> Vec<(String, &'static str)> {
-        let source = |m: &ModuleFile| match (m.symbols.get(), &m.binary) {
-            (Some(l), _) => l.symbolizer.as_ref().map_or("none", |s| s.source),
-            (None, Some((b, how))) if b.has_dwarf => how,
-            (None, Some(_)) => "not looked up",
-            (None, None) => "none",
-        };
-        self.list.iter().map(|m| (m.name.clone().unwrap_or_else(|| m.recorded.clone()), source(m))).collect()
+    /// The modules whose frames are glue between Python frames: the main executable (the
+    /// interpreter; the eval loop's own module is added per thread) and crashcatch's
+    /// extension, which starts every Python thread.
+    pub fn plumbing(&self) -> Plumbing {
+        Plumbing {
+            interpreter: self.list.first().and_then(|m| m.name.clone()).into_iter().collect(),
+            collector: self
+                .list
+                .iter()
+                .find(|m| m.recorded.contains("/crashcatch/_native."))
+                .and_then(|m| m.name.clone()),
+        }
     }
 
     fn symbols<'a>(&self, m: &'a ModuleFile) -> &'a Lookup {

@@ -3,7 +3,7 @@
 //! of whichever file there is. And the line that tells the user what went wrong.
 
 use crate::debuginfo::{self, Search};
-use crate::dwarf::LazyDwarf;
+use crate::dwarf::{LazyDwarf, Named};
 use crate::elf::{ElfFile, Sym};
 use object::SymbolMap;
 
@@ -24,34 +24,19 @@ pub struct Symbolizer {
     symtab: SymbolMap<Sym>,
 }
 
-/// What is known of the code at an address.
-pub struct Named {
-    pub function: Option<String>,
-    pub file: Option<String>,
-    pub line: Option<u32>,
-    pub inlined: bool,
-}
-
 impl Symbolizer {
     /// The frames at file address `probe`: inlined calls first, then the function that
     /// contains them; one frame from the symbol table when DWARF does not cover it.
     pub fn names(&self, probe: u64) -> Vec<Named> {
-        let mut out: Vec<Named> = self.dwarf.as_ref().map_or_else(Vec::new, |d| {
-            d.frames(probe)
-                .into_iter()
-                .map(|f| Named { function: f.function, file: f.file, line: f.line, inlined: true })
-                .collect()
-        });
-        match out.last_mut() {
-            Some(outer) => outer.inlined = false,
-            None => {
-                let function = self.symtab.containing(probe).map(|sym| {
-                    addr2line::demangle_auto(std::borrow::Cow::Borrowed(&*sym.name), None).into_owned()
-                });
-                out.push(Named { function, file: None, line: None, inlined: false });
-            }
+        let frames = self.dwarf.as_ref().map(|d| d.frames(probe)).unwrap_or_default();
+        if !frames.is_empty() {
+            return frames;
         }
-        out
+        let function = self
+            .symtab
+            .containing(probe)
+            .map(|sym| addr2line::demangle_auto(std::borrow::Cow::Borrowed(&*sym.name), None).into_owned());
+        vec![Named { function, file: None, line: None, inlined: false }]
     }
 }
 
