@@ -6,6 +6,8 @@ use crate::debuginfo::{self, Search};
 use crate::dwarf::{LazyDwarf, Named};
 use crate::elf::{ElfFile, Sym};
 use object::SymbolMap;
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 /// The outcome of looking for a module's symbols.
 pub struct Lookup {
@@ -22,12 +24,24 @@ pub struct Symbolizer {
     pub base_svma: u64,
     dwarf: Option<LazyDwarf>,
     symtab: SymbolMap<Sym>,
+    /// Names already looked up, by file address: every thread returns to the same places
+    /// (and a recursion to one place thousands of times), and a DWARF lookup walks a unit.
+    named: RefCell<HashMap<u64, Vec<Named>>>,
 }
 
 impl Symbolizer {
     /// The frames at file address `probe`: inlined calls first, then the function that
     /// contains them; one frame from the symbol table when DWARF does not cover it.
     pub fn names(&self, probe: u64) -> Vec<Named> {
+        if let Some(known) = self.named.borrow().get(&probe) {
+            return known.clone();
+        }
+        let found = self.look_up(probe);
+        self.named.borrow_mut().insert(probe, found.clone());
+        found
+    }
+
+    fn look_up(&self, probe: u64) -> Vec<Named> {
         let frames = self.dwarf.as_ref().map(|d| d.frames(probe)).unwrap_or_default();
         if !frames.is_empty() {
             return frames;
@@ -84,6 +98,7 @@ fn symbolizer(
         base_svma: binary.or(debug).and_then(|f| f.base_svma).unwrap_or(0),
         dwarf,
         symtab: table.map(ElfFile::symbols).unwrap_or_else(|| SymbolMap::new(Vec::new())),
+        named: RefCell::new(HashMap::new()),
     }
 }
 
