@@ -7,7 +7,7 @@
 //! Where each offset sits inside that block is itself version knowledge: the table records it
 //! as `debug.<key>` next to `<key>` (tools/layouts/probe.c).
 
-use crate::layout::{LayoutError, LAYOUTS_JSON};
+use crate::layout::LayoutError;
 use crate::{Layout, Memory};
 use std::collections::HashMap;
 
@@ -26,6 +26,8 @@ pub struct Checked {
 pub enum DebugOffsetsError {
     #[error("CPython 3.{0} has no debug offsets (they start with 3.13)")]
     NotAvailable(u8),
+    #[error("the layout table cannot be read: {0}")]
+    BadTable(String),
     #[error("the runtime's debug offsets are not in the dump")]
     Unreadable,
     #[error("no debug offsets at the runtime's address (cookie missing)")]
@@ -49,20 +51,16 @@ pub fn positions(json: &str, minor: u8) -> Result<(u32, Vec<(String, u32)>), Lay
 }
 
 /// Replaces `layout`'s offsets with the ones the runtime at `runtime` records for itself,
-/// using the built-in table's positions; says where they differed.
-pub fn apply(mem: &dyn Memory, layout: &mut Layout, runtime: u64) -> Result<Checked, DebugOffsetsError> {
-    let (block, keys) = positions(LAYOUTS_JSON, layout.minor).map_err(|_| DebugOffsetsError::Unreadable)?;
-    apply_with(mem, layout, runtime, block, &keys)
-}
-
-/// [`apply`] with explicit positions (`block`: the block's offset in `_PyRuntime`).
-pub fn apply_with(
+/// found where `table` (the generator's format, e.g. [`crate::layout::LAYOUTS_JSON`]) says; says where
+/// they differed from the table.
+pub fn apply(
     mem: &dyn Memory,
     layout: &mut Layout,
     runtime: u64,
-    block: u32,
-    keys: &[(String, u32)],
+    table: &str,
 ) -> Result<Checked, DebugOffsetsError> {
+    let (block, keys) =
+        positions(table, layout.minor).map_err(|e| DebugOffsetsError::BadTable(e.to_string()))?;
     if keys.is_empty() {
         return Err(DebugOffsetsError::NotAvailable(layout.minor));
     }
@@ -79,7 +77,7 @@ pub fn apply_with(
         return Err(DebugOffsetsError::OtherVersion(version, layout.minor));
     }
     let mut checked = Checked::default();
-    for (key, position) in keys {
+    for (key, position) in &keys {
         let Some(value) = mem.read_u64(base.wrapping_add(*position as u64)) else {
             return Err(DebugOffsetsError::Unreadable);
         };
@@ -99,6 +97,7 @@ pub fn apply_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::LAYOUTS_JSON;
 
     /// A `_PyRuntime` head in a byte buffer at address 0x1000.
     struct Buf(Vec<u8>);
@@ -137,7 +136,7 @@ mod tests {
     fn the_table_agrees_with_its_own_offsets() {
         for minor in [13, 14, 15] {
             let (mem, mut layout) = runtime_with(minor, &|_, _| {});
-            let checked = apply(&mem, &mut layout, 0x1000).unwrap();
+            let checked = apply(&mem, &mut layout, 0x1000, LAYOUTS_JSON).unwrap();
             assert!(checked.fields_read > 25, "3.{minor}: {checked:?}");
             assert_eq!(checked.differences, Vec::<String>::new());
         }
@@ -150,7 +149,7 @@ mod tests {
             let pos = keys.iter().find(|(k, _)| k == "tstate.next").unwrap().1 as usize + block as usize;
             bytes[pos..pos + 8].copy_from_slice(&1234u64.to_le_bytes());
         });
-        let checked = apply(&mem, &mut layout, 0x1000).unwrap();
+        let checked = apply(&mem, &mut layout, 0x1000, LAYOUTS_JSON).unwrap();
         assert_eq!(layout.tstate_next, Some(1234));
         assert_eq!(checked.differences.len(), 1);
         assert!(checked.differences[0].starts_with("tstate.next: "), "{checked:?}");
@@ -161,13 +160,16 @@ mod tests {
         let (mem, mut layout) = runtime_with(14, &|bytes, _| bytes[0] ^= 0xff);
         let block = positions(LAYOUTS_JSON, 14).unwrap().0;
         if block == 0 {
-            assert_eq!(apply(&mem, &mut layout, 0x1000), Err(DebugOffsetsError::NoCookie));
+            assert_eq!(apply(&mem, &mut layout, 0x1000, LAYOUTS_JSON), Err(DebugOffsetsError::NoCookie));
         }
         let (mem, mut layout) = runtime_with(14, &|_, _| {});
         let mut other = Layout::for_version(3, 15).unwrap();
-        assert!(matches!(apply(&mem, &mut other, 0x1000), Err(DebugOffsetsError::OtherVersion(..))));
-        assert_eq!(apply(&mem, &mut layout, 0x9000), Err(DebugOffsetsError::Unreadable));
+        assert!(matches!(
+            apply(&mem, &mut other, 0x1000, LAYOUTS_JSON),
+            Err(DebugOffsetsError::OtherVersion(..))
+        ));
+        assert_eq!(apply(&mem, &mut layout, 0x9000, LAYOUTS_JSON), Err(DebugOffsetsError::Unreadable));
         let mut old = Layout::for_version(3, 12).unwrap();
-        assert_eq!(apply(&mem, &mut old, 0x1000), Err(DebugOffsetsError::NotAvailable(12)));
+        assert_eq!(apply(&mem, &mut old, 0x1000, LAYOUTS_JSON), Err(DebugOffsetsError::NotAvailable(12)));
     }
 }

@@ -111,6 +111,18 @@ pub fn for_each_frame(
     frame_type: u64,
     f: &mut dyn FnMut(PyFrame) -> bool,
 ) -> WalkEnd {
+    for_each_raw_frame(mem, layout, tstate, frame_type, &mut |_, shown| shown.is_none_or(&mut *f))
+}
+
+/// Like [`for_each_frame`], but `f` sees every frame in the chain, plumbing included: its
+/// address, and the Python frame to show (None for plumbing).
+pub fn for_each_raw_frame(
+    mem: &dyn Memory,
+    layout: &Layout,
+    tstate: u64,
+    frame_type: u64,
+    f: &mut dyn FnMut(u64, Option<PyFrame>) -> bool,
+) -> WalkEnd {
     let Some(mut frame) = current_frame(mem, layout, tstate) else {
         return WalkEnd::Unreadable;
     };
@@ -121,12 +133,7 @@ pub fn for_each_frame(
         let Some((shown, previous)) = frame_step(mem, layout, frame, frame_type) else {
             return WalkEnd::Unreadable;
         };
-        if let Some(py) = shown {
-            if !f(py) {
-                return WalkEnd::Complete;
-            }
-        }
-        if previous == 0 {
+        if !f(frame, shown) || previous == 0 {
             return WalkEnd::Complete;
         }
         frame = previous;

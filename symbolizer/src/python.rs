@@ -2,8 +2,9 @@
 //! with where each C-level call of the eval loop begins and ends.
 
 use crate::memory::DumpMemory;
+use pylayout::debug_offsets::{self, DebugOffsetsError};
 use pylayout::text::{for_each_char, StrRead};
-use pylayout::{debug_offsets, lines, walk, Layout, Memory};
+use pylayout::{lines, walk, Layout, Memory};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -72,12 +73,9 @@ fn layout_for(
 ) -> Result<(Layout, LayoutNote), String> {
     let json = table.unwrap_or(pylayout::layout::LAYOUTS_JSON);
     let mut layout = Layout::from_table(json, major, minor).map_err(|e| e.to_string())?;
-    let (block, keys) = debug_offsets::positions(json, minor).map_err(|e| e.to_string())?;
-    if keys.is_empty() {
-        return Ok((layout, LayoutNote { source: "table".into(), differences: Vec::new() }));
-    }
     let runtime = meta["python"]["runtime"].as_u64().unwrap_or(0);
-    let note = match debug_offsets::apply_with(mem, &mut layout, runtime, block, &keys) {
+    let note = match debug_offsets::apply(mem, &mut layout, runtime, json) {
+        Err(DebugOffsetsError::NotAvailable(_)) => LayoutNote { source: "table".into(), differences: vec![] },
         Ok(c) if c.differences.is_empty() => {
             LayoutNote { source: "table + debug offsets".into(), differences: vec![] }
         }
@@ -111,15 +109,10 @@ fn walk_thread(
     limit: usize,
 ) -> Walked {
     let mut out = Walked { frames: Vec::new(), eval_calls: Some(Vec::new()), complete: false, steps: 0 };
-    let Some(mut frame) = walk::current_frame(mem, layout, tstate) else { return out };
     let mut in_call = 0;
-    while out.steps < limit * 2 {
+    let mut stopped = false;
+    let end = walk::for_each_raw_frame(mem, layout, tstate, 0, &mut |frame, shown| {
         out.steps += 1;
-        if frame == 0 {
-            out.complete = true;
-            break;
-        }
-        let Some((shown, previous)) = walk::frame_step(mem, layout, frame, 0) else { break };
         if let Some(f) = shown {
             out.frames.push(f);
             in_call += 1;
@@ -127,19 +120,22 @@ fn walk_thread(
         match walk::ends_eval_call(mem, layout, frame, on_c_stack) {
             Some(true) => {
                 if let Some(calls) = &mut out.eval_calls {
-                    let entry = (shown.is_none() && on_c_stack(frame)).then_some(frame);
-                    calls.push(EvalCall { frames: in_call, entry });
+                    // 3.12+: the boundary is the (never shown) entry frame on the C stack.
+                    calls.push(EvalCall { frames: in_call, entry: shown.is_none().then_some(frame) });
                 }
                 in_call = 0;
             }
             Some(false) => {}
             None => out.eval_calls = None,
         }
-        if out.frames.len() >= limit {
-            break;
-        }
-        frame = previous;
+        stopped = out.frames.len() >= limit || out.steps >= limit * 2;
+        !stopped
+    });
+    // The chain's end (or the frame that could not be read) costs a step too.
+    if !stopped {
+        out.steps += 1;
     }
+    out.complete = !stopped && end != walk::WalkEnd::Unreadable;
     // Frames after the last boundary belong to a call whose start was not seen.
     if in_call > 0 {
         out.eval_calls = None;
