@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import tempfile
 import textwrap
 from dataclasses import dataclass
@@ -24,6 +25,65 @@ def signal_name(signo, minor):
     if signo == signal.SIGFPE and minor >= 13:
         return "Floating-point exception"
     return SIGNAL_NAMES[signo]
+
+
+# The fatal crashes buggyext makes: the call, its signal, and the extension's functions from
+# the faulting one outwards as DWARF names them (inlined calls included).
+FATAL_CALLS = {
+    "segfault": ("buggyext.segfault(2)", signal.SIGSEGV,
+                 ["deref_null", "deref_null", "deref_null", "inlined_helper", "buggy_entry", "segfault"]),
+    "segfault_at": ("buggyext.segfault_at(0xdead0000)", signal.SIGSEGV, ["read_address", "segfault_at"]),
+    "fpe": ("buggyext.fpe()", signal.SIGFPE, ["divide", "fpe"]),
+    "abort": ("buggyext.sigabrt()", signal.SIGABRT, ["do_abort", "sigabrt"]),
+    "sigill": ("buggyext.sigill()", signal.SIGILL, ["illegal_instruction", "sigill"]),
+    "sigbus": ("buggyext.sigbus()", signal.SIGBUS, ["touch_truncated_mapping", "sigbus"]),
+}
+
+# A crash `{call}` two Python frames deep, with three Python threads waiting (`worker-N`).
+THREADED_CRASH = """
+import crashcatch, buggyext, threading
+crashcatch.enable()
+crashcatch.annotate("release", "1.2.3")
+ready = threading.Event()
+def idle():
+    ready.wait()  # @idle
+workers = [threading.Thread(target=idle, name=f"worker-{{i}}") for i in range(3)]
+for w in workers:
+    w.start()
+
+def inner():
+    return {call}  # @inner
+
+def outer():
+    return inner()  # @outer
+
+outer()  # @module
+"""
+
+
+def crash_segfault_importing_from(interp, ext_dir, depth):
+    """buggyext.segfault(depth), with buggyext imported from `ext_dir` (a path inside the
+    interpreter's root) rather than the prepared one; the run, checked to have crashed and
+    left one dump."""
+    r = run_script(interp, f"""
+    import sys
+    sys.path.insert(0, {ext_dir!r})
+    import crashcatch, buggyext
+    crashcatch.enable()
+    buggyext.segfault({depth})
+    """)
+    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
+    return r
+
+
+def compile_buggyext(interp, out, *flags):
+    """Builds examples/buggyext with -g against a host interpreter's headers into `out`."""
+    include = subprocess.run([interp.python, "-c", "import sysconfig; print(sysconfig.get_paths()['include'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    source = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "buggyext",
+                          "buggyext.c")
+    subprocess.run(["cc", "-shared", "-fPIC", "-g", *flags, "-I", include, source, "-o", out],
+                   check=True, capture_output=True, text=True)
 
 
 @dataclass

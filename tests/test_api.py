@@ -2,8 +2,6 @@
 import signal
 import textwrap
 
-import pytest
-
 from crashlib import current_thread_frames, run_script, script_line, thread_blocks
 
 

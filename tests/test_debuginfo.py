@@ -10,7 +10,6 @@ that copy is dumped. Runs on the host interpreter INTERPRETERS[0]."""
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from crashlib import run_script
+from crashlib import compile_buggyext, crash_segfault_importing_from
 from interpreters import REPO
 
 SYMBOLIZE = os.path.join(REPO, "target", "release", "crashcatch-symbolize")
@@ -76,22 +75,12 @@ def stripped(tmp_path_factory):
     sh("strip", "--strip-unneeded", binary)
     sh("objcopy", "--add-gnu-debuglink=" + debug, binary)
     # Another build of the same source (another build id), and its debug file.
-    include = sh(interp.python, "-c", "import sysconfig; print(sysconfig.get_paths()['include'])").stdout.strip()
     other = str(store / ("other-" + name))
-    sh("cc", "-shared", "-fPIC", "-g", "-O1", "-DOTHER_BUILD", "-I", include,
-       os.path.join(REPO, "examples", "buggyext", "buggyext.c"), "-o", other)
+    compile_buggyext(interp, other, "-O1", "-DOTHER_BUILD")
     wrong = str(store / (name + ".wrong.debug"))
     sh("objcopy", "--only-keep-debug", other, wrong)
     assert build_id(wrong) != build_id(debug) == build_id(binary)
-    code = f"""
-    import sys
-    sys.path.insert(0, {private!r})
-    import crashcatch, buggyext
-    crashcatch.enable()
-    buggyext.segfault(2)
-    """
-    r = run_script(interp, code)
-    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
+    r = crash_segfault_importing_from(interp, private, 2)
     empty_root = str(store / "empty-root")
     os.mkdir(empty_root)
     return Stripped(r.dumps[0], binary, name, debug, wrong, build_id(binary), empty_root)
@@ -326,23 +315,14 @@ def test_dwz_supplementary_file(tmp_path):
         pytest.skip("needs a host interpreter")
     private = tempfile.mkdtemp(prefix="dwz-", dir=interp.host_path(interp.work_dir))
     name = [n for n in os.listdir(interp.ext_dir) if n.startswith("buggyext")][0]
-    include = sh(interp.python, "-c", "import sysconfig; print(sysconfig.get_paths()['include'])").stdout.strip()
-    source = os.path.join(REPO, "examples", "buggyext", "buggyext.c")
     # dwz shares DWARF between at least two files: this build and another one.
     binary, other = os.path.join(private, name), str(tmp_path / "other.so")
-    for out, extra in ((binary, []), (other, ["-DOTHER_BUILD"])):
-        sh("cc", "-shared", "-fPIC", "-g", "-O1", *extra, "-I", include, source, "-o", out)
+    compile_buggyext(interp, binary, "-O1")
+    compile_buggyext(interp, other, "-O1", "-DOTHER_BUILD")
     common = str(tmp_path / "common.debug")
     sh("dwz", "-m", common, "-M", common, binary, other)
     assert "DW_AT_abstract_origin: <alt " in sh("readelf", "--debug-dump=info", binary).stdout  # refers out
-    r = run_script(interp, f"""
-    import sys
-    sys.path.insert(0, {private!r})
-    import crashcatch, buggyext
-    crashcatch.enable()
-    buggyext.segfault(2)
-    """)
-    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
+    r = crash_segfault_importing_from(interp, private, 2)
     s = Stripped(r.dumps[0], binary, name, common, common, build_id(binary), str(tmp_path))
     frames, problems, _ = symbolize(s)
     assert_dwarf(frames, "module file")

@@ -6,11 +6,10 @@ frames, checked against gdb's `bt` on a kernel core of the same crash."""
 import json
 import os
 import re
-import signal
 
 import pytest
 
-from crashlib import c_stack, run_script
+from crashlib import FATAL_CALLS, c_stack, run_script
 
 GDB_SCRIPT = r"""
 set pagination off
@@ -109,18 +108,7 @@ def gdb_core_frames(interp, core, work_dir):
     return frames
 
 
-# Each fatal signal: the call, the signal, the extension's innermost functions.
-CORE_CRASHES = {
-    "segfault": ("buggyext.segfault(2)", signal.SIGSEGV,
-                 ["deref_null", "deref_null", "deref_null", "inlined_helper", "buggy_entry"]),
-    "fpe": ("buggyext.fpe()", signal.SIGFPE, ["divide", "fpe"]),
-    "abort": ("buggyext.sigabrt()", signal.SIGABRT, ["do_abort", "sigabrt"]),
-    "sigill": ("buggyext.sigill()", signal.SIGILL, ["illegal_instruction", "sigill"]),
-    "sigbus": ("buggyext.sigbus()", signal.SIGBUS, ["touch_truncated_mapping", "sigbus"]),
-}
-
-
-@pytest.mark.parametrize("kind", CORE_CRASHES)
+@pytest.mark.parametrize("kind", FATAL_CALLS)
 def test_symbolized_native_frames_match_gdb_on_a_core_of_the_same_crash(interp, kind):
     """The crash leaves both crashcatch's minidump and a kernel core. gdb's `bt` on the core
     and `crashcatch symbolize` on the minidump give the same frames — every frame, inlined
@@ -141,7 +129,7 @@ def test_symbolized_native_frames_match_gdb_on_a_core_of_the_same_crash(interp, 
 
     buggyext.call_back(callback)
     """
-    call, signo, ext_innermost = CORE_CRASHES[kind]
+    call, signo, ext_innermost = FATAL_CALLS[kind]
     code = code.replace("{call}", call)
     r = run_script(interp, code, core=True)
     assert r.returncode == -signo and len(r.dumps) == 1, r.stderr

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from crashlib import run_script, script_line
+from crashlib import FATAL_CALLS, THREADED_CRASH, compile_buggyext, crash_segfault_importing_from, run_script, script_line
 from interpreters import REPO
 
 SYMBOLIZE = os.path.join(REPO, "target", "release", "crashcatch-symbolize")
@@ -203,25 +203,13 @@ def test_symbols_path_finds_moved_modules_and_refuses_wrong_builds(tmp_path):
     private = interp.work_dir + "/" + os.path.basename(private_host)
     ext = [n for n in os.listdir(interp.host_path(interp.ext_dir)) if n.startswith("buggyext")][0]
     subprocess.run(["cp", interp.host_path(interp.ext_dir + "/" + ext), interp.host_path(private)], check=True)
-    code = f"""
-    import sys
-    sys.path.insert(0, {private!r})
-    import crashcatch, buggyext
-    crashcatch.enable()
-    buggyext.segfault(1)
-    """
-    r = run_script(interp, code)
-    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
+    r = crash_segfault_importing_from(interp, private, 1)
     # Move the extension away; keep a good copy and build a different one.
     good, wrong = tmp_path / "good", tmp_path / "wrong"
     good.mkdir()
     wrong.mkdir()
     os.rename(interp.host_path(private + "/" + ext), good / ext)
-    subprocess.run(["cc", "-shared", "-fPIC", "-g", "-O0", "-DOTHER_BUILD",
-                    "-I", subprocess.run([interp.python if not interp.root else "python3", "-c",
-                                          "import sysconfig; print(sysconfig.get_paths()['include'])"],
-                                         capture_output=True, text=True).stdout.strip(),
-                    os.path.join(REPO, "examples", "buggyext", "buggyext.c"), "-o", str(wrong / ext)], check=True)
+    compile_buggyext(interp, str(wrong / ext), "-O0", "-DOTHER_BUILD")
 
     def ext_frames(*args):
         out = symbolize(r.dumps[0], "--json", *args)
@@ -282,39 +270,12 @@ def test_layout_comes_from_the_dumps_own_debug_offsets(interp, tmp_path):
     assert bad.returncode == 2 and "cannot read the layout table" in bad.stderr, bad.stderr
 
 
-KIND_CODE = """
-import threading, crashcatch, buggyext
-crashcatch.enable()
-ready = threading.Event()
-workers = [threading.Thread(target=ready.wait, name=f"worker-{{i}}") for i in range(2)]
-for w in workers:
-    w.start()
-
-def inner():
-    return {call}  # @inner
-
-def outer():
-    return inner()  # @outer
-
-outer()  # @module
-"""
-
-# call, signal, the extension's frames innermost first
-KINDS = {
-    "segfault_at": ("buggyext.segfault_at(0xdead0000)", signal.SIGSEGV, ["read_address", "segfault_at"]),
-    "fpe": ("buggyext.fpe()", signal.SIGFPE, ["divide", "fpe"]),
-    "abort": ("buggyext.sigabrt()", signal.SIGABRT, ["do_abort", "sigabrt"]),
-    "sigill": ("buggyext.sigill()", signal.SIGILL, ["illegal_instruction", "sigill"]),
-    "sigbus": ("buggyext.sigbus()", signal.SIGBUS, ["touch_truncated_mapping", "sigbus"]),
-}
-
-
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", FATAL_CALLS)
 def test_every_crash_kind_gives_one_merged_stack(interp, kind):
     """Each fatal signal: the crashing thread's merged stack is the extension's frames, then
     the script's Python frames, in call order; every thread's stacks merge."""
-    call, signo, ext_frames = KINDS[kind]
-    code = KIND_CODE.format(call=call)
+    call, signo, ext_frames = FATAL_CALLS[kind]
+    code = THREADED_CRASH.format(call=call)
     r = run_script(interp, code)
     assert r.returncode == -signo and len(r.dumps) == 1, r.stderr
     out = symbolize_in(interp, r.dumps[0], "--json")
@@ -333,7 +294,7 @@ def test_every_crash_kind_gives_one_merged_stack(interp, kind):
         shown = [f["function"] for f in crashed["frames"] if not f.get("plumbing")]
         assert shown.index("do_abort") >= 1 and any("abort" in (n or "") for n in shown[:shown.index("do_abort")]), shown
     workers = [t for t in doc["threads"] if (t["python_name"] or "").startswith("worker-")]
-    assert len(workers) == 2 and all(t["python_frames"] for t in workers), doc["threads"]
+    assert len(workers) == 3 and all(t["python_frames"] for t in workers), doc["threads"]
 
 
 def test_deep_python_to_c_recursion_merges_and_the_text_keeps_both_ends(interp):
