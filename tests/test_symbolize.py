@@ -424,3 +424,35 @@ def test_undecodable_python_stacks_print_what_they_can_and_exit_2(tmp_path, dama
     if damage == "unknown_python_version":
         assert "9." in out.stderr and "3.12" in out.stderr, out.stderr  # the known versions are listed
         assert "deref_null" in out.stdout  # the native stack is all there
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_colour_on_a_terminal_unless_no_color(no_color):
+    """On a terminal the text is coloured (the crash in red, names in bold); NO_COLOR turns
+    it off. (Piped output is plain: test_symbolize_text_and_last.)"""
+    import pty
+    from conftest import INTERPRETERS
+    r = run_script(INTERPRETERS[0], CODE)
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    if no_color:
+        env["NO_COLOR"] = "1"
+    leader, follower = pty.openpty()
+    with os.fdopen(leader, "rb", buffering=0) as tty:
+        proc = subprocess.Popen([SYMBOLIZE, "symbolize", r.dumps[0]], stdout=follower, env=env)
+        os.close(follower)
+        text = b""
+        while True:
+            try:
+                chunk = tty.read(65536)
+            except OSError:  # the other end closed
+                break
+            if not chunk:
+                break
+            text += chunk
+        assert proc.wait(timeout=60) == 0
+    text = text.decode()
+    if no_color:
+        assert "\x1b[" not in text and "Process crashed with SIGSEGV" in text
+    else:
+        assert "\x1b[1m\x1b[31mProcess crashed with SIGSEGV" in text, text[:200]
+        assert "\x1b[1mderef_null\x1b[0m" in text, text
