@@ -10,6 +10,7 @@ mod procmem;
 mod pymem;
 mod ranges;
 mod shrink;
+mod stall;
 mod streams;
 
 use handoff::{field_str, Request};
@@ -17,7 +18,7 @@ use minidump_writer::minidump_writer::MinidumpWriterConfig;
 use procmem::ProcessMemory;
 use pylayout::{Layout, Memory};
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 
@@ -61,6 +62,8 @@ fn report(line: &str) {
 
 fn run() -> Result<PathBuf, DumpError> {
     let arg = std::env::args().nth(1).ok_or(DumpError::Usage)?;
+    // The requester names us as its ptracer (under Yama) before it sends this byte.
+    let _ = std::io::stdin().read(&mut [0u8; 1]);
     // Test hook: a helper that hangs, to prove the requester's deadline.
     if let Some(ms) = std::env::var("CRASHCATCH_TEST_HELPER_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
         std::thread::sleep(std::time::Duration::from_millis(ms));
@@ -125,14 +128,17 @@ fn run() -> Result<PathBuf, DumpError> {
     }
 
     let mut config = MinidumpWriterConfig::new(pid, req.tid);
+    // Threads are suspended one by one with PTRACE_SEIZE (third_party/README.md): no group
+    // SIGSTOP, so no job-control stop, and nothing stays stopped if this helper dies.
+    config.skip_process_stop();
     config.set_app_memory(app_memory);
     if let Some(ctx) = context {
         config.set_crash_context(minidump_writer::CrashContextExt { inner: ctx });
     }
     // Written in memory first, so an overflowed stack can be capped before it hits the disk.
-    let mut image = std::io::Cursor::new(Vec::new());
+    let mut image = stall::Stall::from_env(std::io::Cursor::new(Vec::new()));
     let written = config.write(&mut image).map_err(|e| error_chain(&e)).and_then(|_| {
-        let mut bytes = image.into_inner();
+        let mut bytes = image.into_inner().into_inner();
         let capped =
             if overflowed { shrink::cap_stack(&mut bytes, req.tid as u32, STACK_TOP_KEPT) } else { None };
         file.write_all(&bytes).map(|_| capped).map_err(|e| e.to_string())
