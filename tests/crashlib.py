@@ -96,12 +96,27 @@ class Run:
     dumps: list          # host paths of the minidumps the run left
 
 
-def run_script(interp, code, *, timeout=120, env=None, files=(), args=(), core=False):
-    """Writes `code` to a script in the interpreter's scratch dir and runs it with the
-    venv python (buggyext importable). `files`: names of output files the script writes
-    in its directory (passed as FILE_<name> environment variables); their contents come back.
-    `core`: lift the core size limit, so a crash also leaves a kernel core (`core` in the
-    script's directory when the kernel's core_pattern is the plain default)."""
+@dataclass
+class Prepared:
+    """A script written into a fresh scratch dir, and how to run it."""
+    argv: list           # to run inside the interpreter's root
+    cwd: str             # inside the root
+    env: dict
+    script: str          # inside the root
+
+    def host_dir(self, interp):
+        return interp.host_path(self.cwd)
+
+    def dumps(self, interp):
+        """Host paths of the minidumps the run left."""
+        d = interp.host_path(self.cwd + "/dumps")
+        return sorted(os.path.join(d, n) for n in os.listdir(d)) if os.path.isdir(d) else []
+
+
+def prepare_script(interp, code, *, env=None, files=(), args=(), core=False):
+    """Writes `code` to a script in the interpreter's scratch dir; the venv python runs it
+    with buggyext importable and dumps going to the run's own `dumps` directory. `files`:
+    names of output files the script writes in its directory (FILE_<name> variables)."""
     host_work = interp.host_path(interp.work_dir)
     d = tempfile.mkdtemp(dir=host_work)
     inner_dir = interp.work_dir + "/" + os.path.basename(d)
@@ -119,14 +134,20 @@ def run_script(interp, code, *, timeout=120, env=None, files=(), args=(), core=F
     argv = [interp.venv_python, script, *args]
     if core:
         argv = ["/bin/sh", "-c", 'ulimit -c unlimited && exec "$0" "$@"'] + argv
-    r = interp.run(argv, cwd=inner_dir, env=full_env, timeout=timeout)
+    return Prepared(argv, inner_dir, full_env, script)
+
+
+def run_script(interp, code, *, timeout=120, env=None, files=(), args=(), core=False):
+    """Runs `code` (see prepare_script) to the end. `core`: lift the core size limit, so a
+    crash also leaves a kernel core (`core` in the script's directory when the kernel's
+    core_pattern is the plain default)."""
+    p = prepare_script(interp, code, env=env, files=files, args=args, core=core)
+    r = interp.run(p.argv, cwd=p.cwd, env=p.env, timeout=timeout)
     contents = {}
     for name in files:
-        p = interp.host_path(inner_dir + "/" + name)
-        contents[name] = open(p, errors="backslashreplace").read() if os.path.exists(p) else None
-    dump_dir = interp.host_path(inner_dir + "/dumps")
-    dumps = sorted(os.path.join(dump_dir, n) for n in os.listdir(dump_dir)) if os.path.isdir(dump_dir) else []
-    return Run(r.returncode, r.stdout, r.stderr, script, contents, dumps)
+        path = interp.host_path(p.cwd + "/" + name)
+        contents[name] = open(path, errors="backslashreplace").read() if os.path.exists(path) else None
+    return Run(r.returncode, r.stdout, r.stderr, p.script, contents, p.dumps(interp))
 
 
 def script_line(code, marker):

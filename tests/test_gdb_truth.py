@@ -78,10 +78,13 @@ sys.stderr.write(r.stderr)
 CORE_SCRIPT = r"""
 python
 f = gdb.newest_frame()
-# Skip crashcatch's handler re-raising the signal: start below the signal frame.
-while f is not None and f.type() != gdb.SIGTRAMP_FRAME:
-    f = f.older()
-f = f.older() if f is not None else None
+# A fault the kernel raised happens again after crashcatch's handler returns, so the core
+# starts at the faulting frame; a signal queued by software (abort) is queued again from
+# inside the handler: then start below its signal frame.
+g = f
+while g is not None and g.type() != gdb.SIGTRAMP_FRAME:
+    g = g.older()
+f = g.older() if g is not None else f
 while f is not None:
     kind = {gdb.INLINE_FRAME: "inline", gdb.TAILCALL_FRAME: "tailcall"}.get(f.type(), "real")
     sal = f.find_sal()
@@ -93,8 +96,7 @@ end
 
 
 def gdb_core_frames(interp, core, work_dir):
-    """gdb's frames of the crashing thread in a kernel core, from the faulting frame on (the
-    frames above the signal frame are crashcatch's handler re-raising the signal)."""
+    """gdb's frames of the crashing thread in a kernel core, from the faulting frame on."""
     with open(interp.host_path(work_dir + "/core.gdb"), "w") as f:
         f.write(CORE_SCRIPT)
     r = interp.run(["gdb", "-nx", "-batch", "-x", work_dir + "/core.gdb", interp.python, core], timeout=300)

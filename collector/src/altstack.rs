@@ -7,7 +7,7 @@ use std::io;
 
 /// Usable size of each alternate stack: the unwinder's CFI context plus formatting.
 const ALT_STACK_SIZE: usize = 256 * 1024;
-const GUARD: usize = 4096;
+pub const GUARD: usize = 4096;
 
 thread_local! {
     /// The mapping we installed on this thread (base, length), to free it later.
@@ -28,22 +28,7 @@ pub fn ensure() -> io::Result<()> {
         return Ok(()); // running on it right now: leave it alone
     }
     let len = ALT_STACK_SIZE + GUARD;
-    // SAFETY: anonymous private mapping; the result is checked.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-            -1,
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the first page of our own mapping becomes the guard page.
-    unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) };
+    let base = map_stack(len)?;
     let st = libc::stack_t {
         ss_sp: (base as usize + GUARD) as *mut libc::c_void,
         ss_flags: 0,
@@ -77,4 +62,25 @@ pub fn release() {
             libc::munmap(base as *mut libc::c_void, len);
         }
     }
+}
+
+/// Maps `len` bytes for a stack, the lowest page of which is a guard page.
+pub fn map_stack(len: usize) -> io::Result<*mut libc::c_void> {
+    // SAFETY: anonymous private mapping; the result is checked.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the first page of our own mapping becomes the guard page.
+    unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) };
+    Ok(base)
 }

@@ -49,8 +49,12 @@ fn enable(
     let (fd, keep) = pyfile::resolve(py, file.as_ref())?;
     let target = prepare::target(py)?;
     altstack::ensure().map_err(os_error)?;
-    let fault_in_handler = std::env::var_os("CRASHCATCH_TEST_FAULT_IN_HANDLER").is_some_and(|v| v == "1");
-    let cfg = FatalConfig { fd, all_threads, c_stack, max_threads, target, fault_in_handler };
+    signal_safe::stack::prepare().map_err(os_error)?;
+    let test_hook = |name: &str| std::env::var_os(name).is_some_and(|v| v == "1");
+    let fault_in_handler = test_hook("CRASHCATCH_TEST_FAULT_IN_HANDLER");
+    let report_stack_use = test_hook("CRASHCATCH_TEST_STACK_USE");
+    let cfg =
+        FatalConfig { fd, all_threads, c_stack, max_threads, target, fault_in_handler, report_stack_use };
     signals::enable_fatal(cfg).map_err(os_error)?;
     Ok(keep)
 }
@@ -171,6 +175,7 @@ fn register(
     let (fd, keep) = pyfile::resolve(py, file.as_ref())?;
     let target = prepare::target(py)?;
     altstack::ensure().map_err(os_error)?;
+    signal_safe::stack::prepare().map_err(os_error)?;
     let make = |previous| UserConfig { fd, all_threads, chain, max_threads, minidump, target, previous };
     signals::register(signum, make, chain).map_err(os_error)?;
     Ok(keep)
@@ -211,6 +216,17 @@ fn configure_minidumps(
         source_context,
     };
     minidumps::configure(target, &settings).map_err(PyRuntimeError::new_err)
+}
+
+/// Live dumps (registered signals, timeouts) at most once per `seconds` (0: no limit).
+#[pyfunction]
+fn set_live_dump_interval(seconds: f64) -> PyResult<()> {
+    if !(seconds >= 0.0 && seconds.is_finite()) {
+        return Err(PyValueError::new_err("live_dump_interval must be a number of seconds >= 0"));
+    }
+    let ms = (seconds * 1000.0).round().min(u64::MAX as f64) as u64;
+    signal_safe::dump::LIVE_INTERVAL_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
 }
 
 /// write_minidump(path=None) -> str
@@ -262,6 +278,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(unregister, m)?)?;
     m.add_function(wrap_pyfunction!(configure_minidumps, m)?)?;
     m.add_function(wrap_pyfunction!(write_minidump, m)?)?;
+    m.add_function(wrap_pyfunction!(set_live_dump_interval, m)?)?;
     m.add_function(wrap_pyfunction!(set_annotations, m)?)?;
     m.add_function(wrap_pyfunction!(note_thread_names, m)?)?;
     m.add_class::<threads::ThreadStarter>()?;

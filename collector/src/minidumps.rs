@@ -14,8 +14,6 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Serialises dumps taken from ordinary threads (they share the one request record).
-static DUMP_LOCK: Mutex<()> = Mutex::new(());
 /// Annotation bytes kept (`key\0value\0` pairs).
 pub const ANNOTATIONS_SIZE: usize = 16 * 1024;
 static ANNOTATIONS: Mutex<()> = Mutex::new(());
@@ -63,6 +61,21 @@ pub struct Settings<'a> {
     pub source_context: u32,
 }
 
+/// Whether Yama restricts ptrace to descendants (ptrace_scope 1). Modes 0 (classic) and
+/// no Yama need nothing; modes 2 and 3 cannot be helped from inside the process.
+fn yama_restricted() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").is_ok_and(|v| v.trim() == "1")
+}
+
+/// The longest prefix of `s` that fits `max` bytes without cutting a character.
+fn prefix_fitting(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Fills the enable-time half of the request and publishes how to start the helper.
 pub fn configure(target: &Target, s: &Settings) -> Result<(), String> {
     if !s.enabled {
@@ -72,22 +85,29 @@ pub fn configure(target: &Target, s: &Settings) -> Result<(), String> {
     if !Path::new(s.helper).is_file() {
         return Err(format!("the dump helper {} is missing: reinstall crashcatch", s.helper));
     }
-    let _guard = DUMP_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: enable-time writes under DUMP_LOCK and the GIL; handlers read the record only
-    // when a dump happens, after HELPER is published below.
-    let req = unsafe { &mut *dump::request_ptr() };
-    handoff::set_field(&mut req.dump_dir, s.dump_dir.as_bytes());
-    handoff::set_field(&mut req.prog_name, s.prog_name.as_bytes());
-    req.py_version = s.py_version;
-    req.interp = target.interp;
-    req.runtime = s.runtime;
-    req.types = target.types;
-    req.report_addr = dump::capture_addr();
-    req.annotations_addr = ANNOTATION_BYTES.0.get() as u64;
-    req.source_context = s.source_context;
-    req.thread_names_addr = NAMES.0.get() as u64;
-    req.thread_names_count = THREAD_NAMES as u64;
-    req.magic = handoff::MAGIC;
+    let dir_max = handoff::PATH_SIZE - 1;
+    if s.dump_dir.len() > dir_max {
+        return Err(format!("dump_dir is {} bytes long, more than the {dir_max} allowed", s.dump_dir.len()));
+    }
+    let configured = handler::with_report_lock(LIVE_DUMP_WAIT_MS, || {
+        // SAFETY: enable-time writes under the report lock and the GIL; handlers read the
+        // record only when a dump happens, holding the same lock.
+        let req = unsafe { &mut *dump::request_ptr() };
+        handoff::set_field(&mut req.dump_dir, s.dump_dir.as_bytes());
+        let prog_max = req.prog_name.len() - 1;
+        handoff::set_field(&mut req.prog_name, prefix_fitting(s.prog_name, prog_max).as_bytes());
+        req.py_version = s.py_version;
+        req.interp = target.interp;
+        req.runtime = s.runtime;
+        req.types = target.types;
+        req.report_addr = dump::capture_addr();
+        req.annotations_addr = ANNOTATION_BYTES.0.get() as u64;
+        req.source_context = s.source_context;
+        req.thread_names_addr = NAMES.0.get() as u64;
+        req.thread_names_count = THREAD_NAMES as u64;
+        req.magic = handoff::MAGIC;
+    });
+    configured.ok_or("a crash report was being written; try again")?;
     let path = CString::new(s.helper).map_err(|e| e.to_string())?;
     let arg = CString::new(format!("{:x}", dump::request_ptr() as u64)).map_err(|e| e.to_string())?;
     let (path, arg) = (Box::leak(path.into_boxed_c_str()), Box::leak(arg.into_boxed_c_str()));
@@ -95,6 +115,7 @@ pub fn configure(target: &Target, s: &Settings) -> Result<(), String> {
         path: path.as_ptr(),
         argv: [path.as_ptr(), arg.as_ptr(), std::ptr::null()],
         deadline_ms: s.timeout.as_millis().min(u32::MAX as u128) as u32,
+        yama_restricted: yama_restricted(),
     };
     config::store(&HELPER, Some(config::publish(helper)));
     Ok(())
@@ -122,28 +143,38 @@ const LIVE_DUMP_WAIT_MS: u32 = 30_000;
 /// Writes a minidump of this live process and returns the helper's result line.
 /// `exact_path`: the file to create, or None for one in the dump directory. The helper is
 /// started and waited for by the same code the signal handlers use.
+/// The report lock (not a mutex) serialises these dumps: a `fork()` while one runs leaves
+/// the child a lock whose owner is not its thread, which it takes over.
 pub fn dump_now(kind: Kind, exact_path: Option<&str>) -> Result<String, String> {
+    handler::with_report_lock(LIVE_DUMP_WAIT_MS, || dump_locked(kind, exact_path))
+        .unwrap_or_else(|| Err("a crash report was being written; try again".into()))
+}
+
+/// [`dump_now`] for a caller that already holds the report lock.
+pub fn dump_locked(kind: Kind, exact_path: Option<&str>) -> Result<String, String> {
     config::load(&HELPER).ok_or("minidumps are disabled (enable(minidump=False))")?;
-    let _guard = DUMP_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let path = exact_path.unwrap_or("");
+    if path.len() >= handoff::PATH_SIZE {
+        return Err(format!(
+            "the path is {} bytes long, more than the {} allowed",
+            path.len(),
+            handoff::PATH_SIZE - 1
+        ));
+    }
     // The result line goes through a pipe (it is far smaller than the pipe's buffer).
     let (mut reader, writer) = std::io::pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
-    let written = handler::with_report_lock(LIVE_DUMP_WAIT_MS, || {
-        memory::refresh_pid();
-        dump::fill_request(
-            &Event { kind, signo: 0, info: None, ucontext: None },
-            exact_path.unwrap_or("").as_bytes(),
-        );
-        let mut out = Out::new(writer.as_raw_fd());
-        let written = dump::run_helper(&mut out);
-        out.flush();
-        written
-    });
+    memory::refresh_pid();
+    dump::fill_request(&Event { kind, signo: 0, info: None, ucontext: None }, path.as_bytes());
+    let mut out = Out::new(writer.as_raw_fd());
+    let written = dump::run_helper(&mut out);
+    out.flush();
+    drop(out);
     drop(writer);
     let mut line = String::new();
     let _ = reader.read_to_string(&mut line);
-    match written {
-        None => Err("a crash report was being written; try again".into()),
-        Some(true) => Ok(line),
-        Some(false) => Err(line.trim_end().trim_start_matches("crashcatch: no minidump: ").to_string()),
+    if written {
+        Ok(line)
+    } else {
+        Err(line.trim_end().trim_start_matches("crashcatch: no minidump: ").to_string())
     }
 }

@@ -31,12 +31,31 @@ pub fn enable_fatal(cfg: FatalConfig) -> io::Result<()> {
         return Ok(());
     }
     for (i, (signo, _)) in FATAL_SIGNALS.iter().enumerate() {
+        // Publish the previous disposition before ours can run: a crash in between must
+        // find where to chain, not re-raise into ourselves.
+        let before = current(*signo)?;
+        config::store(&config::PREVIOUS_FATAL[i], Some(config::publish(before)));
         // SA_NODEFER: re-raising from the handler reaches the previous handler at once.
         // SA_ONSTACK: run on the alternate stack, so stack overflows are reported.
         let old = sigaction(*signo, fatal_handler, libc::SA_NODEFER | libc::SA_ONSTACK)?;
-        config::store(&config::PREVIOUS_FATAL[i], Some(config::publish(old)));
+        if old.sa_sigaction != before.sa_sigaction || old.sa_flags != before.sa_flags {
+            // Someone else installed a handler in between: that one is the previous.
+            config::store(&config::PREVIOUS_FATAL[i], Some(config::publish(old)));
+        }
     }
     Ok(())
+}
+
+/// The disposition installed now for `signo`.
+fn current(signo: i32) -> io::Result<libc::sigaction> {
+    // SAFETY: a null new action only reads the current one into `old`.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(signo, std::ptr::null(), &mut old) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(old)
+    }
 }
 
 /// `disable()`: restores the previous dispositions. Returns whether we were enabled.

@@ -2,9 +2,10 @@
 //! timeout expires, like faulthandler's. Dumping reads Python state without the GIL, through
 //! the same fault-proof code the signal handlers use.
 
-use crate::signal_safe::config::Target;
+use crate::signal_safe::config::{self, Target};
 use crate::signal_safe::out::Out;
 use crate::signal_safe::pytrace;
+use crate::signal_safe::{dump, handler};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -76,18 +77,11 @@ fn run(opts: Options, header: String, cancel: &(Mutex<bool>, Condvar)) {
         }
         drop(cancelled);
         crate::signal_safe::memory::refresh_pid();
-        let mut out = Out::capturing(opts.fd);
-        out.str(&header);
-        // The watchdog thread is nobody's "current thread".
-        pytrace::dump_all_threads(&mut out, opts.target, None, opts.max_threads);
-        out.flush();
-        if opts.minidump && crate::signal_safe::config::load(&crate::signal_safe::dump::HELPER).is_some() {
-            let line = match crate::minidumps::dump_now(handoff::Kind::Timeout, None) {
-                Ok(line) => line,
-                Err(e) => format!("crashcatch: no minidump: {e}\n"),
-            };
-            out.str(&line);
-            out.flush();
+        // The report buffer and the dump request are shared with the signal handlers: hold
+        // their lock. If a crash report holds it too long, still print (without a dump).
+        let reported = handler::with_report_lock(REPORT_LOCK_WAIT_MS, || report(&opts, &header, true));
+        if reported.is_none() {
+            report(&opts, &header, false);
         }
         if opts.exit {
             // SAFETY: _exit ends the process immediately, as faulthandler's exit=True does.
@@ -97,6 +91,26 @@ fn run(opts: Options, header: String, cancel: &(Mutex<bool>, Condvar)) {
             return;
         }
     }
+}
+
+/// How long a timeout waits for a crash report in progress elsewhere.
+const REPORT_LOCK_WAIT_MS: u32 = 5_000;
+
+/// The timeout's text (and dump, when asked and `locked`, at most one per live-dump interval).
+fn report(opts: &Options, header: &str, locked: bool) {
+    let mut out = if locked { Out::capturing(opts.fd) } else { Out::new(opts.fd) };
+    out.str(header);
+    // The watchdog thread is nobody's "current thread".
+    pytrace::dump_all_threads(&mut out, opts.target, None, opts.max_threads);
+    out.flush();
+    if locked && opts.minidump && config::load(&dump::HELPER).is_some() && dump::live_dump_allowed(&mut out) {
+        let line = match crate::minidumps::dump_locked(handoff::Kind::Timeout, None) {
+            Ok(line) => line,
+            Err(e) => format!("crashcatch: no minidump: {e}\n"),
+        };
+        out.str(&line);
+    }
+    out.flush();
 }
 
 #[cfg(test)]

@@ -42,6 +42,8 @@ dump_c_stack = _native.dump_c_stack
 # The helper that writes minidumps, shipped inside this package.
 _HELPER = _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "_bin", "crashcatch-dump")
 _DEFAULT_DUMP_TIMEOUT = 10.0
+# Live dumps (registered signals, timeouts) at most once per this many seconds.
+_DEFAULT_LIVE_DUMP_INTERVAL = 60.0
 _SOURCE_CONTEXT_LINES = 3
 _dumps_configured = False
 
@@ -60,7 +62,8 @@ def _minidumps_default():
     return _os.environ.get("CRASHCATCH_MINIDUMP", "1") != "0"
 
 
-def _configure_dumps(minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TIMEOUT):
+def _configure_dumps(minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TIMEOUT,
+                     live_dump_interval=_DEFAULT_LIVE_DUMP_INTERVAL):
     global _dumps_configured
     if minidump is None:
         minidump = _minidumps_default()
@@ -72,6 +75,7 @@ def _configure_dumps(minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TI
             pass  # the helper retries, and its report line says why if it cannot
     prog = _os.path.basename(_sys.argv[0]) if _sys.argv and _sys.argv[0] not in ("", "-c", "-m") else ""
     prog = prog or _os.path.basename(_sys.executable) or "python"
+    _native.set_live_dump_interval(float(live_dump_interval))
     _native.configure_minidumps(bool(minidump), directory, _HELPER, float(dump_timeout), prog,
                                 _SOURCE_CONTEXT_LINES)
     # Threads already running get their names recorded now; later ones when they start.
@@ -81,7 +85,8 @@ def _configure_dumps(minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TI
 
 
 def enable(file=None, all_threads=True, c_stack=True, *, max_threads=_MAX_THREADS,
-           minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TIMEOUT):
+           minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TIMEOUT,
+           live_dump_interval=_DEFAULT_LIVE_DUMP_INTERVAL):
     """Report fatal signals (SIGSEGV, SIGFPE, SIGABRT, SIGBUS, SIGILL) to ``file``
     (default: sys.stderr).
 
@@ -90,8 +95,10 @@ def enable(file=None, all_threads=True, c_stack=True, *, max_threads=_MAX_THREAD
     ``minidump``: also write a minidump into ``dump_dir`` (default: default_dump_dir()),
     waiting at most ``dump_timeout`` seconds for it; the report's last line names it.
     Default: on, unless the environment has CRASHCATCH_MINIDUMP=0.
+    ``live_dump_interval``: live dumps (register(), dump_traceback_later()) are written at
+    most once per this many seconds (0: no limit); write_minidump() is not limited.
     """
-    _configure_dumps(minidump, dump_dir, dump_timeout)
+    _configure_dumps(minidump, dump_dir, dump_timeout, live_dump_interval)
     _files["fatal"] = _native.enable(file, bool(all_threads), bool(c_stack), max_threads)
     _hook_thread_start()
 

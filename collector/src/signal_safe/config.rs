@@ -48,6 +48,9 @@ pub struct FatalConfig {
     /// Test hook (CRASHCATCH_TEST_FAULT_IN_HANDLER=1 at enable time): the handler faults
     /// on purpose after the tracebacks, to prove the fallback when a report crashes.
     pub fault_in_handler: bool,
+    /// Test hook (CRASHCATCH_TEST_STACK_USE=1 at enable time): the report ends with the
+    /// report stack's high-water mark, to measure the handler's worst-case stack use.
+    pub report_stack_use: bool,
 }
 
 /// Options of `register(signum, …)`.

@@ -8,7 +8,7 @@ use super::config;
 use super::memory::SelfMemory;
 use super::out::Out;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use handoff::{Kind, Request};
 use pylayout::Memory;
 
@@ -19,6 +19,9 @@ pub struct HelperConfig {
     pub argv: [*const libc::c_char; 3],
     /// How long to wait for the helper before killing it.
     pub deadline_ms: u32,
+    /// Yama's ptrace_scope is 1 (only descendants may be traced): the helper, our child,
+    /// must be named with `PR_SET_PTRACER` before it can read us.
+    pub yama_restricted: bool,
 }
 
 // SAFETY: the pointers refer to leaked, immutable C strings.
@@ -28,6 +31,34 @@ unsafe impl Send for HelperConfig {}
 
 /// Null when minidumps are off.
 pub static HELPER: AtomicPtr<HelperConfig> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Live dumps (registered signals, timeouts) are written at most once per this many
+/// milliseconds (0: no limit), so `kill -USR1` in a loop or a repeating watchdog cannot
+/// fill the disk. `write_minidump()`, an explicit request, is not limited.
+pub static LIVE_INTERVAL_MS: AtomicU64 = AtomicU64::new(60_000);
+/// When the last live dump was started (CLOCK_MONOTONIC ms; 0: never).
+static LAST_LIVE_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Whether a live dump may be written now; if not, says why on `out`. Counts this one.
+pub fn live_dump_allowed(out: &mut Out) -> bool {
+    let interval = LIVE_INTERVAL_MS.load(Ordering::Relaxed);
+    let now = now_ms();
+    let last = LAST_LIVE_MS.load(Ordering::Relaxed);
+    if interval > 0 && last != 0 && now.saturating_sub(last) < interval {
+        out.str("crashcatch: no minidump: at most one live dump every ");
+        if interval.is_multiple_of(1000) {
+            out.dec(interval / 1000);
+            out.str(" s");
+        } else {
+            out.dec(interval);
+            out.str(" ms");
+        }
+        out.str(" (live_dump_interval)\n");
+        return false;
+    }
+    LAST_LIVE_MS.store(now, Ordering::Relaxed);
+    true
+}
 
 struct Cell<T>(UnsafeCell<T>);
 // SAFETY: written by one thread at a time: at enable time under the GIL, and at dump
@@ -128,16 +159,35 @@ static CHILD_STACK_MEM: Cell<ChildStack> = Cell(UnsafeCell::new(ChildStack([0; C
 /// What the child needs, on the parent's stack (shared: CLONE_VM).
 struct ChildArgs {
     helper: &'static HelperConfig,
+    /// Read end of the go-ahead pipe (becomes the helper's stdin).
+    go_fd: i32,
+    /// Write end of the answer pipe (becomes the helper's stdout).
     result_fd: i32,
     old_mask: libc::sigset_t,
 }
 
+/// Highest descriptor closed one by one where `close_range` is missing (Linux < 5.9).
+const CLOSE_FALLBACK_MAX: i32 = 65_536;
+
 extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the ChildArgs the parent passed and keeps alive while suspended
-    // (CLONE_VFORK); only async-signal-safe calls follow.
+    // (CLONE_VFORK); only async-signal-safe calls follow, on the child's own fd table.
     unsafe {
         let args = &*(arg as *const ChildArgs);
-        libc::dup2(args.result_fd, 1);
+        // The pipes may be fds 0/1 themselves (a program that closed its stdio): move both
+        // above 2 first, then into place (dup2 clears close-on-exec), so neither is lost.
+        let go = libc::fcntl(args.go_fd, libc::F_DUPFD_CLOEXEC, 3);
+        let result = libc::fcntl(args.result_fd, libc::F_DUPFD_CLOEXEC, 3);
+        if go < 0 || result < 0 || libc::dup2(go, 0) < 0 || libc::dup2(result, 1) < 0 {
+            libc::_exit(126);
+        }
+        // Nothing else of the program's reaches the helper: no listening socket kept open,
+        // no lock file held while it runs.
+        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+            for fd in 3..CLOSE_FALLBACK_MAX {
+                libc::close(fd);
+            }
+        }
         libc::sigprocmask(libc::SIG_SETMASK, &args.old_mask, core::ptr::null_mut());
         libc::execve(args.helper.path, args.helper.argv.as_ptr(), environ);
         libc::_exit(127)
@@ -145,10 +195,10 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 }
 
 /// Starts the helper; returns its pid (or -1).
-fn spawn(helper: &'static HelperConfig, result_fd: i32) -> i32 {
+fn spawn(helper: &'static HelperConfig, go_fd: i32, result_fd: i32) -> i32 {
     // SAFETY: sigset_t is plain data; the calls fill it.
     let mut all: libc::sigset_t = unsafe { core::mem::zeroed() };
-    let mut args = ChildArgs { helper, result_fd, old_mask: all };
+    let mut args = ChildArgs { helper, go_fd, result_fd, old_mask: all };
     // SAFETY: block every signal while the child shares our memory (as posix_spawn does),
     // clone onto the preallocated stack, then restore the mask. The parent is suspended
     // until the child has exec'ed or exited, so the stack and `args` stay valid for it.
@@ -171,18 +221,46 @@ fn spawn(helper: &'static HelperConfig, result_fd: i32) -> i32 {
 /// if no dump was written.
 pub fn run_helper(out: &mut Out) -> bool {
     let Some(helper) = config::load(&HELPER) else { return false };
-    let mut fds = [0i32; 2];
-    // SAFETY: pipe2 writes two fds into the array.
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) } == 0 {
+        // Not dumpable: after a set-uid or capability change, or asked for with
+        // prctl(PR_SET_DUMPABLE, 0). Such a process holds what its user may not read, so
+        // crashcatch does not override that (Breakpad does, for the time of the dump).
+        out.str("crashcatch: no minidump: the process is not dumpable (prctl PR_SET_DUMPABLE is 0, ");
+        out.str("e.g. after a set-uid or capability change); crashcatch leaves it so\n");
+        return false;
+    }
+    let (mut fds, mut go) = ([0i32; 2], [0i32; 2]);
+    // SAFETY: pipe2 writes two fds into each array.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         out.str("crashcatch: no minidump: cannot create a pipe to the dump helper\n");
         return false;
     }
-    // Let the helper ptrace us even under Yama's restricted mode.
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_PTRACER, libc::PR_SET_PTRACER_ANY, 0, 0, 0) };
-    let pid = spawn(helper, fds[1]);
-    // SAFETY: closing our copy of the write end.
-    unsafe { libc::close(fds[1]) };
+    // SAFETY: as above.
+    if unsafe { libc::pipe2(go.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        // SAFETY: closing the pipe made above.
+        unsafe { libc::close(fds[0]) };
+        // SAFETY: as above.
+        unsafe { libc::close(fds[1]) };
+        out.str("crashcatch: no minidump: cannot create a pipe to the dump helper\n");
+        return false;
+    }
+    let pid = spawn(helper, go[0], fds[1]);
+    if pid > 0 && helper.yama_restricted {
+        // Only this helper may trace us, and only while it runs (Yama drops the exception
+        // when the helper exits). Yama cannot tell which exception the program had set:
+        // this one replaces it (docs/minidump.md).
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_PTRACER, pid as libc::c_ulong, 0, 0, 0) };
+    }
+    // The helper waits for this byte before it reads us, so the ptracer is set in time.
+    // SAFETY: writing one byte to our pipe, then closing our copies of the child's ends.
+    unsafe {
+        libc::write(go[1], b"g".as_ptr().cast(), 1);
+        libc::close(go[1]);
+        libc::close(go[0]);
+        libc::close(fds[1]);
+    }
     let mut line = [0u8; 4096];
     let mut len = 0usize;
     let mut timed_out = false;
@@ -224,11 +302,8 @@ pub fn run_helper(out: &mut Out) -> bool {
         // SAFETY: reaping our own child.
         while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 && super::out::errno() == libc::EINTR {}
     }
-    // SAFETY: closing our read end; resetting the ptracer permission.
-    unsafe {
-        libc::close(fds[0]);
-        libc::prctl(libc::PR_SET_PTRACER, 0, 0, 0, 0);
-    }
+    // SAFETY: closing our read end.
+    unsafe { libc::close(fds[0]) };
     if timed_out {
         out.str("crashcatch: no minidump: the dump helper did not finish within ");
         out.dec(helper.deadline_ms as u64);
@@ -239,7 +314,7 @@ pub fn run_helper(out: &mut Out) -> bool {
         if pid > 0 && libc::WIFSIGNALED(status) {
             out.str("crashcatch: no minidump: the dump helper died of signal ");
             out.dec(libc::WTERMSIG(status) as u64);
-        } else if pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) != 127 {
+        } else if pid > 0 && libc::WIFEXITED(status) && !matches!(libc::WEXITSTATUS(status), 126 | 127) {
             out.str("crashcatch: no minidump: the dump helper failed with exit status ");
             out.dec(libc::WEXITSTATUS(status) as u64);
         } else {

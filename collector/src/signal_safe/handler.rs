@@ -7,8 +7,9 @@ use super::extmods;
 use super::memory;
 use super::out::{errno, set_errno, Out};
 use super::pytrace;
+use super::stack;
 use super::unwind::Regs;
-use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
 use handoff::Kind;
 
 /// Thread id of the thread writing a report (0: none). Serialises reports so concurrent
@@ -20,6 +21,9 @@ pub static FATAL_REPORTED: AtomicBool = AtomicBool::new(false);
 static ORIGINAL_SIGNAL: AtomicI32 = AtomicI32::new(0);
 /// Set once the handler has crashed inside itself.
 static HANDLER_CRASHED: AtomicBool = AtomicBool::new(false);
+/// The writer of the report in progress (on the report stack), so that a fault inside the
+/// report can still flush what it had buffered (usually the header and the tracebacks).
+static ACTIVE_OUT: AtomicPtr<Out> = AtomicPtr::new(core::ptr::null_mut());
 
 /// How long another thread waits for a report in progress before giving up on its own.
 const FATAL_WAIT_MS: u32 = 30_000;
@@ -43,12 +47,23 @@ enum Lock {
     TimedOut,
 }
 
+/// Whether `tid` is a live thread of this process. A lock owner that is not was copied by
+/// `fork()` from the parent (or died holding it): its lock is stale.
+fn is_our_thread(tid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the thread exists in our thread group.
+    let r = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, 0) };
+    r == 0 || errno() != libc::ESRCH
+}
+
 fn acquire(me: i32, wait_ms: u32) -> Lock {
     let mut waited = 0;
     loop {
         match REPORTER.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => return Lock::Acquired,
             Err(owner) if owner == me => return Lock::Reentered,
+            Err(owner) if !is_our_thread(owner) => {
+                let _ = REPORTER.compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Acquire);
+            }
             Err(_) if waited >= wait_ms => return Lock::TimedOut,
             Err(_) => {
                 sleep_ms(1);
@@ -83,11 +98,38 @@ fn raise(signo: i32) {
 
 /// Puts back the dispositions that were there before `enable()`.
 pub fn restore_previous_fatal() {
-    for (i, (signo, _)) in FATAL_SIGNALS.iter().enumerate() {
-        if let Some(prev) = config::load(&config::PREVIOUS_FATAL[i]) {
-            // SAFETY: `prev` is a valid sigaction captured when ours was installed.
-            unsafe { libc::sigaction(*signo, prev, core::ptr::null_mut()) };
-        }
+    for (signo, _) in FATAL_SIGNALS {
+        restore_previous(signo);
+    }
+}
+
+/// Puts back the disposition `signo` had before `enable()` (faulthandler, too, restores
+/// only the signal that fired; the others stay reported).
+fn restore_previous(signo: i32) {
+    let Some(i) = FATAL_SIGNALS.iter().position(|(s, _)| *s == signo) else { return };
+    if let Some(prev) = config::load(&config::PREVIOUS_FATAL[i]) {
+        // SAFETY: `prev` is a valid sigaction captured before ours was installed.
+        unsafe { libc::sigaction(signo, prev, core::ptr::null_mut()) };
+    }
+}
+
+/// Hands the signal to the previous disposition with what the kernel gave us. A fault the
+/// kernel raised for an instruction (si_code > 0) happens again when we return, so the next
+/// handler (or the default action, and its core) sees the original siginfo and registers;
+/// anything else is queued again to this thread with its original siginfo (as Breakpad
+/// does, but keeping the sender's si_code and pid).
+fn chain(signo: i32, info: *mut libc::siginfo_t) {
+    // SAFETY: the kernel passes a valid siginfo_t to SA_SIGINFO handlers (or null).
+    let Some(si) = (unsafe { info.as_ref() }) else { return raise(signo) };
+    let synchronous = matches!(signo, libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE);
+    if synchronous && si.si_code > 0 {
+        return;
+    }
+    // SAFETY: queues a copy of the siginfo we were given to this very thread; the kernel
+    // accepts any si_code for a signal a process sends itself.
+    let r = unsafe { libc::syscall(libc::SYS_rt_tgsigqueueinfo, libc::getpid(), gettid(), signo, info) };
+    if r != 0 {
+        raise(signo);
     }
 }
 
@@ -109,27 +151,38 @@ pub extern "C" fn fatal_handler(signo: i32, info: *mut libc::siginfo_t, ucontext
         Lock::Acquired => {}
         Lock::Reentered => return handler_crashed(signo),
         Lock::TimedOut => {
-            restore_previous_fatal();
+            restore_previous(signo);
             set_errno(saved_errno);
-            return raise(signo);
+            return chain(signo, info);
         }
     }
     let reported = FATAL_REPORTED.load(Ordering::Acquire);
     if let (Some(cfg), false) = (config::load(&config::FATAL), reported) {
         ORIGINAL_SIGNAL.store(signo, Ordering::Release);
-        // SAFETY: the kernel passes valid siginfo_t and ucontext_t to SA_SIGINFO handlers.
-        let (info, uc) = unsafe { (info.as_ref(), (ucontext as *const libc::ucontext_t).as_ref()) };
-        let mut out = Out::capturing(cfg.fd);
-        write_fatal_report(&mut out, cfg, signo, uc.map(Regs::from_ucontext));
-        write_minidump(&mut out, Event { kind: Kind::Fatal, signo, info, ucontext: uc });
+        // The alternate stack we were entered on may be someone else's and small.
+        stack::run(&mut || {
+            // SAFETY: the kernel passes valid siginfo_t and ucontext_t to SA_SIGINFO handlers.
+            let (info, uc) = unsafe { (info.as_ref(), (ucontext as *const libc::ucontext_t).as_ref()) };
+            let mut out = Out::capturing(cfg.fd);
+            ACTIVE_OUT.store(&mut out as *mut Out, Ordering::Release);
+            write_fatal_report(&mut out, cfg, signo, uc.map(Regs::from_ucontext));
+            write_minidump(&mut out, Event { kind: Kind::Fatal, signo, info, ucontext: uc });
+            if cfg.report_stack_use {
+                out.str("crashcatch: report stack used ");
+                out.dec(stack::high_water() as u64);
+                out.str(" bytes\n");
+            }
+            out.flush();
+            ACTIVE_OUT.store(core::ptr::null_mut(), Ordering::Release);
+        });
         FATAL_REPORTED.store(true, Ordering::Release);
     }
     // Chain: the previous handler (faulthandler, a debugger's, or the default action that
-    // kills us with this signal) runs as soon as we raise, thanks to SA_NODEFER.
-    restore_previous_fatal();
+    // kills us with this signal) gets the signal as the kernel delivered it.
+    restore_previous(signo);
     release();
     set_errno(saved_errno);
-    raise(signo);
+    chain(signo, info);
 }
 
 fn write_fatal_report(out: &mut Out, cfg: &config::FatalConfig, signo: i32, regs: Option<Regs>) {
@@ -148,18 +201,23 @@ fn write_fatal_report(out: &mut Out, cfg: &config::FatalConfig, signo: i32, regs
     out.str("\n\n");
     write_tracebacks(out, t, cfg.all_threads, cfg.max_threads);
     if cfg.fault_in_handler {
-        out.flush();
-        // SAFETY: deliberately faults (test hook); the nested signal takes the fallback path.
+        // SAFETY: deliberately faults (test hook) with the tracebacks still buffered; the
+        // nested signal takes the fallback path, which must flush them.
         unsafe { core::ptr::write_volatile(core::ptr::null_mut::<u8>(), 1) };
     }
+    // What is written so far is safe: module lists and C stacks read module memory and
+    // files, the riskiest part of a report.
+    out.flush();
     // faulthandler 3.14+ puts its C stack before the extension modules; keep its order.
     let c_stack_first = t.layout.minor >= 14;
     if !c_stack_first {
         extmods::dump_extension_modules(out, t);
+        out.flush();
     }
     if let (true, Some(regs)) = (cfg.c_stack, regs) {
         out.byte(b'\n');
         cstack::dump(out, &t.mem, &t.facts, regs);
+        out.flush();
     }
     if c_stack_first {
         extmods::dump_extension_modules(out, t);
@@ -199,6 +257,11 @@ fn handler_crashed(signo: i32) {
         set_default(s);
     }
     if !HANDLER_CRASHED.swap(true, Ordering::AcqRel) {
+        // SAFETY: a non-null ACTIVE_OUT is the writer of the report this very thread was
+        // writing when it faulted; its frame is suspended below us and stays valid.
+        if let Some(active) = unsafe { ACTIVE_OUT.swap(core::ptr::null_mut(), Ordering::AcqRel).as_mut() } {
+            active.flush();
+        }
         if let Some(cfg) = config::load(&config::FATAL) {
             let mut out = Out::new(cfg.fd);
             out.str("\ncrashcatch: the crash handler itself received signal ");
@@ -219,14 +282,16 @@ pub extern "C" fn user_handler(signo: i32, info: *mut libc::siginfo_t, ucontext:
         return;
     };
     if let Lock::Acquired = acquire(gettid(), USER_WAIT_MS) {
-        let mut out = Out::capturing(cfg.fd);
-        write_tracebacks(&mut out, cfg.target, cfg.all_threads, cfg.max_threads);
-        out.flush();
-        if cfg.minidump {
-            // SAFETY: the kernel passes valid siginfo_t and ucontext_t to SA_SIGINFO handlers.
-            let (info, uc) = unsafe { (info.as_ref(), (ucontext as *const libc::ucontext_t).as_ref()) };
-            write_minidump(&mut out, Event { kind: Kind::Signal, signo, info, ucontext: uc });
-        }
+        stack::run(&mut || {
+            let mut out = Out::capturing(cfg.fd);
+            write_tracebacks(&mut out, cfg.target, cfg.all_threads, cfg.max_threads);
+            out.flush();
+            if cfg.minidump && dump::live_dump_allowed(&mut out) {
+                // SAFETY: the kernel passes valid siginfo_t and ucontext_t to SA_SIGINFO handlers.
+                let (info, uc) = unsafe { (info.as_ref(), (ucontext as *const libc::ucontext_t).as_ref()) };
+                write_minidump(&mut out, Event { kind: Kind::Signal, signo, info, ucontext: uc });
+            }
+        });
         release();
     }
     if cfg.chain {

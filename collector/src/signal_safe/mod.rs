@@ -9,7 +9,8 @@
 //!   `raise`, `process_vm_readv`, `nanosleep`, `prctl`, `gettid`…);
 //! * reads memory it does not own only through [`memory::SelfMemory`], which cannot fault;
 //! * formats numbers and text itself into fixed buffers ([`out::Out`]);
-//! * keeps its stack use small (big scratch state lives in statics prepared at `enable()`);
+//! * runs its reports on the report stack mapped at `enable()` ([`stack`]), never on
+//!   whatever small alternate stack it was entered on, and keeps its use well under it;
 //! * never panics: no indexing that can go out of bounds, no `unwrap`.
 //!
 //! Everything it needs (fds, layouts, module paths, alternate stacks) is prepared by the
@@ -25,5 +26,6 @@ pub mod handler;
 pub mod memory;
 pub mod out;
 pub mod pytrace;
+pub mod stack;
 pub mod symbols;
 pub mod unwind;

@@ -5,11 +5,41 @@
 use super::config::ProcessFacts;
 use super::elf::{self, Module};
 use super::memory::SelfMemory;
+use core::sync::atomic::{AtomicU64, Ordering};
 use gimli::{
     BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EndianSlice, LittleEndian, Pointer, Register, RegisterRule,
     UnwindContext, UnwindContextStorage, UnwindSection, UnwindTableRow,
 };
 use pylayout::Memory;
+
+/// Modules whose `.eh_frame_hdr` and `.eh_frame` pages were all found readable, by
+/// `.eh_frame_hdr` address. The unwinder reads them in place (gimli needs slices): a module
+/// file truncated under a running program (`cp`, `pip` over it) would fault on them, so each
+/// is probed once through the fault-proof reader first. Concurrent unwinds (a report and a
+/// `dump_c_stack()`) may overwrite each other's entries; a lost one is only probed again.
+static CFI_READABLE: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+
+/// Whether every page of `[start, end)` can be read (one byte per page, through `mem`).
+fn pages_readable(mem: &SelfMemory, start: u64, end: u64) -> bool {
+    let mut page = start & !0xfff;
+    while page < end {
+        if !mem.read(page.max(start), &mut [0u8; 1]) {
+            return false;
+        }
+        page += 0x1000;
+    }
+    true
+}
+
+fn cfi_known_readable(hdr: u64) -> bool {
+    CFI_READABLE.iter().any(|slot| slot.load(Ordering::Relaxed) == hdr)
+}
+
+fn remember_cfi_readable(hdr: u64) {
+    if let Some(slot) = CFI_READABLE.iter().find(|slot| slot.load(Ordering::Relaxed) == 0) {
+        slot.store(hdr, Ordering::Relaxed);
+    }
+}
 
 /// DWARF register numbers on x86-64.
 const RBP: usize = 6;
@@ -147,8 +177,12 @@ impl<'a> Unwinder<'a> {
     }
 
     fn step_cfi(&self, m: &Module, lookup_pc: u64) -> Option<(Regs, bool)> {
+        let checked = cfi_known_readable(m.eh_frame_hdr);
+        if !checked && !pages_readable(self.mem, m.eh_frame_hdr, m.eh_frame_hdr + m.eh_frame_hdr_len) {
+            return None;
+        }
         // SAFETY: PT_GNU_EH_FRAME and the PT_LOAD segment holding it are mapped, read-only
-        // parts of a module the dynamic linker reports as loaded.
+        // parts of a module the dynamic linker reports as loaded, and were found readable.
         let hdr =
             unsafe { core::slice::from_raw_parts(m.eh_frame_hdr as *const u8, m.eh_frame_hdr_len as usize) };
         let bases = BaseAddresses::default().set_eh_frame_hdr(m.eh_frame_hdr);
@@ -158,6 +192,12 @@ impl<'a> Unwinder<'a> {
         };
         if eh_frame_addr < m.start || eh_frame_addr >= m.eh_segment_end {
             return None;
+        }
+        if !checked {
+            if !pages_readable(self.mem, eh_frame_addr, m.eh_segment_end) {
+                return None;
+            }
+            remember_cfi_readable(m.eh_frame_hdr);
         }
         // SAFETY: as above; `.eh_frame` lies in the same segment, which ends at eh_segment_end.
         let eh = unsafe {
@@ -224,13 +264,16 @@ impl<'a> Unwinder<'a> {
         self.regs.0.get(i).copied().flatten()
     }
 
-    /// Evaluates `DW_OP_bregN offset` (what signal trampolines and most register-save
-    /// expressions use); anything else is not supported.
+    /// Evaluates `DW_OP_bregN offset`, optionally followed by `DW_OP_deref`: what most
+    /// register-save expressions use, and glibc's signal trampoline `__restore_rt` for its
+    /// CFA (the interrupted rsp, saved in the ucontext on the stack). Anything else is not
+    /// supported.
     fn eval_simple(
         &self,
         eh: &EhFrame<EndianSlice<LittleEndian>>,
         e: &gimli::UnwindExpression<usize>,
     ) -> Option<u64> {
+        const DW_OP_DEREF: u8 = 0x06;
         let expr = e.get(eh).ok()?;
         let bytes = expr.0.slice();
         let (&op, rest) = bytes.split_first()?;
@@ -238,10 +281,12 @@ impl<'a> Unwinder<'a> {
             return None;
         }
         let (offset, used) = sleb128(rest)?;
-        if used != rest.len() {
-            return None;
+        let value = self.reg((op - 0x70) as usize)?.checked_add_signed(offset)?;
+        match &rest[used..] {
+            [] => Some(value),
+            [DW_OP_DEREF] => self.mem.read_u64(value),
+            _ => None,
         }
-        self.reg((op - 0x70) as usize)?.checked_add_signed(offset)
     }
 }
 

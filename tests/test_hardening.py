@@ -1,0 +1,477 @@
+"""First, do no harm: enabling crashcatch never leaves a program worse off than not enabling
+it. One crash (or live dump) per child process, on every interpreter."""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from crashlib import (C_HEADER, c_stack, current_thread_frames, prepare_script, run_script,
+                      script_line)
+
+STALL = {"CRASHCATCH_TEST_HELPER_STALL_MS": "20000"}
+
+
+def threads_of(pid):
+    try:
+        return os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return []
+
+
+def thread_states(pid):
+    states = []
+    for tid in threads_of(pid):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return states
+
+
+def helper_of(pid):
+    """The pid of the crashcatch-dump helper that `pid` started, or None."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and comm == "crashcatch-dump":
+            return int(entry)
+    return None
+
+
+def wait_for(what, timeout=30):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = what()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def start(interp, prepared):
+    return subprocess.Popen(interp.command(prepared.argv, prepared.cwd), env=prepared.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def kill_helper_while_it_holds_every_thread(proc):
+    """Waits until the helper has suspended every thread of `proc` (ptrace stop 't'), then
+    SIGKILLs it: the worst moment for the helper to die."""
+    helper = wait_for(lambda: helper_of(proc.pid))
+    wait_for(lambda: (s := thread_states(proc.pid)) and all(x == "t" for x in s))
+    os.kill(helper, signal.SIGKILL)
+
+
+def finish(proc, timeout=20):
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        states = thread_states(proc.pid)
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"the process did not finish; its threads' states: {states}")
+
+
+def test_helper_killed_mid_dump_never_leaves_the_crashed_process_stopped(interp):
+    code = """
+    import threading, time
+    import crashcatch, buggyext
+    crashcatch.enable(dump_timeout=60)
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+    buggyext.segfault()
+    """
+    proc = start(interp, prepare_script(interp, code, env=STALL))
+    kill_helper_while_it_holds_every_thread(proc)
+    _, err = finish(proc)
+    # It resumes and dies of its own signal, long before the 60 s dump deadline.
+    assert proc.returncode == -signal.SIGSEGV, err
+    assert "crashcatch: no minidump: the dump helper died of signal 9" in err, err
+
+
+def test_helper_killed_mid_live_dump_lets_the_program_go_on(interp):
+    code = """
+    import crashcatch
+    crashcatch.enable(dump_timeout=60)
+    try:
+        crashcatch.write_minidump()
+    except RuntimeError as e:
+        print("error:", e)
+    print("still running")
+    """
+    proc = start(interp, prepare_script(interp, code, env=STALL))
+    kill_helper_while_it_holds_every_thread(proc)
+    out, err = finish(proc)
+    assert proc.returncode == 0, err
+    assert "error: no minidump: the dump helper died of signal 9" in out, out
+    assert out.rstrip().endswith("still running"), out
+
+
+def run_in_interactive_shell(command, replies=(), timeout=60):
+    """Runs `command` in an interactive bash with job control on a pty, sends `replies`
+    as terminal input, and returns what the terminal showed up to the exit status line."""
+    import pty
+    import select
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ["PS1"] = "$ "
+        os.execvp("bash", ["bash", "--norc", "--noprofile", "-i"])
+    shown = b""
+    try:
+        os.write(fd, command.encode() + b'; echo "STATUS=$?"\n')
+        for reply in replies:
+            time.sleep(1.0)
+            os.write(fd, reply.encode())
+        end = time.monotonic() + timeout
+        while b"STATUS=" not in shown.split(b"STATUS=$?", 1)[-1] and time.monotonic() < end:
+            if select.select([fd], [], [], 0.5)[0]:
+                try:
+                    shown += os.read(fd, 4096)
+                except OSError:
+                    break
+        time.sleep(0.3)
+        while select.select([fd], [], [], 0.2)[0]:
+            try:
+                shown += os.read(fd, 4096)
+            except OSError:
+                break
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(fd)
+    return shown.decode(errors="replace").split('echo "STATUS=$?"', 1)[-1]
+
+
+def shell_command(interp, prepared):
+    import shlex
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in prepared.env.items()
+                   if k.startswith(("CRASHCATCH", "PYTHONPATH", "FILE_")))
+    return f"env {env} " + shlex.join(interp.command(prepared.argv, prepared.cwd))
+
+
+def test_a_crash_under_job_control_is_not_reported_as_stopped(interp):
+    code = """
+    import crashcatch, buggyext
+    crashcatch.enable()
+    buggyext.segfault()
+    """
+    p = prepare_script(interp, code)
+    shown = run_in_interactive_shell(shell_command(interp, p))
+    assert "Stopped" not in shown, shown
+    assert "STATUS=139" in shown, shown
+    assert "minidump written" in shown, shown
+    assert len(p.dumps(interp)) == 1
+
+
+def test_a_live_dump_keeps_the_terminal_of_a_foreground_program(interp):
+    code = """
+    import crashcatch
+    crashcatch.enable()
+    crashcatch.write_minidump()
+    print("got", input("say something: "))
+    """
+    p = prepare_script(interp, code)
+    shown = run_in_interactive_shell(shell_command(interp, p), replies=["hello\n"])
+    assert "Stopped" not in shown, shown
+    assert "got hello" in shown and "STATUS=0" in shown, shown
+    assert len(p.dumps(interp)) == 1
+
+
+def assert_full_report(report, script, code, marker, innermost):
+    """Header, the crashing thread's Python frames, a C stack from the faulting function
+    to the thread's start, and the minidump line."""
+    assert report.startswith("Fatal Python error: Segmentation fault\n\n"), report
+    frames = current_thread_frames(report)
+    assert frames and frames[0] == (script, str(script_line(code, marker)), "<module>"), report
+    stack = c_stack(report)
+    assert stack and stack[-1].get("raw") == "  <end of stack>", report
+    syms = [f.get("sym") for f in stack]
+    assert innermost in syms, report
+    assert "crashcatch: minidump written to " in report, report
+
+
+@pytest.mark.parametrize("order", ["crashcatch-first", "faulthandler-first"])
+def test_faulthandler_in_either_order_gives_both_full_reports_and_the_dump(interp, order):
+    """faulthandler installs its own ~12 KiB alternate stack; crashcatch's report must not
+    run on it (it overflowed into the heap and lost the dump). Reached through faulthandler,
+    our C stack goes through faulthandler's signal frame to the faulting code."""
+    first, second = (("crashcatch", "faulthandler") if order == "crashcatch-first"
+                     else ("faulthandler", "crashcatch"))
+    code = f"""
+    import faulthandler, os
+    import crashcatch, buggyext
+    {first}.enable(file=open(os.environ["FILE_{first}"], "w"))
+    {second}.enable(file=open(os.environ["FILE_{second}"], "w"))
+    buggyext.segfault()  # @call
+    """
+    r = run_script(interp, code, files=["crashcatch", "faulthandler"],
+                   env={"MALLOC_CHECK_": "3", "MALLOC_PERTURB_": "165"})
+    assert r.returncode == -signal.SIGSEGV, r.stderr
+    assert_full_report(r.files["crashcatch"], r.script, code, "call", "deref_null")
+    assert len(r.dumps) == 1, r.files["crashcatch"]
+    fh = r.files["faulthandler"]
+    assert fh.startswith("Fatal Python error: Segmentation fault\n\n"), fh
+    assert current_thread_frames(fh)[0] == (r.script, str(script_line(code, "call")), "<module>"), fh
+
+
+def test_the_report_stack_use_is_well_under_its_size(interp):
+    """The handler's worst-case stack use, measured: a deep C stack, every thread's
+    traceback, the module list, symbols from disk and a minidump."""
+    code = """
+    import threading
+    import crashcatch, buggyext
+    crashcatch.enable()
+    ready = threading.Event()
+    workers = [threading.Thread(target=ready.wait) for _ in range(20)]
+    for w in workers:
+        w.start()
+    buggyext.call_back(lambda: buggyext.segfault(50))
+    """
+    r = run_script(interp, code, env={"CRASHCATCH_TEST_STACK_USE": "1"})
+    assert r.returncode == -signal.SIGSEGV, r.stderr
+    used = [int(line.split()[4]) for line in r.stderr.splitlines()
+            if line.startswith("crashcatch: report stack used ")]
+    assert used, r.stderr
+    print(f"{interp.name}: report stack used {used[0]} bytes")
+    # 512 KiB mapped (signal_safe/stack.rs): keep at least half of it as margin.
+    assert 4096 < used[0] < 256 * 1024, used
+
+
+def test_a_truncated_extension_on_the_stack_keeps_the_traceback(interp):
+    """`cp` or `pip` over a running program's extension truncates its mapped file: reading
+    its unwind tables would fault inside the handler and lose the whole report."""
+    code = f"""
+    import os, shutil, sys
+    shutil.copytree({interp.ext_dir!r}, "ext")
+    sys.path.insert(0, os.path.abspath("ext"))
+    import crashcatch, buggyext
+    crashcatch.enable()
+    os.truncate(buggyext.__file__, 0)
+
+    def inner():
+        buggyext.segfault()  # @call
+
+    inner()  # @module
+    """
+    r = run_script(interp, code)
+    assert r.returncode in (-signal.SIGBUS, -signal.SIGSEGV), r.stderr
+    assert r.stderr.startswith("Fatal Python error: "), r.stderr
+    assert current_thread_frames(r.stderr) == [
+        (r.script, str(script_line(code, "call")), "inner"),
+        (r.script, str(script_line(code, "module")), "<module>"),
+    ], r.stderr
+    assert "crash handler itself" not in r.stderr, r.stderr
+    assert C_HEADER in r.stderr, r.stderr
+
+
+def test_a_fault_inside_the_handler_still_prints_what_was_buffered(interp):
+    code = """
+    import crashcatch, buggyext
+    crashcatch.enable()
+    buggyext.sigabrt()  # @call
+    """
+    r = run_script(interp, code, env={"CRASHCATCH_TEST_FAULT_IN_HANDLER": "1"}, timeout=60)
+    assert r.returncode == -signal.SIGABRT, r.stderr
+    assert current_thread_frames(r.stderr) == [(r.script, str(script_line(code, "call")), "<module>")], r.stderr
+    assert "crash handler itself received signal 11" in r.stderr, r.stderr
+
+
+def test_the_helper_inherits_no_descriptors(interp):
+    code = """
+    import os, socket
+    import crashcatch, buggyext
+    crashcatch.enable(dump_timeout=60)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.set_inheritable(True)
+    marker = open("marker.txt", "w")
+    os.set_inheritable(marker.fileno(), True)
+    buggyext.segfault()
+    """
+    proc = start(interp, prepare_script(interp, code, env=STALL))
+    try:
+        helper = wait_for(lambda: helper_of(proc.pid))
+        wait_for(lambda: all(x == "t" for x in thread_states(proc.pid)))
+        fd_dir = f"/proc/{helper}/fd"
+        targets = {}
+        for fd in os.listdir(fd_dir):
+            try:
+                targets[int(fd)] = os.readlink(f"{fd_dir}/{fd}")
+            except FileNotFoundError:
+                pass
+        os.kill(helper, signal.SIGKILL)
+    finally:
+        finish(proc)
+    assert not [t for t in targets.values() if t.startswith("socket:") or t.endswith("marker.txt")], targets
+
+
+def test_closed_stdio_still_gets_the_dump_line(interp):
+    code = """
+    import os
+    import crashcatch, buggyext
+    report = open(os.environ["FILE_report"], "w")
+    os.close(0)
+    os.close(1)
+    crashcatch.enable(file=report)
+    buggyext.segfault()
+    """
+    r = run_script(interp, code, files=["report"])
+    assert r.returncode == -signal.SIGSEGV, r.stderr
+    assert r.files["report"].splitlines()[-1].startswith("crashcatch: minidump written to "), r.files
+    assert len(r.dumps) == 1
+
+
+@pytest.mark.parametrize("source", ["watchdog", "signal"])
+def test_live_dumps_are_rate_limited(interp, source):
+    trigger = {
+        "watchdog": "crashcatch.dump_traceback_later(0.2, repeat=True, file=out, minidump=True)\n"
+                    "    time.sleep(1.5)\n"
+                    "    crashcatch.cancel_dump_traceback_later()",
+        "signal": "crashcatch.register(signal.SIGUSR1, file=out, minidump=True)\n"
+                  "    for _ in range(4):\n"
+                  "        os.kill(os.getpid(), signal.SIGUSR1)\n"
+                  "        time.sleep(0.1)",
+    }[source]
+    code = f"""
+    import os, signal, time
+    import crashcatch
+    out = open(os.environ["FILE_out"], "w")
+    crashcatch.enable(live_dump_interval=60)
+    {trigger}
+    """
+    r = run_script(interp, code, files=["out"])
+    assert r.returncode == 0, r.stderr
+    assert len(r.dumps) == 1, r.files["out"]
+    assert r.files["out"].count("minidump written to ") == 1, r.files["out"]
+    assert "at most one live dump every 60 s (live_dump_interval)" in r.files["out"], r.files["out"]
+
+
+def test_without_a_rate_limit_every_signal_dumps(interp):
+    code = """
+    import os, signal, time
+    import crashcatch
+    crashcatch.enable(live_dump_interval=0)
+    crashcatch.register(signal.SIGUSR1, file=open(os.devnull, "w"), minidump=True)
+    for _ in range(3):
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.1)
+    """
+    r = run_script(interp, code)
+    assert r.returncode == 0, r.stderr
+    assert len(r.dumps) == 3
+
+
+def test_chaining_hands_the_original_fault_to_the_default_action(interp, tmp_path):
+    """The kernel core (the default action after crashcatch) records the original fault:
+    si_code SEGV_MAPERR at the faulting address, not a signal crashcatch re-raised."""
+    if not os.path.exists(interp.host_path("/usr/bin/gdb")):
+        pytest.skip(f"gdb is not installed for {interp.name}")
+    with open("/proc/sys/kernel/core_pattern") as f:
+        if f.read().strip() != "core":
+            pytest.skip("the kernel's core_pattern is not a plain 'core' file")
+    code = """
+    import crashcatch, buggyext
+    crashcatch.enable()
+    buggyext.segfault_at(0xdead0000)
+    """
+    r = run_script(interp, code, core=True)
+    assert r.returncode == -signal.SIGSEGV, r.stderr
+    core = os.path.dirname(r.script) + "/core"
+    g = interp.run(["gdb", "-nx", "-batch", "-ex", "p $_siginfo.si_code",
+                    "-ex", "p/x $_siginfo._sifields._sigfault.si_addr", "-ex", "bt 1", interp.python, core])
+    assert "$1 = 1\n" in g.stdout, g.stdout + g.stderr  # SEGV_MAPERR
+    assert "$2 = 0xdead0000" in g.stdout, g.stdout
+    assert "read_address" in g.stdout, g.stdout
+
+
+def test_a_software_signal_is_passed_on_and_only_its_handler_restored(interp):
+    """SIGABRT sent with kill() to a program with its own (Python) SIGABRT handler: the
+    report, then that handler runs and the program goes on; crashcatch still handles the
+    other fatal signals (faulthandler, too, restores only the signal that fired)."""
+    code = """
+    import ctypes, os, signal
+    import crashcatch
+    got = []
+    signal.signal(signal.SIGABRT, lambda *a: got.append("python handler"))
+    crashcatch.enable()
+    os.kill(os.getpid(), signal.SIGABRT)
+    print(got)
+    def handler_of(signo):
+        buf = ctypes.create_string_buffer(256)
+        assert ctypes.CDLL(None).sigaction(signo, None, buf) == 0
+        return int.from_bytes(buf.raw[:8], "little")
+    print("SIGSEGV handled:", handler_of(signal.SIGSEGV) not in (0, 1))
+    """
+    r = run_script(interp, code)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.startswith("Fatal Python error: Aborted\n\n"), r.stderr
+    assert "['python handler']" in r.stdout, r.stdout
+    assert "SIGSEGV handled: True" in r.stdout, r.stdout
+
+
+def test_a_fork_during_a_live_dump_does_not_deadlock_the_child(interp):
+    code = """
+    import os, threading, time
+    import crashcatch
+    crashcatch.enable(dump_timeout=30)
+    t = threading.Thread(target=crashcatch.write_minidump)
+    t.start()
+    time.sleep(1.0)  # the dump is in progress (its helper stalls)
+    pid = os.fork()
+    if pid == 0:
+        os.environ.pop("CRASHCATCH_TEST_HELPER_STALL_MS", None)
+        try:
+            print("child dump:", crashcatch.write_minidump(), flush=True)
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    t.join()
+    print("child status", status)
+    """
+    r = run_script(interp, code, env={"CRASHCATCH_TEST_HELPER_STALL_MS": "3000"}, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "child dump: " in r.stdout and "child status 0" in r.stdout, r.stdout + r.stderr
+    assert len(r.dumps) == 2, r.stdout
+
+
+def test_overlong_dump_paths_are_refused(interp):
+    code = """
+    import crashcatch
+    for call in (lambda: crashcatch.enable(dump_dir="/tmp/" + "d" * 5000),
+                 lambda: crashcatch.write_minidump("/tmp/" + "f" * 5000)):
+        try:
+            call()
+            print("accepted")
+        except Exception as e:
+            print(type(e).__name__, e)
+    """
+    r = run_script(interp, code)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "accepted" not in lines, r.stdout
+    assert all("bytes long, more than the 4095 allowed" in line for line in lines), r.stdout
+
+
+def test_a_non_dumpable_process_is_reported_without_a_dump(interp):
+    code = """
+    import ctypes
+    import crashcatch, buggyext
+    crashcatch.enable()
+    PR_SET_DUMPABLE = 4
+    assert ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+    buggyext.segfault()
+    """
+    r = run_script(interp, code)
+    assert r.returncode == -signal.SIGSEGV, r.stderr
+    assert "crashcatch: no minidump: the process is not dumpable" in r.stderr, r.stderr
+    assert C_HEADER in r.stderr
+    assert r.dumps == []
