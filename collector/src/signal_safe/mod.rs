@@ -24,6 +24,7 @@ pub mod elf;
 pub mod extmods;
 pub mod handler;
 pub mod memory;
+pub mod mounts;
 pub mod out;
 pub mod pytrace;
 pub mod stack;

@@ -8,6 +8,7 @@
 use super::cstack::lookup_pc;
 use super::elf::Module;
 use super::memory::SelfMemory;
+use super::mounts;
 use super::unwind::Frame;
 use pylayout::Memory;
 
@@ -29,7 +30,17 @@ impl Source for SelfMemory {
 struct File(i32);
 
 impl File {
-    fn open(path: u64) -> Option<File> {
+    /// Opens a module's file, unless it is on a network or FUSE filesystem (reading it
+    /// could block the dying process without bound).
+    fn open(mem: &SelfMemory, path: u64) -> Option<File> {
+        let mut name = [0u8; 4096];
+        if !read_cstr(mem, path, &mut name) {
+            return None;
+        }
+        let len = name.iter().position(|&b| b == 0)?;
+        if mounts::is_remote(&name[..len]) {
+            return None;
+        }
         // SAFETY: `path` points to a NUL-terminated string owned by ld.so or by us.
         let fd = unsafe { libc::open(path as *const libc::c_char, libc::O_RDONLY | libc::O_CLOEXEC) };
         (fd >= 0).then_some(File(fd))
@@ -130,7 +141,7 @@ pub fn resolve(mem: &SelfMemory, frames: &[Option<Frame>], names: &mut [Name], a
         let mut hits = [Hit::default(); 256];
         let (targets, hits) = (&targets[..k], &mut hits[..k]);
         let path = if m.name != 0 && mem.read_u8(m.name).is_some_and(|b| b != 0) { m.name } else { 0 };
-        let file = if path != 0 { File::open(path) } else { None };
+        let file = if path != 0 { File::open(mem, path) } else { None };
         let mut src: &dyn Source = mem;
         let mut table = None;
         if let Some(f) = file.as_ref() {
