@@ -11,6 +11,7 @@ from crashlib import (C_HEADER, c_stack, current_thread_frames, prepare_script, 
                       script_line)
 
 STALL = {"CRASHCATCH_TEST_HELPER_STALL_MS": "20000"}
+MALLOC_DEBUG = "/lib/x86_64-linux-gnu/libc_malloc_debug.so.0"
 
 
 def threads_of(pid):
@@ -212,8 +213,11 @@ def test_faulthandler_in_either_order_gives_both_full_reports_and_the_dump(inter
     {second}.enable(file=open(os.environ["FILE_{second}"], "w"))
     buggyext.segfault()  # @call
     """
-    r = run_script(interp, code, files=["crashcatch", "faulthandler"],
-                   env={"MALLOC_CHECK_": "3", "MALLOC_PERTURB_": "165"})
+    # glibc's heap checks (MALLOC_CHECK_ needs libc_malloc_debug since glibc 2.34).
+    env = {"MALLOC_CHECK_": "3", "MALLOC_PERTURB_": "165"}
+    if os.path.exists(interp.host_path(MALLOC_DEBUG)):
+        env["LD_PRELOAD"] = MALLOC_DEBUG
+    r = run_script(interp, code, files=["crashcatch", "faulthandler"], env=env)
     assert r.returncode == -signal.SIGSEGV, r.stderr
     assert_full_report(r.files["crashcatch"], r.script, code, "call", "deref_null")
     assert len(r.dumps) == 1, r.files["crashcatch"]
