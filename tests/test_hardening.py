@@ -98,6 +98,20 @@ def test_helper_killed_mid_dump_never_leaves_the_crashed_process_stopped(interp)
     assert "crashcatch: no minidump: the dump helper died of signal 9" in err, err
 
 
+def test_a_helper_stuck_while_holding_every_thread_ends_itself_at_the_deadline(interp):
+    """While the helper holds the threads in a ptrace stop, the crashing thread's own
+    deadline cannot fire: the helper ends itself then."""
+    code = """
+    import crashcatch, buggyext
+    crashcatch.enable(dump_timeout=1)
+    buggyext.segfault()
+    """
+    r = run_script(interp, code, env={"CRASHCATCH_TEST_HELPER_STALL_MS": "120000"}, timeout=30)
+    assert r.returncode == -signal.SIGSEGV, r.stderr
+    assert "crashcatch: no minidump: the dump helper died of signal 14" in r.stderr, r.stderr
+    assert not [d for d in r.dumps if os.path.getsize(d) > 0], r.dumps
+
+
 def test_helper_killed_mid_live_dump_lets_the_program_go_on(interp):
     code = """
     import crashcatch

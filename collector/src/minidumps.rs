@@ -110,11 +110,16 @@ pub fn configure(target: &Target, s: &Settings) -> Result<(), String> {
     configured.ok_or("a crash report was being written; try again")?;
     let path = CString::new(s.helper).map_err(|e| e.to_string())?;
     let arg = CString::new(format!("{:x}", dump::request_ptr() as u64)).map_err(|e| e.to_string())?;
+    let deadline_ms = s.timeout.as_millis().min(u32::MAX as u128) as u32;
+    // The helper ends itself at the same deadline: while it holds our threads in a ptrace
+    // stop, our own deadline cannot fire.
+    let deadline = CString::new(deadline_ms.to_string()).map_err(|e| e.to_string())?;
     let (path, arg) = (Box::leak(path.into_boxed_c_str()), Box::leak(arg.into_boxed_c_str()));
+    let deadline = Box::leak(deadline.into_boxed_c_str());
     let helper = HelperConfig {
         path: path.as_ptr(),
-        argv: [path.as_ptr(), arg.as_ptr(), std::ptr::null()],
-        deadline_ms: s.timeout.as_millis().min(u32::MAX as u128) as u32,
+        argv: [path.as_ptr(), arg.as_ptr(), deadline.as_ptr(), std::ptr::null()],
+        deadline_ms,
         yama_restricted: yama_restricted(),
     };
     config::store(&HELPER, Some(config::publish(helper)));

@@ -5,6 +5,7 @@
 //!
 //! Started by the crashcatch collector, found next to it inside the installed package.
 
+mod deadline;
 mod metadata;
 mod procmem;
 mod pymem;
@@ -62,6 +63,9 @@ fn report(line: &str) {
 
 fn run() -> Result<PathBuf, DumpError> {
     let arg = std::env::args().nth(1).ok_or(DumpError::Usage)?;
+    if let Some(ms) = std::env::args().nth(2).and_then(|v| v.parse().ok()) {
+        deadline::arm(ms);
+    }
     // The requester names us as its ptracer (under Yama) before it sends this byte.
     let _ = std::io::stdin().read(&mut [0u8; 1]);
     // Test hook: a helper that hangs, to prove the requester's deadline.

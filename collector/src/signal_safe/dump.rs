@@ -14,9 +14,9 @@ use pylayout::Memory;
 
 /// How the helper is started; published at enable time.
 pub struct HelperConfig {
-    /// NUL-terminated helper path and `[path, request address, NULL]`.
+    /// NUL-terminated helper path and `[path, request address, deadline in ms, NULL]`.
     pub path: *const libc::c_char,
-    pub argv: [*const libc::c_char; 3],
+    pub argv: [*const libc::c_char; 4],
     /// How long to wait for the helper before killing it.
     pub deadline_ms: u32,
     /// Yama's ptrace_scope is 1 (only descendants may be traced): the helper, our child,
