@@ -11,7 +11,8 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-/// Usable bytes. The measured worst case (tests/test_hardening.py) is well under half.
+/// Usable bytes. Measured (tests/test_hardening.py: deep C stack, 21 threads, symbols from
+/// disk, a minidump): 67 KiB on every interpreter, so this leaves a margin of over 7x.
 pub const REPORT_STACK_SIZE: usize = 512 * 1024;
 use crate::altstack::GUARD;
 
