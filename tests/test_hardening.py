@@ -494,3 +494,26 @@ def test_a_non_dumpable_process_is_reported_without_a_dump(interp):
     assert "crashcatch: no minidump: the process is not dumpable" in r.stderr, r.stderr
     assert C_HEADER in r.stderr
     assert r.dumps == []
+
+
+def test_the_ptracer_setting_is_left_alone_without_yama(interp, tmp_path):
+    """Without Yama's restricted mode nothing needs PR_SET_PTRACER; before, every dump let
+    any process of the user attach (PR_SET_PTRACER_ANY) and then wiped the program's own
+    setting. With ptrace_scope 1, only the helper's pid is named (see docs/minidump.md)."""
+    scope = "/proc/sys/kernel/yama/ptrace_scope"
+    if os.path.exists(scope) and open(scope).read().strip() == "1":
+        pytest.skip("Yama's ptrace_scope is 1 here: the helper is named as ptracer")
+    code = """
+    import crashcatch
+    crashcatch.enable()
+    crashcatch.write_minidump()
+    """
+    p = prepare_script(interp, code)
+    trace = tmp_path / "prctl.trace"
+    r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=prctl", "-o", str(trace)]
+                       + interp.command(p.argv, p.cwd), env=p.env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert len(p.dumps(interp)) == 1, r.stderr
+    calls = trace.read_text()
+    assert "PR_GET_DUMPABLE" in calls, calls  # the trace did see the dump's prctl calls
+    assert "PR_SET_PTRACER" not in calls, calls
