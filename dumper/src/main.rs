@@ -10,6 +10,7 @@ mod procmem;
 mod pymem;
 mod ranges;
 mod shrink;
+mod source;
 mod streams;
 
 use handoff::{field_str, Request};
@@ -98,6 +99,7 @@ fn run() -> Result<PathBuf, DumpError> {
     // An overflowed stack is capped below (shrink.rs); keep its bottom, where the thread
     // started, as an ordinary memory range.
     let mut overflowed = false;
+    let mut walk_truncated = false;
     if let Some(ctx) = &context {
         let sp = ctx.context.uc_mcontext.gregs[libc::REG_RSP as usize] as u64;
         if let Some(r) = readable.iter().find(|r| sp >= r.start && sp < r.end) {
@@ -116,6 +118,7 @@ fn run() -> Result<PathBuf, DumpError> {
         collector.os_tids = metadata::os_threads(pid).into_iter().map(|(tid, _)| tid).collect();
         collector.collect(req.runtime, req.interp);
         py_threads = std::mem::take(&mut collector.threads);
+        walk_truncated = collector.truncated;
         for (start, end) in collector.ranges.finish(&readable) {
             app_memory.push(minidump_writer::app_memory::AppMemory {
                 ptr: start as usize,
@@ -147,6 +150,10 @@ fn run() -> Result<PathBuf, DumpError> {
     };
 
     let mut meta = metadata::build(&req, pid, &mem, layout.as_ref(), types, &py_threads);
+    if walk_truncated {
+        // The runtime's lists were cyclic or longer than pymem's caps.
+        meta["python_walk_truncated"] = serde_json::json!(true);
+    }
     if let Some(c) = capped {
         meta["stack_capped"] = serde_json::json!({
             "start": c.start, "original_size": c.original, "kept_size": c.kept, "bottom_kept": STACK_BOTTOM_KEPT,
