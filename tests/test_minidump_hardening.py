@@ -53,3 +53,70 @@ def test_unreadable_source_files_do_not_stall_or_bloat_the_helper(interp, kind):
     else:
         assert src["lines"] == [], src
 
+
+ENV_CRASH = """
+import os, crashcatch, buggyext
+crashcatch.enable(dump_environ={mode})
+buggyext.segfault()
+"""
+SECRET_ENV = {"MY_API_KEY": "s3cret", "FOO": "visible", "CC_PW_HOLDER": "https://user:hunter2@example.org/"}
+
+
+@pytest.mark.parametrize("mode", ["default", "True", "False"])
+def test_environment_in_the_dump(interp, mode):
+    code = ENV_CRASH.format(mode='"redact"' if mode == "default" else mode)
+    if mode == "default":
+        code = code.replace('dump_environ="redact"', "")
+    r = run_script(interp, code, env=SECRET_ENV)
+    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
+    info = check(r.dumps[0])
+    raw = open(r.dumps[0], "rb").read()
+    environ, meta = info["environ"], info["metadata"]["environ"]
+    if mode == "True":
+        assert "MY_API_KEY=s3cret" in environ and "FOO=visible" in environ, environ
+        assert meta["mode"] == "keep" and meta["redacted"] == []
+    elif mode == "False":
+        assert environ is None, environ
+        assert meta["mode"] == "drop" and not meta["stream"]
+        # Not in the stream, and not in the main thread's stack copy either.
+        assert b"FOO=visible" not in raw and b"s3cret" not in raw
+    else:
+        assert "FOO=visible" in environ and "MY_API_KEY=<redacted>" in environ, environ
+        assert "CC_PW_HOLDER=<redacted>" in environ, environ
+        assert meta["mode"] == "redact"
+        assert {"MY_API_KEY", "CC_PW_HOLDER"} <= set(meta["redacted"]) and "FOO" not in meta["redacted"]
+        # Anywhere in the file: the stream, the stack copy of the environment block.
+        assert b"s3cret" not in raw and b"hunter2" not in raw
+        assert b"FOO=visible" in raw
+
+
+def test_extra_redaction_patterns(interp):
+    code = """
+    import crashcatch, buggyext
+    crashcatch.enable(redact_environ=["foo"])
+    buggyext.segfault()
+    """
+    r = run_script(interp, code, env=SECRET_ENV)
+    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
+    info = check(r.dumps[0])
+    assert "FOO=<redacted>" in info["environ"] and "MY_API_KEY=<redacted>" in info["environ"]
+    assert info["metadata"]["environ"]["extra_patterns"] == ["FOO"]
+    assert b"FOO=visible" not in open(r.dumps[0], "rb").read()
+
+
+def test_options_are_checked(interp):
+    code = """
+    import crashcatch
+    for kw in ({"dump_environ": "yes"}, {"dump_environ": 1}, {"max_dump_size": -1},
+               {"max_dump_dir_size": 1.5}, {"redact_environ": "KEY"}, {"redact_environ": ["x" * 2000]}):
+        try:
+            crashcatch.enable(**kw)
+            print("accepted", kw)
+        except (ValueError, RuntimeError) as e:
+            print("refused", type(e).__name__, e)
+    """
+    r = run_script(interp, code)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 6 and all(line.startswith("refused") for line in lines), r.stdout
+

@@ -5,6 +5,7 @@
 //!
 //! Started by the crashcatch collector, found next to it inside the installed package.
 
+mod environ;
 mod metadata;
 mod output;
 mod procmem;
@@ -14,7 +15,7 @@ mod shrink;
 mod source;
 mod streams;
 
-use handoff::{field_str, Request};
+use handoff::{field_str, EnvironMode, Request};
 use minidump_writer::app_memory::AppMemory;
 use minidump_writer::crash_context::CrashContext;
 use minidump_writer::minidump_writer::MinidumpWriterConfig;
@@ -150,7 +151,7 @@ struct Dump<'a> {
 
 impl Dump<'_> {
     /// The whole dump in memory: minidump-writer's streams with `extra` memory ranges, the
-    /// overflowed stack capped, the metadata appended.
+    /// overflowed stack capped, the environment treated, the metadata appended.
     fn image(&self, extra: &[(u64, u64)], meta: &Value) -> Result<Vec<u8>, DumpError> {
         let req = self.req;
         let mut config = MinidumpWriterConfig::new(self.pid, req.tid);
@@ -174,6 +175,16 @@ impl Dump<'_> {
                 });
             }
         }
+        // After the stack cut: shrink.rs leaves dumps with unused streams alone.
+        let patterns: Vec<&str> = handoff::field_list(&req.environ_redact).collect();
+        let mode = EnvironMode::from_u32(req.environ_mode);
+        let env = environ::apply(&mut image, mode, &patterns).map_err(DumpError::Image)?;
+        meta["environ"] = json!({
+            "mode": environ::mode_name(mode),
+            "stream": env.found && mode != EnvironMode::Drop,
+            "redacted": env.redacted,
+            "extra_patterns": patterns,
+        });
         streams::append_stream(&mut image, streams::METADATA_STREAM, meta.to_string().as_bytes())
             .map_err(DumpError::Image)?;
         Ok(image)

@@ -1,6 +1,6 @@
-//! The minidump's stream directory, in the in-memory image: reading it, and adding a stream
-//! (its bytes and a new, longer directory go at the end of the image; the header is pointed
-//! at them).
+//! The minidump's stream directory, in the in-memory image: reading it, changing an entry,
+//! and adding a stream (its bytes and a new, longer directory go at the end of the image;
+//! the header is pointed at them).
 
 /// crashcatch's metadata stream ("CC" + 1): UTF-8 JSON, documented in docs/minidump.md.
 pub const METADATA_STREAM: u32 = 0x4343_0001;
@@ -24,6 +24,17 @@ pub fn directory(image: &[u8]) -> Option<Vec<(u32, u32, u32)>> {
             Some((u32_at(image, e)?, u32_at(image, e + 4)?, u32_at(image, e + 8)?))
         })
         .collect()
+}
+
+/// Overwrites directory entry `index` (which [`directory`] found).
+pub fn set_entry(image: &mut [u8], index: usize, (stream, size, rva): (u32, u32, u32)) {
+    let dir = u32_at(image, 12).unwrap_or(0) as usize;
+    let e = dir + index * DIRECTORY_ENTRY;
+    if let Some(slot) = image.get_mut(e..e + DIRECTORY_ENTRY) {
+        slot[..4].copy_from_slice(&stream.to_le_bytes());
+        slot[4..8].copy_from_slice(&size.to_le_bytes());
+        slot[8..].copy_from_slice(&rva.to_le_bytes());
+    }
 }
 
 pub fn append_stream(image: &mut Vec<u8>, stream_type: u32, data: &[u8]) -> Result<(), String> {
@@ -74,6 +85,8 @@ pub mod tests {
         assert_eq!(stream, 0x4343_0001);
         assert_eq!(&image[rva as usize..(rva + size) as usize], b"{\"a\":1}");
         assert_eq!(&image[dir[1].2 as usize..][..3], b"xyz");
+        set_entry(&mut image, 1, (0, 0, 0));
+        assert_eq!(directory(&image).expect("directory")[1], (0, 0, 0));
     }
 
     #[test]
