@@ -120,3 +120,64 @@ def test_options_are_checked(interp):
     lines = r.stdout.splitlines()
     assert len(lines) == 6 and all(line.startswith("refused") for line in lines), r.stdout
 
+
+def test_a_tiny_max_dump_size_refuses_the_dump_with_a_clear_message(interp):
+    code = """
+    import crashcatch, buggyext
+    crashcatch.enable(max_dump_size=4096)
+    buggyext.segfault()
+    """
+    r = run_script(interp, code)
+    assert r.returncode == -signal.SIGSEGV, r.stderr
+    assert "Current thread's C stack trace" in r.stderr
+    last = r.stderr.rstrip("\n").splitlines()[-1]
+    assert last.startswith("crashcatch: no minidump: the dump would take ") and \
+        "more than max_dump_size (4096 bytes)" in last and "enable(max_dump_size=" in last, last
+    assert r.dumps == []
+
+
+def test_max_dump_size_drops_the_extra_memory_first(interp):
+    """A cap just under a full dump's size: the Python memory goes, the dump stays."""
+    code = """
+    import os, json, crashcatch
+    full = crashcatch.write_minidump()
+    size = os.path.getsize(full)
+    crashcatch.enable(max_dump_size=size - 2048)
+    print(size - 2048, crashcatch.write_minidump())
+    """
+    r = run_script(interp, code)
+    assert r.returncode == 0, r.stderr
+    cap, path = r.stdout.split()
+    host = interp.host_path(path)
+    assert os.path.getsize(host) <= int(cap)
+    info = check(host)
+    limit = info["metadata"]["size_limit"]
+    assert limit["max_dump_size"] == int(cap) and limit["extra_memory_dropped"], limit
+    assert limit["full_size"] > int(cap), limit
+    assert info["metadata"]["kind"] == "requested"
+
+
+def test_live_dumps_stop_at_the_directory_cap_but_crashes_do_not(interp):
+    code = """
+    import os, crashcatch, buggyext
+    first = crashcatch.write_minidump()
+    size = os.path.getsize(first)
+    crashcatch.enable(max_dump_dir_size=int(size * 2.5))
+    crashcatch.write_minidump()  # 2 dumps: under the cap
+    try:
+        crashcatch.write_minidump()  # a third would pass it
+        print("third written")
+    except RuntimeError as e:
+        print("refused:", e)
+    buggyext.segfault()
+    """
+    r = run_script(interp, code)
+    assert r.returncode == -signal.SIGSEGV, r.stderr
+    out = r.stdout.strip()
+    assert out.startswith("refused: no minidump: the dump directory ") and "max_dump_dir_size" in out, out
+    assert "crash dumps are still written" in out, out
+    assert r.stderr.rstrip("\n").splitlines()[-1].startswith("crashcatch: minidump written to "), r.stderr
+    assert len(r.dumps) == 3
+    kinds = sorted(check(d)["metadata"]["kind"] for d in r.dumps)
+    assert kinds == ["fatal-signal", "requested", "requested"]
+

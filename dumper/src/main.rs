@@ -6,6 +6,7 @@
 //! Started by the crashcatch collector, found next to it inside the installed package.
 
 mod environ;
+mod limits;
 mod metadata;
 mod output;
 mod procmem;
@@ -15,7 +16,7 @@ mod shrink;
 mod source;
 mod streams;
 
-use handoff::{field_str, EnvironMode, Request};
+use handoff::{field_str, EnvironMode, Kind, Request};
 use minidump_writer::app_memory::AppMemory;
 use minidump_writer::crash_context::CrashContext;
 use minidump_writer::minidump_writer::MinidumpWriterConfig;
@@ -47,6 +48,10 @@ enum DumpError {
     Writer(String),
     #[error("cannot finish the minidump in memory: {0}")]
     Image(String),
+    #[error("the dump would take {size} bytes even without the Python memory, more than max_dump_size ({limit} bytes): raise enable(max_dump_size=...) (0: no limit)")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("the dump directory {dir} holds {used} of dumps and this one ({size}) would pass max_dump_dir_size ({limit}): live dumps are refused until old dumps are deleted, or raise enable(max_dump_dir_size=...) (0: no limit); crash dumps are still written")]
+    DirFull { dir: PathBuf, used: String, size: String, limit: String },
 }
 
 fn main() {
@@ -90,6 +95,7 @@ fn run() -> Result<PathBuf, DumpError> {
     if path.symlink_metadata().is_ok() {
         return Err(DumpError::Create(path, std::io::ErrorKind::AlreadyExists.into()));
     }
+    live_dump_room(&req, 0)?;
 
     // The Python memory: found while the process is still waiting for us.
     let layout = Layout::for_version(req.py_version[0] as u8, req.py_version[1] as u8).ok();
@@ -135,13 +141,43 @@ fn run() -> Result<PathBuf, DumpError> {
         meta["stack_pointer_adjusted"] = json!({"from": from, "to": to});
     }
     let dump = Dump { req: &req, pid, context: context.as_ref(), overflowed };
-    let image = dump.image(&extra_memory, &meta)?;
+    let limit = req.max_dump_size;
+    let mut image = dump.image(&extra_memory, &meta, None)?;
+    if limit > 0 && image.len() as u64 > limit && !extra_memory.is_empty() {
+        // Over the cap: the memory crashcatch adds (Python structures, a stack's bottom) is
+        // what can go; minidump-writer's own limit has already trimmed the thread stacks.
+        image = dump.image(&[], &meta, Some(image.len() as u64))?;
+    }
+    if limit > 0 && image.len() as u64 > limit {
+        return Err(DumpError::TooLarge { size: image.len() as u64, limit });
+    }
+    live_dump_room(&req, image.len() as u64)?;
     test_delay("CRASHCATCH_TEST_HELPER_LATE_DELAY_MS");
     output::publish(&path, &image).map_err(|e| DumpError::Create(path.clone(), e))?;
     Ok(path)
 }
 
-/// How to build the dump's image.
+/// For a live dump into the dump directory (not a crash, not an exact path) with a
+/// directory cap: `DirFull` if the dumps already there plus `size` bytes pass the cap.
+fn live_dump_room(req: &Request, size: u64) -> Result<(), DumpError> {
+    let live = Kind::from_u32(req.kind) != Some(Kind::Fatal);
+    if !live || req.max_dir_size == 0 || !field_str(&req.dump_path).is_empty() {
+        return Ok(());
+    }
+    let dir = PathBuf::from(field_str(&req.dump_dir));
+    let used = limits::dumps_in(&dir);
+    if used.saturating_add(size) > req.max_dir_size || used >= req.max_dir_size {
+        return Err(DumpError::DirFull {
+            dir,
+            used: limits::human(used),
+            size: limits::human(size),
+            limit: limits::human(req.max_dir_size),
+        });
+    }
+    Ok(())
+}
+
+/// How to build the dump's image; built twice when the first is over the size cap.
 struct Dump<'a> {
     req: &'a Request,
     pid: i32,
@@ -152,7 +188,13 @@ struct Dump<'a> {
 impl Dump<'_> {
     /// The whole dump in memory: minidump-writer's streams with `extra` memory ranges, the
     /// overflowed stack capped, the environment treated, the metadata appended.
-    fn image(&self, extra: &[(u64, u64)], meta: &Value) -> Result<Vec<u8>, DumpError> {
+    /// `full_size`: the size of a first image that was over the cap (this one drops `extra`).
+    fn image(
+        &self,
+        extra: &[(u64, u64)],
+        meta: &Value,
+        full_size: Option<u64>,
+    ) -> Result<Vec<u8>, DumpError> {
         let req = self.req;
         let mut config = MinidumpWriterConfig::new(self.pid, req.tid);
         config.set_app_memory(
@@ -161,6 +203,9 @@ impl Dump<'_> {
                 .map(|&(start, end)| AppMemory { ptr: start as usize, length: (end - start) as usize })
                 .collect(),
         );
+        if req.max_dump_size > 0 {
+            config.set_minidump_size_limit(req.max_dump_size);
+        }
         if let Some(ctx) = self.context {
             config.set_crash_context(minidump_writer::CrashContextExt { inner: ctx.clone() });
         }
@@ -170,8 +215,9 @@ impl Dump<'_> {
         let mut meta = meta.clone();
         if self.overflowed {
             if let Some(c) = shrink::cap_stack(&mut image, req.tid as u32, STACK_TOP_KEPT) {
+                let bottom = if full_size.is_some() { 0 } else { STACK_BOTTOM_KEPT };
                 meta["stack_capped"] = json!({
-                    "start": c.start, "original_size": c.original, "kept_size": c.kept, "bottom_kept": STACK_BOTTOM_KEPT,
+                    "start": c.start, "original_size": c.original, "kept_size": c.kept, "bottom_kept": bottom,
                 });
             }
         }
@@ -185,6 +231,13 @@ impl Dump<'_> {
             "redacted": env.redacted,
             "extra_patterns": patterns,
         });
+        if req.max_dump_size > 0 {
+            meta["size_limit"] = json!({
+                "max_dump_size": req.max_dump_size,
+                "extra_memory_dropped": full_size.is_some(),
+                "full_size": full_size,
+            });
+        }
         streams::append_stream(&mut image, streams::METADATA_STREAM, meta.to_string().as_bytes())
             .map_err(DumpError::Image)?;
         Ok(image)
