@@ -94,14 +94,24 @@ class Run:
     script: str          # path of the script inside the interpreter's root
     files: dict          # name -> content of extra output files
     dumps: list          # host paths of the minidumps the run left
+    max_rss_kib: int = 0  # with measure_rss: the largest RSS of the script and its helpers
 
 
-def run_script(interp, code, *, timeout=120, env=None, files=(), args=(), core=False):
+# Runs argv[2:] and writes "<returncode> <largest RSS in KiB>" of it and every process it
+# waited for (the dump helper) to argv[1]; its own memory does not count.
+_MEASURE = ("import resource, subprocess, sys\n"
+            "r = subprocess.run(sys.argv[2:]).returncode\n"
+            "open(sys.argv[1], 'w').write(f'{r} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}')\n")
+
+
+def run_script(interp, code, *, timeout=120, env=None, files=(), args=(), core=False, measure_rss=False):
     """Writes `code` to a script in the interpreter's scratch dir and runs it with the
     venv python (buggyext importable). `files`: names of output files the script writes
     in its directory (passed as FILE_<name> environment variables); their contents come back.
     `core`: lift the core size limit, so a crash also leaves a kernel core (`core` in the
-    script's directory when the kernel's core_pattern is the plain default)."""
+    script's directory when the kernel's core_pattern is the plain default).
+    `measure_rss`: run it under a launcher that reports the largest RSS of the script and
+    the processes it waited for (Run.max_rss_kib)."""
     host_work = interp.host_path(interp.work_dir)
     d = tempfile.mkdtemp(dir=host_work)
     inner_dir = interp.work_dir + "/" + os.path.basename(d)
@@ -119,14 +129,20 @@ def run_script(interp, code, *, timeout=120, env=None, files=(), args=(), core=F
     argv = [interp.venv_python, script, *args]
     if core:
         argv = ["/bin/sh", "-c", 'ulimit -c unlimited && exec "$0" "$@"'] + argv
+    measured = inner_dir + "/rusage"
+    if measure_rss:
+        argv = [interp.venv_python, "-c", _MEASURE, measured] + argv
     r = interp.run(argv, cwd=inner_dir, env=full_env, timeout=timeout)
+    returncode, max_rss = r.returncode, 0
+    if measure_rss:
+        returncode, max_rss = map(int, open(interp.host_path(measured)).read().split())
     contents = {}
     for name in files:
         p = interp.host_path(inner_dir + "/" + name)
         contents[name] = open(p, errors="backslashreplace").read() if os.path.exists(p) else None
     dump_dir = interp.host_path(inner_dir + "/dumps")
     dumps = sorted(os.path.join(dump_dir, n) for n in os.listdir(dump_dir)) if os.path.isdir(dump_dir) else []
-    return Run(r.returncode, r.stdout, r.stderr, script, contents, dumps)
+    return Run(returncode, r.stdout, r.stderr, script, contents, dumps, max_rss)
 
 
 def script_line(code, marker):
