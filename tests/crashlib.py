@@ -94,6 +94,7 @@ class Run:
     script: str          # path of the script inside the interpreter's root
     files: dict          # name -> content of extra output files
     dumps: list          # host paths of the minidumps the run left
+    max_rss_kib: int = 0  # with measure_rss: the largest RSS of the script and its helpers
 
 
 @dataclass
@@ -137,17 +138,31 @@ def prepare_script(interp, code, *, env=None, files=(), args=(), core=False):
     return Prepared(argv, inner_dir, full_env, script)
 
 
-def run_script(interp, code, *, timeout=120, env=None, files=(), args=(), core=False):
+# Runs argv[2:] and writes "<returncode> <largest RSS in KiB>" of it and every process it
+# waited for (the dump helper) to argv[1]; its own memory does not count.
+_MEASURE = ("import resource, subprocess, sys\n"
+            "r = subprocess.run(sys.argv[2:]).returncode\n"
+            "open(sys.argv[1], 'w').write(f'{r} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}')\n")
+
+
+def run_script(interp, code, *, timeout=120, env=None, files=(), args=(), core=False, measure_rss=False):
     """Runs `code` (see prepare_script) to the end. `core`: lift the core size limit, so a
     crash also leaves a kernel core (`core` in the script's directory when the kernel's
-    core_pattern is the plain default)."""
+    core_pattern is the plain default). `measure_rss`: run it under a launcher that reports
+    the largest RSS of the script and the processes it waited for (Run.max_rss_kib)."""
     p = prepare_script(interp, code, env=env, files=files, args=args, core=core)
-    r = interp.run(p.argv, cwd=p.cwd, env=p.env, timeout=timeout)
+    argv, measured = p.argv, p.cwd + "/rusage"
+    if measure_rss:
+        argv = [interp.venv_python, "-c", _MEASURE, measured] + argv
+    r = interp.run(argv, cwd=p.cwd, env=p.env, timeout=timeout)
+    returncode, max_rss = r.returncode, 0
+    if measure_rss:
+        returncode, max_rss = map(int, open(interp.host_path(measured)).read().split())
     contents = {}
     for name in files:
         path = interp.host_path(p.cwd + "/" + name)
         contents[name] = open(path, errors="backslashreplace").read() if os.path.exists(path) else None
-    return Run(r.returncode, r.stdout, r.stderr, p.script, contents, p.dumps(interp))
+    return Run(returncode, r.stdout, r.stderr, p.script, contents, p.dumps(interp), max_rss)
 
 
 def script_line(code, marker):

@@ -183,7 +183,9 @@ fn register(
 
 /// Minidump settings (from enable() or defaults): on/off, directory, helper, deadline.
 #[pyfunction]
-#[pyo3(signature = (enabled, dump_dir, helper, timeout, prog_name, source_context))]
+#[pyo3(signature = (enabled, dump_dir, helper, timeout, prog_name, source_context, environ_mode,
+    environ_redact, max_dump_size, max_dir_size))]
+#[allow(clippy::too_many_arguments)] // one per enable() option, passed through by name
 fn configure_minidumps(
     py: Python<'_>,
     enabled: bool,
@@ -192,6 +194,10 @@ fn configure_minidumps(
     timeout: f64,
     prog_name: &str,
     source_context: u32,
+    environ_mode: u32,
+    environ_redact: Vec<String>,
+    max_dump_size: u64,
+    max_dir_size: u64,
 ) -> PyResult<()> {
     let target = prepare::target(py)?;
     let version = py.import("sys")?.getattr("version_info")?;
@@ -214,6 +220,10 @@ fn configure_minidumps(
         py_version,
         runtime,
         source_context,
+        environ_mode: handoff::EnvironMode::from_u32(environ_mode),
+        environ_redact: &environ_redact,
+        max_dump_size,
+        max_dir_size,
     };
     minidumps::configure(target, &settings).map_err(PyRuntimeError::new_err)
 }

@@ -59,6 +59,34 @@ pub struct Settings<'a> {
     pub py_version: [u32; 3],
     pub runtime: u64,
     pub source_context: u32,
+    pub environ_mode: handoff::EnvironMode,
+    /// Extra name patterns to redact (case-insensitive substrings).
+    pub environ_redact: &'a [String],
+    pub max_dump_size: u64,
+    pub max_dir_size: u64,
+}
+
+/// `pattern\0`… in upper case, as the helper matches names; an error if they do not fit.
+fn pack_patterns(patterns: &[String], field: &mut [u8]) -> Result<(), String> {
+    let mut packed = Vec::new();
+    for p in patterns {
+        if p.is_empty() || p.contains('\0') {
+            return Err(format!("redact_environ patterns must be non-empty and without NUL: {p:?}"));
+        }
+        packed.extend_from_slice(p.to_uppercase().as_bytes());
+        packed.push(0);
+    }
+    // One byte more for the empty string that ends the list.
+    if packed.len() >= field.len() {
+        return Err(format!(
+            "redact_environ patterns take {} bytes, more than the {} kept: use fewer or shorter ones",
+            packed.len(),
+            field.len() - 1
+        ));
+    }
+    field.fill(0);
+    field[..packed.len()].copy_from_slice(&packed);
+    Ok(())
 }
 
 /// Whether Yama restricts ptrace to descendants (ptrace_scope 1). Modes 0 (classic) and
@@ -89,6 +117,8 @@ pub fn configure(target: &Target, s: &Settings) -> Result<(), String> {
     if s.dump_dir.len() > dir_max {
         return Err(format!("dump_dir is {} bytes long, more than the {dir_max} allowed", s.dump_dir.len()));
     }
+    let mut patterns = [0u8; handoff::REDACT_SIZE];
+    pack_patterns(s.environ_redact, &mut patterns)?;
     let configured = handler::with_report_lock(LIVE_DUMP_WAIT_MS, || {
         // SAFETY: enable-time writes under the report lock and the GIL; handlers read the
         // record only when a dump happens, holding the same lock.
@@ -103,6 +133,10 @@ pub fn configure(target: &Target, s: &Settings) -> Result<(), String> {
         req.report_addr = dump::capture_addr();
         req.annotations_addr = ANNOTATION_BYTES.0.get() as u64;
         req.source_context = s.source_context;
+        req.environ_mode = s.environ_mode as u32;
+        req.environ_redact = patterns;
+        req.max_dump_size = s.max_dump_size;
+        req.max_dir_size = s.max_dir_size;
         req.thread_names_addr = NAMES.0.get() as u64;
         req.thread_names_count = THREAD_NAMES as u64;
         req.magic = handoff::MAGIC;

@@ -6,21 +6,27 @@
 //! Started by the crashcatch collector, found next to it inside the installed package.
 
 mod deadline;
+mod environ;
+mod limits;
 mod metadata;
+mod output;
 mod procmem;
 mod pymem;
 mod ranges;
 mod shrink;
+mod source;
 mod stall;
 mod streams;
 
-use handoff::{field_str, Request};
+use handoff::{field_str, EnvironMode, Kind, Request};
+use minidump_writer::app_memory::AppMemory;
+use minidump_writer::crash_context::CrashContext;
 use minidump_writer::minidump_writer::MinidumpWriterConfig;
 use procmem::ProcessMemory;
 use pylayout::{Layout, Memory};
-use std::fs::OpenOptions;
+use serde_json::{json, Value};
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
 /// A crashing stack deeper than this (an overflow: 8 MiB) is cut: the dump keeps this much
@@ -42,8 +48,12 @@ enum DumpError {
     Create(PathBuf, std::io::Error),
     #[error("minidump-writer failed: {0}")]
     Writer(String),
-    #[error("cannot add crashcatch metadata to {0}: {1}")]
-    Metadata(PathBuf, std::io::Error),
+    #[error("cannot finish the minidump in memory: {0}")]
+    Image(String),
+    #[error("the dump would take {size} bytes even without the Python memory, more than max_dump_size ({limit} bytes): raise enable(max_dump_size=...) (0: no limit)")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("the dump directory {dir} holds {used} of dumps and this one ({size}) would pass max_dump_dir_size ({limit}): live dumps are refused until old dumps are deleted, or raise enable(max_dump_dir_size=...) (0: no limit); crash dumps are still written")]
+    DirFull { dir: PathBuf, used: String, size: String, limit: String },
 }
 
 fn main() {
@@ -61,6 +71,14 @@ fn report(line: &str) {
     let _ = std::io::stdout().flush();
 }
 
+/// Test hook: the helper hangs for the number of milliseconds in `var`, to prove the
+/// requester's deadline (at the start) and that a helper killed late leaves no file.
+fn test_delay(var: &str) {
+    if let Some(ms) = std::env::var(var).ok().and_then(|v| v.parse().ok()) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
 fn run() -> Result<PathBuf, DumpError> {
     let arg = std::env::args().nth(1).ok_or(DumpError::Usage)?;
     if let Some(ms) = std::env::args().nth(2).and_then(|v| v.parse().ok()) {
@@ -68,10 +86,7 @@ fn run() -> Result<PathBuf, DumpError> {
     }
     // The requester names us as its ptracer (under Yama) before it sends this byte.
     let _ = std::io::stdin().read(&mut [0u8; 1]);
-    // Test hook: a helper that hangs, to prove the requester's deadline.
-    if let Some(ms) = std::env::var("CRASHCATCH_TEST_HELPER_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-    }
+    test_delay("CRASHCATCH_TEST_HELPER_DELAY_MS");
     let addr = u64::from_str_radix(arg.trim_start_matches("0x"), 16).map_err(|_| DumpError::Usage)?;
     // SAFETY: getppid has no preconditions.
     let pid = unsafe { libc::getppid() };
@@ -83,20 +98,17 @@ fn run() -> Result<PathBuf, DumpError> {
     let req = Request::from_bytes(&raw).ok_or_else(|| DumpError::NoRequest(pid, "bad magic".into()))?;
 
     let path = dump_path(&req, pid)?;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .read(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(|e| DumpError::Create(path.clone(), e))?;
+    // What output::publish would refuse at the end, refused before the work.
+    if path.symlink_metadata().is_ok() {
+        return Err(DumpError::Create(path, std::io::ErrorKind::AlreadyExists.into()));
+    }
+    live_dump_room(&req, 0)?;
 
     // The Python memory: found while the process is still waiting for us.
     let layout = Layout::for_version(req.py_version[0] as u8, req.py_version[1] as u8).ok();
     let types = req.types;
     let mut py_threads = Vec::new();
-    let mut app_memory = Vec::new();
+    let mut extra_memory = Vec::new();
     let readable = procmem::readable_regions(pid).unwrap_or_default();
     let (context, sp_adjusted) = match crash_context(&req, pid) {
         Some((ctx, adjusted)) => (Some(ctx), adjusted),
@@ -105,16 +117,14 @@ fn run() -> Result<PathBuf, DumpError> {
     // An overflowed stack is capped below (shrink.rs); keep its bottom, where the thread
     // started, as an ordinary memory range.
     let mut overflowed = false;
+    let mut walk_truncated = false;
     if let Some(ctx) = &context {
         let sp = ctx.context.uc_mcontext.gregs[libc::REG_RSP as usize] as u64;
         if let Some(r) = readable.iter().find(|r| sp >= r.start && sp < r.end) {
             if r.end - sp > STACK_CAP_ABOVE {
                 overflowed = true;
                 let bottom = r.end.saturating_sub(STACK_BOTTOM_KEPT).max(sp + STACK_TOP_KEPT as u64);
-                app_memory.push(minidump_writer::app_memory::AppMemory {
-                    ptr: bottom as usize,
-                    length: (r.end - bottom) as usize,
-                });
+                extra_memory.push((bottom, r.end));
             }
         }
     }
@@ -123,56 +133,125 @@ fn run() -> Result<PathBuf, DumpError> {
         collector.os_tids = metadata::os_threads(pid).into_iter().map(|(tid, _)| tid).collect();
         collector.collect(req.runtime, req.interp);
         py_threads = std::mem::take(&mut collector.threads);
-        for (start, end) in collector.ranges.finish(&readable) {
-            app_memory.push(minidump_writer::app_memory::AppMemory {
-                ptr: start as usize,
-                length: (end - start) as usize,
-            });
-        }
+        walk_truncated = collector.truncated;
+        extra_memory.extend(collector.ranges.finish(&readable));
     }
-
-    let mut config = MinidumpWriterConfig::new(pid, req.tid);
-    // Threads are suspended one by one with PTRACE_SEIZE (third_party/README.md): no group
-    // SIGSTOP, so no job-control stop, and nothing stays stopped if this helper dies.
-    config.skip_process_stop();
-    config.set_app_memory(app_memory);
-    if let Some(ctx) = context {
-        config.set_crash_context(minidump_writer::CrashContextExt { inner: ctx });
-    }
-    // Written in memory first, so an overflowed stack can be capped before it hits the disk.
-    let mut image = stall::Stall::from_env(std::io::Cursor::new(Vec::new()));
-    let written = config.write(&mut image).map_err(|e| error_chain(&e)).and_then(|_| {
-        let mut bytes = image.into_inner().into_inner();
-        let capped =
-            if overflowed { shrink::cap_stack(&mut bytes, req.tid as u32, STACK_TOP_KEPT) } else { None };
-        file.write_all(&bytes).map(|_| capped).map_err(|e| e.to_string())
-    });
-    let capped = match written {
-        Ok(capped) => capped,
-        Err(e) => {
-            drop(file);
-            let _ = std::fs::remove_file(&path);
-            return Err(DumpError::Writer(e));
-        }
-    };
 
     let mut meta = metadata::build(&req, pid, &mem, layout.as_ref(), types, &py_threads);
-    if let Some(c) = capped {
-        meta["stack_capped"] = serde_json::json!({
-            "start": c.start, "original_size": c.original, "kept_size": c.kept, "bottom_kept": STACK_BOTTOM_KEPT,
-        });
+    if walk_truncated {
+        // The runtime's lists were cyclic or longer than pymem's caps.
+        meta["python_walk_truncated"] = json!(true);
     }
     if let Some((from, to)) = sp_adjusted {
         // The crashing thread's rsp was in an unreadable guard region (stack overflow); the
         // dump's context says `to`, the real value was `from`.
-        meta["stack_pointer_adjusted"] = serde_json::json!({"from": from, "to": to});
+        meta["stack_pointer_adjusted"] = json!({"from": from, "to": to});
     }
-    if let Err(e) = streams::append_stream(&mut file, streams::METADATA_STREAM, meta.to_string().as_bytes()) {
-        drop(file);
-        let _ = std::fs::remove_file(&path);
-        return Err(DumpError::Metadata(path, e));
+    let dump = Dump { req: &req, pid, context: context.as_ref(), overflowed };
+    let limit = req.max_dump_size;
+    let mut image = dump.image(&extra_memory, &meta, None)?;
+    if limit > 0 && image.len() as u64 > limit && !extra_memory.is_empty() {
+        // Over the cap: the memory crashcatch adds (Python structures, a stack's bottom) is
+        // what can go; minidump-writer's own limit has already trimmed the thread stacks.
+        image = dump.image(&[], &meta, Some(image.len() as u64))?;
     }
+    if limit > 0 && image.len() as u64 > limit {
+        return Err(DumpError::TooLarge { size: image.len() as u64, limit });
+    }
+    live_dump_room(&req, image.len() as u64)?;
+    test_delay("CRASHCATCH_TEST_HELPER_LATE_DELAY_MS");
+    output::publish(&path, &image).map_err(|e| DumpError::Create(path.clone(), e))?;
     Ok(path)
+}
+
+/// For a live dump into the dump directory (not a crash, not an exact path) with a
+/// directory cap: `DirFull` if the dumps already there plus `size` bytes pass the cap.
+fn live_dump_room(req: &Request, size: u64) -> Result<(), DumpError> {
+    let live = Kind::from_u32(req.kind) != Some(Kind::Fatal);
+    if !live || req.max_dir_size == 0 || !field_str(&req.dump_path).is_empty() {
+        return Ok(());
+    }
+    let dir = PathBuf::from(field_str(&req.dump_dir));
+    let used = limits::dumps_in(&dir);
+    if used.saturating_add(size) > req.max_dir_size || used >= req.max_dir_size {
+        return Err(DumpError::DirFull {
+            dir,
+            used: limits::human(used),
+            size: limits::human(size),
+            limit: limits::human(req.max_dir_size),
+        });
+    }
+    Ok(())
+}
+
+/// How to build the dump's image; built twice when the first is over the size cap.
+struct Dump<'a> {
+    req: &'a Request,
+    pid: i32,
+    context: Option<&'a CrashContext>,
+    overflowed: bool,
+}
+
+impl Dump<'_> {
+    /// The whole dump in memory: minidump-writer's streams with `extra` memory ranges, the
+    /// overflowed stack capped, the environment treated, the metadata appended.
+    /// `full_size`: the size of a first image that was over the cap (this one drops `extra`).
+    fn image(
+        &self,
+        extra: &[(u64, u64)],
+        meta: &Value,
+        full_size: Option<u64>,
+    ) -> Result<Vec<u8>, DumpError> {
+        let req = self.req;
+        let mut config = MinidumpWriterConfig::new(self.pid, req.tid);
+        // Threads are suspended one by one with PTRACE_SEIZE (third_party/README.md): no
+        // group SIGSTOP, so no job-control stop, and nothing stays stopped if we die.
+        config.skip_process_stop();
+        config.set_app_memory(
+            extra
+                .iter()
+                .map(|&(start, end)| AppMemory { ptr: start as usize, length: (end - start) as usize })
+                .collect(),
+        );
+        if req.max_dump_size > 0 {
+            config.set_minidump_size_limit(req.max_dump_size);
+        }
+        if let Some(ctx) = self.context {
+            config.set_crash_context(minidump_writer::CrashContextExt { inner: ctx.clone() });
+        }
+        let mut cursor = stall::Stall::from_env(std::io::Cursor::new(Vec::new()));
+        config.write(&mut cursor).map_err(|e| DumpError::Writer(error_chain(&e)))?;
+        let mut image = cursor.into_inner().into_inner();
+        let mut meta = meta.clone();
+        if self.overflowed {
+            if let Some(c) = shrink::cap_stack(&mut image, req.tid as u32, STACK_TOP_KEPT) {
+                let bottom = if full_size.is_some() { 0 } else { STACK_BOTTOM_KEPT };
+                meta["stack_capped"] = json!({
+                    "start": c.start, "original_size": c.original, "kept_size": c.kept, "bottom_kept": bottom,
+                });
+            }
+        }
+        // After the stack cut: shrink.rs leaves dumps with unused streams alone.
+        let patterns: Vec<&str> = handoff::field_list(&req.environ_redact).collect();
+        let mode = EnvironMode::from_u32(req.environ_mode);
+        let env = environ::apply(&mut image, mode, &patterns).map_err(DumpError::Image)?;
+        meta["environ"] = json!({
+            "mode": environ::mode_name(mode),
+            "stream": env.found && mode != EnvironMode::Drop,
+            "redacted": env.redacted,
+            "extra_patterns": patterns,
+        });
+        if req.max_dump_size > 0 {
+            meta["size_limit"] = json!({
+                "max_dump_size": req.max_dump_size,
+                "extra_memory_dropped": full_size.is_some(),
+                "full_size": full_size,
+            });
+        }
+        streams::append_stream(&mut image, streams::METADATA_STREAM, meta.to_string().as_bytes())
+            .map_err(DumpError::Image)?;
+        Ok(image)
+    }
 }
 
 /// An error and its causes, innermost last; with a hint when ptrace was refused.
@@ -316,29 +395,5 @@ mod tests {
         assert!(p.starts_with(&dir) && p.to_string_lossy().contains("demo-42-19700101T"), "{p:?}");
         assert!(dir.is_dir());
         let _ = std::fs::remove_dir(&dir);
-    }
-
-    #[test]
-    fn appended_stream_is_found_in_the_directory() {
-        let path = std::env::temp_dir().join(format!("cc-stream-{}.dmp", std::process::id()));
-        let mut f =
-            OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).expect("open");
-        // A minimal minidump: header with zero streams, directory at 32.
-        let mut header = Vec::new();
-        header.extend_from_slice(b"MDMP");
-        header.extend_from_slice(&0xa793u32.to_le_bytes());
-        header.extend_from_slice(&0u32.to_le_bytes());
-        header.extend_from_slice(&32u32.to_le_bytes());
-        header.extend_from_slice(&[0u8; 16]);
-        f.write_all(&header).expect("write");
-        streams::append_stream(&mut f, 0x4343_0001, b"{\"a\":1}").expect("append");
-        let bytes = std::fs::read(&path).expect("read");
-        let count = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
-        let dir = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
-        assert_eq!(count, 1);
-        let size = u32::from_le_bytes(bytes[dir + 4..dir + 8].try_into().unwrap()) as usize;
-        let rva = u32::from_le_bytes(bytes[dir + 8..dir + 12].try_into().unwrap()) as usize;
-        assert_eq!(&bytes[rva..rva + size], b"{\"a\":1}");
-        let _ = std::fs::remove_file(&path);
     }
 }

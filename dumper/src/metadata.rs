@@ -4,6 +4,7 @@
 
 use crate::procmem::ProcessMemory;
 use crate::pymem::PyThreadInfo;
+use crate::source::SourceReader;
 use handoff::{Kind, Request};
 use pylayout::text::for_each_char;
 use pylayout::walk;
@@ -166,6 +167,7 @@ fn source_context(
         return Vec::new();
     };
     let context = req.source_context as i64;
+    let mut reader = SourceReader::new();
     let mut frames = Vec::new();
     walk::for_each_frame(mem, l, thread.tstate, 0, &mut |f| {
         frames.push(f);
@@ -182,19 +184,12 @@ fn source_context(
                 .and_then(|s| py_str(mem, l, types, s));
             let line = lines::addr_to_line(mem, l, f.code, f.addr);
             let text = match (&file, line) {
-                (Some(path), Some(line)) if line > 0 => read_lines(path, line as i64 - context, line as i64 + context),
+                (Some(path), Some(line)) if line > 0 => {
+                    reader.lines(path, line as i64 - context, line as i64 + context)
+                }
                 _ => Vec::new(),
             };
             json!({"file": file, "function": name, "line": line, "first_line": line.map(|n| (n as i64 - context).max(1)), "lines": text})
         })
-        .collect()
-}
-
-fn read_lines(path: &str, first: i64, last: i64) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
-    text.lines()
-        .enumerate()
-        .filter(|(i, _)| (*i as i64 + 1) >= first && (*i as i64 + 1) <= last)
-        .map(|(_, s)| s.chars().take(400).collect())
         .collect()
 }

@@ -7,6 +7,7 @@ use crate::ranges::RangeSet;
 use pylayout::text::str_info;
 use pylayout::walk::{self, PyFrame};
 use pylayout::{Layout, Memory, TypeAddrs};
+use std::collections::HashSet;
 
 /// Bytes kept of `_PyRuntime`: its debug-offsets header (3.13+) and the interpreter list.
 const RUNTIME_BYTES: u64 = 4096;
@@ -16,6 +17,12 @@ const MAX_INTERPRETERS: usize = 64;
 const MAX_STR_CHARS: u64 = 4096;
 /// Line-table bytes kept at most.
 const MAX_LINETABLE: u64 = 1 << 20;
+/// Thread states walked at most, over all interpreters, and frames over all threads. A
+/// corrupt runtime can link its lists into cycles or send them through garbage: every
+/// walk here visits each address once and stops at these totals, so the helper finishes
+/// long before its deadline whatever it reads.
+pub const MAX_THREAD_STATES: usize = 4096;
+pub const MAX_FRAMES_TOTAL: usize = 100_000;
 
 /// What was found, for the metadata and the tests.
 #[derive(Debug, Default)]
@@ -40,6 +47,11 @@ pub struct Collector<'a> {
     pub types: TypeAddrs,
     pub ranges: RangeSet,
     pub threads: Vec<PyThreadInfo>,
+    /// Whether a walk stopped at one of the caps rather than at the end of its list.
+    pub truncated: bool,
+    seen_tstates: HashSet<u64>,
+    seen_code: HashSet<u64>,
+    frames_walked: usize,
 }
 
 impl<'a> Collector<'a> {
@@ -51,6 +63,10 @@ impl<'a> Collector<'a> {
             types,
             ranges: RangeSet::default(),
             threads: Vec::new(),
+            truncated: false,
+            seen_tstates: HashSet::new(),
+            seen_code: HashSet::new(),
+            frames_walked: 0,
         }
     }
 
@@ -94,7 +110,16 @@ impl<'a> Collector<'a> {
             self.ranges.add(gil, 64); // last_holder, locked
         }
         let mut tstates = Vec::new();
+        let (seen, truncated) = (&mut self.seen_tstates, &mut self.truncated);
         walk::for_each_thread(self.mem, &l, interp, &mut |ts| {
+            if seen.len() >= MAX_THREAD_STATES {
+                *truncated = true;
+                return false;
+            }
+            // A thread state seen before: the list loops back (or into another interpreter's).
+            if !seen.insert(ts) {
+                return false;
+            }
             tstates.push(ts);
             true
         });
@@ -124,10 +149,15 @@ impl<'a> Collector<'a> {
         // Every frame, interpreter plumbing (shims, entry frames) included: the symbolizer
         // walks the same chain through them.
         let mut raw_frames = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         let mut frames: Vec<PyFrame> = Vec::new();
         let mut next = walk::current_frame(self.mem, &l, ts).unwrap_or(0);
-        while next != 0 && raw_frames.len() < walk::MAX_FRAMES_WALKED && seen.insert(next) {
+        let budget = walk::MAX_FRAMES_WALKED.min(MAX_FRAMES_TOTAL.saturating_sub(self.frames_walked));
+        while next != 0 && seen.insert(next) {
+            if raw_frames.len() >= budget {
+                self.truncated = true;
+                break;
+            }
             raw_frames.push(next);
             let Some((shown, previous)) = walk::frame_step(self.mem, &l, next, 0) else { break };
             frames.extend(shown);
@@ -144,13 +174,12 @@ impl<'a> Collector<'a> {
         } else {
             span(&[l.frame_back, l.frame_code, l.frame_lasti, l.frame_lineno, l.frame_trace])
         };
-        let mut seen_code = Vec::new();
+        self.frames_walked += raw_frames.len();
         for &frame in &raw_frames {
             self.ranges.add(frame, frame_span);
         }
         for f in &frames {
-            if f.code != 0 && !seen_code.contains(&f.code) {
-                seen_code.push(f.code);
+            if f.code != 0 && self.seen_code.insert(f.code) {
                 self.code(f.code);
             }
         }
@@ -208,5 +237,65 @@ impl<'a> Collector<'a> {
         if let Some(info) = str_info(self.mem, &l, self.types.str_type, s) {
             self.ranges.add(info.data, info.length.min(MAX_STR_CHARS) * info.kind as u64 + info.kind as u64);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// Memory made of 8-byte words; everything else is unreadable.
+    #[derive(Default)]
+    struct Words(HashMap<u64, u64>);
+
+    impl Memory for Words {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+            for (i, b) in buf.iter_mut().enumerate() {
+                let a = addr + i as u64;
+                let Some(word) = self.0.get(&(a & !7)) else { return false };
+                *b = word.to_le_bytes()[(a & 7) as usize];
+            }
+            true
+        }
+    }
+
+    fn collect(mem: &Words, interp: u64) -> Collector<'_> {
+        let layout = Box::leak(Box::new(Layout::for_version(3, 12).expect("3.12 layout")));
+        let types = TypeAddrs::default();
+        let mut c = Collector::new(mem, layout, types);
+        c.collect(0, interp);
+        c
+    }
+
+    fn thread_list(mem: &mut Words, interp: u64, tstates: &[u64], last_next: u64) {
+        let l = Layout::for_version(3, 12).expect("3.12 layout");
+        mem.0.insert(interp + l.interp_threads_head.expect("head") as u64, tstates[0]);
+        for (i, &ts) in tstates.iter().enumerate() {
+            let next = tstates.get(i + 1).copied().unwrap_or(last_next);
+            mem.0.insert(ts + l.tstate_next.expect("next") as u64, next);
+        }
+    }
+
+    #[test]
+    fn a_cyclic_thread_list_is_walked_once() {
+        let mut mem = Words::default();
+        thread_list(&mut mem, 0x1000, &[0x10_0000, 0x20_0000, 0x30_0000], 0x10_0000);
+        let started = std::time::Instant::now();
+        let c = collect(&mem, 0x1000);
+        let tstates: Vec<u64> = c.threads.iter().map(|t| t.tstate).collect();
+        assert_eq!(tstates, [0x10_0000, 0x20_0000, 0x30_0000]);
+        assert!(!c.truncated);
+        assert!(started.elapsed().as_secs() < 2);
+    }
+
+    #[test]
+    fn an_endless_thread_list_stops_at_the_cap() {
+        let mut mem = Words::default();
+        let tstates: Vec<u64> = (1..=MAX_THREAD_STATES as u64 + 10).map(|i| i << 16).collect();
+        thread_list(&mut mem, 0x1000, &tstates, 0);
+        let c = collect(&mem, 0x1000);
+        assert_eq!(c.threads.len(), MAX_THREAD_STATES);
+        assert!(c.truncated);
     }
 }

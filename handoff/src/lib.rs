@@ -10,8 +10,8 @@
 //! Plain `#[repr(C)]` data with fixed-size byte arrays: the signal handler fills it without
 //! allocating, and both sides agree on the layout because they are built from this crate.
 
-/// "ccdump" + format version.
-pub const MAGIC: u64 = 0x0001_7075_6d64_6363;
+/// "ccdump" + format version (2: environment mode, size caps, redaction patterns).
+pub const MAGIC: u64 = 0x0002_7075_6d64_6363;
 
 /// Why the dump is taken.
 #[repr(u32)]
@@ -39,11 +39,37 @@ impl Kind {
     }
 }
 
+/// What a dump keeps of the process's environment (minidump-writer copies all of it).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvironMode {
+    /// The values of variables whose names look like secrets are replaced (the default,
+    /// and what a zeroed record means).
+    Redact = 0,
+    /// Everything, as the process had it.
+    Keep = 1,
+    /// No environment stream at all.
+    Drop = 2,
+}
+
+impl EnvironMode {
+    pub fn from_u32(v: u32) -> EnvironMode {
+        match v {
+            1 => EnvironMode::Keep,
+            2 => EnvironMode::Drop,
+            // Unknown values fall back to the safe default.
+            _ => EnvironMode::Redact,
+        }
+    }
+}
+
 /// Bytes reserved for the raw `siginfo_t` and `ucontext_t` and the FXSAVE area.
 pub const SIGINFO_SIZE: usize = 128;
 pub const UCONTEXT_SIZE: usize = 1024;
 pub const FPSTATE_SIZE: usize = 512;
 pub const PATH_SIZE: usize = 4096;
+/// Bytes reserved for the user's extra redaction patterns (`pattern\0`…).
+pub const REDACT_SIZE: usize = 1024;
 
 /// The record. Fields marked (enable) are written once when crashcatch is enabled;
 /// (dump) fields are written by the requesting thread right before starting the helper.
@@ -98,7 +124,16 @@ pub struct Request {
     /// (enable) Lines of source context to keep around each Python frame of the
     /// requesting thread.
     pub source_context: u32,
-    pub _pad1: u32,
+    /// (enable) [`EnvironMode`].
+    pub environ_mode: u32,
+    /// (enable) Largest dump the helper may write, in bytes; 0: no limit.
+    pub max_dump_size: u64,
+    /// (enable) Live dumps (every [`Kind`] but `Fatal`) are refused while the `*.dmp` files
+    /// of the dump directory take more than this many bytes; 0: no limit.
+    pub max_dir_size: u64,
+    /// (enable) Extra name patterns whose values are redacted: NUL-terminated,
+    /// upper-case substrings one after another, an empty one ending the list.
+    pub environ_redact: [u8; REDACT_SIZE],
 }
 
 impl Request {
@@ -138,7 +173,10 @@ impl Request {
             thread_names_addr: 0,
             thread_names_count: 0,
             source_context: 0,
-            _pad1: 0,
+            environ_mode: 0,
+            max_dump_size: 0,
+            max_dir_size: 0,
+            environ_redact: [0; REDACT_SIZE],
         }
     }
 
@@ -165,6 +203,12 @@ impl Request {
 pub struct ThreadName {
     pub tid: i32,
     pub name: [u8; 60],
+}
+
+/// The NUL-separated strings of a field like [`Request::environ_redact`], up to the first
+/// empty one.
+pub fn field_list(bytes: &[u8]) -> impl Iterator<Item = &str> {
+    bytes.split(|&b| b == 0).take_while(|s| !s.is_empty()).filter_map(|s| core::str::from_utf8(s).ok())
 }
 
 /// The text of a NUL-terminated byte field.
@@ -211,6 +255,24 @@ mod tests {
         let mut f = [0xffu8; 4];
         assert!(!set_field(&mut f, b"abcdef"));
         assert_eq!(&f, b"abc\0");
+    }
+
+    #[test]
+    fn lists_end_at_the_first_empty_string() {
+        let list: Vec<&str> = field_list(b"KEY\0MYCORP\0\0STALE\0").collect();
+        assert_eq!(list, ["KEY", "MYCORP"]);
+        assert_eq!(field_list(&[0u8; 8]).count(), 0);
+    }
+
+    #[test]
+    fn every_field_sits_on_its_natural_alignment() {
+        // Both sides read the record byte for byte: no hidden padding may appear.
+        assert_eq!(core::mem::size_of::<Request>() % 8, 0);
+        assert_eq!(core::mem::offset_of!(Request, max_dump_size) % 8, 0);
+        assert_eq!(
+            core::mem::offset_of!(Request, environ_mode),
+            core::mem::offset_of!(Request, source_context) + 4
+        );
     }
 
     fn unsafe_bytes(r: &Request) -> &[u8] {

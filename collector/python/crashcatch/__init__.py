@@ -45,6 +45,12 @@ _DEFAULT_DUMP_TIMEOUT = 10.0
 # Live dumps (registered signals, timeouts) at most once per this many seconds.
 _DEFAULT_LIVE_DUMP_INTERVAL = 60.0
 _SOURCE_CONTEXT_LINES = 3
+# A dump is never larger than this (0: no limit); live dumps stop once the dump directory's
+# *.dmp files take this many times as much.
+_DEFAULT_MAX_DUMP_SIZE = 64 * 1024 * 1024
+_DIR_SIZE_FACTOR = 20
+# handoff::EnvironMode
+_ENVIRON_MODES = {"redact": 0, True: 1, False: 2}
 _dumps_configured = False
 
 
@@ -62,9 +68,32 @@ def _minidumps_default():
     return _os.environ.get("CRASHCATCH_MINIDUMP", "1") != "0"
 
 
-def _configure_dumps(minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TIMEOUT,
+def _environ_mode(dump_environ):
+    # `is` rather than ==: 1 and 0 must not pass for True and False.
+    for value, mode in _ENVIRON_MODES.items():
+        if dump_environ is value or (isinstance(value, str) and dump_environ == value):
+            return mode
+    raise ValueError(f"dump_environ must be 'redact', True or False, not {dump_environ!r}")
+
+
+def _size(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a number of bytes >= 0 (0: no limit), not {value!r}")
+    return value
+
+
+def _configure_dumps(minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TIMEOUT, dump_environ="redact",
+                     redact_environ=(), max_dump_size=_DEFAULT_MAX_DUMP_SIZE, max_dump_dir_size=None,
                      live_dump_interval=_DEFAULT_LIVE_DUMP_INTERVAL):
     global _dumps_configured
+    environ_mode = _environ_mode(dump_environ)
+    if isinstance(redact_environ, (str, bytes)):
+        raise ValueError("redact_environ must be a list of name patterns, not one string")
+    patterns = [str(p) for p in redact_environ]
+    max_dump_size = _size("max_dump_size", max_dump_size)
+    if max_dump_dir_size is None:
+        max_dump_dir_size = max_dump_size * _DIR_SIZE_FACTOR
+    max_dump_dir_size = _size("max_dump_dir_size", max_dump_dir_size)
     if minidump is None:
         minidump = _minidumps_default()
     directory = _os.fspath(dump_dir) if dump_dir is not None else default_dump_dir()
@@ -77,7 +106,7 @@ def _configure_dumps(minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TI
     prog = prog or _os.path.basename(_sys.executable) or "python"
     _native.set_live_dump_interval(float(live_dump_interval))
     _native.configure_minidumps(bool(minidump), directory, _HELPER, float(dump_timeout), prog,
-                                _SOURCE_CONTEXT_LINES)
+                                _SOURCE_CONTEXT_LINES, environ_mode, patterns, max_dump_size, max_dump_dir_size)
     # Threads already running get their names recorded now; later ones when they start.
     _native.note_thread_names([(t.native_id, t.name) for t in _threading.enumerate()
                                if getattr(t, "native_id", None)])
@@ -85,7 +114,8 @@ def _configure_dumps(minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TI
 
 
 def enable(file=None, all_threads=True, c_stack=True, *, max_threads=_MAX_THREADS,
-           minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TIMEOUT,
+           minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TIMEOUT, dump_environ="redact",
+           redact_environ=(), max_dump_size=_DEFAULT_MAX_DUMP_SIZE, max_dump_dir_size=None,
            live_dump_interval=_DEFAULT_LIVE_DUMP_INTERVAL):
     """Report fatal signals (SIGSEGV, SIGFPE, SIGABRT, SIGBUS, SIGILL) to ``file``
     (default: sys.stderr).
@@ -95,10 +125,18 @@ def enable(file=None, all_threads=True, c_stack=True, *, max_threads=_MAX_THREAD
     ``minidump``: also write a minidump into ``dump_dir`` (default: default_dump_dir()),
     waiting at most ``dump_timeout`` seconds for it; the report's last line names it.
     Default: on, unless the environment has CRASHCATCH_MINIDUMP=0.
+    ``dump_environ``: ``"redact"`` (default) keeps the environment but replaces the values
+    of variables whose names look like secrets (docs/minidump.md gives the rule), ``True``
+    keeps all of it, ``False`` none. ``redact_environ``: more name patterns to redact
+    (case-insensitive substrings).
+    ``max_dump_size``: no dump is larger (bytes, default 64 MiB, 0: no limit).
+    ``max_dump_dir_size``: live dumps (not crashes) are refused while the dump directory's
+    dumps take more (default: 20 * max_dump_size, 0: no limit).
     ``live_dump_interval``: live dumps (register(), dump_traceback_later()) are written at
     most once per this many seconds (0: no limit); write_minidump() is not limited.
     """
-    _configure_dumps(minidump, dump_dir, dump_timeout, live_dump_interval)
+    _configure_dumps(minidump, dump_dir, dump_timeout, dump_environ, redact_environ, max_dump_size,
+                     max_dump_dir_size, live_dump_interval)
     _files["fatal"] = _native.enable(file, bool(all_threads), bool(c_stack), max_threads)
     _hook_thread_start()
 

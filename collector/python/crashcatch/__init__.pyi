@@ -1,5 +1,6 @@
 import os
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol
 
 class _FileLike(Protocol):
     def fileno(self) -> int: ...
@@ -15,6 +16,10 @@ def enable(
     minidump: bool | None = ...,
     dump_dir: str | os.PathLike[str] | None = ...,
     dump_timeout: float = ...,
+    dump_environ: bool | Literal["redact"] = ...,
+    redact_environ: Sequence[str] = ...,
+    max_dump_size: int = ...,
+    max_dump_dir_size: int | None = ...,
     live_dump_interval: float = ...,
 ) -> None: ...
 def write_minidump(path: str | os.PathLike[str] | None = ...) -> str: ...

@@ -9,6 +9,9 @@ use symbolizer::crash::METADATA_STREAM;
 use symbolizer::memory::DumpMemory;
 use symbolizer::python::decode_python as decode;
 
+/// MD_LINUX_ENVIRON.
+const LINUX_ENVIRON: u32 = 0x4767_0007;
+
 fn main() {
     let Some(path) = std::env::args().nth(1) else {
         eprintln!("usage: dumpcheck DUMP");
@@ -82,12 +85,19 @@ fn main() {
             Some(json!([tid, names.as_ref()?.get_name(tid)?]))
         })
         .collect();
+    // minidump-writer's LinuxEnviron stream (/proc/PID/environ): NAME=VALUE strings.
+    let environ: Option<Vec<String>> = dump.get_raw_stream(LINUX_ENVIRON).ok().map(|raw| {
+        raw.split(|&b| b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect()
+    });
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!(
         "{}",
         json!({"size": size, "exception": exception, "threads": threads, "modules": modules,
                "memory": ranges, "metadata": metadata, "python": python, "streams_ok": streams_ok,
-               "thread_names": thread_names})
+               "thread_names": thread_names, "environ": environ})
     );
 }
 
