@@ -223,7 +223,9 @@ def test_fuzz_target_finds_nothing(tmp_path):
     print(f"libFuzzer: {runs} runs in {spent} s ({runs / max(spent, 1):.0f}/s), "
           f"last coverage {cov[-1] if cov else '?'} (cov, features, corpus units); "
           f"fuzz.sh took {time.monotonic() - started:.0f} s in all")
-    assert runs > 1000 * seconds // 60, out[-6000:]
+    # It fuzzed: it ran mutations beyond replaying the seeds (how many depends on the
+    # machine's load, so no rate is asserted).
+    assert runs > 2 * len(seeds), out[-6000:]
 
 
 if __name__ == "__main__":
