@@ -99,7 +99,10 @@ impl Crash {
             Minidump::read(bytes).map_err(|e| LoadError::NotMinidump(path.to_path_buf(), e.to_string()))?;
         let raw =
             dump.get_raw_stream(METADATA_STREAM).map_err(|_| LoadError::NoMetadata(path.to_path_buf()))?;
+        // Bytes that are not UTF-8 (crashcatch's writer never leaves any) are shown as U+FFFD
+        // rather than refusing the whole dump.
         let metadata: Value = serde_json::from_slice(raw)
+            .or_else(|e| serde_json::from_str(&String::from_utf8_lossy(raw)).map_err(|_| e))
             .map_err(|e| LoadError::BadMetadata(path.to_path_buf(), e.to_string()))?;
         let exception = dump.get_stream::<MinidumpException>().ok();
         let crashed_tid = exception

@@ -16,5 +16,6 @@ pub mod native;
 pub mod python;
 pub mod render;
 pub mod symbols;
+pub mod terminal;
 
 pub use crash::{Crash, LoadError, Options};
