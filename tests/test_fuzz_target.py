@@ -22,6 +22,7 @@ import sys
 import time
 
 from crashlib import run_script
+from hostile_dumps import METADATA_STREAM, hostile, metadata, with_metadata
 from interpreters import REPO
 
 FUZZ_SH = os.path.join(REPO, "tools", "fuzz.sh")
@@ -59,7 +60,6 @@ stop.set()
 t.join()
 """
 
-METADATA_STREAM = 0x43430001
 SYSTEM_INFO_STREAM = 7
 
 
@@ -99,16 +99,6 @@ def memory_regions(dump):
     return regions
 
 
-def streams(dump):
-    """{stream type: (file offset, size)} of a minidump."""
-    _, _, count, directory = struct.unpack_from("<IIII", dump, 0)
-    out = {}
-    for i in range(count):
-        kind, size, rva = struct.unpack_from("<III", dump, directory + 12 * i)
-        out[kind] = (rva, size)
-    return out
-
-
 def regressions(dump):
     """Variants of a real dump (frame-object layouts, <=3.10) that once broke the
     symbolizer; each must stay quick and quiet. {name: bytes}."""
@@ -122,8 +112,7 @@ def regressions(dump):
         raise KeyError(addr)
 
     read = lambda addr: struct.unpack_from("<Q", data, offset(addr))[0]  # noqa: E731
-    rva, size = streams(data)[METADATA_STREAM]
-    meta = json.loads(data[rva:rva + size])
+    meta = metadata(data)
     version = ".".join(meta["python"]["version"].split(".")[:2])
     with open(os.path.join(REPO, "pylayout", "data", "layouts.json")) as f:
         layout = json.load(f).get(version, {})
@@ -151,13 +140,7 @@ def regressions(dump):
     # Source context starting at line -2**63: `line - first_line` overflowed (render).
     for src in meta.get("source", []):
         src["first_line"] = -(2**63)
-    new = json.dumps(meta).encode()
-    v = bytearray(data)
-    directory = struct.unpack_from("<I", v, 12)[0]
-    for i in range(struct.unpack_from("<I", v, 8)[0]):
-        if struct.unpack_from("<I", v, directory + 12 * i)[0] == METADATA_STREAM:
-            struct.pack_into("<II", v, directory + 12 * i + 4, len(new), len(v))
-    out["first-line-min"] = bytes(v + new)
+    out["first-line-min"] = with_metadata(data, meta)
     return out
 
 
@@ -190,7 +173,8 @@ def make_seeds(corpus, interpreters):
             dump = f.read()
         add(f"{kind}-{interp.name}.dmp", dump)
         if kind == "segv":
-            for name, variant in regressions(dump).items():
+            # Hostile thread lists past the symbolizer's thread limit (4096), kept small.
+            for name, variant in {**regressions(dump), **hostile(dump, 5000)}.items():
                 add(f"{name}-{interp.name}.dmp", variant)
         shutil.rmtree(os.path.dirname(os.path.dirname(r.dumps[0])), ignore_errors=True)
     # Small ones: no crashcatch stream at all; and a metadata stream with no memory.

@@ -1,12 +1,19 @@
-"""`crashcatch symbolize` on dumps made to attack whoever reads them: strings carrying
-terminal escape sequences (a real crash whose argv, annotation, thread names, function name,
-script file name and source line carry them) reach the terminal escaped in the text output,
-and exactly as they were in the JSON."""
+"""`crashcatch symbolize` on dumps made to attack whoever reads them:
+- strings carrying terminal escape sequences (a real crash whose argv, annotation, thread
+  names, function name, script file name and source line carry them) reach the terminal
+  escaped in the text output, and exactly as they were in the JSON;
+- dumps rewritten to make per-thread work quadratic (tens of thousands of threads) are read
+  within a bounded time, saying what was left out."""
 import json
 import os
 import signal
+import subprocess
 
 from crashlib import run_script
+from hostile_dumps import hostile
+from interpreters import REPO
+
+SYMBOLIZE = os.path.join(REPO, "target", "release", "crashcatch-symbolize")
 
 # An OSC window-title sequence, erase-line, carriage return, an 8-bit CSI (C1) and a
 # right-to-left override. In the script's text they are Python escapes; the script builds
@@ -84,3 +91,26 @@ def test_escape_sequences_from_the_dump_never_reach_the_terminal(interp):
     worker = [t for t in doc["threads"][1:] if t["python_name"] == HOSTILE_CHARS]
     assert [t["name"] for t in worker] == [OS_NAME], doc["threads"]
 
+
+def test_dumps_with_tens_of_thousands_of_threads_are_read_quickly(tmp_path):
+    """A real crash's dump, its threads multiplied to 50 000 (distinct, or the crashing one
+    repeated): read within a minute, with what was left out said."""
+    from conftest import INTERPRETERS
+    from crashlib import THREADED_CRASH
+    interp = next(i for i in INTERPRETERS if not i.root)
+    r = run_script(interp, THREADED_CRASH.format(call="buggyext.segfault(1)"))
+    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
+    original = open(r.dumps[0], "rb").read()
+    said = {"many-threads": "left out: only 4096 of the dump's 50000 threads are read",
+            "repeated-thread": "left out: 50000 repeated thread entries of the dump ignored"}
+    for name, data in hostile(original, 50_000).items():
+        path = tmp_path / f"{name}.dmp"
+        path.write_bytes(data)
+        for args in ([], ["--json"]):
+            out = subprocess.run([SYMBOLIZE, "symbolize", str(path), *args], capture_output=True, timeout=60)
+            assert out.returncode in (0, 2) and b"panicked" not in out.stderr, (name, args, out.stderr[-2000:])
+            if not args:
+                assert said[name] in out.stdout.decode(), (name, out.stdout[:3000])
+            else:
+                left_out = json.loads(out.stdout)["left_out"]
+                assert any(said[name][len("left out: "):] in note for note in left_out), (name, left_out)

@@ -67,6 +67,8 @@ struct ModuleFile {
 pub struct Modules {
     /// In the dump's order (the main executable first).
     list: Vec<ModuleFile>,
+    /// Indices into `list`, by base address: a frame's module is found by binary search.
+    by_base: Vec<usize>,
     /// Grows when debuginfod supplies a module file (RefCell: unwinding reads `&self`).
     unwinder: RefCell<UnwinderX86_64<Bytes>>,
     search: Search,
@@ -119,11 +121,17 @@ impl Modules {
                 unwinder.add_module(unwind_module(m, file));
             }
         }
-        Modules { list, unwinder: RefCell::new(unwinder), search }
+        let mut by_base: Vec<usize> = (0..list.len()).collect();
+        by_base.sort_by_key(|&i| list[i].base);
+        Modules { list, by_base, unwinder: RefCell::new(unwinder), search }
     }
 
+    /// The module holding `addr`: the one with the highest base at or below it, if it
+    /// reaches that far (modules of a sane dump do not overlap).
     fn at(&self, addr: u64) -> Option<&ModuleFile> {
-        self.list.iter().find(|m| addr >= m.base && addr - m.base < m.size)
+        let above = self.by_base.partition_point(|&i| self.list[i].base <= addr);
+        let m = &self.list[*self.by_base.get(above.checked_sub(1)?)?];
+        (addr - m.base < m.size).then_some(m)
     }
 
     /// The module's file and how it was found: on disk, else (asked once, the first time
@@ -200,14 +208,16 @@ fn unwind_module(m: &ModuleFile, file: &ElfFile) -> FhModule<Bytes> {
 }
 
 impl Modules {
-    /// Unwinds one thread from its registers and symbolizes every frame.
-    pub fn stack(&self, mem: &DumpMemory, ip: u64, sp: u64, bp: u64) -> Vec<NativeFrame> {
+    /// Unwinds one thread from its registers and symbolizes every frame; `limit` frames at
+    /// most (and never more than MAX_FRAMES).
+    pub fn stack(&self, mem: &DumpMemory, ip: u64, sp: u64, bp: u64, limit: usize) -> Vec<NativeFrame> {
+        let limit = limit.min(MAX_FRAMES);
         let mut cache = CacheX86_64::<_>::new();
         let mut read = |addr: u64| mem.read_u64(addr).ok_or(());
         let mut regs = UnwindRegsX86_64::new(ip, sp, bp);
         let mut frames = self.symbolize(ip, ip, "context", sp);
         let mut address = FrameAddress::InstructionPointer(ip);
-        while frames.len() < MAX_FRAMES {
+        while frames.len() < limit {
             // The unwind rule comes from the module of the frame being unwound (its file was
             // looked for when the frame was symbolized).
             let callee = self.at(address.address_for_lookup());
@@ -219,6 +229,8 @@ impl Modules {
             frames.extend(self.symbolize(ret, ret - 1, trust, regs.sp()));
             address = next;
         }
+        // Inlined calls come with the frame that holds them: the last address may overshoot.
+        frames.truncate(limit);
         frames
     }
 

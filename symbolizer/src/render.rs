@@ -106,6 +106,9 @@ pub fn text(c: &Crash, s: &Style, native_all: bool) -> String {
     for p in &c.modules_without_symbols {
         let _ = writeln!(out, "  {}no symbols: {}{}", s.dim, Escaped(p), s.reset);
     }
+    for note in &c.left_out {
+        let _ = writeln!(out, "  left out: {}", Escaped(note));
+    }
     for t in &c.threads {
         out.push('\n');
         thread_text(&mut out, c, t, s, native_all);
@@ -203,11 +206,10 @@ const ELIDED_OUTER: usize = 50;
 const ELIDED_INNER: usize = 150;
 
 /// The source context of each Python frame (carried for the requesting thread only).
-fn sources(c: &Crash, t: &Thread) -> Vec<Value> {
-    if Some(t.tid) == c.crashed_tid {
-        c.metadata["source"].as_array().cloned().unwrap_or_default()
-    } else {
-        Vec::new()
+fn sources<'a>(c: &'a Crash, t: &Thread) -> &'a [Value] {
+    match c.metadata["source"].as_array() {
+        Some(all) if Some(t.tid) == c.crashed_tid => all,
+        _ => &[],
     }
 }
 
@@ -277,6 +279,7 @@ pub fn json(c: &Crash) -> Value {
         },
         "annotations": m["annotations"],
         "modules_without_symbols": c.modules_without_symbols,
+        "left_out": c.left_out,
         "threads": c.threads.iter().map(|t| thread_json(c, t)).collect::<Vec<_>>(),
     })
 }
