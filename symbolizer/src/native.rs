@@ -115,14 +115,16 @@ impl Modules {
                 });
             }
         }
+        let mut by_base: Vec<usize> = (0..list.len()).collect();
+        by_base.sort_by_key(|&i| list[i].base);
+        // In address order: framehop keeps its modules sorted, and each one added below the
+        // last would move all those above it.
         let mut unwinder = UnwinderX86_64::new();
-        for m in &list {
+        for m in by_base.iter().map(|&i| &list[i]) {
             if let Some(file) = &m.local {
                 unwinder.add_module(unwind_module(m, file));
             }
         }
-        let mut by_base: Vec<usize> = (0..list.len()).collect();
-        by_base.sort_by_key(|&i| list[i].base);
         Modules { list, by_base, unwinder: RefCell::new(unwinder), search }
     }
 
