@@ -2,9 +2,11 @@
 that would cost a symbolizer with linear lookups per thread minutes of work. Used by
 test_symbolize_hostile.py (each must be read quickly) and as fuzz seeds (test_fuzz_target.py)."""
 import json
+import os
 import struct
 
 THREAD_LIST_STREAM = 3
+MEMORY_LIST_STREAM = 5
 METADATA_STREAM = 0x43430001
 # MINIDUMP_THREAD: tid, suspend count, priority class, priority, TEB, stack memory
 # descriptor (start, size, rva), context location (size, rva).
@@ -73,6 +75,88 @@ def repeated_thread(dump, count):
     crashed = metadata(dump)["requesting_tid"]
     mine = [t for t in threads if t[0] == crashed] or threads[:1]
     return with_threads(dump, threads + mine * count)
+
+
+def memory_regions(dump):
+    """[(address, size, file offset)] of a minidump's memory list(s)."""
+    _, _, count, directory = struct.unpack_from("<IIII", dump, 0)
+    regions = []
+    for i in range(count):
+        kind, _, rva = struct.unpack_from("<III", dump, directory + 12 * i)
+        if kind == 5:  # MemoryListStream
+            for j in range(struct.unpack_from("<I", dump, rva)[0]):
+                regions.append(struct.unpack_from("<QII", dump, rva + 4 + 16 * j))
+        elif kind == 9:  # Memory64ListStream
+            n, offset = struct.unpack_from("<QQ", dump, rva)
+            for j in range(n):
+                start, size = struct.unpack_from("<QQ", dump, rva + 16 + 16 * j)
+                regions.append((start, size, offset))
+                offset += size
+    return regions
+
+
+def with_memory(dump, address, data):
+    """`dump` with `data` as the memory at `address`: a region added to its memory list."""
+    rva, _ = streams(dump)[MEMORY_LIST_STREAM]
+    count = struct.unpack_from("<I", dump, rva)[0]
+    descriptors = dump[rva + 4:rva + 4 + 16 * count] + struct.pack("<QII", address, len(data), len(dump))
+    return replace_stream(dump + data, MEMORY_LIST_STREAM, struct.pack("<I", count + 1) + descriptors)
+
+
+def regressions(dump, line_table_size):
+    """Variants of a real dump (frame-object layouts, <=3.10) that once broke the
+    symbolizer; each must stay quick and quiet. {name: bytes}. `line_table_size`: bytes of
+    the long line table of the "long-line-table" variant."""
+    data = bytearray(dump)
+    regions = memory_regions(data)
+
+    def offset(addr):
+        for start, size, rva in regions:
+            if start <= addr and addr + 8 <= start + size:
+                return rva + addr - start
+        raise KeyError(addr)
+
+    read = lambda addr: struct.unpack_from("<Q", data, offset(addr))[0]  # noqa: E731
+    meta = metadata(data)
+    version = ".".join(meta["python"]["version"].split(".")[:2])
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pylayout", "data",
+                           "layouts.json")) as f:
+        layout = json.load(f).get(version, {})
+    keys = ("interp.threads_head", "tstate.next", "tstate.frame", "frame.back", "frame.code", "code.linetable")
+    if not all(k in layout for k in keys):
+        return {}
+    head, next_, frame_, back, code, linetable = (layout[k] for k in keys)
+    tstate = read(meta["python"]["interp"] + head)
+    while tstate and not read(tstate + frame_):
+        tstate = read(tstate + next_)
+    frame = read(tstate + frame_)
+    out = {}
+
+    def variant(name, *writes):
+        v = bytearray(data)
+        for addr, value in writes:
+            struct.pack_into("<Q", v, offset(addr), value)
+        out[name] = bytes(v)
+
+    # A thread list and a frame list that loop on themselves: 100 000 threads x 10 000
+    # frames (a hang) before the decoder's frame budget across threads.
+    variant("cyclic", (tstate + next_, tstate), (frame + back, frame))
+    # The same, the frame's code with a line table `line_table_size` bytes long (a bytes
+    # object in a region of its own) that never reaches the frame's instruction: the table
+    # was walked again for each of the 100 000 frames.
+    table_at = 0x1000_0000_0000
+    table = struct.pack("<QQQQ", 1, 0, line_table_size, 0) + b"\x00\x01" * (line_table_size // 2)
+    long_table = bytearray(with_memory(out["cyclic"], table_at, table))
+    struct.pack_into("<Q", long_table, offset(read(frame + code) + linetable), table_at)
+    out["long-line-table"] = bytes(long_table)
+    # A code object at the top of the address space: `code + offset` overflowed (pylayout).
+    variant("code-at-top", (frame + code, 2**64 - 1))
+    # Source context starting at line -2**63: `line - first_line` overflowed (render).
+    for src in meta.get("source", []):
+        src["first_line"] = -(2**63)
+    out["first-line-min"] = with_metadata(data, meta)
+    return out
+
 
 
 def hostile(dump, count):

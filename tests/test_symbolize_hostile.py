@@ -2,12 +2,15 @@
 - strings carrying terminal escape sequences (a real crash whose argv, annotation, thread
   names, function name, script file name and source line carry them) reach the terminal
   escaped in the text output, and exactly as they were in the JSON;
-- dumps rewritten to make per-thread work quadratic (tens of thousands of threads) are read
-  within a bounded time, saying what was left out."""
+- dumps rewritten to make per-thread or per-frame work quadratic (tens of thousands of
+  threads; a cyclic frame list whose code has a line table megabytes long) are read within
+  a bounded time, saying what was left out."""
 import json
 import os
 import signal
 import subprocess
+
+import pytest
 
 from crashlib import run_script
 from hostile_dumps import hostile
@@ -114,3 +117,21 @@ def test_dumps_with_tens_of_thousands_of_threads_are_read_quickly(tmp_path):
             else:
                 left_out = json.loads(out.stdout)["left_out"]
                 assert any(said[name][len("left out: "):] in note for note in left_out), (name, left_out)
+
+
+def test_a_long_line_table_shared_by_a_cyclic_frame_list_is_read_once(tmp_path):
+    """A frame list that loops on itself (100 000 frames decoded) whose code's line table
+    is 4 MiB that never reach the frame's instruction: read within a minute."""
+    from conftest import INTERPRETERS
+    from hostile_dumps import regressions
+    interp = next((i for i in INTERPRETERS if not i.root and i.minor <= 10), None)
+    if interp is None:
+        pytest.skip("needs a host interpreter with frame objects (3.9 or 3.10)")
+    r = run_script(interp, "import crashcatch, buggyext\ncrashcatch.enable()\nbuggyext.segfault(1)\n")
+    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
+    path = tmp_path / "long-line-table.dmp"
+    path.write_bytes(regressions(open(r.dumps[0], "rb").read(), 4 << 20)["long-line-table"])
+    out = subprocess.run([SYMBOLIZE, "symbolize", str(path), "--json"], capture_output=True, timeout=60)
+    assert out.returncode in (0, 2) and b"panicked" not in out.stderr, out.stderr[-2000:]
+    crashed = json.loads(out.stdout)["threads"][0]
+    assert len(crashed["python_frames"]) == 10_000 and crashed["python_frames"][0]["line"], crashed["python_problem"]

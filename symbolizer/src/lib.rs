@@ -13,6 +13,7 @@ pub mod elf;
 pub mod memory;
 pub mod merge;
 pub mod native;
+pub mod pylines;
 pub mod python;
 pub mod render;
 pub mod symbols;
