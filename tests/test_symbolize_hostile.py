@@ -114,6 +114,9 @@ def test_dumps_with_tens_of_thousands_of_threads_are_read_quickly(tmp_path):
             assert out.returncode in (0, 2) and b"panicked" not in out.stderr, (name, args, out.stderr[-2000:])
             if not args:
                 assert said[name] in out.stdout.decode(), (name, out.stdout[:3000])
+                # 4096 threads of dozens of native frames each: more than all threads may have.
+                if name == "many-threads":
+                    assert "left out: native stacks cut: at most 131072 native frames" in out.stdout.decode()
             else:
                 left_out = json.loads(out.stdout)["left_out"]
                 assert any(said[name][len("left out: "):] in note for note in left_out), (name, left_out)
