@@ -203,14 +203,16 @@ impl Crash {
                     _ => Vec::new(),
                 };
                 frame_budget -= native.len();
+                let (python, python_problem, python_calls) =
+                    py.map(|p| (p.frames, p.problem, p.eval_calls)).unwrap_or_default();
                 Thread {
                     tid,
                     name: m.and_then(|m| m["name"].as_str()).map(String::from),
                     python_name: m.and_then(|m| m["python_name"].as_str()).map(String::from),
                     holds_gil: m.is_some_and(|m| m["python"]["holds_gil"].as_bool() == Some(true)),
-                    python_problem: py.as_ref().and_then(|p| p.problem.clone()),
-                    python_calls: py.as_ref().and_then(|p| p.eval_calls.clone()),
-                    python: py.map(|p| p.frames).unwrap_or_default(),
+                    python,
+                    python_problem,
+                    python_calls,
                     native,
                 }
             })
