@@ -324,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn a_run_makes_at_most_its_share_of_requests() {
+    fn a_run_makes_at_most_its_share_of_requests_and_time() {
         let client =
             Debuginfod::new(vec!["http://127.0.0.1:1".into()], scratch("budget"), Duration::from_secs(2))
                 .unwrap();
@@ -333,6 +333,14 @@ mod tests {
         assert!(err.contains("not asked: this run has made its 64 requests"), "{err}");
         // Not asked is not "not found": nothing is cached.
         assert!(!client.cache.join("abcdef").exists());
+        // Nor more time than the run's.
+        let client =
+            Debuginfod::new(vec!["http://127.0.0.1:1".into()], scratch("time"), Duration::from_secs(2))
+                .unwrap();
+        let long_ago = Instant::now().checked_sub(Duration::from_secs(MAX_SECONDS_PER_RUN + 1)).unwrap();
+        client.first_query.set(long_ago).unwrap();
+        let err = client.fetch("abcdef", "debuginfo").err().unwrap();
+        assert!(err.contains("not asked: this run has spent its 300 s on requests"), "{err}");
     }
 
     #[test]
