@@ -11,6 +11,8 @@ METADATA_STREAM = 0x43430001
 # MINIDUMP_THREAD: tid, suspend count, priority class, priority, TEB, stack memory
 # descriptor (start, size, rva), context location (size, rva).
 THREAD = struct.Struct("<IIIIQQIIII")
+# Where CONTEXT_AMD64 keeps the stack, frame and instruction pointers.
+CONTEXT_RSP, CONTEXT_RBP, CONTEXT_RIP = 0x98, 0xA0, 0xF8
 
 
 def streams(dump):
@@ -159,6 +161,28 @@ def regressions(dump, line_table_size):
 
 
 
-def hostile(dump, count):
-    """{name: dump bytes} of every variant, with `count` threads where they multiply them."""
-    return {"many-threads": many_threads(dump, count), "repeated-thread": repeated_thread(dump, count)}
+def deep_native(dump, count, depth=65_536):
+    """`count` more threads whose registers start a frame-pointer chain `depth` frames long
+    (in a memory region of its own, return addresses outside every module): each unwinds to
+    the per-thread frame limit."""
+    threads = thread_list(dump)
+    crashed = metadata(dump)["requesting_tid"]
+    # Not the crashing thread: its registers are read from the exception record.
+    model = next(t for t in threads if t[0] != crashed)
+    context_size, context_rva = model[8], model[9]
+    chain_at = 0x2000_0000_0000
+    chain = b"".join(struct.pack("<QQ", chain_at + 16 * (i + 1), 0x1000 + i) for i in range(depth)) + bytes(16)
+    context = bytearray(dump[context_rva:context_rva + context_size])
+    for field, value in ((CONTEXT_RSP, chain_at), (CONTEXT_RBP, chain_at), (CONTEXT_RIP, 0x1000)):
+        struct.pack_into("<Q", context, field, value)
+    grown = with_memory(dump, chain_at, chain)
+    first_tid = max(t[0] for t in threads) + 1
+    deep = [(first_tid + i,) + model[1:8] + (context_size, len(grown)) for i in range(count)]
+    return with_threads(grown + bytes(context), threads + deep)
+
+
+def hostile(dump, count, depth=65_536):
+    """{name: dump bytes} of every variant, with `count` threads where they multiply them and
+    native stacks `depth` frames deep."""
+    return {"many-threads": many_threads(dump, count), "repeated-thread": repeated_thread(dump, count),
+            "deep-native": deep_native(dump, count, depth)}

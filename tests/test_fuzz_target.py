@@ -109,9 +109,9 @@ def make_seeds(corpus, interpreters):
             dump = f.read()
         add(f"{kind}-{interp.name}.dmp", dump)
         if kind == "segv":
-            # Hostile thread lists and line tables, kept small: a seed that takes long to read
-            # slows every mutation of it (the thread limit has a unit test).
-            for name, variant in {**regressions(dump, 1 << 20), **hostile(dump, 100)}.items():
+            # Hostile thread lists, native stacks and line tables, kept small: a seed that takes
+            # long to read slows every mutation of it (the limits have tests of their own).
+            for name, variant in {**regressions(dump, 1 << 20), **hostile(dump, 100, 100)}.items():
                 add(f"{name}-{interp.name}.dmp", variant)
         shutil.rmtree(os.path.dirname(os.path.dirname(r.dumps[0])), ignore_errors=True)
     # Small ones: no crashcatch stream at all; and a metadata stream with no memory.
