@@ -327,3 +327,90 @@ def test_dwz_supplementary_file(tmp_path):
     frames, problems, _ = symbolize(s)
     assert_dwarf(frames, "module file")
     assert problems == [], problems
+
+
+class Recording:
+    """A debuginfod stand-in on 127.0.0.1 that records every path asked for and answers
+    each with `body` (404 when None); `announce_size`: send Content-Length (else the body
+    ends when the connection closes, HTTP/1.0 style)."""
+
+    def __init__(self, body=None, announce_size=True):
+        import http.server
+        import threading
+        self.paths = []
+        recording = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def do_GET(self):
+                recording.paths.append(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                if announce_size:
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def dump_modules(dump):
+    """{file name: build id (lowercase hex)} of the dump's modules, read with dumpcheck."""
+    out = sh(os.path.join(REPO, "target", "release", "dumpcheck"), dump).stdout
+    modules = json.loads(out)["modules"]
+    return {os.path.basename(m["name"]): (m["build_id"] or "").lower() for m in modules}
+
+
+def test_debuginfod_is_asked_only_for_modules_with_frames(stripped, tmp_path):
+    """The module file gone: its file and debug file are asked for (it has frames), but not
+    those of modules no frame is in (the vDSO has no file either)."""
+    server = Recording()
+    env = {"DEBUGINFOD_URLS": server.url, "DEBUGINFOD_CACHE_PATH": str(tmp_path / "cache")}
+    away = stripped.binary + ".away"
+    os.rename(stripped.binary, away)
+    try:
+        out = subprocess.run([SYMBOLIZE, "symbolize", stripped.dump, "--json"], capture_output=True, text=True,
+                             timeout=60, env={**os.environ, "CRASHCATCH_DEBUG_ROOT": stripped.empty_root, **env})
+    finally:
+        os.rename(away, stripped.binary)
+        server.close()
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    modules = dump_modules(stripped.dump)
+    with_frames = {f["module"] for t in doc["threads"] for f in t["native_frames"] if f["module"]}
+    asked = {p.split("/")[2] for p in server.paths}
+    assert f"/buildid/{stripped.build_id}/executable" in server.paths, server.paths
+    assert asked <= {modules[m] for m in with_frames}, (server.paths, with_frames)
+    vdso = [name for name in modules if name.startswith("linux-vdso")]
+    assert vdso and vdso[0] not in with_frames and modules[vdso[0]] not in asked, (vdso, server.paths)
+
+
+@pytest.mark.parametrize("announce_size", [True, False], ids=["content-length", "unannounced"])
+def test_a_file_over_debuginfod_maxsize_is_refused(stripped, tmp_path, announce_size):
+    """A server answering with more bytes than DEBUGINFOD_MAXSIZE: refused before the
+    download when it says the size, stopped at the limit when it does not; nothing cached."""
+    server = Recording(body=b"\x7fELF" + bytes(4092), announce_size=announce_size)
+    cache = tmp_path / "cache"
+    env = {"DEBUGINFOD_URLS": server.url, "DEBUGINFOD_CACHE_PATH": str(cache), "DEBUGINFOD_MAXSIZE": "1000"}
+    try:
+        frames, problems, _ = symbolize(stripped, env=env)
+    finally:
+        server.close()
+    assert_no_dwarf(frames)
+    said = "4096 bytes, more than DEBUGINFOD_MAXSIZE (1000 bytes): not downloaded" if announce_size \
+        else "more than DEBUGINFOD_MAXSIZE (1000 bytes): download stopped"
+    assert any(said in p for p in problems), problems
+    assert f"/buildid/{stripped.build_id}/debuginfo" in server.paths, server.paths
+    assert not any(f.is_file() and f.stat().st_size for f in cache.rglob("*")), list(cache.rglob("*"))

@@ -11,7 +11,6 @@ per second). The seeds can also be made by hand for a longer session:
     build/tools-venv/bin/python tests/test_fuzz_target.py /tmp/corpus
     bash tools/fuzz.sh /tmp/corpus 600
 """
-import json
 import os
 import re
 import shutil
@@ -22,6 +21,7 @@ import sys
 import time
 
 from crashlib import run_script
+from hostile_dumps import METADATA_STREAM, hostile, regressions
 from interpreters import REPO
 
 FUZZ_SH = os.path.join(REPO, "tools", "fuzz.sh")
@@ -59,7 +59,6 @@ stop.set()
 t.join()
 """
 
-METADATA_STREAM = 0x43430001
 SYSTEM_INFO_STREAM = 7
 
 
@@ -79,86 +78,6 @@ def minidump(streams):
 def system_info():
     """MINIDUMP_SYSTEM_INFO: AMD64, 2 CPUs, Linux (platform 0x8201), no CSD version."""
     return struct.pack("<HHHBBIIIIIHH", 9, 6, 0, 2, 0, 6, 1, 0, 0x8201, 0, 0, 0) + bytes(24)
-
-
-def memory_regions(dump):
-    """[(address, size, file offset)] of a minidump's memory list(s)."""
-    _, _, count, directory = struct.unpack_from("<IIII", dump, 0)
-    regions = []
-    for i in range(count):
-        kind, _, rva = struct.unpack_from("<III", dump, directory + 12 * i)
-        if kind == 5:  # MemoryListStream
-            for j in range(struct.unpack_from("<I", dump, rva)[0]):
-                regions.append(struct.unpack_from("<QII", dump, rva + 4 + 16 * j))
-        elif kind == 9:  # Memory64ListStream
-            n, offset = struct.unpack_from("<QQ", dump, rva)
-            for j in range(n):
-                start, size = struct.unpack_from("<QQ", dump, rva + 16 + 16 * j)
-                regions.append((start, size, offset))
-                offset += size
-    return regions
-
-
-def streams(dump):
-    """{stream type: (file offset, size)} of a minidump."""
-    _, _, count, directory = struct.unpack_from("<IIII", dump, 0)
-    out = {}
-    for i in range(count):
-        kind, size, rva = struct.unpack_from("<III", dump, directory + 12 * i)
-        out[kind] = (rva, size)
-    return out
-
-
-def regressions(dump):
-    """Variants of a real dump (frame-object layouts, <=3.10) that once broke the
-    symbolizer; each must stay quick and quiet. {name: bytes}."""
-    data = bytearray(dump)
-    regions = memory_regions(data)
-
-    def offset(addr):
-        for start, size, rva in regions:
-            if start <= addr < start + size - 8:
-                return rva + addr - start
-        raise KeyError(addr)
-
-    read = lambda addr: struct.unpack_from("<Q", data, offset(addr))[0]  # noqa: E731
-    rva, size = streams(data)[METADATA_STREAM]
-    meta = json.loads(data[rva:rva + size])
-    version = ".".join(meta["python"]["version"].split(".")[:2])
-    with open(os.path.join(REPO, "pylayout", "data", "layouts.json")) as f:
-        layout = json.load(f).get(version, {})
-    keys = ("interp.threads_head", "tstate.next", "tstate.frame", "frame.back", "frame.code")
-    if not all(k in layout for k in keys):
-        return {}
-    head, next_, frame_, back, code = (layout[k] for k in keys)
-    tstate = read(meta["python"]["interp"] + head)
-    while tstate and not read(tstate + frame_):
-        tstate = read(tstate + next_)
-    frame = read(tstate + frame_)
-    out = {}
-
-    def variant(name, *writes):
-        v = bytearray(data)
-        for addr, value in writes:
-            struct.pack_into("<Q", v, offset(addr), value)
-        out[name] = bytes(v)
-
-    # A thread list and a frame list that loop on themselves: 100 000 threads x 10 000
-    # frames (a hang) before the decoder's frame budget across threads.
-    variant("cyclic", (tstate + next_, tstate), (frame + back, frame))
-    # A code object at the top of the address space: `code + offset` overflowed (pylayout).
-    variant("code-at-top", (frame + code, 2**64 - 1))
-    # Source context starting at line -2**63: `line - first_line` overflowed (render).
-    for src in meta.get("source", []):
-        src["first_line"] = -(2**63)
-    new = json.dumps(meta).encode()
-    v = bytearray(data)
-    directory = struct.unpack_from("<I", v, 12)[0]
-    for i in range(struct.unpack_from("<I", v, 8)[0]):
-        if struct.unpack_from("<I", v, directory + 12 * i)[0] == METADATA_STREAM:
-            struct.pack_into("<II", v, directory + 12 * i + 4, len(new), len(v))
-    out["first-line-min"] = bytes(v + new)
-    return out
 
 
 def make_seeds(corpus, interpreters):
@@ -190,7 +109,9 @@ def make_seeds(corpus, interpreters):
             dump = f.read()
         add(f"{kind}-{interp.name}.dmp", dump)
         if kind == "segv":
-            for name, variant in regressions(dump).items():
+            # Hostile thread lists, native stacks and line tables, kept small: a seed that takes
+            # long to read slows every mutation of it (the limits have tests of their own).
+            for name, variant in {**regressions(dump, 1 << 20), **hostile(dump, 100, 100)}.items():
                 add(f"{name}-{interp.name}.dmp", variant)
         shutil.rmtree(os.path.dirname(os.path.dirname(r.dumps[0])), ignore_errors=True)
     # Small ones: no crashcatch stream at all; and a metadata stream with no memory.

@@ -2,9 +2,10 @@
 
 use crate::memory::DumpMemory;
 use crate::native::{Modules, NativeFrame};
-use crate::python::{decode_python, EvalCall, LayoutNote, PyFrame};
+use crate::python::{decode_python, EvalCall, LayoutNote, PyFrame, PyThreadStack};
 use minidump::{Minidump, MinidumpException, MinidumpMiscInfo, MinidumpSystemInfo, MinidumpThreadList};
 use serde_json::Value;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// crashcatch's metadata stream ("CC" + 1).
@@ -70,6 +71,8 @@ pub struct Crash {
     pub modules_without_symbols: Vec<String>,
     /// Modules whose frames are interpreter glue (hidden between Python frames).
     pub plumbing: crate::merge::Plumbing,
+    /// What was left out to keep the work bounded (threads, native frames), said to the user.
+    pub left_out: Vec<String>,
 }
 
 impl Crash {
@@ -99,7 +102,10 @@ impl Crash {
             Minidump::read(bytes).map_err(|e| LoadError::NotMinidump(path.to_path_buf(), e.to_string()))?;
         let raw =
             dump.get_raw_stream(METADATA_STREAM).map_err(|_| LoadError::NoMetadata(path.to_path_buf()))?;
+        // Bytes that are not UTF-8 (crashcatch's writer never leaves any) are shown as U+FFFD
+        // rather than refusing the whole dump.
         let metadata: Value = serde_json::from_slice(raw)
+            .or_else(|e| serde_json::from_str(&String::from_utf8_lossy(raw)).map_err(|_| e))
             .map_err(|e| LoadError::BadMetadata(path.to_path_buf(), e.to_string()))?;
         let exception = dump.get_stream::<MinidumpException>().ok();
         let crashed_tid = exception
@@ -166,34 +172,57 @@ impl Crash {
                     .collect()
             })
             .unwrap_or_default();
+        let (os_threads, mut notes) = limit_threads(os_threads, crashed_tid);
 
-        let meta_thread = |tid: u32| {
-            metadata["threads"]
-                .as_array()
-                .and_then(|a| a.iter().find(|t| t["tid"].as_u64() == Some(tid as u64)))
-        };
-        let mut threads: Vec<Thread> = os_threads
-            .iter()
-            .map(|&(tid, regs)| {
-                let m = meta_thread(tid);
+        // Looked up by key, not searched: a dump may list any number of threads.
+        let mut meta_threads: HashMap<u64, &Value> = HashMap::new();
+        for m in metadata["threads"].as_array().into_iter().flatten() {
+            if let Some(tid) = m["tid"].as_u64() {
+                meta_threads.entry(tid).or_insert(m);
+            }
+        }
+        // Each decoded Python stack goes to the one thread that names its thread state.
+        let mut python_stacks: HashMap<u64, PyThreadStack> = HashMap::new();
+        for stack in python {
+            python_stacks.entry(stack.tstate).or_insert(stack);
+        }
+        let mut frame_budget = MAX_NATIVE_FRAMES_ALL_THREADS;
+        let mut not_unwound = 0;
+        let threads: Vec<Thread> = os_threads
+            .into_iter()
+            .map(|(tid, regs)| {
+                let m = meta_threads.get(&(tid as u64)).copied();
                 let tstate = m.and_then(|m| m["python"]["tstate"].as_u64());
-                let py = tstate.and_then(|ts| python.iter().find(|p| p.tstate == ts));
+                let py = tstate.and_then(|ts| python_stacks.remove(&ts));
+                let native = match (&memory, regs) {
+                    (Some(_), Some(_)) if frame_budget == 0 => {
+                        not_unwound += 1;
+                        Vec::new()
+                    }
+                    (Some(mem), Some((ip, sp, bp))) => modules.stack(mem, ip, sp, bp, frame_budget),
+                    _ => Vec::new(),
+                };
+                frame_budget -= native.len();
+                let (python, python_problem, python_calls) =
+                    py.map(|p| (p.frames, p.problem, p.eval_calls)).unwrap_or_default();
                 Thread {
                     tid,
                     name: m.and_then(|m| m["name"].as_str()).map(String::from),
                     python_name: m.and_then(|m| m["python_name"].as_str()).map(String::from),
                     holds_gil: m.is_some_and(|m| m["python"]["holds_gil"].as_bool() == Some(true)),
-                    python: py.map(|p| p.frames.clone()).unwrap_or_default(),
-                    python_problem: py.and_then(|p| p.problem.clone()),
-                    python_calls: py.and_then(|p| p.eval_calls.clone()),
-                    native: match (&memory, regs) {
-                        (Some(mem), Some((ip, sp, bp))) => modules.stack(mem, ip, sp, bp),
-                        _ => Vec::new(),
-                    },
+                    python,
+                    python_problem,
+                    python_calls,
+                    native,
                 }
             })
             .collect();
-        threads.sort_by_key(|t| Some(t.tid) != crashed_tid);
+        if frame_budget == 0 {
+            notes.push(format!(
+                "native stacks cut: at most {MAX_NATIVE_FRAMES_ALL_THREADS} native frames are read for all \
+                 threads together, and {not_unwound} thread(s) were left without one"
+            ));
+        }
         Ok(Crash {
             path: path.to_path_buf(),
             kind: metadata["kind"].as_str().unwrap_or("unknown").to_string(),
@@ -208,6 +237,7 @@ impl Crash {
             python_problem,
             python_layout,
             modules_without_symbols: modules.problems(),
+            left_out: notes,
             plumbing: modules.plumbing(),
             metadata,
         })
@@ -216,3 +246,57 @@ impl Crash {
 
 /// (instruction pointer, stack pointer, frame pointer) of a thread.
 type Registers = (u64, u64, u64);
+
+/// Threads read at most (a process rarely has more than a few hundred; a corrupt or hostile
+/// dump may list millions).
+pub const MAX_THREADS: usize = 4096;
+/// Native frames unwound at most, all threads together (native::MAX_FRAMES is per thread):
+/// room for two stacks as deep as a thread's limit, or thousands of ordinary ones.
+pub const MAX_NATIVE_FRAMES_ALL_THREADS: usize = 131_072;
+
+/// The threads to read, crashing thread first, then in the dump's order: each thread id once
+/// (a repeated one is a corrupt entry), at most [`MAX_THREADS`]; with a note on what was
+/// left out.
+fn limit_threads<R>(threads: Vec<(u32, R)>, crashed: Option<u32>) -> (Vec<(u32, R)>, Vec<String>) {
+    let listed = threads.len();
+    let (first, others): (Vec<_>, Vec<_>) = threads.into_iter().partition(|(tid, _)| Some(*tid) == crashed);
+    let mut seen = HashSet::new();
+    let mut kept: Vec<(u32, R)> =
+        first.into_iter().chain(others).filter(|(tid, _)| seen.insert(*tid)).collect();
+    let mut notes = Vec::new();
+    let repeated = listed - kept.len();
+    if repeated > 0 {
+        notes.push(format!(
+            "{repeated} repeated thread entr{} of the dump ignored",
+            if repeated == 1 { "y" } else { "ies" }
+        ));
+    }
+    if kept.len() > MAX_THREADS {
+        notes.push(format!(
+            "only {MAX_THREADS} of the dump's {} threads are read (the crashing thread first)",
+            kept.len()
+        ));
+        kept.truncate(MAX_THREADS);
+    }
+    (kept, notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_are_read_crashing_one_first_each_once_and_at_most_max_threads() {
+        let listed: Vec<(u32, ())> = [5, 7, 5, 9].iter().map(|&t| (t, ())).collect();
+        let (kept, notes) = limit_threads(listed, Some(9));
+        assert_eq!(kept.iter().map(|t| t.0).collect::<Vec<_>>(), [9, 5, 7]);
+        assert_eq!(notes, ["1 repeated thread entry of the dump ignored"]);
+        let many: Vec<(u32, ())> = (0..MAX_THREADS as u32 + 10).map(|t| (t, ())).collect();
+        let (kept, notes) = limit_threads(many, Some(MAX_THREADS as u32 + 5));
+        assert_eq!((kept.len(), kept[0].0, kept[1].0), (MAX_THREADS, MAX_THREADS as u32 + 5, 0));
+        assert_eq!(
+            notes,
+            [format!("only {MAX_THREADS} of the dump's 4106 threads are read (the crashing thread first)")]
+        );
+    }
+}

@@ -6,35 +6,53 @@
 //!
 //! Environment (as elfutils reads it): `DEBUGINFOD_URLS` (space-separated), `DEBUGINFOD_TIMEOUT`
 //! (seconds without progress, default 90; connecting gets at most 5), `DEBUGINFOD_MAXTIME`
-//! (seconds for a whole download, default unlimited), `DEBUGINFOD_CACHE_PATH` (default
-//! `$XDG_CACHE_HOME/debuginfod_client`, else `~/.cache/debuginfod_client`).
+//! (seconds for a whole download, default unlimited), `DEBUGINFOD_MAXSIZE` (bytes; a larger
+//! file is not downloaded; default 2 GiB where elfutils has no limit), `DEBUGINFOD_CACHE_PATH`
+//! (default `$XDG_CACHE_HOME/debuginfod_client`, else `~/.cache/debuginfod_client`).
+//!
+//! A dump names its modules, and a hostile one may name thousands: a run makes at most
+//! [`MAX_QUERIES_PER_RUN`] requests and spends at most [`MAX_SECONDS_PER_RUN`] on them
+//! (answers from the cache are free); what is not asked for is said in the answer.
 
 use crate::elf::ElfFile;
-use std::cell::{OnceCell, RefCell};
-use std::io::Write;
+use std::cell::{Cell, OnceCell, RefCell};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a cached "no server has it" answer holds, as elfutils' default `cache_miss_s`.
 const CACHE_MISS_SECONDS: u64 = 600;
 /// Connecting (and resolving) never waits longer than this, whatever DEBUGINFOD_TIMEOUT says.
 const MAX_CONNECT_SECONDS: u64 = 5;
+/// Requests to servers in one run at most: a few per module with frames to name (its file,
+/// its debug file, a dwz supplement) for the dozens of modules a crash typically involves.
+pub const MAX_QUERIES_PER_RUN: usize = 64;
+/// Seconds spent on requests in one run at most, downloads included.
+pub const MAX_SECONDS_PER_RUN: u64 = 300;
+/// Bytes of one file at most without `DEBUGINFOD_MAXSIZE`: more than the debug file of any
+/// ordinary library (a browser's largest are about 1 GiB), far less than a full disk.
+pub const DEFAULT_MAXSIZE: u64 = 2 << 30;
 
 pub struct Debuginfod {
     urls: Vec<String>,
     cache: PathBuf,
     timeout: Duration,
     maxtime: Option<Duration>,
+    /// Bytes of one file at most.
+    maxsize: u64,
     agent: OnceCell<ureq::Agent>,
     /// Servers that could not be reached in this run, and why.
     dead: RefCell<Vec<(String, String)>>,
+    /// Requests made in this run, and when the first one started.
+    queries: Cell<usize>,
+    first_query: OnceCell<Instant>,
 }
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-fn seconds(name: &str) -> Option<u64> {
+fn whole_number(name: &str) -> Option<u64> {
     env(name).and_then(|v| v.trim().parse().ok())
 }
 
@@ -52,9 +70,10 @@ impl Debuginfod {
     /// The client `$DEBUGINFOD_URLS` asks for; None when it is unset or empty.
     pub fn from_env() -> Option<Debuginfod> {
         let urls: Vec<String> = env("DEBUGINFOD_URLS")?.split_whitespace().map(String::from).collect();
-        let timeout = seconds("DEBUGINFOD_TIMEOUT").filter(|&s| s > 0).unwrap_or(90);
+        let timeout = whole_number("DEBUGINFOD_TIMEOUT").filter(|&s| s > 0).unwrap_or(90);
         let mut client = Debuginfod::new(urls, cache_dir(), Duration::from_secs(timeout))?;
-        client.maxtime = seconds("DEBUGINFOD_MAXTIME").filter(|&s| s > 0).map(Duration::from_secs);
+        client.maxtime = whole_number("DEBUGINFOD_MAXTIME").filter(|&s| s > 0).map(Duration::from_secs);
+        client.maxsize = whole_number("DEBUGINFOD_MAXSIZE").filter(|&b| b > 0).unwrap_or(DEFAULT_MAXSIZE);
         Some(client)
     }
 
@@ -67,8 +86,11 @@ impl Debuginfod {
             cache,
             timeout,
             maxtime: None,
+            maxsize: DEFAULT_MAXSIZE,
             agent: OnceCell::new(),
             dead: RefCell::new(Vec::new()),
+            queries: Cell::new(0),
+            first_query: OnceCell::new(),
         })
     }
 
@@ -86,6 +108,25 @@ impl Debuginfod {
                 .build();
             ureq::Agent::new_with_config(config)
         })
+    }
+
+    /// Why no more requests may be made in this run, if so.
+    fn over_budget(&self) -> Option<String> {
+        if self.queries.get() >= MAX_QUERIES_PER_RUN {
+            return Some(format!("this run has made its {MAX_QUERIES_PER_RUN} requests (the limit per run)"));
+        }
+        let spent = self.first_query.get().map_or(Duration::ZERO, Instant::elapsed);
+        (spent >= Duration::from_secs(MAX_SECONDS_PER_RUN)).then(|| {
+            format!("this run has spent its {MAX_SECONDS_PER_RUN} s on requests (the limit per run)")
+        })
+    }
+
+    /// How long the next request may take: DEBUGINFOD_MAXTIME, within what is left of the
+    /// run's time.
+    fn time_for_request(&self) -> Duration {
+        let started = *self.first_query.get_or_init(Instant::now);
+        let left = Duration::from_secs(MAX_SECONDS_PER_RUN).saturating_sub(started.elapsed());
+        self.maxtime.map_or(left, |m| m.min(left))
     }
 
     /// The `kind` ("debuginfo" or "executable") file of `build_id`, from the cache or a
@@ -115,6 +156,11 @@ impl Debuginfod {
                 answers.push(format!("{url}: unreachable (earlier in this run: {why})"));
                 all_not_found = false;
                 unreachable = true;
+                continue;
+            }
+            if let Some(why) = self.over_budget() {
+                answers.push(format!("{url}: not asked: {why}"));
+                all_not_found = false;
                 continue;
             }
             match self.download(url, build_id, kind, &dir, &target) {
@@ -148,7 +194,10 @@ impl Debuginfod {
         target: &Path,
     ) -> Result<ElfFile, Failure> {
         let address = format!("{url}/buildid/{build_id}/{kind}");
-        let mut response = match self.agent().get(&address).call() {
+        let request =
+            self.agent().get(&address).config().timeout_global(Some(self.time_for_request())).build();
+        self.queries.set(self.queries.get() + 1);
+        let mut response = match request.call() {
             Ok(r) => r,
             Err(e) => return Err(Failure::Unreachable(e.to_string())),
         };
@@ -156,6 +205,12 @@ impl Debuginfod {
             200 => {}
             404 => return Err(Failure::NotFound("not found (HTTP 404)".into())),
             code => return Err(Failure::Other(format!("HTTP {code}"))),
+        }
+        let max = self.maxsize;
+        if let Some(size) = response.body().content_length().filter(|&size| size > max) {
+            return Err(Failure::Other(format!(
+                "{size} bytes, more than DEBUGINFOD_MAXSIZE ({max} bytes): not downloaded"
+            )));
         }
         let io = |what: &str, e: std::io::Error| Failure::Other(format!("{what}: {e}"));
         std::fs::create_dir_all(dir).map_err(|e| io(&format!("cannot create {}", dir.display()), e))?;
@@ -165,8 +220,14 @@ impl Debuginfod {
         let result = (|| {
             let mut out =
                 std::fs::File::create(&tmp).map_err(|e| io(&format!("cannot write {}", tmp.display()), e))?;
-            std::io::copy(&mut response.body_mut().as_reader(), &mut out)
+            // One byte more than allowed tells a file that is too large (its size unannounced).
+            let copied = std::io::copy(&mut response.body_mut().as_reader().take(max + 1), &mut out)
                 .map_err(|e| Failure::Unreachable(format!("download failed: {e}")))?;
+            if copied > max {
+                return Err(Failure::Other(format!(
+                    "more than DEBUGINFOD_MAXSIZE ({max} bytes): download stopped, nothing kept"
+                )));
+            }
             out.flush().map_err(|e| io("cannot write", e))?;
             let mut file = ElfFile::open_checked(&tmp, Some(build_id))
                 .map_err(|e| Failure::Other(format!("served something else: {e}")))?;
@@ -260,6 +321,26 @@ mod tests {
         let second = client.fetch("abcdef", "executable").err().unwrap();
         assert!(second.contains("earlier in this run"), "{second}");
         assert!(!cache.join("abcdef").exists());
+    }
+
+    #[test]
+    fn a_run_makes_at_most_its_share_of_requests_and_time() {
+        let client =
+            Debuginfod::new(vec!["http://127.0.0.1:1".into()], scratch("budget"), Duration::from_secs(2))
+                .unwrap();
+        client.queries.set(MAX_QUERIES_PER_RUN);
+        let err = client.fetch("abcdef", "debuginfo").err().unwrap();
+        assert!(err.contains("not asked: this run has made its 64 requests"), "{err}");
+        // Not asked is not "not found": nothing is cached.
+        assert!(!client.cache.join("abcdef").exists());
+        // Nor more time than the run's.
+        let client =
+            Debuginfod::new(vec!["http://127.0.0.1:1".into()], scratch("time"), Duration::from_secs(2))
+                .unwrap();
+        let long_ago = Instant::now().checked_sub(Duration::from_secs(MAX_SECONDS_PER_RUN + 1)).unwrap();
+        client.first_query.set(long_ago).unwrap();
+        let err = client.fetch("abcdef", "debuginfo").err().unwrap();
+        assert!(err.contains("not asked: this run has spent its 300 s on requests"), "{err}");
     }
 
     #[test]

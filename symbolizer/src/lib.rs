@@ -13,8 +13,10 @@ pub mod elf;
 pub mod memory;
 pub mod merge;
 pub mod native;
+pub mod pylines;
 pub mod python;
 pub mod render;
 pub mod symbols;
+pub mod terminal;
 
 pub use crash::{Crash, LoadError, Options};

@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use symbolizer::{render, Crash, Options};
+use symbolizer::{render, terminal, Crash, Options};
 
 #[derive(Parser)]
 #[command(name = "crashcatch", bin_name = "crashcatch", about = "Read crashcatch minidumps")]
@@ -101,7 +101,7 @@ fn main() {
         crash.threads.iter_mut().for_each(|t| t.native.clear());
     }
     if json {
-        println!("{}", render::json(&crash));
+        println!("{}", terminal::json_text(&render::json(&crash)));
     } else {
         let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         print!("{}", render::text(&crash, &render::Style::new(colour), native_all));
@@ -119,7 +119,8 @@ fn main() {
     }
 }
 
+/// `msg` may name the dump (whose file name comes from the crashed program's) or quote it.
 fn fail(msg: &str) -> ! {
-    eprintln!("crashcatch: {msg}");
+    eprintln!("crashcatch: {}", terminal::Escaped(msg));
     std::process::exit(2);
 }

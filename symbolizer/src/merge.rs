@@ -15,6 +15,7 @@
 use crate::crash::Thread;
 use crate::native::NativeFrame;
 use crate::python::{EvalCall, PyFrame};
+use std::collections::HashSet;
 
 /// One frame of a merged stack.
 #[derive(Clone, Copy, Debug)]
@@ -103,7 +104,8 @@ fn eval_frames(t: &Thread) -> Result<Vec<(usize, EvalCall)>, String> {
         return Err("the Python frames' eval-loop calls do not add up".into());
     }
     let found: Vec<Option<usize>> = if calls.iter().all(|c| c.entry.is_some()) {
-        calls.iter().map(|c| frame_holding(t, c.entry.unwrap_or(0))).collect()
+        let outer = OuterFrames::of(t);
+        calls.iter().map(|c| outer.holding(c.entry.unwrap_or(0))).collect()
     } else {
         let named: Vec<usize> = (0..t.native.len()).filter(|&i| is_eval_frame(&t.native[i])).collect();
         if named.len() != calls.len() {
@@ -127,11 +129,32 @@ fn eval_frames(t: &Thread) -> Result<Vec<(usize, EvalCall)>, String> {
     Ok(found.into_iter().zip(calls.iter().copied()).collect())
 }
 
-/// The outer (non-inlined) native frame whose stack holds `addr`: its own `sp` is at or
-/// below it and the next frame out's `sp` above it.
-fn frame_holding(t: &Thread, addr: u64) -> Option<usize> {
-    let outer: Vec<usize> = (0..t.native.len()).filter(|&i| !t.native[i].inlined).collect();
-    outer.windows(2).find(|w| t.native[w[0]].sp <= addr && addr < t.native[w[1]].sp).map(|w| w[0])
+/// A thread's outer (non-inlined) native frames, innermost first, with their stack
+/// pointers, which an unwind only ever moves up (framehop refuses a step back).
+struct OuterFrames {
+    index: Vec<usize>,
+    sp: Vec<u64>,
+    /// False for an unwind whose stack pointers go down somewhere: nothing is found in it.
+    in_order: bool,
+}
+
+impl OuterFrames {
+    fn of(t: &Thread) -> OuterFrames {
+        let index: Vec<usize> = (0..t.native.len()).filter(|&i| !t.native[i].inlined).collect();
+        let sp: Vec<u64> = index.iter().map(|&i| t.native[i].sp).collect();
+        let in_order = sp.windows(2).all(|w| w[0] <= w[1]);
+        OuterFrames { index, sp, in_order }
+    }
+
+    /// The native frame whose stack holds `addr`: its own `sp` at or below it and the next
+    /// frame out's `sp` above it (a binary search: a deep stack has thousands of calls).
+    fn holding(&self, addr: u64) -> Option<usize> {
+        if !self.in_order {
+            return None;
+        }
+        let next_out = self.sp.partition_point(|&sp| sp <= addr);
+        (next_out > 0 && next_out < self.sp.len()).then(|| self.index[next_out - 1])
+    }
 }
 
 /// Modules whose frames are glue when they sit between Python frames and the code they
@@ -152,11 +175,14 @@ pub struct Plumbing {
 /// — unless crashcatch's own frames are among them: then they are the dump being written
 /// (`write_minidump()`), not the program's doing.
 fn mark_plumbing(entries: &mut [Entry<'_>], t: &Thread, eval_at: &[usize], known: &Plumbing) {
-    let is_eval = |f: &NativeFrame| eval_at.iter().any(|&i| std::ptr::eq(&t.native[i], f));
-    let mut modules = known.interpreter.clone();
-    modules.extend(known.collector.clone());
-    modules.extend(eval_at.iter().filter_map(|&i| t.native[i].module.clone()));
-    let is_glue_module = |f: &NativeFrame| f.module.as_ref().is_some_and(|m| modules.contains(m));
+    // Sets, not lists: a deep stack has thousands of frames and of eval-loop calls.
+    let eval_frames: HashSet<*const NativeFrame> =
+        eval_at.iter().map(|&i| &t.native[i] as *const _).collect();
+    let is_eval = |f: &NativeFrame| eval_frames.contains(&(f as *const _));
+    let mut modules: HashSet<&str> = known.interpreter.iter().map(String::as_str).collect();
+    modules.extend(known.collector.as_deref());
+    modules.extend(eval_at.iter().filter_map(|&i| t.native[i].module.as_deref()));
+    let is_glue_module = |f: &NativeFrame| f.module.as_deref().is_some_and(|m| modules.contains(m));
     let is_libc = |f: &NativeFrame| f.module.as_deref().is_some_and(|m| m.starts_with("libc.so"));
     let anchor = entries.iter().position(|e| match e {
         Entry::Python { .. } => true,
@@ -262,6 +288,14 @@ mod tests {
         assert!(matches!(merge(&t, &Plumbing::default()).status, Status::Separate(_)));
         // Out of order is refused too.
         let t = chain(550, 350);
+        assert!(matches!(merge(&t, &Plumbing::default()).status, Status::Separate(_)));
+    }
+
+    #[test]
+    fn stack_pointers_that_go_down_find_no_eval_frame() {
+        // An unwind never moves down the stack; frames that do are not searched for calls.
+        let mut t = chain(350, 550);
+        t.native[3].sp = 250;
         assert!(matches!(merge(&t, &Plumbing::default()).status, Status::Separate(_)));
     }
 

@@ -17,7 +17,7 @@ use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, FrameAddress, Module as FhModule, Unwinder};
 use minidump::{Minidump, MinidumpModuleList, Module};
 use pylayout::Memory;
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::path::PathBuf;
 
 /// Frames walked per thread at most.
@@ -52,26 +52,34 @@ struct ModuleFile {
     build_id: Option<String>,
     base: u64,
     size: u64,
-    /// The build-id-checked module file, when found, and how ("module file", "debuginfod").
-    binary: Option<(ElfFile, &'static str)>,
+    /// The build-id-checked module file found on disk.
+    local: Option<ElfFile>,
     /// Why candidate module files were not used.
     refused: Vec<String>,
+    /// Without a local file: debuginfod's copy, asked for the first time a frame lands in
+    /// the module (so a dump's many frameless modules cost no request), or why there is none.
+    fetched: OnceCell<Result<ElfFile, String>>,
     /// Filled on the first frame to symbolize in this module.
     symbols: OnceCell<Lookup>,
 }
 
 /// The modules of a dump, with their files when they can be used.
 pub struct Modules {
+    /// In the dump's order (the main executable first).
     list: Vec<ModuleFile>,
-    unwinder: UnwinderX86_64<Bytes>,
+    /// Indices into `list`, by base address: a frame's module is found by binary search.
+    by_base: Vec<usize>,
+    /// Grows when debuginfod supplies a module file (RefCell: unwinding reads `&self`).
+    unwinder: RefCell<UnwinderX86_64<Bytes>>,
     search: Search,
 }
 
 impl Modules {
     /// The dump's modules, each with the first candidate file whose build id is the dump's:
     /// the path recorded in the dump, then `<dir>/<file name>` for each of `symbol_dirs`,
-    /// then (with `$DEBUGINFOD_URLS`) debuginfod's copy. Separate debug files are looked
-    /// for later, as `debuginfo` says, for the modules that have frames.
+    /// then (with `$DEBUGINFOD_URLS`, and only once a frame is in it) debuginfod's copy.
+    /// Separate debug files are looked for later, as `debuginfo` says, for the modules that
+    /// have frames.
     pub fn load<T: std::ops::Deref<Target = [u8]>>(dump: &Minidump<T>, symbol_dirs: &[PathBuf]) -> Modules {
         let search = Search::from_env(symbol_dirs);
         let mut list = Vec::new();
@@ -83,19 +91,13 @@ impl Modules {
                 let candidates = std::iter::once(PathBuf::from(&recorded))
                     .chain(symbol_dirs.iter().filter_map(|d| Some(d.join(name.as_ref()?))));
                 let mut refused = Vec::new();
-                let mut binary = None;
+                let mut local = None;
                 for candidate in candidates {
                     match ElfFile::open_checked(&candidate, build_id.as_deref()) {
                         Ok(file) => {
-                            binary = Some((file, debuginfo::MODULE_FILE));
+                            local = Some(file);
                             break;
                         }
-                        Err(why) => refused.push(why),
-                    }
-                }
-                if let (None, Some(server), Some(id)) = (&binary, &search.debuginfod, &build_id) {
-                    match server.fetch(id, "executable") {
-                        Ok(file) => binary = Some((file, debuginfo::DEBUGINFOD)),
                         Err(why) => refused.push(why),
                     }
                 }
@@ -106,25 +108,64 @@ impl Modules {
                     build_id,
                     base,
                     size,
-                    binary,
+                    local,
                     refused,
+                    fetched: OnceCell::new(),
                     symbols: OnceCell::new(),
                 });
             }
         }
-        let unwinder = unwinder_for(&list);
-        Modules { list, unwinder, search }
+        let mut by_base: Vec<usize> = (0..list.len()).collect();
+        by_base.sort_by_key(|&i| list[i].base);
+        // In address order: framehop keeps its modules sorted, and each one added below the
+        // last would move all those above it.
+        let mut unwinder = UnwinderX86_64::new();
+        for m in by_base.iter().map(|&i| &list[i]) {
+            if let Some(file) = &m.local {
+                unwinder.add_module(unwind_module(m, file));
+            }
+        }
+        Modules { list, by_base, unwinder: RefCell::new(unwinder), search }
     }
 
+    /// The module holding `addr`: the one with the highest base at or below it, if it
+    /// reaches that far (modules of a sane dump do not overlap).
     fn at(&self, addr: u64) -> Option<&ModuleFile> {
-        self.list.iter().find(|m| addr >= m.base && addr - m.base < m.size)
+        let above = self.by_base.partition_point(|&i| self.list[i].base <= addr);
+        let m = &self.list[*self.by_base.get(above.checked_sub(1)?)?];
+        (addr - m.base < m.size).then_some(m)
+    }
+
+    /// The module's file and how it was found: on disk, else (asked once, the first time
+    /// one of its frames needs it) from debuginfod, whose copy then also serves unwinding.
+    fn binary<'a>(&self, m: &'a ModuleFile) -> Option<(&'a ElfFile, &'static str)> {
+        if let Some(file) = &m.local {
+            return Some((file, debuginfo::MODULE_FILE));
+        }
+        let fetched = m.fetched.get_or_init(|| {
+            let server = self.search.debuginfod.as_ref().ok_or_else(String::new)?;
+            let id = m.build_id.as_deref().ok_or_else(String::new)?;
+            let file = server.fetch(id, "executable")?;
+            self.unwinder.borrow_mut().add_module(unwind_module(m, &file));
+            Ok(file)
+        });
+        fetched.as_ref().ok().map(|file| (file, debuginfo::DEBUGINFOD))
     }
 
     /// Modules whose symbols could not be had (or only from the symbol table because
     /// debug files were refused), and why; each line ends with what to try.
     pub fn problems(&self) -> Vec<String> {
         let problem = |m: &ModuleFile| {
-            symbols::problem(&m.recorded, m.binary.is_some(), &m.refused, m.symbols.get(), &self.search)
+            let mut refused = m.refused.clone();
+            match m.fetched.get() {
+                Some(Err(why)) if !why.is_empty() => refused.push(why.clone()),
+                None if m.local.is_none() && self.search.debuginfod.is_some() && m.build_id.is_some() => {
+                    refused.push("debuginfod not asked: no frame is in it".into())
+                }
+                _ => {}
+            }
+            let has_binary = m.local.is_some() || m.fetched.get().is_some_and(Result::is_ok);
+            symbols::problem(&m.recorded, has_binary, &refused, m.symbols.get(), &self.search)
         };
         // The kernel's vDSO (recorded without a path) has no file to find: not a problem.
         self.list.iter().filter(|m| m.recorded.starts_with('/')).filter_map(problem).collect()
@@ -145,54 +186,53 @@ impl Modules {
     }
 
     fn symbols<'a>(&self, m: &'a ModuleFile) -> &'a Lookup {
-        let binary = m.binary.as_ref().map(|(file, how)| (file, *how));
-        m.symbols.get_or_init(|| symbols::lookup(&self.search, binary, m.build_id.as_deref()))
+        m.symbols.get_or_init(|| symbols::lookup(&self.search, self.binary(m), m.build_id.as_deref()))
     }
 }
 
-/// A framehop unwinder over the CFI of every usable module file.
-fn unwinder_for(list: &[ModuleFile]) -> UnwinderX86_64<Bytes> {
-    let mut unwinder = UnwinderX86_64::new();
-    for m in list {
-        let Some((file, _)) = &m.binary else { continue };
-        let cfi = &file.cfi;
-        let info = ExplicitModuleSectionInfo {
-            base_svma: file.base_svma.unwrap_or(0),
-            text_svma: cfi.text.as_ref().map(|(r, _)| r.clone()),
-            text: cfi.text.as_ref().map(|(_, b)| b.clone()),
-            eh_frame_svma: cfi.eh_frame.as_ref().map(|(r, _)| r.clone()),
-            eh_frame: cfi.eh_frame.as_ref().map(|(_, b)| b.clone()),
-            eh_frame_hdr_svma: cfi.eh_frame_hdr.as_ref().map(|(r, _)| r.clone()),
-            eh_frame_hdr: cfi.eh_frame_hdr.as_ref().map(|(_, b)| b.clone()),
-            debug_frame: cfi.debug_frame.clone(),
-            got_svma: cfi.got.clone(),
-            ..Default::default()
-        };
-        let path = file.path.display().to_string();
-        unwinder.add_module(FhModule::new(path, m.base..m.base.saturating_add(m.size), m.base, info));
-    }
-    unwinder
+/// The unwinder's view of a module: the CFI of its file.
+fn unwind_module(m: &ModuleFile, file: &ElfFile) -> FhModule<Bytes> {
+    let cfi = &file.cfi;
+    let info = ExplicitModuleSectionInfo {
+        base_svma: file.base_svma.unwrap_or(0),
+        text_svma: cfi.text.as_ref().map(|(r, _)| r.clone()),
+        text: cfi.text.as_ref().map(|(_, b)| b.clone()),
+        eh_frame_svma: cfi.eh_frame.as_ref().map(|(r, _)| r.clone()),
+        eh_frame: cfi.eh_frame.as_ref().map(|(_, b)| b.clone()),
+        eh_frame_hdr_svma: cfi.eh_frame_hdr.as_ref().map(|(r, _)| r.clone()),
+        eh_frame_hdr: cfi.eh_frame_hdr.as_ref().map(|(_, b)| b.clone()),
+        debug_frame: cfi.debug_frame.clone(),
+        got_svma: cfi.got.clone(),
+        ..Default::default()
+    };
+    let path = file.path.display().to_string();
+    FhModule::new(path, m.base..m.base.saturating_add(m.size), m.base, info)
 }
 
 impl Modules {
-    /// Unwinds one thread from its registers and symbolizes every frame.
-    pub fn stack(&self, mem: &DumpMemory, ip: u64, sp: u64, bp: u64) -> Vec<NativeFrame> {
+    /// Unwinds one thread from its registers and symbolizes every frame; `limit` frames at
+    /// most (and never more than MAX_FRAMES).
+    pub fn stack(&self, mem: &DumpMemory, ip: u64, sp: u64, bp: u64, limit: usize) -> Vec<NativeFrame> {
+        let limit = limit.min(MAX_FRAMES);
         let mut cache = CacheX86_64::<_>::new();
         let mut read = |addr: u64| mem.read_u64(addr).ok_or(());
         let mut regs = UnwindRegsX86_64::new(ip, sp, bp);
         let mut frames = self.symbolize(ip, ip, "context", sp);
         let mut address = FrameAddress::InstructionPointer(ip);
-        while frames.len() < MAX_FRAMES {
-            // The unwind rule comes from the module of the frame being unwound.
-            let callee_has_cfi = self.at(address.address_for_lookup()).is_some_and(|m| m.binary.is_some());
-            let Ok(Some(ret)) = self.unwinder.unwind_frame(address, &mut regs, &mut cache, &mut read) else {
-                break;
-            };
+        while frames.len() < limit {
+            // The unwind rule comes from the module of the frame being unwound (its file was
+            // looked for when the frame was symbolized).
+            let callee = self.at(address.address_for_lookup());
+            let callee_has_cfi = callee.is_some_and(|m| self.binary(m).is_some());
+            let unwound = self.unwinder.borrow().unwind_frame(address, &mut regs, &mut cache, &mut read);
+            let Ok(Some(ret)) = unwound else { break };
             let Some(next) = FrameAddress::from_return_address(ret) else { break };
             let trust = if callee_has_cfi { "cfi" } else { "frame pointer" };
             frames.extend(self.symbolize(ret, ret - 1, trust, regs.sp()));
             address = next;
         }
+        // Inlined calls come with the frame that holds them: the last address may overshoot.
+        frames.truncate(limit);
         frames
     }
 

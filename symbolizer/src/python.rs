@@ -2,9 +2,10 @@
 //! with where each C-level call of the eval loop begins and ends.
 
 use crate::memory::DumpMemory;
+use crate::pylines::{LineNumbers, MAX_LINE_TABLE_BYTES};
 use pylayout::debug_offsets::{self, DebugOffsetsError};
 use pylayout::text::{for_each_char, StrRead};
-use pylayout::{lines, walk, Layout, Memory};
+use pylayout::{walk, Layout, Memory};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -176,13 +177,14 @@ pub fn decode_python(
             })
             .clone()
     };
+    let mut lines = LineNumbers::new(mem, &layout, MAX_LINE_TABLE_BYTES);
     let mut out = Vec::new();
     let mut budget = MAX_PY_FRAMES_ALL_THREADS;
     let complete = walk::for_each_thread(mem, &layout, interp, &mut |ts| {
         let walked = walk_thread(mem, &layout, ts, on_c_stack, budget.min(MAX_PY_FRAMES));
         // Every thread costs at least one step, so a cyclic thread list ends too.
         budget = budget.saturating_sub(walked.steps.max(1));
-        let frames = walked
+        let frames: Vec<PyFrame> = walked
             .frames
             .iter()
             .map(|f| {
@@ -192,11 +194,21 @@ pub fn decode_python(
                     file: field(layout.code_filename),
                     name: field(layout.code_name),
                     qualname: field(layout.code_qualname),
-                    line: lines::addr_to_line(mem, &layout, f.code, f.addr),
+                    line: lines.line(f.code, f.addr),
                 }
             })
             .collect();
-        let problem = (!walked.complete).then(|| "a frame is missing from the dump".to_string());
+        let mut problems = Vec::new();
+        if !walked.complete {
+            problems.push("a frame is missing from the dump".to_string());
+        }
+        if lines.spent() && frames.iter().any(|f| f.line.is_none()) {
+            problems.push(format!(
+                "some line numbers are unknown: at most {} MiB of line tables are read for a dump",
+                MAX_LINE_TABLE_BYTES >> 20
+            ));
+        }
+        let problem = (!problems.is_empty()).then(|| problems.join("; "));
         out.push(PyThreadStack {
             tstate: ts,
             thread_id: walk::thread_id(mem, &layout, ts),

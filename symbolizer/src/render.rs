@@ -5,6 +5,7 @@ use crate::crash::{Crash, Thread};
 use crate::merge::{merge, Entry, Status};
 use crate::native::NativeFrame;
 use crate::python::PyFrame;
+use crate::terminal::Escaped;
 use serde_json::{json, Value};
 use std::fmt::Write;
 
@@ -55,7 +56,7 @@ pub fn text(c: &Crash, s: &Style, native_all: bool) -> String {
         }
         "timeout" => "dumped by dump_traceback_later(), kept running".to_string(),
         "requested" => "dumped by write_minidump(), kept running".to_string(),
-        other => format!("dumped ({other})"),
+        other => format!("dumped ({})", Escaped(other)),
     };
     let _ = writeln!(
         out,
@@ -74,34 +75,39 @@ pub fn text(c: &Crash, s: &Style, native_all: bool) -> String {
         .as_array()
         .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
         .unwrap_or_default();
-    let _ = writeln!(out, "  command: {}", argv.join(" "));
+    let _ = writeln!(out, "  command: {}", Escaped(&argv.join(" ")));
     let _ = writeln!(
         out,
         "  Python {} ({})",
-        c.python_version,
-        m["python"]["executable"].as_str().unwrap_or("?")
+        Escaped(&c.python_version),
+        Escaped(m["python"]["executable"].as_str().unwrap_or("?"))
     );
     // A crash during a collection often means a corrupt object met by the collector.
     if m["python"]["gc_collecting"].as_bool() == Some(true) {
         let _ = writeln!(out, "  the garbage collector was running");
     }
     if let Some(ann) = m["annotations"].as_object().filter(|a| !a.is_empty()) {
-        let pairs: Vec<String> =
-            ann.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+        let pairs: Vec<String> = ann
+            .iter()
+            .map(|(k, v)| format!("{}={}", Escaped(k), Escaped(v.as_str().unwrap_or(""))))
+            .collect();
         let _ = writeln!(out, "  annotations: {}", pairs.join(", "));
     }
     if let Some(p) = &c.python_problem {
-        let _ = writeln!(out, "  Python stacks: {p}");
+        let _ = writeln!(out, "  Python stacks: {}", Escaped(p));
     }
     if !c.python_layout.differences.is_empty() {
         let _ = writeln!(
             out,
             "  layout: the dump's own debug offsets, which differ from the built-in table ({})",
-            c.python_layout.differences.join(", ")
+            Escaped(&c.python_layout.differences.join(", "))
         );
     }
     for p in &c.modules_without_symbols {
-        let _ = writeln!(out, "  {}no symbols: {p}{}", s.dim, s.reset);
+        let _ = writeln!(out, "  {}no symbols: {}{}", s.dim, Escaped(p), s.reset);
+    }
+    for note in &c.left_out {
+        let _ = writeln!(out, "  left out: {}", Escaped(note));
     }
     for t in &c.threads {
         out.push('\n');
@@ -121,7 +127,7 @@ fn thread_text(out: &mut String, c: &Crash, t: &Thread, s: &Style, native_all: b
     }
     let name = t.python_name.as_deref().or(t.name.as_deref()).unwrap_or("?");
     let colour = if crashed && c.kind == "fatal-signal" { s.red } else { "" };
-    let _ = write!(out, "{}{colour}Thread {} \"{name}\"", s.bold, t.tid);
+    let _ = write!(out, "{}{colour}Thread {} \"{}\"", s.bold, t.tid, Escaped(name));
     if !tags.is_empty() {
         let _ = write!(out, " ({})", tags.join(", "));
     }
@@ -130,7 +136,13 @@ fn thread_text(out: &mut String, c: &Crash, t: &Thread, s: &Style, native_all: b
     let merged = merge(t, &c.plumbing);
     match &merged.status {
         Status::Separate(why) => {
-            let _ = writeln!(out, "  {}<Python and native frames not merged: {why}>{}", s.dim, s.reset);
+            let _ = writeln!(
+                out,
+                "  {}<Python and native frames not merged: {}>{}",
+                s.dim,
+                Escaped(why),
+                s.reset
+            );
             let _ = writeln!(out, "  Python stack (most recent call last):");
             let python: Vec<(usize, &PyFrame)> = t.python.iter().enumerate().collect();
             elided(out, &python, s, |out, &(index, frame)| {
@@ -165,7 +177,7 @@ fn thread_text(out: &mut String, c: &Crash, t: &Thread, s: &Style, native_all: b
         }
     }
     if let Some(p) = &t.python_problem {
-        let _ = writeln!(out, "  {}<{p}>{}", s.dim, s.reset);
+        let _ = writeln!(out, "  {}<{}>{}", s.dim, Escaped(p), s.reset);
     }
 }
 
@@ -194,22 +206,21 @@ const ELIDED_OUTER: usize = 50;
 const ELIDED_INNER: usize = 150;
 
 /// The source context of each Python frame (carried for the requesting thread only).
-fn sources(c: &Crash, t: &Thread) -> Vec<Value> {
-    if Some(t.tid) == c.crashed_tid {
-        c.metadata["source"].as_array().cloned().unwrap_or_default()
-    } else {
-        Vec::new()
+fn sources<'a>(c: &'a Crash, t: &Thread) -> &'a [Value] {
+    match c.metadata["source"].as_array() {
+        Some(all) if Some(t.tid) == c.crashed_tid => all,
+        _ => &[],
     }
 }
 
 fn native_frame_text(out: &mut String, f: &NativeFrame, s: &Style) {
-    let _ = write!(out, "  {}{}{}", s.bold, f.function.as_deref().unwrap_or("??"), s.reset);
+    let _ = write!(out, "  {}{}{}", s.bold, Escaped(f.function.as_deref().unwrap_or("??")), s.reset);
     if let (Some(file), Some(line)) = (&f.file, f.line) {
-        let _ = write!(out, " at {file}:{line}");
+        let _ = write!(out, " at {}:{line}", Escaped(file));
     }
     match &f.module {
         Some(m) => {
-            let _ = write!(out, " {}({m}+{:#x}){}", s.dim, f.module_offset, s.reset);
+            let _ = write!(out, " {}({}+{:#x}){}", s.dim, Escaped(m), f.module_offset, s.reset);
         }
         None => {
             let _ = write!(out, " {}({:#x}){}", s.dim, f.address, s.reset);
@@ -229,13 +240,13 @@ fn python_frame_text(out: &mut String, f: &PyFrame, source: Option<&Value>, s: &
     let _ = writeln!(
         out,
         "  File \"{}\", line {line}, in {}{}{}",
-        f.file.as_deref().unwrap_or("???"),
+        Escaped(f.file.as_deref().unwrap_or("???")),
         s.bold,
-        f.function().unwrap_or("???"),
+        Escaped(f.function().unwrap_or("???")),
         s.reset
     );
     if let Some(src) = source.and_then(|v| source_line(v, f.line)) {
-        let _ = writeln!(out, "    {}", src.trim());
+        let _ = writeln!(out, "    {}", Escaped(src.trim()));
     }
 }
 
@@ -268,6 +279,7 @@ pub fn json(c: &Crash) -> Value {
         },
         "annotations": m["annotations"],
         "modules_without_symbols": c.modules_without_symbols,
+        "left_out": c.left_out,
         "threads": c.threads.iter().map(|t| thread_json(c, t)).collect::<Vec<_>>(),
     })
 }

@@ -8,6 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use symbolizer::render::{json, text, Style};
+use symbolizer::terminal::json_text;
 use symbolizer::Crash;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,6 +19,6 @@ fuzz_target!(|data: &[u8]| {
         // Plain with the interpreter's glue hidden, coloured with every frame.
         black_box(text(&crash, &Style::new(false), false));
         black_box(text(&crash, &Style::new(true), true));
-        black_box(json(&crash).to_string());
+        black_box(json_text(&json(&crash)));
     }
 });
