@@ -519,3 +519,44 @@ def test_the_ptracer_setting_is_left_alone_without_yama(interp, tmp_path):
     calls = trace.read_text()
     assert "PR_GET_DUMPABLE" in calls, calls  # the trace did see the dump's prctl calls
     assert "PR_SET_PTRACER" not in calls, calls
+
+
+def test_a_crash_while_enable_installs_its_handlers_reaches_the_previous_handler(interp):
+    """A crash right after our handler is installed (test hook) already finds the previous
+    handler (here faulthandler's) to chain to; it used to be published only afterwards, and
+    the handler chained to itself."""
+    code = """
+    import faulthandler, os
+    import crashcatch
+    faulthandler.enable(file=open(os.environ["FILE_faulthandler"], "w"))
+    crashcatch.enable()  # @enable
+    """
+    r = run_script(interp, code, files=["faulthandler"],
+                   env={"CRASHCATCH_TEST_RAISE_DURING_ENABLE": str(int(signal.SIGSEGV))})
+    assert r.returncode == -signal.SIGSEGV, r.stderr
+    assert r.stderr.startswith("Fatal Python error: Segmentation fault\n\n"), r.stderr
+    assert "crash handler itself" not in r.stderr, r.stderr
+    fh = r.files["faulthandler"]
+    assert fh and fh.startswith("Fatal Python error: Segmentation fault\n\n"), r.files
+    assert current_thread_frames(fh)[-1] == (r.script, str(script_line(code, "enable")), "<module>"), fh
+
+
+def test_a_timeout_during_a_signal_dump_does_not_overwrite_its_report(interp):
+    """The watchdog's text goes through the report buffer that a dump in progress copies into
+    its metadata: it waits for the report lock instead of overwriting the buffer."""
+    code = """
+    import os, signal, time
+    import crashcatch
+    crashcatch.enable(live_dump_interval=0, dump_timeout=30)
+    crashcatch.register(signal.SIGUSR1, file=open(os.devnull, "w"), minidump=True)
+    crashcatch.dump_traceback_later(0.5, file=open(os.devnull, "w"), minidump=False)
+    os.kill(os.getpid(), signal.SIGUSR1)  # its helper waits 2 s; the timeout fires meanwhile
+    time.sleep(1)
+    """
+    r = run_script(interp, code, env={"CRASHCATCH_TEST_HELPER_DELAY_MS": "2000"})
+    assert r.returncode == 0, r.stderr
+    assert len(r.dumps) == 1, r.stderr
+    from test_minidump import check
+    report = check(r.dumps[0])["metadata"]["report"]
+    assert report.startswith("Current thread 0x"), report
+    assert "Timeout (" not in report, report

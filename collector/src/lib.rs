@@ -55,7 +55,9 @@ fn enable(
     let report_stack_use = test_hook("CRASHCATCH_TEST_STACK_USE");
     let cfg =
         FatalConfig { fd, all_threads, c_stack, max_threads, target, fault_in_handler, report_stack_use };
-    signals::enable_fatal(cfg).map_err(os_error)?;
+    let raise_during_enable =
+        std::env::var("CRASHCATCH_TEST_RAISE_DURING_ENABLE").ok().and_then(|v| v.parse().ok());
+    signals::enable_fatal(cfg, raise_during_enable).map_err(os_error)?;
     Ok(keep)
 }
 

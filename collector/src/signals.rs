@@ -23,7 +23,10 @@ fn sigaction(signo: i32, handler: Handler, flags: i32) -> io::Result<libc::sigac
 }
 
 /// `enable()`: installs the fatal handlers (first call) and publishes the options.
-pub fn enable_fatal(cfg: FatalConfig) -> io::Result<()> {
+/// `raise_after_install`: test hook (CRASHCATCH_TEST_RAISE_DURING_ENABLE=SIGNO) that raises
+/// that signal right after our handler for it is installed, to prove that a crash in that
+/// window already finds the previous handler to chain to.
+pub fn enable_fatal(cfg: FatalConfig, raise_after_install: Option<i32>) -> io::Result<()> {
     handler::FATAL_REPORTED.store(false, Ordering::Release);
     let already = config::load(&config::FATAL).is_some();
     config::store(&config::FATAL, Some(config::publish(cfg)));
@@ -38,6 +41,10 @@ pub fn enable_fatal(cfg: FatalConfig) -> io::Result<()> {
         // SA_NODEFER: re-raising from the handler reaches the previous handler at once.
         // SA_ONSTACK: run on the alternate stack, so stack overflows are reported.
         let old = sigaction(*signo, fatal_handler, libc::SA_NODEFER | libc::SA_ONSTACK)?;
+        if raise_after_install == Some(*signo) {
+            // SAFETY: raise is always safe to call; this is the test hook described above.
+            unsafe { libc::raise(*signo) };
+        }
         if old.sa_sigaction != before.sa_sigaction || old.sa_flags != before.sa_flags {
             // Someone else installed a handler in between: that one is the previous.
             config::store(&config::PREVIOUS_FATAL[i], Some(config::publish(old)));
