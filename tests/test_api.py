@@ -23,6 +23,8 @@ def test_registered_signal_dumps_a_live_process_many_times(interp):
     assert r.stdout == "still alive\n"
     assert r.stderr.count("Current thread 0x") == 5, r.stderr
     assert "Fatal Python error" not in r.stderr
+    # faulthandler's output and nothing else: minidumps only on request.
+    assert "crashcatch:" not in r.stderr and r.dumps == [], r.stderr
     expected = [(r.script, str(script_line(code, "kill")), "work"),
                 (r.script, str(script_line(code, "loop")), "<module>")]
     dumps = ["Current thread" + d for d in r.stderr.split("Current thread")[1:]]
@@ -61,6 +63,7 @@ def test_timeout_dumps_every_thread_and_exits(interp):
     r = run_script(interp, code, timeout=60)
     assert r.returncode == 1, r.stderr
     assert r.stderr.startswith("Timeout (0:00:00.250000)!\n"), r.stderr
+    assert "crashcatch:" not in r.stderr and r.dumps == [], r.stderr
     blocks = thread_blocks(r.stderr)
     assert len(blocks) == 2, r.stderr
     # The watchdog is nobody's current thread: every header is "Thread".

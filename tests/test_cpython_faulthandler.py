@@ -30,7 +30,9 @@ def test_cpython_test_faulthandler(interp):
     os.makedirs(interp.host_path(work), exist_ok=True)
     shutil.copy(RUNNER, interp.host_path(work))
     out = work + "/outcomes.json"
-    env = dict(os.environ, CRASHCATCH_AS_FAULTHANDLER="1")
+    # crashcatch's defaults (minidumps on for fatal errors), with dumps kept out of $HOME.
+    env = dict(os.environ, CRASHCATCH_AS_FAULTHANDLER="1", CRASHCATCH_DUMP_DIR=work + "/dumps")
+    env.pop("CRASHCATCH_MINIDUMP", None)
     r = interp.run([interp.venv_python, work + "/run_cpython_faulthandler.py", out],
                    cwd=work, env=env, timeout=900)
     assert os.path.exists(interp.host_path(out)), f"runner failed:\n{r.stdout}\n{r.stderr[-3000:]}"
@@ -41,5 +43,8 @@ def test_cpython_test_faulthandler(interp):
     failed = {name: detail for name, (state, detail) in outcomes.items() if state == "failed"}
     unexpected = {name: detail for name, detail in failed.items() if name not in NOT_APPLICABLE}
     assert not unexpected, "\n\n".join(f"{n}:\n{d}" for n, d in unexpected.items())
+    # The defaults were in force: the fatal-error tests left minidumps.
+    dumps = interp.host_path(work + "/dumps")
+    assert os.path.isdir(dumps) and any(n.endswith(".dmp") for n in os.listdir(dumps)), r.stderr[-3000:]
     passed = [n for n, (state, _) in outcomes.items() if state == "passed"]
     assert len(passed) >= 30, f"only {len(passed)} tests passed: {outcomes}"

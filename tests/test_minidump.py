@@ -118,7 +118,7 @@ def test_registered_signal_writes_a_dump_then_rate_limits(interp):
     interval (60 s) says why it did not (every-time dumps: test_hardening.py)."""
     code = """
     import os, signal, crashcatch
-    crashcatch.register(signal.SIGUSR1)
+    crashcatch.register(signal.SIGUSR1, minidump=True)
     for _ in range(2):
         os.kill(os.getpid(), signal.SIGUSR1)
     print("done")
@@ -305,7 +305,7 @@ def test_dropped_privileges_still_give_the_report_and_say_why(interp, tmp_path):
 def test_timeout_writes_a_dump_and_goes_on(interp):
     code = """
     import time, crashcatch
-    crashcatch.dump_traceback_later(0.2)
+    crashcatch.dump_traceback_later(0.2, minidump=True)
     time.sleep(1.0)  # @sleep
     print("went on")
     """

@@ -185,10 +185,11 @@ def is_enabled():
 
 
 def dump_traceback_later(timeout, repeat=False, file=None, exit=False, *, max_threads=_MAX_THREADS,
-                         minidump=None):
+                         minidump=False):
     """Dump every thread's traceback after ``timeout`` seconds (again every ``timeout``
-    seconds if ``repeat``), then exit the process with status 1 if ``exit``.
-    ``minidump``: also write a minidump each time (default: on, see enable())."""
+    seconds if ``repeat``), then exit the process with status 1 if ``exit``: exactly
+    faulthandler's output. ``minidump=True``: also write a minidump each time (at most one
+    per enable(live_dump_interval=) seconds); ``None``: as CRASHCATCH_MINIDUMP says."""
     timeout_us = int(float(timeout) * 1e6)
     if timeout_us <= 0:
         raise ValueError("timeout must be greater than 0")
@@ -209,10 +210,11 @@ def cancel_dump_traceback_later():
 
 
 def register(signum, file=None, all_threads=True, chain=False, *, max_threads=_MAX_THREADS,
-             minidump=None):
+             minidump=False):
     """Dump the traceback(s) to ``file`` whenever signal ``signum`` arrives; the process
-    goes on. ``chain``: also call the handler that was there before. ``minidump``: also
-    write a minidump each time (settings from enable(), or the defaults)."""
+    goes on: exactly faulthandler's output. ``chain``: also call the handler that was there
+    before. ``minidump=True``: also write a minidump each time (at most one per
+    enable(live_dump_interval=) seconds; settings from enable(), or the defaults)."""
     if minidump is None:
         minidump = _minidumps_default()
     if minidump and not _dumps_configured:
