@@ -113,3 +113,19 @@ def test_non_ascii_names_are_escaped_like_faulthandler(interp):
     assert r.returncode == -signal.SIGSEGV, r.stderr
     assert "in crash_\\xe9t\\xe9_\\u6587\\u5b57_\\U00020000\n" in r.stderr, r.stderr
     assert strip_c_stack(r.stderr) == strip_c_stack(r.files["faulthandler"])
+
+
+def test_aliases_are_named_by_their_canonical_symbol(interp):
+    """glibc exports `raise` (global) and its weak alias `gsignal` at one address; the
+    report names it `raise`, as gdb does, not whichever alias the table lists first."""
+    code = """
+    import crashcatch, buggyext
+    crashcatch.enable(minidump=False)
+    buggyext.sigabrt()
+    """
+    r = run_script(interp, code)
+    assert r.returncode == -signal.SIGABRT, r.stderr
+    syms = [f.get("sym") for f in c_stack(r.stderr) or []]
+    # abort() calls raise(), which sends the signal from an unnamed internal function.
+    assert "gsignal" not in syms, r.stderr
+    assert syms[syms.index("abort") - 1] == "raise", r.stderr

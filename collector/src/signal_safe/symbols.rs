@@ -101,6 +101,9 @@ pub struct Hit {
     value: u64,
     name: u32,
     contains: bool,
+    /// STB_GLOBAL: among aliases at one address, the canonical name (`raise`, not its weak
+    /// alias `gsignal`), as gdb and the symbolizer print it.
+    global: bool,
     pub found: bool,
 }
 
@@ -203,6 +206,7 @@ fn scan(src: &dyn Source, t: &Table, targets: &[u64], hits: &mut [Hit]) {
         }
         for s in bytes.chunks_exact(SYM_SIZE as usize) {
             let (st_name, st_type, shndx) = (u32_at(s, 0), s[4] & 0xf, u16_at(s, 6));
+            let global = s[4] >> 4 == 1; // STB_GLOBAL
             let (value, size) = (u64_at(s, 8), u64_at(s, 16));
             if !matches!(st_type, 2 | 10) || shndx == 0 || value == 0 {
                 continue; // not a defined function (STT_FUNC, STT_GNU_IFUNC)
@@ -217,9 +221,10 @@ fn scan(src: &dyn Source, t: &Table, targets: &[u64], hits: &mut [Hit]) {
                 }
                 let better = !hit.found
                     || (contains && !hit.contains)
-                    || (contains == hit.contains && value > hit.value);
+                    || (contains == hit.contains && value > hit.value)
+                    || (contains == hit.contains && value == hit.value && global && !hit.global);
                 if better {
-                    *hit = Hit { value, name: st_name, contains, found: true };
+                    *hit = Hit { value, name: st_name, contains, global, found: true };
                 }
             }
         }
