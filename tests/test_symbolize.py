@@ -456,3 +456,27 @@ def test_colour_on_a_terminal_unless_no_color(no_color):
     else:
         assert "\x1b[1m\x1b[31mProcess crashed with SIGSEGV" in text, text[:200]
         assert "\x1b[1mderef_null\x1b[0m" in text, text
+
+
+def test_a_module_without_a_build_id_is_recognised_by_its_text_hash(interp):
+    """minidump-writer identifies a module that has no build-id note (a vendored library in
+    a wheel) by a hash of its first text page; the symbolizer computes the same, so it uses
+    the right file (DWARF names and lines) instead of refusing it."""
+    private = interp.work_dir + "/no-build-id-" + os.urandom(4).hex()
+    os.makedirs(interp.host_path(private))
+    inc = interp.run([interp.python, "-c", "import sysconfig; print(sysconfig.get_paths()['include'])"])
+    source = os.path.dirname(interp.ext_dir) + "/examples/buggyext/buggyext.c"
+    ext = [n for n in os.listdir(interp.host_path(interp.ext_dir)) if n.startswith("buggyext")][0]
+    cc = interp.run(["cc", "-shared", "-fPIC", "-g", "-Wl,--build-id=none", "-I", inc.stdout.strip(), source,
+                     "-o", private + "/" + ext])
+    assert cc.returncode == 0, cc.stderr
+    notes = subprocess.run(["readelf", "-n", interp.host_path(private + "/" + ext)], capture_output=True, text=True)
+    assert "Build ID" not in notes.stdout, notes.stdout
+    r = crash_segfault_importing_from(interp, private, 1)
+    out = symbolize_in(interp, r.dumps[0], "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    frames = [f for f in doc["threads"][0]["native_frames"] if (f["module"] or "").startswith("buggyext")]
+    assert frames and frames[0]["function"] == "deref_null", frames
+    assert frames[0]["file"] and frames[0]["file"].endswith("buggyext.c"), frames
+    assert not any(ext in p for p in doc["modules_without_symbols"]), doc["modules_without_symbols"]

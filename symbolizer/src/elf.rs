@@ -99,6 +99,35 @@ pub struct ElfFile {
     pub cfi: Cfi,
 }
 
+/// The identifier minidump-writer (like Breakpad) records for a module without a build-id
+/// note (a vendored OpenBLAS in a wheel, say): the first page of its first executable
+/// section, XOR-folded into 16 bytes. Computed the same way here, such a file is still
+/// recognised as the dump's, and a different build of it is not.
+fn text_hash(obj: &object::File) -> Option<[u8; 16]> {
+    const SHF_ALLOC: u64 = 0x2;
+    let text = obj.sections().find(|s| {
+        s.kind() == SectionKind::Text
+            && matches!(s.flags(), object::SectionFlags::Elf { sh_flags, .. } if sh_flags.0 & SHF_ALLOC != 0)
+    })?;
+    let (offset, size) = text.file_range()?;
+    let start = usize::try_from(offset).ok()?;
+    let len = usize::try_from(size.min(4096)).ok()?;
+    let page = obj_data(obj).get(start..start.checked_add(len)?)?;
+    let mut id = [0u8; 16];
+    for chunk in page.chunks(16) {
+        id.iter_mut().zip(chunk).for_each(|(b, c)| *b ^= c);
+    }
+    Some(id)
+}
+
+fn obj_data<'a>(obj: &object::File<'a>) -> &'a [u8] {
+    match obj {
+        object::File::Elf64(f) => f.data(),
+        object::File::Elf32(f) => f.data(),
+        _ => &[],
+    }
+}
+
 pub fn hex(id: &[u8]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -160,7 +189,7 @@ impl ElfFile {
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         Ok(ElfFile {
             path: path.to_path_buf(),
-            build_id: obj.build_id().ok().flatten().map(hex),
+            build_id: obj.build_id().ok().flatten().map(hex).or_else(|| text_hash(&obj).map(|h| hex(&h))),
             base_svma: obj.segments().map(|s| s.address()).min(),
             has_dwarf,
             has_symtab: obj.symbol_table().is_some(),
