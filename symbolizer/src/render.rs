@@ -335,7 +335,9 @@ fn thread_json(c: &Crash, t: &Thread) -> Value {
         "tid": t.tid,
         "name": t.name,
         "python_name": t.python_name,
-        "crashed": Some(t.tid) == c.crashed_tid,
+        // A live dump's requesting thread did not crash (the text says "requested the dump").
+        "crashed": c.kind == "fatal-signal" && Some(t.tid) == c.crashed_tid,
+        "requested_dump": c.kind != "fatal-signal" && Some(t.tid) == c.crashed_tid,
         "holds_gil": t.holds_gil,
         "python_problem": t.python_problem,
         "stack": status,
