@@ -1,4 +1,5 @@
 """faulthandler's API, name for name: registered signals, timeouts, errors."""
+import os
 import signal
 import textwrap
 
@@ -182,3 +183,5 @@ def test_crashcatch_run_command(interp):
     frames = current_thread_frames(r.stderr)
     assert [(f, n) for _, f, n in frames[:2]] == [(str(script_line(code, "crash")), "main"),
                                                  (str(script_line(code, "main")), "<module>")], r.stderr
+    # The dump is named after the program run, not after the crashcatch command.
+    assert [os.path.basename(d).split("-")[0] for d in r.dumps] == ["target.py"], r.dumps

@@ -17,12 +17,13 @@ _SYMBOLIZER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "
 def _run(args):
     import crashcatch
 
+    # sys.argv first: enable() names the dumps after sys.argv[0], the program being run
+    # (not `crashcatch` or `__main__.py`).
+    sys.argv = [args.target, *args.args]
     crashcatch.enable()
     if args.module:
-        sys.argv = [args.target, *args.args]
         runpy.run_module(args.target, run_name="__main__", alter_sys=True)
     else:
-        sys.argv = [args.target, *args.args]
         runpy.run_path(args.target, run_name="__main__")
     return 0
 
