@@ -62,7 +62,7 @@ pub fn live_dump_allowed(out: &mut Out) -> bool {
 
 struct Cell<T>(UnsafeCell<T>);
 // SAFETY: written by one thread at a time: at enable time under the GIL, and at dump
-// time by the thread holding the report lock (handlers) or the dump mutex (others).
+// time by the thread holding the report lock (handlers, and every other dump).
 unsafe impl<T> Sync for Cell<T> {}
 
 static REQUEST: Cell<Request> = Cell(UnsafeCell::new(Request::zeroed()));
@@ -111,7 +111,7 @@ pub struct Event<'a> {
 /// the helper names one in the dump directory).
 pub fn fill_request(event: &Event, exact_path: &[u8]) {
     let mem = SelfMemory { direct: false };
-    // SAFETY: see `Cell`: the caller holds the report lock or the dump mutex.
+    // SAFETY: see `Cell`: the caller holds the report lock.
     let req = unsafe { &mut *REQUEST.0.get() };
     req.kind = event.kind as u32;
     req.signo = event.signo;

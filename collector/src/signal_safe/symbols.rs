@@ -41,8 +41,9 @@ impl File {
         if mounts::is_remote(&name[..len]) {
             return None;
         }
-        // SAFETY: `path` points to a NUL-terminated string owned by ld.so or by us.
-        let fd = unsafe { libc::open(path as *const libc::c_char, libc::O_RDONLY | libc::O_CLOEXEC) };
+        // The copy just checked, not the string in memory again. SAFETY: `name` holds a NUL
+        // at `len`.
+        let fd = unsafe { libc::open(name.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
         (fd >= 0).then_some(File(fd))
     }
 }
