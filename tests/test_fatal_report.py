@@ -3,6 +3,7 @@
 Truth comes from outside crashcatch: the exit status, the script's own line numbers, and
 faulthandler of the same interpreter, enabled in the same process and chained after
 crashcatch, whose report must equal ours once our C-stack section is removed."""
+import re
 import signal
 
 import pytest
@@ -129,3 +130,52 @@ def test_aliases_are_named_by_their_canonical_symbol(interp):
     # abort() calls raise(), which sends the signal from an unnamed internal function.
     assert "gsignal" not in syms, r.stderr
     assert syms[syms.index("abort") - 1] == "raise", r.stderr
+
+
+# CPython's own fatal errors: Py_FatalError() prints the report, disables faulthandler and
+# aborts. crashcatch must add only what faulthandler lacks (the C stack, the dump line).
+FATAL_ERRORS = {
+    # From an extension, with the GIL and Python frames on the stack.
+    "main_thread": "ctypes.pythonapi.Py_FatalError(b'crashcatch test: fatal in C')  # @call",
+    # From a thread C started, with no Python thread state (test_faulthandler's case).
+    "c_thread": "faulthandler._fatal_error_c_thread(); time.sleep(30)  # @call",
+}
+
+FATAL_ERROR_SCRIPT = """
+import ctypes, faulthandler, os, time
+if os.environ["REPORTER"] == "crashcatch":
+    import crashcatch
+    crashcatch.enable()
+
+def outer():
+    {call}
+
+outer()
+"""
+
+
+def normalized(run):
+    """The run's stderr without what differs between runs: addresses and the script's path."""
+    return re.sub(r"0x[0-9a-f]+", "0x?", run.stderr.replace(run.script, "SCRIPT"))
+
+
+@pytest.mark.parametrize("where", FATAL_ERRORS)
+def test_cpython_fatal_error_gets_no_second_header(interp, where):
+    code = FATAL_ERROR_SCRIPT.format(call=FATAL_ERRORS[where])
+    # CPython alone: its report is all faulthandler leaves too (fatal_error() disables it;
+    # with faulthandler enabled, 3.12's c_thread case even dies of SIGSEGV after the report).
+    reference = run_script(interp, code, env={"REPORTER": "none"})
+    ours = run_script(interp, code, env={"REPORTER": "crashcatch"})
+    assert reference.returncode == ours.returncode == -signal.SIGABRT, (reference, ours)
+    assert reference.stderr.startswith("Fatal Python error: "), reference.stderr
+    # CPython's report, then only our additions.
+    assert normalized(ours).startswith(normalized(reference)), ours.stderr
+    added = ours.stderr[len(reference.stderr):]
+    assert "Fatal Python error" not in added, ours.stderr
+    assert strip_c_stack(added).strip() == "", ours.stderr
+    frames = c_stack(added)
+    assert frames and frames[-1].get("raw") == "  <end of stack>", ours.stderr
+    names = [f.get("sym") for f in frames]
+    assert "abort" in names and {"_Py_FatalErrorFunc", "Py_FatalError"} & set(names), ours.stderr
+    assert re.search(r"^crashcatch: minidump written to .*\.dmp$", added, re.M), ours.stderr
+    assert len(ours.dumps) == 1, ours.dumps

@@ -1,7 +1,7 @@
 //! Building, at `enable()` time and with the GIL held, everything the handlers will need
 //! about this interpreter, and checking that the layout table really fits it.
 
-use crate::signal_safe::config::{self, ProcessFacts, Target};
+use crate::signal_safe::config::{self, CodeRange, ProcessFacts, Target, FATAL_ERROR_FUNCTIONS};
 use crate::signal_safe::memory::SelfMemory;
 use crate::signal_safe::pytrace;
 use pylayout::{lines, walk, Layout, TypeAddrs};
@@ -50,7 +50,40 @@ fn build(py: Python<'_>) -> PyResult<Target> {
             vdso_ehdr: libc::getauxval(libc::AT_SYSINFO_EHDR),
         }
     };
-    Ok(Target { layout, types: type_addrs, interp, mem: SelfMemory::probe(), facts })
+    let fatal_error_code = FATAL_ERROR_FUNCTIONS.map(exported_code);
+    Ok(Target { layout, types: type_addrs, interp, mem: SelfMemory::probe(), facts, fatal_error_code })
+}
+
+/// The code range of an exported function, from its dynamic symbol (value and size).
+fn exported_code(name: &str) -> CodeRange {
+    let Ok(cname) = std::ffi::CString::new(name) else { return CodeRange::default() };
+    // SAFETY: dlsym with a NUL-terminated name; NULL when the symbol is not exported.
+    let addr = unsafe { libc::dlsym(libc::RTLD_DEFAULT, cname.as_ptr()) };
+    if addr.is_null() {
+        return CodeRange::default();
+    }
+    let mut info: libc::Dl_info = unsafe_zeroed_dl_info();
+    let mut sym: *const libc::Elf64_Sym = std::ptr::null();
+    // SAFETY: dladdr1 fills `info` and points `sym` at the symbol table entry (which lives
+    // as long as the object is loaded: libpython or the executable, never unloaded).
+    let found = unsafe {
+        libc::dladdr1(addr, &mut info, &mut sym as *mut _ as *mut *mut libc::c_void, RTLD_DL_SYMENT)
+    };
+    // SAFETY: non-null `sym` from a successful dladdr1 points at a valid Elf64_Sym.
+    let size = match unsafe { sym.as_ref() } {
+        Some(s) if found != 0 && s.st_size > 0 => s.st_size,
+        // No size: at least the entry itself, whose call sites sit a few bytes in.
+        _ => 64,
+    };
+    CodeRange { start: addr as u64, end: addr as u64 + size }
+}
+
+/// glibc's `dladdr1` flag asking for the symbol table entry (<dlfcn.h>; not in `libc`).
+const RTLD_DL_SYMENT: i32 = 1;
+
+fn unsafe_zeroed_dl_info() -> libc::Dl_info {
+    // SAFETY: Dl_info is plain data (pointers); all-zero is a valid value.
+    unsafe { std::mem::zeroed() }
 }
 
 /// Walks our own thread's frames with the layout table and compares them with what the

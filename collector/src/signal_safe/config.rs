@@ -35,6 +35,33 @@ pub struct Target {
     pub interp: u64,
     pub mem: SelfMemory,
     pub facts: ProcessFacts,
+    /// The code of CPython's fatal-error entry points (`_Py_FatalErrorFunc`…), found at
+    /// prepare time: an abort() called from one of them follows CPython's own report.
+    pub fatal_error_code: [CodeRange; FATAL_ERROR_FUNCTIONS.len()],
+}
+
+/// CPython's exported functions that print a fatal-error report and then abort() (all of
+/// them reach the static `fatal_error()`; `Py_FatalError` is the pre-3.9 entry point).
+pub const FATAL_ERROR_FUNCTIONS: [&str; 6] = [
+    "_Py_FatalErrorFunc",
+    "_Py_FatalErrorFormat",
+    "Py_FatalError",
+    "Py_ExitStatusException",
+    "_Py_FatalRefcountErrorFunc",
+    "_Py_FatalError_TstateNULL",
+];
+
+/// `[start, end)` of a function's code; empty when the function was not found.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CodeRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl CodeRange {
+    pub fn contains(&self, addr: u64) -> bool {
+        self.start <= addr && addr < self.end
+    }
 }
 
 /// Options of `enable()`.

@@ -6,6 +6,7 @@ use super::dump::{self, Event};
 use super::extmods;
 use super::memory;
 use super::out::{errno, set_errno, Out};
+use super::pyfatal;
 use super::pytrace;
 use super::stack;
 use super::unwind::Regs;
@@ -187,6 +188,18 @@ pub extern "C" fn fatal_handler(signo: i32, info: *mut libc::siginfo_t, ucontext
 
 fn write_fatal_report(out: &mut Out, cfg: &config::FatalConfig, signo: i32, regs: Option<Regs>) {
     let t = cfg.target;
+    if let (libc::SIGABRT, Some(regs)) = (signo, regs) {
+        if pyfatal::reported_by_cpython(t, regs) {
+            // CPython has printed its report (faulthandler, which it disabled, would print
+            // nothing more): add only the C stack.
+            if cfg.c_stack {
+                out.byte(b'\n');
+                cstack::dump(out, &t.mem, &t.facts, regs);
+            }
+            out.flush();
+            return;
+        }
+    }
     out.str("Fatal Python error: ");
     match FATAL_SIGNALS.iter().find(|(s, _)| *s == signo) {
         // faulthandler 3.13+ spells it "Floating-point exception"; the tests compare every
