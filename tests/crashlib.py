@@ -197,18 +197,31 @@ def current_thread_frames(report):
     return None
 
 
-def c_stack(report):
+def c_stack(report, header=C_HEADER):
     """The C-stack frame lines (parsed) of a report; None if there is no C stack section."""
     lines = report.splitlines()
-    if C_HEADER not in lines:
+    if header not in lines:
         return None
     frames = []
-    for line in lines[lines.index(C_HEADER) + 1:]:
+    for line in lines[lines.index(header) + 1:]:
         if not line.startswith("  ") or line.startswith("crashcatch: "):
             break
         m = C_FRAME_RE.match(line)
         frames.append(m.groupdict() if m else {"raw": line})
     return frames
+
+
+PEER_HEADER_RE = re.compile(r"^C stack of thread 0x(?P<thread>[0-9a-f]{16}) \(LWP (?P<tid>\d+)\) \(most recent call first\):$")
+
+
+def peer_c_stacks(report):
+    """{(thread id, OS thread id): parsed frames} of a timeout report's other-thread C stacks."""
+    stacks = {}
+    for line in report.splitlines():
+        m = PEER_HEADER_RE.match(line)
+        if m:
+            stacks[(int(m["thread"], 16), int(m["tid"]))] = c_stack(report, header=line)
+    return stacks
 
 
 def strip_c_stack(report):

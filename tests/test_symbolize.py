@@ -51,7 +51,7 @@ def test_symbolize_json_matches_the_script(interp):
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["schema"] == "crashcatch-symbolize/2"
-    assert doc["event"] == {"kind": "fatal-signal", "signal": 11, "signal_name": "SIGSEGV",
+    assert doc["event"] == {"kind": "fatal-signal", "exits_after_dump": True, "signal": 11, "signal_name": "SIGSEGV",
                             "fault_address": 0, "thread": doc["threads"][0]["tid"]}
     assert doc["annotations"] == {"ticket": "CC-42"}
     crashed = doc["threads"][0]

@@ -112,7 +112,8 @@ fn dump_c_stack(py: Python<'_>, file: Option<Bound<'_, PyAny>>) -> PyResult<()> 
 }
 
 #[pyfunction]
-#[pyo3(signature = (timeout_us, repeat, file, exit, max_threads, minidump))]
+#[pyo3(signature = (timeout_us, repeat, file, exit, max_threads, minidump, c_stack))]
+#[allow(clippy::too_many_arguments)] // one per dump_traceback_later() option, passed through by name
 fn dump_traceback_later(
     py: Python<'_>,
     timeout_us: u64,
@@ -121,6 +122,7 @@ fn dump_traceback_later(
     exit: bool,
     max_threads: i64,
     minidump: bool,
+    c_stack: bool,
 ) -> PyResult<KeepAlive> {
     let max_threads = check_max_threads(max_threads)?;
     let (fd, keep) = pyfile::resolve(py, file.as_ref())?;
@@ -133,6 +135,7 @@ fn dump_traceback_later(
         exit,
         max_threads,
         minidump,
+        c_stack,
         target,
     };
     let dog = watchdog::Watchdog::start(opts).map_err(os_error)?;

@@ -5,7 +5,7 @@
 use crate::signal_safe::config::{self, Target};
 use crate::signal_safe::out::Out;
 use crate::signal_safe::pytrace;
-use crate::signal_safe::{dump, handler};
+use crate::signal_safe::{dump, handler, peers};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -23,6 +23,8 @@ pub struct Options {
     pub max_threads: usize,
     /// Also write a minidump at each timeout.
     pub minidump: bool,
+    /// Also write the C stack of every other thread (each asked with a signal).
+    pub c_stack: bool,
     pub target: &'static Target,
 }
 
@@ -103,8 +105,12 @@ fn report(opts: &Options, header: &str, locked: bool) {
     // The watchdog thread is nobody's "current thread".
     pytrace::dump_all_threads(&mut out, opts.target, None, opts.max_threads);
     out.flush();
+    if opts.c_stack && locked {
+        peers::dump_other_threads(&mut out, opts.target, opts.max_threads);
+    }
     if locked && opts.minidump && config::load(&dump::HELPER).is_some() && dump::live_dump_allowed(&mut out) {
-        let line = match crate::minidumps::dump_locked(handoff::Kind::Timeout, None) {
+        let kind = if opts.exit { handoff::Kind::TimeoutExit } else { handoff::Kind::Timeout };
+        let line = match crate::minidumps::dump_locked(kind, None) {
             Ok(line) => line,
             Err(e) => format!("crashcatch: no minidump: {e}\n"),
         };

@@ -29,7 +29,7 @@ pub fn build(
     let kind = match Kind::from_u32(req.kind) {
         Some(Kind::Fatal) => "fatal-signal",
         Some(Kind::Signal) => "registered-signal",
-        Some(Kind::Timeout) => "timeout",
+        Some(Kind::Timeout | Kind::TimeoutExit) => "timeout",
         Some(Kind::Requested) => "requested",
         None => "unknown",
     };
@@ -54,6 +54,7 @@ pub fn build(
     json!({
         "crashcatch_version": env!("CARGO_PKG_VERSION"),
         "kind": kind,
+        "exits_after_dump": matches!(Kind::from_u32(req.kind), Some(Kind::Fatal | Kind::TimeoutExit)),
         "signal": req.signo,
         "si_code": req.si_code,
         "fault_address": req.fault_addr,

@@ -21,10 +21,12 @@ pub enum Kind {
     Fatal = 1,
     /// A signal passed to `register()`; the process goes on.
     Signal = 2,
-    /// A `dump_traceback_later()` timeout; the process goes on (or exits).
+    /// A `dump_traceback_later()` timeout; the process goes on.
     Timeout = 3,
     /// `write_minidump()`; the process goes on.
     Requested = 4,
+    /// A `dump_traceback_later(exit=True)` timeout; the process exits after the dump.
+    TimeoutExit = 5,
 }
 
 impl Kind {
@@ -34,6 +36,7 @@ impl Kind {
             2 => Kind::Signal,
             3 => Kind::Timeout,
             4 => Kind::Requested,
+            5 => Kind::TimeoutExit,
             _ => return None,
         })
     }

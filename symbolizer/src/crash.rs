@@ -57,6 +57,8 @@ pub struct Crash {
     pub path: PathBuf,
     pub metadata: Value,
     pub kind: String,
+    /// The process ended right after the dump (a crash, or a timeout with exit=True).
+    pub exits_after_dump: bool,
     pub signal: i64,
     pub fault_address: u64,
     pub crashed_tid: Option<u32>,
@@ -226,6 +228,7 @@ impl Crash {
         Ok(Crash {
             path: path.to_path_buf(),
             kind: metadata["kind"].as_str().unwrap_or("unknown").to_string(),
+            exits_after_dump: metadata["exits_after_dump"].as_bool().unwrap_or(false),
             signal: metadata["signal"].as_i64().unwrap_or(0),
             fault_address: exception
                 .as_ref()

@@ -54,6 +54,9 @@ pub fn text(c: &Crash, s: &Style, native_all: bool) -> String {
         "registered-signal" => {
             format!("dumped on {} (signal {}), kept running", signal_name(c.signal), c.signal)
         }
+        "timeout" if c.exits_after_dump => {
+            "dumped by dump_traceback_later(exit=True), then exited".to_string()
+        }
         "timeout" => "dumped by dump_traceback_later(), kept running".to_string(),
         "requested" => "dumped by write_minidump(), kept running".to_string(),
         other => format!("dumped ({})", Escaped(other)),
@@ -264,6 +267,7 @@ pub fn json(c: &Crash) -> Value {
         "dump": c.path.display().to_string(),
         "event": {
             "kind": c.kind,
+            "exits_after_dump": c.exits_after_dump,
             "signal": c.signal,
             "signal_name": signal_name(c.signal),
             // Only faults (SEGV, BUS, FPE, ILL) have one; si_addr means other things elsewhere.

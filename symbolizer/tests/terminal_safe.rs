@@ -53,6 +53,7 @@ fn hostile_crash() -> Crash {
         path: PathBuf::from(HOSTILE),
         metadata,
         kind: HOSTILE.to_string(),
+        exits_after_dump: false,
         signal: 11,
         fault_address: 0,
         crashed_tid: Some(1),

@@ -185,11 +185,14 @@ def is_enabled():
 
 
 def dump_traceback_later(timeout, repeat=False, file=None, exit=False, *, max_threads=_MAX_THREADS,
-                         minidump=False):
+                         minidump=False, c_stack=False):
     """Dump every thread's traceback after ``timeout`` seconds (again every ``timeout``
     seconds if ``repeat``), then exit the process with status 1 if ``exit``: exactly
     faulthandler's output. ``minidump=True``: also write a minidump each time (at most one
-    per enable(live_dump_interval=) seconds); ``None``: as CRASHCATCH_MINIDUMP says."""
+    per enable(live_dump_interval=) seconds); ``None``: as CRASHCATCH_MINIDUMP says.
+    ``c_stack=True``: also write every other thread's C stack, to see where native code
+    hangs (each thread is asked with a free real-time signal, which interrupts a sleep()
+    in C early, as any signal does)."""
     timeout_us = int(float(timeout) * 1e6)
     if timeout_us <= 0:
         raise ValueError("timeout must be greater than 0")
@@ -200,7 +203,7 @@ def dump_traceback_later(timeout, repeat=False, file=None, exit=False, *, max_th
     if minidump and not _dumps_configured:
         _configure_dumps()
     _files["later"] = _native.dump_traceback_later(timeout_us, bool(repeat), file, bool(exit), max_threads,
-                                                   bool(minidump))
+                                                   bool(minidump), bool(c_stack))
 
 
 def cancel_dump_traceback_later():

@@ -37,6 +37,7 @@ def dump_traceback_later(
     *,
     max_threads: int = ...,
     minidump: bool | None = ...,
+    c_stack: bool = ...,
 ) -> None: ...
 def cancel_dump_traceback_later() -> None: ...
 def register(

@@ -25,13 +25,28 @@ const NAME_ARENA: usize = 16 * 1024;
 
 pub const HEADER: &str = "Current thread's C stack trace (most recent call first):\n";
 
+/// A stack walk: its frames, innermost first, then why it ended.
+pub trait Walk: Iterator<Item = Frame> {
+    fn end(&self) -> End;
+}
+
+impl Walk for Unwinder<'_> {
+    fn end(&self) -> End {
+        self.end
+    }
+}
+
 /// Unwinds from `regs` and writes every frame (header included).
 pub fn dump(out: &mut Out, mem: &SelfMemory, facts: &ProcessFacts, regs: Regs) {
     out.str(HEADER);
+    write_walk(out, mem, &mut Unwinder::new(mem, facts, regs));
+}
+
+/// Writes the frames of `walk` (no header), and how it ended.
+pub fn write_walk<W: Walk>(out: &mut Out, mem: &SelfMemory, walk: &mut W) {
     // 1. Walk, keeping the first HEAD frames and a ring of the last TAIL (in frames[HEAD..]).
     let mut frames = [None::<Frame>; KEPT];
     let mut total = 0usize;
-    let mut walk = Unwinder::new(mem, facts, regs);
     for frame in walk.by_ref().take(MAX_FRAMES) {
         let slot = if total < HEAD { total } else { HEAD + (total - HEAD) % TAIL };
         frames[slot] = Some(frame);
@@ -62,7 +77,7 @@ pub fn dump(out: &mut Out, mem: &SelfMemory, facts: &ProcessFacts, regs: Regs) {
         }
     }
     // Say whether the walk reached the thread's start or had to stop early.
-    out.str(match walk.end {
+    out.str(match walk.end() {
         End::ThreadStart => "  <end of stack>\n",
         End::Stuck => "  <unwinding stopped: no call frame information for the last frame>\n",
         End::NotYet => "  <unwinding stopped: frame limit reached>\n",

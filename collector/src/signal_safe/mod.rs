@@ -26,6 +26,7 @@ pub mod handler;
 pub mod memory;
 pub mod mounts;
 pub mod out;
+pub mod peers;
 pub mod pyfatal;
 pub mod pytrace;
 pub mod stack;
