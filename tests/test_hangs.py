@@ -72,3 +72,40 @@ def test_timeout_c_stacks_are_opt_in(interp):
     assert r.returncode == 1, r.stderr
     assert "C stack" not in r.stderr and "crashcatch:" not in r.stderr, r.stderr
     assert len(thread_blocks(r.stderr)) == 2, r.stderr
+
+
+BLOCKER = """
+import os, signal, threading, time
+import crashcatch
+
+def blocker():
+    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    tids.append(threading.get_native_id())
+    ready.set()
+    go.wait()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, signal.valid_signals())
+    time.sleep(0.2)  # a late delivery of the borrowed signal would kill us here
+
+tids, ready, go = [], threading.Event(), threading.Event()
+t = threading.Thread(target=blocker)
+t.start()
+ready.wait()
+report = open(os.environ["FILE_report"], "w")
+crashcatch.dump_traceback_later(0.2, file=report, c_stack=True)
+time.sleep(1)
+go.set()
+t.join()
+print(tids[0], "survived")
+"""
+
+
+def test_a_thread_that_blocks_signals_is_reported_and_never_harmed(interp):
+    r = run_script(interp, BLOCKER, files=["report"], timeout=60)
+    assert r.returncode == 0, r.stderr
+    tid, word = r.stdout.split()
+    assert word == "survived", r.stdout
+    report = r.files["report"]
+    assert f"C stack of thread LWP {tid}:\n  <no answer within 100 ms: the thread blocks signals or is stopped>\n" \
+        in report, report
+    # The main thread (sleeping in Python) answered.
+    assert len(peer_c_stacks(report)) == 1, report
