@@ -185,3 +185,51 @@ def test_crashcatch_run_command(interp):
                                                  (str(script_line(code, "main")), "<module>")], r.stderr
     # The dump is named after the program run, not after the crashcatch command.
     assert [os.path.basename(d).split("-")[0] for d in r.dumps] == ["target.py"], r.dumps
+
+
+def test_crashcatch_run_reaches_python_children(interp):
+    """The Python processes a `crashcatch run` program starts get reports and dumps too, and
+    a sitecustomize of the user's still runs in them."""
+    code = """
+    import multiprocessing, subprocess, sys
+    import buggyext
+
+    def crash_in_child():
+        buggyext.segfault()  # @spawn
+
+    if __name__ == "__main__":
+        child = multiprocessing.get_context("spawn").Process(target=crash_in_child)
+        child.start()
+        child.join()
+        print("spawn", child.exitcode)
+        r = subprocess.run([sys.executable, "-c", "import buggyext; buggyext.segfault()"])
+        print("subprocess", r.returncode)
+        r = subprocess.run([sys.executable, "-c", "import crashcatch, os; print(crashcatch.is_enabled(), os.environ['USER_SITE_RAN'])"],
+                           capture_output=True, text=True)
+        print("enabled, user sitecustomize:", r.stdout.strip())
+    """
+    launcher = f"""
+    import os, subprocess, sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    target = os.path.join(here, "target.py")
+    with open(target, "w") as f:
+        f.write({textwrap.dedent(code).lstrip()!r})
+    user_site = os.path.join(here, "user_site")
+    os.mkdir(user_site)
+    with open(os.path.join(user_site, "sitecustomize.py"), "w") as f:
+        f.write("import os\\nos.environ['USER_SITE_RAN'] = 'yes'\\n")
+    env = dict(os.environ, PYTHONPATH=user_site + os.pathsep + os.environ["PYTHONPATH"])
+    exe = os.path.join(os.path.dirname(sys.executable), "crashcatch")
+    r = subprocess.run([exe, "run", target], capture_output=True, text=True, env=env)
+    sys.stdout.write(r.stdout)
+    sys.stderr.write(r.stderr)
+    sys.exit(r.returncode)
+    """
+    r = run_script(interp, launcher)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["spawn -11", "subprocess -11", "enabled, user sitecustomize: True yes"], \
+        (r.stdout, r.stderr)
+    assert r.stderr.count("Fatal Python error: Segmentation fault") == 2, r.stderr
+    spawned = r.stderr.split("Fatal Python error: Segmentation fault")[1]
+    assert f'line {script_line(code, "spawn")} in crash_in_child' in spawned, r.stderr
+    assert len(r.dumps) == 2, (r.dumps, r.stderr)

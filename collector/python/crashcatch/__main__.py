@@ -1,6 +1,7 @@
 """The `crashcatch` command.
 
-    crashcatch run SCRIPT [ARGS...]      run a Python script with crashcatch enabled
+    crashcatch run SCRIPT [ARGS...]      run a Python script with crashcatch enabled (and in
+                                         the Python processes it starts)
     crashcatch run -m MODULE [ARGS...]   run a module with crashcatch enabled
     crashcatch symbolize DUMP|--last [--json]
                                          read a minidump: what happened, every thread's stack
@@ -14,6 +15,16 @@ import sys
 _SYMBOLIZER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "crashcatch-symbolize")
 
 
+def _enable_in_children():
+    """Python processes started from here (subprocesses, multiprocessing children) enable
+    crashcatch at start-up too, through the sitecustomize module in _run_children (which
+    runs any sitecustomize it shadows). Interpreters started with -E, -I or -S skip it."""
+    children = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_run_children")
+    path = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = children + (os.pathsep + path if path else "")
+    os.environ["CRASHCATCH_RUN_CHILDREN"] = "1"
+
+
 def _run(args):
     import crashcatch
 
@@ -21,6 +32,7 @@ def _run(args):
     # (not `crashcatch` or `__main__.py`).
     sys.argv = [args.target, *args.args]
     crashcatch.enable()
+    _enable_in_children()
     if args.module:
         runpy.run_module(args.target, run_name="__main__", alter_sys=True)
     else:
