@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 FRAME_RE = re.compile(r'^  File "(?P<file>.*)", line (?P<line>\d+|\?\?\?) in (?P<func>.*)$')
 C_HEADER = "Current thread's C stack trace (most recent call first):"
+# crashcatch's addition after a crash in a subinterpreter: the frames that called into it.
+OUTER_HEADER = "Current thread's frames in the calling interpreter (most recent call first):"
 C_FRAME_RE = re.compile(
     r'^  Binary file "(?P<path>[^"]+)"(?:, at (?P<sym>\S+)\+0x(?P<off>[0-9a-f]+))? '
     r'\[0x(?P<addr>[0-9a-f]+)\] \((?P<module>[^)]+)\+0x(?P<modoff>[0-9a-f]+)\)(?P<trust> \[[a-z ]+\])?$')
@@ -225,13 +227,13 @@ def peer_c_stacks(report):
 
 
 def strip_c_stack(report):
-    """The report without its C-stack section and minidump line (for comparing with
-    faulthandler's text)."""
+    """The report without its C-stack section, its calling-interpreter frames and minidump
+    line (for comparing with faulthandler's text)."""
     out, skipping = [], False
     for line in report.splitlines(keepends=True):
         if line.startswith("crashcatch: "):
             continue
-        if line.rstrip("\n") == C_HEADER:
+        if line.rstrip("\n") in (C_HEADER, OUTER_HEADER):
             skipping = True
             if out and out[-1] == "\n":
                 out.pop()  # the blank line that introduces the section

@@ -8,7 +8,8 @@ import signal
 
 import pytest
 
-from crashlib import c_stack, current_thread_frames, run_script, script_line, signal_name, strip_c_stack
+from crashlib import (OUTER_HEADER, c_stack, current_thread_frames, run_script, script_line, signal_name,
+                      strip_c_stack, thread_blocks)
 
 # kind: (call inside the script, signal, innermost buggyext functions expected in the C stack)
 KINDS = {
@@ -179,3 +180,44 @@ def test_cpython_fatal_error_gets_no_second_header(interp, where):
     assert "abort" in names and {"_Py_FatalErrorFunc", "Py_FatalError"} & set(names), ours.stderr
     assert re.search(r"^crashcatch: minidump written to .*\.dmp$", added, re.M), ours.stderr
     assert len(ours.dumps) == 1, ours.dumps
+
+
+SUBINTERPRETER_SCRIPT = """
+import faulthandler, os
+import crashcatch
+try:
+    import _interpreters as interpreters
+except ImportError:
+    import _xxsubinterpreters as interpreters
+reference = open(os.environ["FILE_faulthandler"], "w")
+faulthandler.enable(file=reference)   # the reference report, chained after ours
+crashcatch.enable()
+CODE = "import os, signal\\ndef f():\\n    os.kill(os.getpid(), signal.SIGSEGV)\\nf()\\n"
+
+def outer():
+    interpreters.run_string(interpreters.create(), CODE)  # @outer
+
+outer()  # @module
+"""
+
+
+def test_crash_in_a_subinterpreter_shows_its_frames(interp):
+    r = run_script(interp, SUBINTERPRETER_SCRIPT, files=["faulthandler"])
+    assert r.returncode == -signal.SIGSEGV, r.stderr
+    # faulthandler's text, whichever interpreter it shows (3.12+: the subinterpreter's).
+    assert r.files["faulthandler"], r.stderr
+    assert strip_c_stack(r.stderr) == strip_c_stack(r.files["faulthandler"])
+    outer = [(r.script, str(script_line(SUBINTERPRETER_SCRIPT, m)), f) for m, f in
+             [("outer", "outer"), ("module", "<module>")]]
+    frames = current_thread_frames(r.stderr)
+    if interp.minor >= 12:
+        assert [(line, func) for _, line, func in frames] == [("3", "f"), ("4", "<module>")], r.stderr
+        assert frames[0][0] in ("<string>", "<script>"), r.stderr
+        # The frames that called into it follow, labelled.
+        calling = r.stderr.split(OUTER_HEADER + "\n", 1)[1]
+        assert thread_blocks("Thread 0x0 (most recent call first):\n" + calling) \
+            == {"Thread 0x0 (most recent call first):": outer}, r.stderr
+    else:
+        # faulthandler before 3.12 shows the calling interpreter's frames; so do we.
+        assert frames == outer, r.stderr
+        assert OUTER_HEADER not in r.stderr

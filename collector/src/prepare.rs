@@ -51,7 +51,8 @@ fn build(py: Python<'_>) -> PyResult<Target> {
         }
     };
     let fatal_error_code = FATAL_ERROR_FUNCTIONS.map(exported_code);
-    Ok(Target { layout, types: type_addrs, interp, mem: SelfMemory::probe(), facts, fatal_error_code })
+    let this_thread_state = exported_code("PyGILState_GetThisThreadState").start;
+    Ok(Target { layout, types: type_addrs, interp, mem: SelfMemory::probe(), facts, fatal_error_code, this_thread_state })
 }
 
 /// The code range of an exported function, from its dynamic symbol (value and size).

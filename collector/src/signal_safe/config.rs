@@ -38,6 +38,9 @@ pub struct Target {
     /// The code of CPython's fatal-error entry points (`_Py_FatalErrorFunc`…), found at
     /// prepare time: an abort() called from one of them follows CPython's own report.
     pub fatal_error_code: [CodeRange; FATAL_ERROR_FUNCTIONS.len()],
+    /// `PyGILState_GetThisThreadState` (0: not found): the calling thread's own thread
+    /// state, which faulthandler reports — a subinterpreter's while the thread runs one.
+    pub this_thread_state: u64,
 }
 
 /// CPython's exported functions that print a fatal-error report and then abort() (all of

@@ -235,6 +235,13 @@ fn write_fatal_report(out: &mut Out, cfg: &config::FatalConfig, signo: i32, regs
     if c_stack_first {
         extmods::dump_extension_modules(out, t);
     }
+    // A crash in a subinterpreter: faulthandler shows only its frames; add the ones that
+    // called into it.
+    if let Some(outer) = pytrace::view(t).outer {
+        out.byte(b'\n');
+        out.str(pytrace::OUTER_HEADER);
+        pytrace::dump_thread(out, t, outer, false);
+    }
     out.flush();
 }
 
@@ -251,7 +258,8 @@ fn write_minidump(out: &mut Out, event: Event) {
 
 /// faulthandler's `faulthandler_dump_traceback()`.
 pub fn write_tracebacks(out: &mut Out, t: &Target, all_threads: bool, max_threads: usize) {
-    let current = pytrace::current_tstate(t);
+    let pytrace::View { target, current, .. } = pytrace::view(t);
+    let t = &target;
     if all_threads {
         pytrace::dump_all_threads(out, t, current, max_threads);
     } else if let Some(ts) = current {

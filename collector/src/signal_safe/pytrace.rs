@@ -31,6 +31,55 @@ pub fn current_tstate(t: &Target) -> Option<u64> {
     found
 }
 
+/// Whose threads a report shows, as faulthandler chooses them: the interpreter that the
+/// calling thread's own thread state belongs to (a subinterpreter's while the thread runs
+/// one, 3.12+), else the one current at `enable()`.
+pub struct View {
+    /// The target, its `interp` being the interpreter to report.
+    pub target: Target,
+    /// The calling thread's state in it.
+    pub current: Option<u64>,
+    /// The calling thread's state in the `enable()` interpreter when `target` is another
+    /// one: the frames that called into the subinterpreter.
+    pub outer: Option<u64>,
+}
+
+/// Heads the frames that called into a subinterpreter, after the rest of a fatal report.
+pub const OUTER_HEADER: &str = "Current thread's frames in the calling interpreter (most recent call first):\n";
+
+pub fn view(t: &Target) -> View {
+    let in_main = current_tstate(t);
+    let own = this_thread_state(t).and_then(|ts| {
+        let interp = t.mem.ptr_at(ts, t.layout.tstate_interp?)?;
+        (interp != t.interp && is_listed(t, interp, ts)).then_some((ts, interp))
+    });
+    match own {
+        Some((ts, interp)) => View { target: Target { interp, ..*t }, current: Some(ts), outer: in_main },
+        None => View { target: *t, current: in_main, outer: None },
+    }
+}
+
+/// `PyGILState_GetThisThreadState()`: a read of a thread-specific key, signal-safe.
+fn this_thread_state(t: &Target) -> Option<u64> {
+    if t.this_thread_state == 0 {
+        return None;
+    }
+    // SAFETY: the address of the exported `PyThreadState *PyGILState_GetThisThreadState(void)`
+    // found at prepare time; it only reads this thread's TSS slot (pthread_getspecific).
+    let get: extern "C" fn() -> u64 = unsafe { core::mem::transmute(t.this_thread_state as usize) };
+    Some(get()).filter(|&ts| ts != 0)
+}
+
+/// Whether `ts` is in `interp`'s thread list (a sanity check before trusting it).
+fn is_listed(t: &Target, interp: u64, ts: u64) -> bool {
+    let mut found = false;
+    walk::for_each_thread(&t.mem, &t.layout, interp, &mut |other| {
+        found = other == ts;
+        !found
+    });
+    found
+}
+
 /// `_Py_DumpTracebackThreads(fd, interp, current)`. Returns false (and writes nothing)
 /// when the interpreter's thread list is unreadable.
 pub fn dump_all_threads(out: &mut Out, t: &Target, current: Option<u64>, max_threads: usize) -> bool {
