@@ -3,6 +3,7 @@
 Truth comes from outside crashcatch: the exit status, the script's own line numbers, and
 faulthandler of the same interpreter, enabled in the same process and chained after
 crashcatch, whose report must equal ours once our C-stack section is removed."""
+import json
 import re
 import signal
 
@@ -221,3 +222,22 @@ def test_crash_in_a_subinterpreter_shows_its_frames(interp):
         # faulthandler before 3.12 shows the calling interpreter's frames; so do we.
         assert frames == outer, r.stderr
         assert OUTER_HEADER not in r.stderr
+
+
+def test_subinterpreter_frames_in_the_dump(interp):
+    """symbolize shows the subinterpreter's frames, labelled, then the frames that called it."""
+    if interp.minor < 12:
+        pytest.skip("before 3.12 a thread's own state is its first interpreter's (as faulthandler shows)")
+    from test_symbolize import symbolize_in
+    r = run_script(interp, SUBINTERPRETER_SCRIPT, files=["faulthandler"])
+    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
+    out = symbolize_in(interp, r.dumps[0], "--json")
+    assert out.returncode == 0, out.stderr
+    crashed = [t for t in json.loads(out.stdout)["threads"] if t["crashed"]][0]
+    frames = [(f["line"], f["function"], f["subinterpreter"] is not None) for f in crashed["python_frames"]]
+    assert frames == [(3, "f", True), (4, "<module>", True),
+                      (script_line(SUBINTERPRETER_SCRIPT, "outer"), "outer", False),
+                      (script_line(SUBINTERPRETER_SCRIPT, "module"), "<module>", False)], frames
+    assert crashed["python_problem"] is None
+    text = symbolize_in(interp, r.dumps[0]).stdout
+    assert re.search(r'^  File "<(string|script)>", line 3, in f \[subinterpreter 0x[0-9a-f]+\]$', text, re.M), text

@@ -52,7 +52,15 @@ fn build(py: Python<'_>) -> PyResult<Target> {
     };
     let fatal_error_code = FATAL_ERROR_FUNCTIONS.map(exported_code);
     let this_thread_state = exported_code("PyGILState_GetThisThreadState").start;
-    Ok(Target { layout, types: type_addrs, interp, mem: SelfMemory::probe(), facts, fatal_error_code, this_thread_state })
+    Ok(Target {
+        layout,
+        types: type_addrs,
+        interp,
+        mem: SelfMemory::probe(),
+        facts,
+        fatal_error_code,
+        this_thread_state,
+    })
 }
 
 /// The code range of an exported function, from its dynamic symbol (value and size).

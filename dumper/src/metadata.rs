@@ -18,6 +18,25 @@ const MAX_ANNOTATIONS: u64 = 64 * 1024;
 /// Python frames of the requesting thread given source context.
 const MAX_SOURCE_FRAMES: usize = 64;
 
+/// The thread state an OS thread is running, and the one in crashcatch's interpreter that
+/// called into it when that is another (a subinterpreter's). Only the requesting thread
+/// knows its own (`req.tstate`); any other thread is shown in crashcatch's interpreter.
+fn thread_states<'a>(
+    req: &Request,
+    py_threads: &'a [PyThreadInfo],
+    tid: i32,
+) -> (Option<&'a PyThreadInfo>, Option<&'a PyThreadInfo>) {
+    let mut mine = py_threads.iter().filter(|t| t.native_thread_id == Some(tid as u64));
+    let home = mine.clone().find(|t| t.interp == req.interp).or_else(|| mine.next());
+    let running = (tid == req.tid && req.tstate != 0)
+        .then(|| py_threads.iter().find(|t| t.tstate == req.tstate && t.interp != req.interp))
+        .flatten();
+    match running {
+        Some(r) => (Some(r), home.filter(|h| h.tstate != r.tstate)),
+        None => (home, None),
+    }
+}
+
 pub fn build(
     req: &Request,
     pid: i32,
@@ -38,15 +57,19 @@ pub fn build(
     let threads: Vec<Value> = os_threads(pid)
         .into_iter()
         .map(|(tid, name)| {
-            let py = py_threads.iter().find(|t| t.native_thread_id == Some(tid as u64));
+            let (py, outer) = thread_states(req, py_threads, tid);
+            let state = |t: &PyThreadInfo| {
+                json!({
+                    "thread_id": t.thread_id, "tstate": t.tstate, "interp": t.interp, "frames": t.frames,
+                    "holds_gil": gil == Some(t.tstate),
+                })
+            };
             json!({
                 "tid": tid,
                 "name": name,
                 "python_name": py_names.iter().find(|(t, _)| *t == tid).map(|(_, n)| n.clone()),
-                "python": py.map(|t| json!({
-                    "thread_id": t.thread_id, "tstate": t.tstate, "interp": t.interp, "frames": t.frames,
-                    "holds_gil": gil == Some(t.tstate),
-                })),
+                "python": py.map(state),
+                "python_outer": outer.map(state),
             })
         })
         .collect();

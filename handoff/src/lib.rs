@@ -11,7 +11,7 @@
 //! allocating, and both sides agree on the layout because they are built from this crate.
 
 /// "ccdump" + format version (2: environment mode, size caps, redaction patterns).
-pub const MAGIC: u64 = 0x0002_7075_6d64_6363;
+pub const MAGIC: u64 = 0x0003_7075_6d64_6363;
 
 /// Why the dump is taken.
 #[repr(u32)]
@@ -91,6 +91,9 @@ pub struct Request {
     pub tid: i32,
     /// (dump) Its `pthread_self()`, which is what Python ≤3.10 thread states record.
     pub pthread: u64,
+    /// (dump) Its own thread state (`PyGILState_GetThisThreadState()`), a subinterpreter's
+    /// while it runs one; 0 when unknown.
+    pub tstate: u64,
     /// (dump) Faulting address (`si_addr`) for SIGSEGV/SIGBUS/SIGFPE/SIGILL.
     pub fault_addr: u64,
     /// (dump) Wall-clock time of the event, nanoseconds since the Unix epoch.
@@ -148,6 +151,7 @@ impl Request {
             si_code: 0,
             tid: 0,
             pthread: 0,
+            tstate: 0,
             fault_addr: 0,
             time_ns: 0,
             has_context: 0,

@@ -194,8 +194,15 @@ impl Crash {
             .into_iter()
             .map(|(tid, regs)| {
                 let m = meta_threads.get(&(tid as u64)).copied();
-                let tstate = m.and_then(|m| m["python"]["tstate"].as_u64());
-                let py = tstate.and_then(|ts| python_stacks.remove(&ts));
+                let mut stack_of = |key: &str| {
+                    m.and_then(|m| m[key]["tstate"].as_u64()).and_then(|ts| python_stacks.remove(&ts))
+                };
+                let py = stack_of("python");
+                // A thread running a subinterpreter: its frames, then the ones that called it.
+                let py = match (py, stack_of("python_outer")) {
+                    (Some(inner), Some(outer)) => Some(inner.followed_by(outer)),
+                    (py, _) => py,
+                };
                 let native = match (&memory, regs) {
                     (Some(_), Some(_)) if frame_budget == 0 => {
                         not_unwound += 1;

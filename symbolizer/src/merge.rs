@@ -226,7 +226,13 @@ mod tests {
     }
 
     fn py(name: &str) -> PyFrame {
-        PyFrame { file: Some("app.py".into()), name: Some(name.into()), qualname: None, line: Some(1) }
+        PyFrame {
+            file: Some("app.py".into()),
+            name: Some(name.into()),
+            qualname: None,
+            line: Some(1),
+            subinterpreter: None,
+        }
     }
 
     fn thread(native: Vec<NativeFrame>, python: Vec<PyFrame>, calls: Vec<EvalCall>) -> Thread {

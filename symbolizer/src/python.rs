@@ -19,6 +19,9 @@ pub struct PyFrame {
     pub name: Option<Arc<str>>,
     pub qualname: Option<Arc<str>>,
     pub line: Option<i32>,
+    /// The `PyInterpreterState*` of a subinterpreter the frame ran in; None for the
+    /// interpreter crashcatch was enabled in.
+    pub subinterpreter: Option<u64>,
 }
 
 /// Characters read of one Python string at most (file names, function names).
@@ -42,6 +45,25 @@ pub struct PyThreadStack {
     pub problem: Option<String>,
     /// The C-level eval-loop calls that ran `frames`, innermost first; None if unknown.
     pub eval_calls: Option<Vec<EvalCall>>,
+}
+
+impl PyThreadStack {
+    /// This stack, then `outer`'s (the frames that called into this one's interpreter).
+    pub fn followed_by(mut self, outer: PyThreadStack) -> PyThreadStack {
+        self.frames.extend(outer.frames);
+        self.problem = match (self.problem, outer.problem) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        };
+        self.eval_calls = match (self.eval_calls, outer.eval_calls) {
+            (Some(mut a), Some(b)) => {
+                a.extend(b);
+                Some(a)
+            }
+            _ => None,
+        };
+        self
+    }
 }
 
 /// One C-level call of the eval loop, as the Python frame chain records it.
@@ -148,6 +170,20 @@ fn walk_thread(
 /// dump's memory alone; with why the thread list may be incomplete.
 /// `on_c_stack`: whether an address lies in a thread's stack memory.
 /// `table`: a layout table to use instead of the built-in one (same format).
+/// The interpreters whose threads the dump's threads run: crashcatch's first, then any
+/// subinterpreter the metadata names.
+fn interpreters(meta: &Value, interp: u64) -> Vec<u64> {
+    let mut found = vec![interp];
+    for t in meta["threads"].as_array().into_iter().flatten() {
+        for key in ["python", "python_outer"] {
+            if let Some(i) = t[key]["interp"].as_u64().filter(|i| !found.contains(i)) {
+                found.push(i);
+            }
+        }
+    }
+    found
+}
+
 pub fn decode_python(
     mem: &DumpMemory,
     meta: &Value,
@@ -180,45 +216,53 @@ pub fn decode_python(
     let mut lines = LineNumbers::new(mem, &layout, MAX_LINE_TABLE_BYTES);
     let mut out = Vec::new();
     let mut budget = MAX_PY_FRAMES_ALL_THREADS;
-    let complete = walk::for_each_thread(mem, &layout, interp, &mut |ts| {
-        let walked = walk_thread(mem, &layout, ts, on_c_stack, budget.min(MAX_PY_FRAMES));
-        // Every thread costs at least one step, so a cyclic thread list ends too.
-        budget = budget.saturating_sub(walked.steps.max(1));
-        let frames: Vec<PyFrame> = walked
-            .frames
-            .iter()
-            .map(|f| {
-                let mut field =
-                    |off: Option<u32>| off.and_then(|o| mem.ptr_at(f.code, o)).and_then(&mut text);
-                PyFrame {
-                    file: field(layout.code_filename),
-                    name: field(layout.code_name),
-                    qualname: field(layout.code_qualname),
-                    line: lines.line(f.code, f.addr),
-                }
-            })
-            .collect();
-        let mut problems = Vec::new();
-        if !walked.complete {
-            problems.push("a frame is missing from the dump".to_string());
+    let mut complete = true;
+    for this_interp in interpreters(meta, interp) {
+        if budget == 0 {
+            break;
         }
-        if lines.spent() && frames.iter().any(|f| f.line.is_none()) {
-            problems.push(format!(
-                "some line numbers are unknown: at most {} MiB of line tables are read for a dump",
-                MAX_LINE_TABLE_BYTES >> 20
-            ));
-        }
-        let problem = (!problems.is_empty()).then(|| problems.join("; "));
-        out.push(PyThreadStack {
-            tstate: ts,
-            thread_id: walk::thread_id(mem, &layout, ts),
-            native_thread_id: walk::native_thread_id(mem, &layout, ts),
-            frames,
-            problem,
-            eval_calls: walked.eval_calls,
+        let subinterpreter = (this_interp != interp).then_some(this_interp);
+        complete &= walk::for_each_thread(mem, &layout, this_interp, &mut |ts| {
+            let walked = walk_thread(mem, &layout, ts, on_c_stack, budget.min(MAX_PY_FRAMES));
+            // Every thread costs at least one step, so a cyclic thread list ends too.
+            budget = budget.saturating_sub(walked.steps.max(1));
+            let frames: Vec<PyFrame> = walked
+                .frames
+                .iter()
+                .map(|f| {
+                    let mut field =
+                        |off: Option<u32>| off.and_then(|o| mem.ptr_at(f.code, o)).and_then(&mut text);
+                    PyFrame {
+                        file: field(layout.code_filename),
+                        name: field(layout.code_name),
+                        qualname: field(layout.code_qualname),
+                        line: lines.line(f.code, f.addr),
+                        subinterpreter,
+                    }
+                })
+                .collect();
+            let mut problems = Vec::new();
+            if !walked.complete {
+                problems.push("a frame is missing from the dump".to_string());
+            }
+            if lines.spent() && frames.iter().any(|f| f.line.is_none()) {
+                problems.push(format!(
+                    "some line numbers are unknown: at most {} MiB of line tables are read for a dump",
+                    MAX_LINE_TABLE_BYTES >> 20
+                ));
+            }
+            let problem = (!problems.is_empty()).then(|| problems.join("; "));
+            out.push(PyThreadStack {
+                tstate: ts,
+                thread_id: walk::thread_id(mem, &layout, ts),
+                native_thread_id: walk::native_thread_id(mem, &layout, ts),
+                frames,
+                problem,
+                eval_calls: walked.eval_calls,
+            });
+            budget > 0
         });
-        budget > 0
-    });
+    }
     let problem = (!complete || budget == 0)
         .then(|| "the interpreter's thread list is incomplete in the dump".to_string());
     (out, problem, note)

@@ -242,11 +242,12 @@ fn python_frame_text(out: &mut String, f: &PyFrame, source: Option<&Value>, s: &
     let line = f.line.filter(|&l| l >= 0).map_or("???".to_string(), |l| l.to_string());
     let _ = writeln!(
         out,
-        "  File \"{}\", line {line}, in {}{}{}",
+        "  File \"{}\", line {line}, in {}{}{}{}",
         Escaped(f.file.as_deref().unwrap_or("???")),
         s.bold,
         Escaped(f.function().unwrap_or("???")),
-        s.reset
+        s.reset,
+        f.subinterpreter.map_or(String::new(), |i| format!(" [subinterpreter {i:#x}]"))
     );
     if let Some(src) = source.and_then(|v| source_line(v, f.line)) {
         let _ = writeln!(out, "    {}", Escaped(src.trim()));
@@ -298,6 +299,7 @@ fn thread_json(c: &Crash, t: &Thread) -> Value {
             "name": frame.name.as_deref(),
             "file": frame.file.as_deref(),
             "line": frame.line,
+            "subinterpreter": frame.subinterpreter,
             "source": sources.get(index).and_then(|v| source_line(v, frame.line)),
             "inlined": false,
             "trust": "dump memory",

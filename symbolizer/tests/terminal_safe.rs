@@ -21,6 +21,7 @@ fn hostile_crash() -> Crash {
         name: Some(Arc::from(HOSTILE)),
         qualname: None,
         line: Some(1),
+        subinterpreter: Some(1),
     };
     let native = NativeFrame {
         address: 0x1000,

@@ -105,6 +105,8 @@ pub struct Event<'a> {
     pub signo: i32,
     pub info: Option<&'a libc::siginfo_t>,
     pub ucontext: Option<&'a libc::ucontext_t>,
+    /// The requesting thread's own thread state (see `pytrace::own_thread_state`), or 0.
+    pub tstate: u64,
 }
 
 /// Fills the dump-time fields of the request. `exact_path`: the file to create (empty:
@@ -119,6 +121,7 @@ pub fn fill_request(event: &Event, exact_path: &[u8]) {
     req.tid = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
     // SAFETY: pthread_self only reads the thread pointer.
     req.pthread = unsafe { libc::pthread_self() } as u64;
+    req.tstate = event.tstate;
     req.time_ns = now_ns();
     req.report_len = CAPTURE_LEN.load(Ordering::Relaxed) as u64;
     handoff::set_field(&mut req.dump_path, exact_path);

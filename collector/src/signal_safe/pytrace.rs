@@ -45,7 +45,8 @@ pub struct View {
 }
 
 /// Heads the frames that called into a subinterpreter, after the rest of a fatal report.
-pub const OUTER_HEADER: &str = "Current thread's frames in the calling interpreter (most recent call first):\n";
+pub const OUTER_HEADER: &str =
+    "Current thread's frames in the calling interpreter (most recent call first):\n";
 
 pub fn view(t: &Target) -> View {
     let in_main = current_tstate(t);
@@ -57,6 +58,11 @@ pub fn view(t: &Target) -> View {
         Some((ts, interp)) => View { target: Target { interp, ..*t }, current: Some(ts), outer: in_main },
         None => View { target: *t, current: in_main, outer: None },
     }
+}
+
+/// The calling thread's own thread state, for the dump (0: none or unknown).
+pub fn own_thread_state(t: &Target) -> u64 {
+    this_thread_state(t).unwrap_or(0)
 }
 
 /// `PyGILState_GetThisThreadState()`: a read of a thread-specific key, signal-safe.
