@@ -197,6 +197,7 @@ impl Crash {
                 let mut stack_of = |key: &str| {
                     m.and_then(|m| m[key]["tstate"].as_u64()).and_then(|ts| python_stacks.remove(&ts))
                 };
+                let named = m.and_then(|m| m["python"]["tstate"].as_u64());
                 let py = stack_of("python");
                 // A thread running a subinterpreter: its frames, then the ones that called it.
                 let py = match (py, stack_of("python_outer")) {
@@ -212,8 +213,18 @@ impl Crash {
                     _ => Vec::new(),
                 };
                 frame_budget -= native.len();
-                let (python, python_problem, python_calls) =
-                    py.map(|p| (p.frames, p.problem, p.eval_calls)).unwrap_or_default();
+                let (python, python_problem, python_calls) = match (py, named) {
+                    (Some(p), _) => (p.frames, p.problem, p.eval_calls),
+                    // The metadata names a thread state the dump's interpreters do not list.
+                    (None, Some(ts)) => (
+                        Vec::new(),
+                        Some(format!(
+                            "its thread state {ts:#x} is in no interpreter's thread list in the dump"
+                        )),
+                        None,
+                    ),
+                    (None, None) => Default::default(),
+                };
                 Thread {
                     tid,
                     name: m.and_then(|m| m["name"].as_str()).map(String::from),
