@@ -12,6 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from interpreters import BUILD, REPO, discover, save_prepared  # noqa: E402
+from pybindext_build import build_pybindext  # noqa: E402
 
 SHIM = os.path.join(REPO, "tests", "faulthandler_shim")
 
@@ -56,6 +57,7 @@ def prepare(interp, wheel):
     r = interp.run([venv + "/bin/python", src + "/build_ext.py", ext_dir])
     if r.returncode != 0:
         return f"cannot build buggyext: {r.stderr.strip()[-500:]}"
+    build_pybindext(interp, base, src, ext_dir)
     # The test-only allocation/lock watcher (LD_PRELOAD), built by the same toolchain.
     noalloc_src = os.path.join(base, "noalloc.c")
     shutil.copy(os.path.join(REPO, "tests", "noalloc", "noalloc.c"), interp.host_path(noalloc_src))

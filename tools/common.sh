@@ -24,7 +24,8 @@ tools_venv() {
         step "creating the tooling venv ($TOOLS_VENV)"
         python3 -m venv "$TOOLS_VENV"
     fi
-    "$TOOLS_VENV/bin/pip" install -q --disable-pip-version-check "maturin>=1.5,<2" pytest pytest-xdist
+    # pybind11: headers for the test extension examples/pybindext.
+    "$TOOLS_VENV/bin/pip" install -q --disable-pip-version-check "maturin>=1.5,<2" pytest pytest-xdist pybind11
 }
 
 # Builds the crashcatch wheel into build/wheels and prints its path. The wheel carries the

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Builds (once) a Debian sid chroot holding the distro's stripped CPython 3.13/3.14/3.15,
-# their test suites (for test_faulthandler) and a C compiler for the test extensions.
+# their test suites (for test_faulthandler) and C and C++ compilers for the test extensions.
 # Usage: tools/setup-sid-chroot.sh DIR        (idempotent; ~30-60 s the first time)
 set -euo pipefail
 dir=${1:?usage: setup-sid-chroot.sh DIR}
 stamp="$dir/.crashcatch-ready"
 versions="3.13 3.14 3.15"
-pkgs="gcc,libc6-dev,gdb"
+pkgs="gcc,g++,libc6-dev,gdb"
 for v in $versions; do
     pkgs="$pkgs,python$v,python$v-dev,python$v-venv,libpython$v-testsuite"
 done

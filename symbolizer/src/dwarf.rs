@@ -7,10 +7,16 @@
 //! of an address comes from `.debug_aranges` (every unit's root ranges are read once,
 //! and dropped, only for addresses aranges do not cover); then that unit's DIE tree is
 //! descended only into the entries that contain the address.
+//!
+//! A function can also sit where no containing entry leads: C++ puts the functions of a
+//! lambda's closure type or of a local class inside the class, inside the function that
+//! defines it, whose own code is elsewhere (pybind11's dispatch lambda `_FUN`, in
+//! `cpp_function::initialize<…>`). When the descent finds nothing, every subprogram of the
+//! unit, at any depth, is indexed once by its ranges.
 
+use crate::demangle::demangle;
 use crate::elf::Reader;
 use gimli::{AttributeValue, DebugInfoOffset, DwAt, Reader as _, Unit, UnitOffset};
-use std::borrow::Cow;
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -22,7 +28,13 @@ pub struct Named {
     pub file: Option<String>,
     pub line: Option<u32>,
     pub inlined: bool,
+    /// `function` is a demangled linkage name (qualified, with parameter types), not just
+    /// the source's name (`_FUN`, `operator()`, `add` of a local class).
+    pub qualified: bool,
 }
+
+/// (start, end, what) address ranges.
+type Ranges<T> = Vec<(u64, u64, T)>;
 
 /// Names followed through abstract origins and specifications at most this deep.
 const MAX_NAME_HOPS: usize = 16;
@@ -32,10 +44,13 @@ const MAX_DEPTH: usize = 256;
 pub struct LazyDwarf {
     dwarf: gimli::Dwarf<Reader>,
     /// (start, end, unit) address ranges, sorted by start: from .debug_aranges.
-    aranges: Vec<(u64, u64, DebugInfoOffset)>,
+    aranges: Ranges<DebugInfoOffset>,
     /// The same from every unit's root entry, made the first time aranges miss.
-    scanned: OnceCell<Vec<(u64, u64, DebugInfoOffset)>>,
+    scanned: OnceCell<Ranges<DebugInfoOffset>>,
     units: RefCell<HashMap<DebugInfoOffset, Rc<Unit<Reader>>>>,
+    /// (start, end, subprogram) of every subprogram of a unit, sorted by start: made for the
+    /// units where the descent from the root missed an address.
+    subprograms: RefCell<HashMap<DebugInfoOffset, Rc<Ranges<UnitOffset>>>>,
 }
 
 impl LazyDwarf {
@@ -52,7 +67,13 @@ impl LazyDwarf {
             }
         }
         aranges.sort_unstable_by_key(|r| r.0);
-        LazyDwarf { dwarf, aranges, scanned: OnceCell::new(), units: RefCell::new(HashMap::new()) }
+        LazyDwarf {
+            dwarf,
+            aranges,
+            scanned: OnceCell::new(),
+            units: RefCell::new(HashMap::new()),
+            subprograms: RefCell::new(HashMap::new()),
+        }
     }
 
     /// The frames at file address `probe`, innermost (most deeply inlined) first; empty when
@@ -62,7 +83,7 @@ impl LazyDwarf {
         let candidates = if candidates.is_empty() { covering(self.scan(), probe) } else { candidates };
         for offset in candidates {
             let Some(unit) = self.unit(offset) else { continue };
-            let frames = self.frames_in(&unit, probe).unwrap_or_default();
+            let frames = self.frames_in(offset, &unit, probe).unwrap_or_default();
             if !frames.is_empty() {
                 return frames;
             }
@@ -101,11 +122,48 @@ impl LazyDwarf {
         })
     }
 
-    fn frames_in(&self, unit: &Unit<Reader>, probe: u64) -> gimli::Result<Vec<Named>> {
+    /// Every subprogram of the unit at `offset` with its ranges (the whole tree walked once).
+    fn subprograms(&self, offset: DebugInfoOffset, unit: &Unit<Reader>) -> Rc<Ranges<UnitOffset>> {
+        if let Some(known) = self.subprograms.borrow().get(&offset) {
+            return known.clone();
+        }
+        let mut found = Vec::new();
+        let mut entries = unit.entries();
+        while let Ok(Some(entry)) = entries.next_dfs() {
+            if entry.tag() != gimli::DW_TAG_subprogram {
+                continue;
+            }
+            let Ok(mut ranges) = self.dwarf.die_ranges(unit, entry) else { continue };
+            while let Ok(Some(r)) = ranges.next() {
+                if r.begin < r.end {
+                    found.push((r.begin, r.end, entry.offset()));
+                }
+            }
+        }
+        found.sort_unstable_by_key(|r| r.0);
+        let found = Rc::new(found);
+        self.subprograms.borrow_mut().insert(offset, found.clone());
+        found
+    }
+
+    fn frames_in(
+        &self,
+        offset: DebugInfoOffset,
+        unit: &Unit<Reader>,
+        probe: u64,
+    ) -> gimli::Result<Vec<Named>> {
         // The chain of entries containing `probe`: a subprogram, then inlined calls in it.
         let mut chain: Vec<(UnitOffset, Option<(u64, u32)>)> = Vec::new();
         let mut tree = unit.entries_tree(None)?;
         descend(&self.dwarf, unit, tree.root()?, probe, &mut chain, 0)?;
+        if chain.is_empty() {
+            // A function nested in a class or another function: found by its ranges.
+            if let Some(&function) = covering(&self.subprograms(offset, unit), probe).first() {
+                chain.push((function, None));
+                let mut tree = unit.entries_tree(Some(function))?;
+                descend(&self.dwarf, unit, tree.root()?, probe, &mut chain, 0)?;
+            }
+        }
         if chain.is_empty() {
             return Ok(Vec::new());
         }
@@ -115,8 +173,10 @@ impl LazyDwarf {
         let mut location = self.line_at(unit, probe);
         for (depth, (offset, call_site)) in chain.iter().enumerate().rev() {
             let entry = unit.entry(*offset)?;
+            let name = self.name(&self.dwarf, unit, &entry, 0);
             frames.push(Named {
-                function: self.name(&self.dwarf, unit, &entry, 0),
+                qualified: name.as_ref().is_some_and(|n| n.linkage),
+                function: name.map(|n| demangle(&n.text)),
                 file: location.as_ref().map(|l| l.0.clone()),
                 line: location.as_ref().map(|l| l.1),
                 // The chain's first entry is the function; the rest are inlined into it.
@@ -127,44 +187,48 @@ impl LazyDwarf {
         Ok(frames)
     }
 
-    /// The function name of a subprogram or inlined call (linkage name first, demangled),
-    /// following abstract origins and specifications — into other units, and into the dwz
-    /// supplementary file (`dwarf` is the file `unit` belongs to).
+    /// The name of a subprogram or inlined call, following abstract origins and
+    /// specifications — into other units, and into the dwz supplementary file (`dwarf` is
+    /// the file `unit` belongs to): the first linkage name on the way, else the first name.
     fn name(
         &self,
         dwarf: &gimli::Dwarf<Reader>,
         unit: &Unit<Reader>,
         entry: &gimli::DebuggingInformationEntry<Reader>,
         hops: usize,
-    ) -> Option<String> {
-        for at in [gimli::DW_AT_linkage_name, gimli::DW_AT_MIPS_linkage_name, gimli::DW_AT_name] {
-            if let Some(value) = entry.attr_value(at) {
-                let raw = dwarf.attr_string(unit, value).ok()?;
-                let raw = raw.to_string_lossy().ok()?.into_owned();
-                return Some(addr2line::demangle_auto(Cow::Owned(raw), None).into_owned());
-            }
+    ) -> Option<RawName> {
+        let text = |at| -> Option<String> {
+            let raw = dwarf.attr_string(unit, entry.attr_value(at)?).ok()?;
+            Some(raw.to_string_lossy().ok()?.into_owned())
+        };
+        if let Some(text) = text(gimli::DW_AT_linkage_name).or_else(|| text(gimli::DW_AT_MIPS_linkage_name)) {
+            return Some(RawName { text, linkage: true });
         }
-        if hops >= MAX_NAME_HOPS {
-            return None;
-        }
+        let own = text(gimli::DW_AT_name).map(|text| RawName { text, linkage: false });
+        let mut origin = None;
         for at in [gimli::DW_AT_abstract_origin, gimli::DW_AT_specification] {
-            match entry.attr_value(at) {
-                Some(AttributeValue::UnitRef(offset)) => {
-                    return self.name(dwarf, unit, &unit.entry(offset).ok()?, hops + 1);
-                }
-                Some(AttributeValue::DebugInfoRef(offset)) => {
-                    let (other, in_unit) = self.unit_holding(dwarf, offset)?;
-                    return self.name(dwarf, &other, &other.entry(in_unit).ok()?, hops + 1);
-                }
-                Some(AttributeValue::DebugInfoRefSup(offset)) => {
-                    let sup = dwarf.sup()?;
-                    let (other, in_unit) = self.unit_holding(sup, offset)?;
-                    return self.name(sup, &other, &other.entry(in_unit).ok()?, hops + 1);
-                }
-                _ => {}
+            if hops >= MAX_NAME_HOPS {
+                break;
             }
+            origin = match entry.attr_value(at) {
+                Some(AttributeValue::UnitRef(offset)) => {
+                    unit.entry(offset).ok().and_then(|e| self.name(dwarf, unit, &e, hops + 1))
+                }
+                Some(AttributeValue::DebugInfoRef(offset)) => self
+                    .unit_holding(dwarf, offset)
+                    .and_then(|(other, at)| self.name(dwarf, &other, &other.entry(at).ok()?, hops + 1)),
+                Some(AttributeValue::DebugInfoRefSup(offset)) => dwarf.sup().and_then(|sup| {
+                    let (other, at) = self.unit_holding(sup, offset)?;
+                    self.name(sup, &other, &other.entry(at).ok()?, hops + 1)
+                }),
+                _ => continue,
+            };
+            break;
         }
-        None
+        match (origin, own) {
+            (Some(origin), _) if origin.linkage => Some(origin),
+            (origin, own) => own.or(origin),
+        }
     }
 
     /// The unit of `dwarf` holding .debug_info offset `offset`, and the offset within it
@@ -242,11 +306,18 @@ fn push_path(path: &mut String, part: &str) {
     }
 }
 
-/// Units whose ranges (sorted by start) contain `probe`.
-fn covering(ranges: &[(u64, u64, DebugInfoOffset)], probe: u64) -> Vec<DebugInfoOffset> {
+/// A name as DWARF has it, before demangling.
+struct RawName {
+    text: String,
+    /// A linkage (mangled) name, not DW_AT_name.
+    linkage: bool,
+}
+
+/// The entries (units, subprograms) whose ranges, sorted by start, contain `probe`;
+/// the one starting nearest below it first.
+fn covering<T: Copy + PartialEq>(ranges: &[(u64, u64, T)], probe: u64) -> Vec<T> {
     let end = ranges.partition_point(|r| r.0 <= probe);
-    let mut out: Vec<DebugInfoOffset> =
-        ranges[..end].iter().rev().filter(|r| probe < r.1).map(|r| r.2).collect();
+    let mut out: Vec<T> = ranges[..end].iter().rev().filter(|r| probe < r.1).map(|r| r.2).collect();
     out.dedup();
     out
 }
@@ -308,4 +379,69 @@ fn call_site(entry: &gimli::DebuggingInformationEntry<Reader>) -> Option<(u64, u
         other => other.udata_value(),
     };
     Some((udata(gimli::DW_AT_call_file)?, udata(gimli::DW_AT_call_line)? as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf::ElfFile;
+
+    /// A lambda's `operator()` and a local class's member function: DWARF nests both in the
+    /// function that defines them (the lambda's also in its closure type), whose own code
+    /// does not contain theirs.
+    const NESTED: &str = "\
+template <typename F> __attribute__((noinline)) int call(F f) { return f(); }
+int outer(int x) {
+    struct Local {
+        __attribute__((noinline)) static int twice(int v) {
+            return v * 2;  // @twice
+        }
+    };
+    return call([x] {
+        return Local::twice(x) + 1;  // @lambda
+    });
+}
+";
+
+    fn marker_line(marker: &str) -> u32 {
+        let index = NESTED.lines().position(|l| l.ends_with(&format!("// @{marker}"))).unwrap();
+        index as u32 + 1
+    }
+
+    #[test]
+    fn functions_nested_in_classes_inside_functions_are_found() {
+        let dir = std::env::temp_dir().join(format!("crashcatch-dwarf-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (source, library) = (dir.join("nested.cpp"), dir.join("nested.so"));
+        std::fs::write(&source, NESTED).unwrap();
+        let built = std::process::Command::new("c++")
+            .args(["-shared", "-fPIC", "-g", "-O0", "-o"])
+            .arg(&library)
+            .arg(&source)
+            .status()
+            .expect("these tests need a C++ compiler (install g++)");
+        assert!(built.success());
+        let file = ElfFile::open(&library).unwrap();
+        let dwarf = LazyDwarf::new(file.dwarf().unwrap());
+        let symbols = file.symbols();
+        let address_of =
+            |mangled: &str| symbols.symbols().iter().find(|s| &*s.name == mangled).unwrap().address;
+        for (mangled, name, marker) in [
+            ("_ZZ5outeriEN5Local5twiceEi", "twice", "twice"),
+            ("_ZZ5outeriENKUlvE_clEv", "operator()", "lambda"),
+        ] {
+            // Past the prologue, on the marked line.
+            let start = address_of(mangled);
+            let frames = (start..start + 64)
+                .map(|a| dwarf.frames(a))
+                .find(|f| f.first().is_some_and(|f| f.line == Some(marker_line(marker))));
+            let frames =
+                frames.unwrap_or_else(|| panic!("{mangled}: no frame on line {}", marker_line(marker)));
+            assert_eq!(frames.len(), 1, "{frames:?}");
+            assert_eq!(frames[0].function.as_deref(), Some(name));
+            assert_eq!(frames[0].file.as_deref(), source.to_str());
+            assert!(!frames[0].inlined && !frames[0].qualified);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

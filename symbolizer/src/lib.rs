@@ -8,6 +8,7 @@
 pub mod crash;
 pub mod debuginfo;
 pub mod debuginfod;
+pub mod demangle;
 pub mod dwarf;
 pub mod elf;
 pub mod memory;

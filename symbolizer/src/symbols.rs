@@ -3,6 +3,7 @@
 //! of whichever file there is. And the line that tells the user what went wrong.
 
 use crate::debuginfo::{self, Search};
+use crate::demangle::demangle;
 use crate::dwarf::{LazyDwarf, Named};
 use crate::elf::{ElfFile, Sym};
 use object::SymbolMap;
@@ -42,15 +43,23 @@ impl Symbolizer {
     }
 
     fn look_up(&self, probe: u64) -> Vec<Named> {
-        let frames = self.dwarf.as_ref().map(|d| d.frames(probe)).unwrap_or_default();
-        if !frames.is_empty() {
+        let symbol = self.symtab.containing(probe);
+        let mut frames = self.dwarf.as_ref().map(|d| d.frames(probe)).unwrap_or_default();
+        if let Some(function) = frames.last_mut() {
+            // DWARF gives some C++ functions only their own name (`_FUN`, `operator()`, a
+            // local class's `add`): their symbol has the whole of it, as c++filt shows it.
+            // A C symbol is no better than DWARF's name (and may be an alias), so only a
+            // mangled one is used, and only if it has a size (it really covers `probe`).
+            if !function.qualified {
+                if let Some(sym) = symbol.filter(|s| s.size > 0 && s.name.starts_with("_Z")) {
+                    function.function = Some(demangle(&sym.name));
+                    function.qualified = true;
+                }
+            }
             return frames;
         }
-        let function = self
-            .symtab
-            .containing(probe)
-            .map(|sym| addr2line::demangle_auto(std::borrow::Cow::Borrowed(&*sym.name), None).into_owned());
-        vec![Named { function, file: None, line: None, inlined: false }]
+        let function = symbol.map(|sym| demangle(&sym.name));
+        vec![Named { function, file: None, line: None, inlined: false, qualified: false }]
     }
 }
 
