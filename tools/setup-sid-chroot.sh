@@ -21,10 +21,22 @@ fi
 if ! command -v debootstrap >/dev/null; then
     apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null
 fi
+# The Debian archive this machine's apt is configured with (deb822 .sources first, then
+# sources.list): the chroot uses the same package source, never one named here.
+mirror=$(for f in /etc/apt/sources.list.d/*.sources; do
+             [ -e "$f" ] && grep -q debian-archive-keyring "$f" && awk '/^URIs:/ && $2 !~ /security/ {print $2}' "$f"
+         done | head -n1)
+if [ -z "$mirror" ] && [ -e /etc/apt/sources.list ]; then
+    mirror=$(awk '$1 == "deb" && $2 !~ /^\[/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list)
+fi
+if [ -z "$mirror" ]; then
+    echo "no Debian archive in this machine's apt configuration (/etc/apt/sources.list*)" >&2
+    exit 1
+fi
 rm -rf "$dir"
 mkdir -p "$dir"
 # sid's Release file may be past Valid-Until on the mirror; debootstrap does not check it.
-debootstrap --variant=minbase --include="$pkgs" sid "$dir" http://deb.debian.org/debian \
+debootstrap --variant=minbase --include="$pkgs" sid "$dir" "$mirror" \
     >"$dir.log" 2>&1 || { tail -20 "$dir.log" >&2; exit 1; }
 echo 'Acquire::Check-Valid-Until "false";' >"$dir/etc/apt/apt.conf.d/99no-valid-until"
 echo "$pkgs" >"$stamp"
