@@ -285,8 +285,13 @@ impl LazyDwarf {
             Some(dir) => dir.to_string_lossy().ok()?.into_owned(),
             None => String::new(),
         };
-        if file.directory_index() != 0 {
-            if let Some(dir) = file.directory(header).and_then(text) {
+        // Directory 0 is the compilation directory: DW_AT_comp_dir before DWARF 5 (gimli
+        // gives it), the line table's own first entry from DWARF 5 on, which replaces
+        // comp_dir (GCC 16 sets it to the source's directory while comp_dir says "/").
+        if let Some(dir) = file.directory(header).and_then(text) {
+            if file.directory_index() == 0 {
+                path = dir;
+            } else {
                 push_path(&mut path, &dir);
             }
         }
