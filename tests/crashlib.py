@@ -14,7 +14,7 @@ C_HEADER = "Current thread's C stack trace (most recent call first):"
 # crashcatch's addition after a crash in a subinterpreter: the frames that called into it.
 OUTER_HEADER = "Current thread's frames in the calling interpreter (most recent call first):"
 C_FRAME_RE = re.compile(
-    r'^  Binary file "(?P<path>[^"]+)"(?:, at (?P<sym>\S+)\+0x(?P<off>[0-9a-f]+))? '
+    r'^  Binary file "(?P<path>[^"]+)"(?:, at (?P<sym>.+?)\+0x(?P<off>[0-9a-f]+))? '
     r'\[0x(?P<addr>[0-9a-f]+)\] \((?P<module>[^)]+)\+0x(?P<modoff>[0-9a-f]+)\)(?P<trust> \[[a-z ]+\])?$')
 SIGNAL_NAMES = {
     signal.SIGSEGV: "Segmentation fault", signal.SIGFPE: "Floating point exception",

@@ -1,11 +1,14 @@
 //! The C stack section of a report, in the line format of faulthandler 3.14's
 //! `dump_c_stack()` (`  Binary file "path", at symbol+0xoff [0xaddr]`), extended with the
-//! module-relative offset that symbolizers need: `(name.so+0xoff)`.
+//! module-relative offset that symbolizers need: `(name.so+0xoff)`. C++ and Rust symbols
+//! are demangled (c++filt's and rustc-demangle's forms); a name too long to show whole is
+//! cut and marked `...`, as faulthandler marks long strings.
 //!
 //! The stack is walked first, then all names are resolved in one pass per module
 //! (`symbols`), then everything is printed.
 
 use super::config::ProcessFacts;
+use super::demangle;
 use super::elf::Module;
 use super::memory::SelfMemory;
 use super::out::Out;
@@ -20,8 +23,10 @@ const TAIL: usize = 56;
 const KEPT: usize = HEAD + TAIL;
 /// Frames walked at most (an 8 MiB stack of the smallest frames).
 const MAX_FRAMES: usize = 1 << 20;
-/// Bytes for all printed function names.
-const NAME_ARENA: usize = 16 * 1024;
+/// Bytes for all printed function names (as found in the symbol tables).
+const NAME_ARENA: usize = 64 * 1024;
+/// Most bytes of a demangled name shown.
+const MAX_SHOWN_NAME: usize = 1024;
 
 pub const HEADER: &str = "Current thread's C stack trace (most recent call first):\n";
 
@@ -105,7 +110,7 @@ fn write_frame(out: &mut Out, mem: &SelfMemory, f: &Frame, name: &Name, arena: &
     out.byte(b'"');
     if let (true, Some(text)) = (name.found, arena.get(name.start..name.start + name.len)) {
         out.str(", at ");
-        out.bytes(text);
+        write_name(out, text, name.complete);
         out.str("+0x");
         out.hex(name.offset + (f.pc - lookup_pc(f)), 1);
     }
@@ -122,6 +127,22 @@ fn write_frame(out: &mut Out, mem: &SelfMemory, f: &Frame, name: &Name, arena: &
         Trust::Context | Trust::Cfi => {}
     }
     out.byte(b'\n');
+}
+
+/// A symbol name, demangled if it is a C++ or Rust one (and whole: a cut name could
+/// demangle to something else), else as it is.
+fn write_name(out: &mut Out, name: &[u8], complete: bool) {
+    let mut shown = [0u8; MAX_SHOWN_NAME];
+    let demangled = if complete { demangle::demangle(name, &mut shown) } else { None };
+    match demangled {
+        Some(d) => {
+            out.bytes(shown.get(..d.len).unwrap_or(&[]));
+            if d.truncated {
+                out.str("...");
+            }
+        }
+        None => out.bytes(name),
+    }
 }
 
 /// Calls `f` with the bytes of a NUL-terminated string in memory (at most 4096), in

@@ -43,18 +43,9 @@ impl Out {
     }
 
     /// Decimal, as `_Py_DumpDecimal` writes it.
-    pub fn dec(&mut self, mut v: u64) {
+    pub fn dec(&mut self, v: u64) {
         let mut tmp = [0u8; 20];
-        let mut i = tmp.len();
-        loop {
-            i -= 1;
-            tmp[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        self.bytes(&tmp[i..]);
+        self.bytes(decimal(v, &mut tmp));
     }
 
     /// Lower-case hex with at least `width` digits, as `_Py_DumpHexadecimal` writes it.
@@ -99,6 +90,20 @@ impl Drop for Out {
     fn drop(&mut self) {
         self.flush();
     }
+}
+
+/// `v` in decimal, written at the end of `tmp` (20 digits hold any u64).
+pub fn decimal(mut v: u64, tmp: &mut [u8; 20]) -> &[u8] {
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    &tmp[i..]
 }
 
 pub fn errno() -> i32 {

@@ -6,6 +6,7 @@
 //! allocated.
 
 use super::cstack::lookup_pc;
+use super::demangle;
 use super::elf::Module;
 use super::memory::SelfMemory;
 use super::mounts;
@@ -109,14 +110,19 @@ pub struct Hit {
 }
 
 /// A resolved name: `len` bytes at `start` of the caller's arena, and the frame's offset
-/// from the symbol.
+/// from the symbol. `complete`: the whole name (not cut to the arena or [`MAX_NAME`]).
 #[derive(Clone, Copy, Default)]
 pub struct Name {
     pub start: usize,
     pub len: usize,
     pub offset: u64,
     pub found: bool,
+    pub complete: bool,
 }
+
+/// Most bytes of a symbol name kept: one more than the demangler looks at, so a longer
+/// name is known to be incomplete.
+pub const MAX_NAME: usize = demangle::MAX_MANGLED + 1;
 
 /// Names `frames[i]` into `names[i]`, copying the strings into `arena`.
 pub fn resolve(mem: &SelfMemory, frames: &[Option<Frame>], names: &mut [Name], arena: &mut [u8]) {
@@ -168,14 +174,16 @@ pub fn resolve(mem: &SelfMemory, frames: &[Option<Frame>], names: &mut [Name], a
             if !hit.found || hit.name as u64 >= table.strsz {
                 continue;
             }
-            let room = arena.len().saturating_sub(used).min(256);
+            let room = arena.len().saturating_sub(used).min(MAX_NAME);
             let len = ((table.strsz - hit.name as u64) as usize).min(room);
             let buf = &mut arena[used..used + len];
             if len == 0 || !read_cstr(src, table.strtab + hit.name as u64, buf) {
                 continue;
             }
-            let len = buf.iter().position(|&b| b == 0).unwrap_or(len);
-            names[*slot] = Name { start: used, len, offset: target - hit.value, found: true };
+            let nul = buf.iter().position(|&b| b == 0);
+            let len = nul.unwrap_or(len);
+            let (offset, complete) = (target - hit.value, nul.is_some());
+            names[*slot] = Name { start: used, len, offset, found: true, complete };
             used += len;
         }
     }

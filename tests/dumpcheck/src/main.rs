@@ -2,6 +2,9 @@
 //! `minidump` crate: the exception, threads, modules (with build ids), the memory ranges,
 //! crashcatch's metadata stream, and every Python thread's frames decoded from the dump's
 //! memory alone (the symbolizer's decoder; the tests compare them with the scripts' lines).
+//!
+//! `dumpcheck --rust-demangle NAME…`: each Rust symbol name as rustc-demangle's `{:#}`
+//! (hash-free) form prints it, one a line (the name itself if it is not a Rust one).
 
 use minidump::{Minidump, MinidumpException, MinidumpModuleList, MinidumpThreadList, Module};
 use serde_json::{json, Value};
@@ -13,6 +16,16 @@ use symbolizer::python::decode_python as decode;
 const LINUX_ENVIRON: u32 = 0x4767_0007;
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--rust-demangle") {
+        for name in &args[2..] {
+            match rustc_demangle::try_demangle(name) {
+                Ok(d) => println!("{d:#}"),
+                Err(_) => println!("{name}"),
+            }
+        }
+        return;
+    }
     let Some(path) = std::env::args().nth(1) else {
         eprintln!("usage: dumpcheck DUMP");
         std::process::exit(2);
