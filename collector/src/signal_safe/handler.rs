@@ -166,7 +166,8 @@ pub extern "C" fn fatal_handler(signo: i32, info: *mut libc::siginfo_t, ucontext
             let mut out = Out::capturing(cfg.fd);
             ACTIVE_OUT.store(&mut out as *mut Out, Ordering::Release);
             write_fatal_report(&mut out, cfg, signo, uc.map(Regs::from_ucontext));
-            write_minidump(&mut out, Event { kind: Kind::Fatal, signo, info, ucontext: uc });
+            let event = Event { kind: Kind::Fatal, signo, info, ucontext: uc, target: Some(cfg.target) };
+            write_minidump(&mut out, event);
             if cfg.report_stack_use {
                 out.str("crashcatch: report stack used ");
                 out.dec(stack::high_water() as u64);
@@ -289,7 +290,8 @@ pub extern "C" fn user_handler(signo: i32, info: *mut libc::siginfo_t, ucontext:
             if cfg.minidump && dump::live_dump_allowed(&mut out) {
                 // SAFETY: the kernel passes valid siginfo_t and ucontext_t to SA_SIGINFO handlers.
                 let (info, uc) = unsafe { (info.as_ref(), (ucontext as *const libc::ucontext_t).as_ref()) };
-                write_minidump(&mut out, Event { kind: Kind::Signal, signo, info, ucontext: uc });
+                let event = Event { kind: Kind::Signal, signo, info, ucontext: uc, target: Some(cfg.target) };
+                write_minidump(&mut out, event);
             }
         });
         release();
