@@ -167,7 +167,7 @@ pub fn unwind(
     }
     stack.stopped = match end {
         Ended::ThreadStart => None,
-        Ended::Limit => Some(format!("at most {limit} native frames are read for this thread")),
+        Ended::Limit => Some(format!("the native frame limit was reached ({limit} frames)")),
         Ended::Stopped(why) => Some(why),
     };
     stack.frames.truncate(limit);
