@@ -7,6 +7,7 @@ import struct
 
 THREAD_LIST_STREAM = 3
 MEMORY_LIST_STREAM = 5
+LINUX_MAPS_STREAM = 0x47670009
 METADATA_STREAM = 0x43430001
 # MINIDUMP_THREAD: tid, suspend count, priority class, priority, TEB, stack memory
 # descriptor (start, size, rva), context location (size, rva).
@@ -161,19 +162,37 @@ def regressions(dump, line_table_size):
 
 
 
+def mappings(dump):
+    """[(start, end, perms, name)] of the dump's copy of /proc/PID/maps."""
+    rva, size = streams(dump)[LINUX_MAPS_STREAM]
+    out = []
+    for line in dump[rva:rva + size].decode(errors="replace").splitlines():
+        fields = line.split()
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        out.append((start, end, fields[1], fields[5] if len(fields) > 5 else ""))
+    return out
+
+
 def deep_native(dump, count, depth=65_536):
-    """`count` more threads whose registers start a frame-pointer chain `depth` frames long
-    (in a memory region of its own, return addresses outside every module): each unwinds to
-    the per-thread frame limit."""
+    """`count` more threads whose registers start a frame-pointer chain `depth` frames long:
+    each unwinds to the per-thread frame limit. The chain is a plausible one, as the unwinder
+    checks every step: it lies (a memory region of its own) in the unused low part of a
+    thread stack's mapping, and its return addresses point into the vDSO, code without a
+    module file and so without CFI."""
     threads = thread_list(dump)
     crashed = metadata(dump)["requesting_tid"]
     # Not the crashing thread: its registers are read from the exception record.
     model = next(t for t in threads if t[0] != crashed)
     context_size, context_rva = model[8], model[9]
-    chain_at = 0x2000_0000_0000
-    chain = b"".join(struct.pack("<QQ", chain_at + 16 * (i + 1), 0x1000 + i) for i in range(depth)) + bytes(16)
+    maps = mappings(dump)
+    vdso = next(start for start, _, perms, name in maps if name == "[vdso]" and "x" in perms)
+    stack = next(start for start, end, perms, _ in maps if perms.startswith("rw") and end - start >= 4 << 20)
+    chain_at = stack + 0x1000
+    assert 16 * (depth + 1) < 2 << 20, "the chain must stay below the stack's used part"
+    chain = b"".join(struct.pack("<QQ", chain_at + 16 * (i + 1), vdso + 0x10 + i % 0x100)
+                     for i in range(depth)) + bytes(16)
     context = bytearray(dump[context_rva:context_rva + context_size])
-    for field, value in ((CONTEXT_RSP, chain_at), (CONTEXT_RBP, chain_at), (CONTEXT_RIP, 0x1000)):
+    for field, value in ((CONTEXT_RSP, chain_at), (CONTEXT_RBP, chain_at), (CONTEXT_RIP, vdso + 0x10)):
         struct.pack_into("<Q", context, field, value)
     grown = with_memory(dump, chain_at, chain)
     first_tid = max(t[0] for t in threads) + 1

@@ -251,8 +251,10 @@ def test_hard_crashes_still_leave_a_parseable_dump(interp, case):
         assert crashed["stack_size"] == capped["kept_size"]
         ranges = info["memory"]
         assert [capped["start"], capped["kept_size"]] in ranges
-        # The bottom of the stack (the thread's start) is kept as its own range.
-        assert any(start > capped["start"] + capped["kept_size"] and size == 64 * 1024 for start, size in ranges), ranges
+        # The bottom of the stack (the thread's start, from the frame an unwind of the dump
+        # goes on from, at least 64 KiB) is kept as its own range.
+        assert capped["bottom_start"] > capped["start"] + capped["kept_size"] and capped["bottom_kept"] >= 64 * 1024
+        assert [capped["bottom_start"], capped["bottom_kept"]] in ranges, (capped, ranges)
 
 
 def test_full_dump_directory_still_gives_the_full_report(interp, tmp_path):

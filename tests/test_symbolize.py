@@ -325,40 +325,6 @@ def test_deep_python_to_c_recursion_merges_and_the_text_keeps_both_ends(interp):
     assert f'line {script_line(code, "module")}, in <module>' in text and "deref_null" in text
 
 
-def test_overflowed_stack_is_not_merged_by_guess(interp):
-    """A C stack overflow: the dump keeps the stack's two ends (docs/minidump.md), so the
-    native unwind usually stops at the cut. The Python stack is still whole; the two are
-    shown apart, with the reason, instead of a guessed merge."""
-    code = """
-    import crashcatch, buggyext
-    crashcatch.enable()
-
-    def dive():
-        buggyext.stack_overflow()  # @dive
-
-    dive()  # @module
-    """
-    r = run_script(interp, code)
-    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr[-3000:]
-    out = symbolize_in(interp, r.dumps[0], "--json")
-    assert out.returncode == 0, out.stderr
-    crashed = json.loads(out.stdout)["threads"][0]
-    assert [(f["line"], f["function"]) for f in crashed["python_frames"]] == \
-        [(script_line(code, "dive"), "dive"), (script_line(code, "module"), "<module>")]
-    assert crashed["native_frames"][0]["function"] == "recurse", crashed["native_frames"][:3]
-    text = symbolize_in(interp, r.dumps[0]).stdout
-    if crashed["stack"] == "separate":
-        assert crashed["frames"] is None and crashed["merge_problem"], crashed
-        assert "<Python and native frames not merged: " in text and "Python stack (most recent call last):" in text
-    else:
-        # The unwinder got across the cut (frame pointers into the kept bottom): then every
-        # eval call was found where its entry frame lies, and the order is right.
-        assert crashed["stack"] == "merged", crashed["stack"]
-        kinds = [f["kind"] for f in crashed["frames"]]
-        assert kinds[0] == "native" and kinds.count("python") == 2, kinds
-        assert [f["function"] for f in crashed["frames"] if f["kind"] == "python"] == ["dive", "<module>"]
-
-
 def test_a_crash_during_garbage_collection_says_so(interp):
     """A finalizer that crashes while gc.collect() runs: the dump records that the collector
     was running, and the symbolizer says it (JSON and text)."""

@@ -203,7 +203,10 @@ pub fn dump_locked(kind: Kind, exact_path: Option<&str>) -> Result<String, Strin
     // The result line goes through a pipe (it is far smaller than the pipe's buffer).
     let (mut reader, writer) = std::io::pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
     memory::refresh_pid();
-    dump::fill_request(&Event { kind, signo: 0, info: None, ucontext: None, tstate: 0 }, path.as_bytes());
+    dump::fill_request(
+        &Event { kind, signo: 0, info: None, ucontext: None, tstate: 0, target: None },
+        path.as_bytes(),
+    );
     let mut out = Out::new(writer.as_raw_fd());
     let written = dump::run_helper(&mut out);
     out.flush();

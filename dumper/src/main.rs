@@ -5,6 +5,7 @@
 //!
 //! Started by the crashcatch collector, found next to it inside the installed package.
 
+mod context;
 mod deadline;
 mod environ;
 mod limits;
@@ -35,6 +36,9 @@ use std::path::PathBuf;
 const STACK_CAP_ABOVE: u64 = 1024 * 1024;
 const STACK_TOP_KEPT: u32 = 256 * 1024;
 const STACK_BOTTOM_KEPT: u64 = 64 * 1024;
+/// The bottom is kept from the frame an unwind of the dump goes on from (found by the
+/// requester: handoff's `resume_*`) if that is at most this far from the end.
+const STACK_RESUME_MAX: u64 = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 enum DumpError {
@@ -116,15 +120,15 @@ fn run() -> Result<PathBuf, DumpError> {
     };
     // An overflowed stack is capped below (shrink.rs); keep its bottom, where the thread
     // started, as an ordinary memory range.
-    let mut overflowed = false;
+    let mut overflowed = None;
     let mut walk_truncated = false;
     if let Some(ctx) = &context {
         let sp = ctx.context.uc_mcontext.gregs[libc::REG_RSP as usize] as u64;
         if let Some(r) = readable.iter().find(|r| sp >= r.start && sp < r.end) {
             if r.end - sp > STACK_CAP_ABOVE {
-                overflowed = true;
-                let bottom = r.end.saturating_sub(STACK_BOTTOM_KEPT).max(sp + STACK_TOP_KEPT as u64);
-                extra_memory.push((bottom, r.end));
+                let capping = Capping::new(&req, sp, r.end);
+                extra_memory.push((capping.bottom, r.end));
+                overflowed = Some(capping);
             }
         }
     }
@@ -143,11 +147,12 @@ fn run() -> Result<PathBuf, DumpError> {
         meta["python_walk_truncated"] = json!(true);
     }
     if let Some((from, to)) = sp_adjusted {
-        // The crashing thread's rsp was in an unreadable guard region (stack overflow); the
-        // dump's context says `to`, the real value was `from`.
+        // The crashing thread's rsp (`from`, which the dump's context holds) was in an
+        // unreadable guard region (stack overflow); its stack memory starts at `to`.
         meta["stack_pointer_adjusted"] = json!({"from": from, "to": to});
     }
-    let dump = Dump { req: &req, pid, context: context.as_ref(), overflowed };
+    let dump =
+        Dump { req: &req, pid, context: context.as_ref(), overflowed: overflowed.as_ref(), sp_adjusted };
     let limit = req.max_dump_size;
     let mut image = dump.image(&extra_memory, &meta, None)?;
     if limit > 0 && image.len() as u64 > limit && !extra_memory.is_empty() {
@@ -184,12 +189,40 @@ fn live_dump_room(req: &Request, size: u64) -> Result<(), DumpError> {
     Ok(())
 }
 
+/// What is kept of an overflowed stack besides its top: its bottom, from the frame the
+/// requester found to go on from (`resume`) or at least `STACK_BOTTOM_KEPT` bytes.
+struct Capping {
+    bottom: u64,
+    end: u64,
+    /// The frame's registers, for the metadata; null without one.
+    resume: Value,
+}
+
+impl Capping {
+    /// For a stack copied from `sp` to `end`.
+    fn new(req: &Request, sp: u64, end: u64) -> Capping {
+        let top_end = sp + STACK_TOP_KEPT as u64;
+        let mut bottom = end.saturating_sub(STACK_BOTTOM_KEPT);
+        let mut resume = Value::Null;
+        let rsp = req.resume_rsp;
+        if rsp > top_end && rsp < end && end - rsp <= STACK_RESUME_MAX {
+            bottom = bottom.min(rsp & !0xfff);
+            resume = json!({
+                "rip": req.resume_rip, "rsp": rsp, "rbp": req.resume_rbp, "depth": req.resume_depth,
+            });
+        }
+        Capping { bottom: bottom.max(top_end), end, resume }
+    }
+}
+
 /// How to build the dump's image; built twice when the first is over the size cap.
 struct Dump<'a> {
     req: &'a Request,
     pid: i32,
     context: Option<&'a CrashContext>,
-    overflowed: bool,
+    overflowed: Option<&'a Capping>,
+    /// (real rsp, rsp given to the writer) when the real one was in a guard region.
+    sp_adjusted: Option<(u64, u64)>,
 }
 
 impl Dump<'_> {
@@ -223,13 +256,25 @@ impl Dump<'_> {
         config.write(&mut cursor).map_err(|e| DumpError::Writer(error_chain(&e)))?;
         let mut image = cursor.into_inner().into_inner();
         let mut meta = meta.clone();
-        if self.overflowed {
+        if let Some(capping) = self.overflowed {
             if let Some(c) = shrink::cap_stack(&mut image, req.tid as u32, STACK_TOP_KEPT) {
-                let bottom = if full_size.is_some() { 0 } else { STACK_BOTTOM_KEPT };
                 meta["stack_capped"] = json!({
-                    "start": c.start, "original_size": c.original, "kept_size": c.kept, "bottom_kept": bottom,
+                    "start": c.start, "original_size": c.original, "kept_size": c.kept,
                 });
+                // Without the extra memory (over the size cap), the bottom is gone too.
+                if full_size.is_none() {
+                    meta["stack_capped"]["bottom_start"] = json!(capping.bottom);
+                    meta["stack_capped"]["bottom_kept"] = json!(capping.end - capping.bottom);
+                    meta["stack_capped"]["resume"] = capping.resume.clone();
+                } else {
+                    meta["stack_capped"]["bottom_kept"] = json!(0);
+                }
             }
+        }
+        if let Some((real, written)) = self.sp_adjusted {
+            // The writer copied the stack from the first readable page; the registers must
+            // still be the thread's own.
+            context::restore_stack_pointer(&mut image, req.tid as u32, written, real);
         }
         // After the stack cut: shrink.rs leaves dumps with unused streams alone.
         let patterns: Vec<&str> = handoff::field_list(&req.environ_redact).collect();
@@ -343,7 +388,8 @@ fn crash_context(
     let mut context = context;
     // A stack overflow leaves rsp inside the guard region; with glibc's madvise guard pages
     // that region looks mapped but cannot be read, and minidump-writer then fails the whole
-    // dump. Start the copied stack at the first readable page above it instead.
+    // dump. Start the copied stack at the first readable page above it instead; the real
+    // rsp goes back into the dump's context afterwards (context.rs).
     let sp = context.uc_mcontext.gregs[libc::REG_RSP as usize] as u64;
     let mem = ProcessMemory { pid };
     let mut adjusted = None;

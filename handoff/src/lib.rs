@@ -10,7 +10,8 @@
 //! Plain `#[repr(C)]` data with fixed-size byte arrays: the signal handler fills it without
 //! allocating, and both sides agree on the layout because they are built from this crate.
 
-/// "ccdump" + format version (2: environment mode, size caps, redaction patterns).
+/// "ccdump" + format version (2: environment mode, size caps, redaction patterns; 3: the
+/// resume point of a capped stack, the requesting thread's own thread state).
 pub const MAGIC: u64 = 0x0003_7075_6d64_6363;
 
 /// Why the dump is taken.
@@ -140,6 +141,14 @@ pub struct Request {
     /// (enable) Extra name patterns whose values are redacted: NUL-terminated,
     /// upper-case substrings one after another, an empty one ending the list.
     pub environ_redact: [u8; REDACT_SIZE],
+    /// (dump) Where an unwind of the requesting thread's stack can go on when the helper
+    /// keeps only its two ends (a stack overflow): the registers of a frame near the
+    /// thread's start, found by the requester's own unwind, and how many frames lie above
+    /// it (innermost is 0). `resume_rsp` 0: none.
+    pub resume_rip: u64,
+    pub resume_rsp: u64,
+    pub resume_rbp: u64,
+    pub resume_depth: u64,
 }
 
 impl Request {
@@ -184,6 +193,10 @@ impl Request {
             max_dump_size: 0,
             max_dir_size: 0,
             environ_redact: [0; REDACT_SIZE],
+            resume_rip: 0,
+            resume_rsp: 0,
+            resume_rbp: 0,
+            resume_depth: 0,
         }
     }
 

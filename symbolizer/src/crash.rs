@@ -3,6 +3,7 @@
 use crate::memory::DumpMemory;
 use crate::native::{Modules, NativeFrame};
 use crate::python::{decode_python, EvalCall, LayoutNote, PyFrame, PyThreadStack};
+use crate::unwind::{self, Gap, NativeStack, Registers, Resume, Space};
 use minidump::{Minidump, MinidumpException, MinidumpMiscInfo, MinidumpSystemInfo, MinidumpThreadList};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -39,6 +40,10 @@ pub struct Thread {
     pub python_calls: Option<Vec<EvalCall>>,
     /// Native frames, innermost first (inlined calls as frames of their own).
     pub native: Vec<NativeFrame>,
+    /// Why the native unwind ended before the thread's start (None: it got there).
+    pub native_stopped: Option<String>,
+    /// The middle of an overflowed stack, not in the dump, between two parts of `native`.
+    pub native_gap: Option<Gap>,
 }
 
 /// How to read a dump.
@@ -146,6 +151,9 @@ impl Crash {
 
         // Each thread's registers: the crashing thread's from the exception record.
         let modules = Modules::load(&dump, symbol_dirs);
+        let space = Space::of(&dump);
+        // A capped stack is the crashed thread's (dumper/src/shrink.rs).
+        let resume = Resume::from_metadata(&metadata);
         let system = dump.get_stream::<MinidumpSystemInfo>().ok();
         let misc = dump.get_stream::<MinidumpMiscInfo>().ok();
         let registers = |ctx: &minidump::MinidumpContext| {
@@ -207,12 +215,15 @@ impl Crash {
                 let native = match (&memory, regs) {
                     (Some(_), Some(_)) if frame_budget == 0 => {
                         not_unwound += 1;
-                        Vec::new()
+                        NativeStack::default()
                     }
-                    (Some(mem), Some((ip, sp, bp))) => modules.stack(mem, ip, sp, bp, frame_budget),
-                    _ => Vec::new(),
+                    (Some(mem), Some(regs)) => {
+                        let resume = resume.as_ref().filter(|_| Some(tid) == crashed_tid);
+                        unwind::unwind(&modules, mem, &space, regs, frame_budget, resume)
+                    }
+                    _ => NativeStack::default(),
                 };
-                frame_budget -= native.len();
+                frame_budget -= native.frames.len();
                 let (python, python_problem, python_calls) = match (py, named) {
                     (Some(p), _) => (p.frames, p.problem, p.eval_calls),
                     // The metadata names a thread state the dump's interpreters do not list.
@@ -233,7 +244,9 @@ impl Crash {
                     python,
                     python_problem,
                     python_calls,
-                    native,
+                    native: native.frames,
+                    native_stopped: native.stopped,
+                    native_gap: native.gap,
                 }
             })
             .collect();
@@ -265,13 +278,10 @@ impl Crash {
     }
 }
 
-/// (instruction pointer, stack pointer, frame pointer) of a thread.
-type Registers = (u64, u64, u64);
-
 /// Threads read at most (a process rarely has more than a few hundred; a corrupt or hostile
 /// dump may list millions).
 pub const MAX_THREADS: usize = 4096;
-/// Native frames unwound at most, all threads together (native::MAX_FRAMES is per thread):
+/// Native frames unwound at most, all threads together (unwind::MAX_FRAMES is per thread):
 /// room for two stacks as deep as a thread's limit, or thousands of ordinary ones.
 pub const MAX_NATIVE_FRAMES_ALL_THREADS: usize = 131_072;
 

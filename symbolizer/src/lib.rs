@@ -1,9 +1,9 @@
 //! Reading crashcatch minidumps: what happened, every thread, and every Python stack decoded
 //! from the dump's memory (CPython 3.9–3.15, with pylayout's tables).
 //!
-//! Native frames are unwound with the module files' CFI (`native`) and symbolized from their
-//! DWARF, found in the module file or a separate debug file (`debuginfo`, `debuginfod`), then
-//! merged with the Python frames (`python`) by the eval-loop calls that ran them (`merge`).
+//! Native frames are unwound with the module files' CFI, every step checked (`unwind`), and
+//! symbolized from their DWARF (`native`), found in the module file or a separate debug file
+//! (`debuginfo`, `debuginfod`), then merged with the Python frames (`python`) by the eval-loop calls that ran them (`merge`).
 
 pub mod crash;
 pub mod debuginfo;
@@ -19,5 +19,6 @@ pub mod python;
 pub mod render;
 pub mod symbols;
 pub mod terminal;
+pub mod unwind;
 
 pub use crash::{Crash, LoadError, Options};

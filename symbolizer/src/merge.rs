@@ -24,6 +24,9 @@ pub enum Entry<'a> {
     Python { frame: &'a PyFrame, index: usize },
     /// A native frame; `plumbing` marks the interpreter's own glue, hidden by default.
     Native { frame: &'a NativeFrame, plumbing: bool },
+    /// The middle of an overflowed stack, not in the dump: `frames` native frames, as the
+    /// crash-time unwinder counted them (None: unknown).
+    Gap { frames: Option<u64> },
 }
 
 /// How a thread's stacks came together.
@@ -65,11 +68,20 @@ fn python_entries(t: &Thread) -> Vec<Entry<'_>> {
     t.python.iter().enumerate().map(|(index, frame)| Entry::Python { frame, index }).collect()
 }
 
+/// The native frames with the gap of an overflowed stack in its place.
+pub fn native_entries(t: &Thread) -> Vec<Entry<'_>> {
+    let mut entries: Vec<Entry> =
+        t.native.iter().map(|frame| Entry::Native { frame, plumbing: false }).collect();
+    if let Some(g) = &t.native_gap {
+        entries.insert(g.at.min(entries.len()), Entry::Gap { frames: g.frames });
+    }
+    entries
+}
+
 /// `plumbing`: modules known to be glue besides the eval loop's own.
 pub fn merge<'a>(t: &'a Thread, plumbing: &Plumbing) -> Merged<'a> {
-    let native = |plumbing| t.native.iter().map(move |frame| Entry::Native { frame, plumbing });
     if t.python.is_empty() {
-        return Merged { status: Status::NativeOnly, entries: native(false).collect() };
+        return Merged { status: Status::NativeOnly, entries: native_entries(t) };
     }
     if t.native.is_empty() {
         return Merged { status: Status::PythonOnly, entries: python_entries(t) };
@@ -78,55 +90,124 @@ pub fn merge<'a>(t: &'a Thread, plumbing: &Plumbing) -> Merged<'a> {
         Ok(found) => found,
         Err(why) => return Merged { status: Status::Separate(why), entries: Vec::new() },
     };
-    let mut entries = Vec::with_capacity(t.native.len() + t.python.len());
+    let mut entries = Vec::with_capacity(t.native.len() + t.python.len() + 1);
     let mut calls = eval_frames.iter().peekable();
     let mut next_py = 0;
-    for (i, frame) in t.native.iter().enumerate() {
-        while let Some((_, call)) = calls.next_if(|(at, _)| *at == i) {
-            for index in next_py..next_py + call.frames {
-                entries.push(Entry::Python { frame: &t.python[index], index });
-            }
-            next_py += call.frames;
+    let gap_at = t.native_gap.as_ref().map(|g| g.at);
+    for i in 0..=t.native.len() {
+        if gap_at == Some(i) {
+            // Python frames whose eval-loop calls lie in the gap go just outside it.
+            entries.push(Entry::Gap { frames: t.native_gap.as_ref().and_then(|g| g.frames) });
         }
-        entries.push(Entry::Native { frame, plumbing: false });
+        let place = if gap_at == Some(i) { Some(Place::Gap) } else { None };
+        for place in place.into_iter().chain((i < t.native.len()).then_some(Place::Frame(i))) {
+            while let Some((_, call)) = calls.next_if(|(at, _)| *at == place) {
+                for index in next_py..next_py + call.frames {
+                    entries.push(Entry::Python { frame: &t.python[index], index });
+                }
+                next_py += call.frames;
+            }
+        }
+        if let Some(frame) = t.native.get(i) {
+            entries.push(Entry::Native { frame, plumbing: false });
+        }
     }
-    let eval_at: Vec<usize> = eval_frames.iter().map(|(at, _)| *at).collect();
+    let eval_at: Vec<usize> = eval_frames
+        .iter()
+        .filter_map(|(at, _)| match at {
+            Place::Frame(i) => Some(*i),
+            Place::Gap => None,
+        })
+        .collect();
     mark_plumbing(&mut entries, t, &eval_at, plumbing);
     Merged { status: Status::Merged, entries }
 }
 
-/// For each eval-loop call (innermost first), the index of its native frame.
-fn eval_frames(t: &Thread) -> Result<Vec<(usize, EvalCall)>, String> {
+/// Where an eval-loop call's native frame is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    /// `t.native[i]`.
+    Frame(usize),
+    /// In the middle of an overflowed stack, which is not in the dump.
+    Gap,
+}
+
+impl Place {
+    /// Its position in the native stack, innermost first: the gap lies between frames
+    /// `at - 1` and `at`.
+    fn key(self, gap_at: usize) -> usize {
+        match self {
+            Place::Frame(i) => 2 * i + 1,
+            Place::Gap => 2 * gap_at,
+        }
+    }
+}
+
+/// For each eval-loop call (innermost first), where its native frame is.
+fn eval_frames(t: &Thread) -> Result<Vec<(Place, EvalCall)>, String> {
     let Some(calls) = &t.python_calls else {
         return Err("where the eval loop's calls begin could not be read from the dump".into());
     };
     if calls.iter().map(|c| c.frames).sum::<usize>() != t.python.len() {
         return Err("the Python frames' eval-loop calls do not add up".into());
     }
-    let found: Vec<Option<usize>> = if calls.iter().all(|c| c.entry.is_some()) {
+    let gap = t.native_gap.as_ref();
+    let found: Vec<Option<Place>> = if calls.iter().all(|c| c.entry.is_some()) {
         let outer = OuterFrames::of(t);
-        calls.iter().map(|c| outer.holding(c.entry.unwrap_or(0))).collect()
+        let in_gap = |addr: u64| gap.is_some_and(|g| addr >= g.range.0 && addr < g.range.1);
+        calls
+            .iter()
+            .map(|c| c.entry.unwrap_or(0))
+            .map(
+                |entry| if in_gap(entry) { Some(Place::Gap) } else { outer.holding(entry).map(Place::Frame) },
+            )
+            .collect()
     } else {
-        let named: Vec<usize> = (0..t.native.len()).filter(|&i| is_eval_frame(&t.native[i])).collect();
-        if named.len() != calls.len() {
-            return Err(format!(
-                "the native stack has {} eval-loop frame(s) but the Python frames belong to {} \
-                 eval-loop call(s); both stacks are shown as they are",
-                named.len(),
-                calls.len()
-            ));
-        }
-        named.into_iter().map(Some).collect()
+        named_eval_frames(t, calls.len())?.into_iter().map(Some).collect()
     };
-    let found: Vec<usize> = found.into_iter().collect::<Option<_>>().ok_or_else(|| {
+    let found: Vec<Place> = found.into_iter().collect::<Option<_>>().ok_or_else(|| {
         "an eval-loop call's native frame is not in the native stack (unwinding stopped early?); \
          both stacks are shown as they are"
             .to_string()
     })?;
-    if found.windows(2).any(|w| w[0] >= w[1]) {
+    let gap_at = gap.map_or(0, |g| g.at);
+    let in_order = found
+        .windows(2)
+        .all(|w| w[0].key(gap_at) < w[1].key(gap_at) || (w[0] == Place::Gap && w[1] == Place::Gap));
+    if !in_order {
         return Err("the eval-loop calls and the native frames are not in the same order".into());
     }
     Ok(found.into_iter().zip(calls.iter().copied()).collect())
+}
+
+/// Up to 3.11: the k-th native frame named `_PyEval_EvalFrameDefault` is the k-th call
+/// (innermost first). With a gap, the calls not matched by a frame on either side of it are
+/// the ones inside it.
+fn named_eval_frames(t: &Thread, calls: usize) -> Result<Vec<Place>, String> {
+    let named: Vec<usize> = (0..t.native.len()).filter(|&i| is_eval_frame(&t.native[i])).collect();
+    let Some(gap) = &t.native_gap else {
+        if named.len() != calls {
+            return Err(format!(
+                "the native stack has {} eval-loop frame(s) but the Python frames belong to {calls} \
+                 eval-loop call(s); both stacks are shown as they are",
+                named.len(),
+            ));
+        }
+        return Ok(named.into_iter().map(Place::Frame).collect());
+    };
+    let (top, bottom): (Vec<usize>, Vec<usize>) = named.iter().partition(|&&i| i < gap.at);
+    let Some(inside) = calls.checked_sub(top.len() + bottom.len()) else {
+        return Err(format!(
+            "the native stack has {} eval-loop frame(s) but the Python frames belong to only {calls} \
+             eval-loop call(s); both stacks are shown as they are",
+            named.len(),
+        ));
+    };
+    let places = top.into_iter().map(Place::Frame);
+    Ok(places
+        .chain(std::iter::repeat_n(Place::Gap, inside))
+        .chain(bottom.into_iter().map(Place::Frame))
+        .collect())
 }
 
 /// A thread's outer (non-inlined) native frames, innermost first, with their stack
@@ -187,11 +268,12 @@ fn mark_plumbing(entries: &mut [Entry<'_>], t: &Thread, eval_at: &[usize], known
     let anchor = entries.iter().position(|e| match e {
         Entry::Python { .. } => true,
         Entry::Native { frame, .. } => !is_glue_module(frame) && !is_libc(frame),
+        Entry::Gap { .. } => false,
     });
     let Some(anchor) = anchor else { return };
     let dumping = entries[..anchor].iter().any(|e| match e {
         Entry::Native { frame, .. } => known.collector.is_some() && frame.module == known.collector,
-        Entry::Python { .. } => false,
+        Entry::Python { .. } | Entry::Gap { .. } => false,
     });
     let mut bottom = true;
     for (i, e) in entries.iter_mut().enumerate().rev() {
@@ -209,6 +291,7 @@ fn mark_plumbing(entries: &mut [Entry<'_>], t: &Thread, eval_at: &[usize], known
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::unwind::Gap;
 
     fn native(function: &str, module: &str, sp: u64) -> NativeFrame {
         NativeFrame {
@@ -245,6 +328,8 @@ mod tests {
             python_problem: None,
             python_calls: Some(calls),
             native,
+            native_stopped: None,
+            native_gap: None,
         }
     }
 
@@ -256,6 +341,7 @@ mod tests {
                 Entry::Python { frame, .. } => Some(format!("py {}", frame.function().unwrap_or(""))),
                 Entry::Native { plumbing: true, .. } => None,
                 Entry::Native { frame, .. } => Some(frame.function.clone().unwrap_or_default()),
+                Entry::Gap { .. } => Some("<gap>".into()),
             })
             .collect()
     }
@@ -315,6 +401,46 @@ mod tests {
         assert_eq!(shown(&m), ["deref_null", "py callback", "call_back", "py main", "py <module>"]);
         t.python_calls = Some(vec![EvalCall { frames: 3, entry: None }]);
         assert!(matches!(merge(&t, &Plumbing::default()).status, Status::Separate(_)));
+    }
+
+    /// An overflowed stack: [recurse, recurse] on top, the middle (stack 300..500) missing,
+    /// then an eval call (entry frame at 550), main.
+    fn overflowed(calls: Vec<EvalCall>, python: Vec<PyFrame>) -> Thread {
+        let n = vec![
+            native("recurse", "ext.so", 100),
+            native("recurse", "ext.so", 200),
+            native("_PyEval_EvalFrameDefault", "python", 500),
+            native("main", "python", 600),
+        ];
+        let mut t = thread(n, python, calls);
+        t.native_gap = Some(Gap { at: 2, frames: Some(7), range: (300, 500) });
+        t
+    }
+
+    #[test]
+    fn calls_in_the_gap_of_an_overflowed_stack_go_there() {
+        // 3.12+: entry frames in the missing middle (350) and under it (550).
+        let calls = vec![EvalCall { frames: 1, entry: Some(350) }, EvalCall { frames: 1, entry: Some(550) }];
+        let t = overflowed(calls, vec![py("deep"), py("<module>")]);
+        let m = merge(&t, &Plumbing::default());
+        assert_eq!(m.status, Status::Merged);
+        assert_eq!(shown(&m), ["recurse", "recurse", "<gap>", "py deep", "py <module>"]);
+        // Up to 3.11, by name: one eval frame under the gap, the other call is in it.
+        let calls = vec![EvalCall { frames: 1, entry: None }, EvalCall { frames: 1, entry: None }];
+        let t = overflowed(calls, vec![py("deep"), py("<module>")]);
+        assert_eq!(
+            shown(&merge(&t, &Plumbing::default())),
+            ["recurse", "recurse", "<gap>", "py deep", "py <module>"]
+        );
+        // Fewer calls than named eval frames cannot be lined up.
+        let mut t = overflowed(vec![EvalCall { frames: 1, entry: None }], vec![py("<module>")]);
+        t.native[0].function = Some("_PyEval_EvalFrameDefault".into());
+        assert!(matches!(merge(&t, &Plumbing::default()).status, Status::Separate(_)));
+        // Without Python, the gap is among the native frames.
+        let t = overflowed(vec![], vec![]);
+        let m = merge(&t, &Plumbing::default());
+        assert_eq!(m.status, Status::NativeOnly);
+        assert_eq!(shown(&m), ["recurse", "recurse", "<gap>", "_PyEval_EvalFrameDefault", "main"]);
     }
 
     #[test]

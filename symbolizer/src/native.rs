@@ -10,18 +10,13 @@
 
 use crate::debuginfo::{self, Search};
 use crate::elf::{Bytes, ElfFile};
-use crate::memory::DumpMemory;
 use crate::merge::Plumbing;
 use crate::symbols::{self, Lookup};
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, FrameAddress, Module as FhModule, Unwinder};
 use minidump::{Minidump, MinidumpModuleList, Module};
-use pylayout::Memory;
 use std::cell::{OnceCell, RefCell};
 use std::path::PathBuf;
-
-/// Frames walked per thread at most.
-const MAX_FRAMES: usize = 65_536;
 
 /// One native frame (an inlined call is a frame of its own, `inlined: true`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,7 +29,7 @@ pub struct NativeFrame {
     pub line: Option<u32>,
     pub inlined: bool,
     /// How the frame was found: "context" (the thread's registers), "cfi" (the callee's
-    /// unwind tables) or "frame pointer" (the callee's module had no usable file, so no CFI).
+    /// unwind tables) or "frame pointer" (the callee had no usable module file, so no CFI).
     pub trust: &'static str,
     /// The stack pointer while this frame runs (at its call to the next frame in): the
     /// frame's locals lie between it and the caller's `sp`. Inlined frames share it.
@@ -210,34 +205,24 @@ fn unwind_module(m: &ModuleFile, file: &ElfFile) -> FhModule<Bytes> {
 }
 
 impl Modules {
-    /// Unwinds one thread from its registers and symbolizes every frame; `limit` frames at
-    /// most (and never more than MAX_FRAMES).
-    pub fn stack(&self, mem: &DumpMemory, ip: u64, sp: u64, bp: u64, limit: usize) -> Vec<NativeFrame> {
-        let limit = limit.min(MAX_FRAMES);
-        let mut cache = CacheX86_64::<_>::new();
-        let mut read = |addr: u64| mem.read_u64(addr).ok_or(());
-        let mut regs = UnwindRegsX86_64::new(ip, sp, bp);
-        let mut frames = self.symbolize(ip, ip, "context", sp);
-        let mut address = FrameAddress::InstructionPointer(ip);
-        while frames.len() < limit {
-            // The unwind rule comes from the module of the frame being unwound (its file was
-            // looked for when the frame was symbolized).
-            let callee = self.at(address.address_for_lookup());
-            let callee_has_cfi = callee.is_some_and(|m| self.binary(m).is_some());
-            let unwound = self.unwinder.borrow().unwind_frame(address, &mut regs, &mut cache, &mut read);
-            let Ok(Some(ret)) = unwound else { break };
-            let Some(next) = FrameAddress::from_return_address(ret) else { break };
-            let trust = if callee_has_cfi { "cfi" } else { "frame pointer" };
-            frames.extend(self.symbolize(ret, ret - 1, trust, regs.sp()));
-            address = next;
-        }
-        // Inlined calls come with the frame that holds them: the last address may overshoot.
-        frames.truncate(limit);
-        frames
+    /// Whether the module holding `addr` has a file, so its CFI drives the unwind.
+    pub(crate) fn has_cfi(&self, addr: u64) -> bool {
+        self.at(addr).is_some_and(|m| self.binary(m).is_some())
+    }
+
+    /// One unwind step (framehop): the caller's return address, None at the stack's end.
+    pub(crate) fn unwind_frame(
+        &self,
+        address: FrameAddress,
+        regs: &mut UnwindRegsX86_64,
+        cache: &mut CacheX86_64,
+        read: &mut dyn FnMut(u64) -> Result<u64, ()>,
+    ) -> Result<Option<u64>, framehop::Error> {
+        self.unwinder.borrow().unwind_frame(address, regs, cache, &mut |addr| read(addr))
     }
 
     /// The frames at `addr` (inlined calls first, then the function containing them).
-    fn symbolize(&self, addr: u64, lookup: u64, trust: &'static str, sp: u64) -> Vec<NativeFrame> {
+    pub(crate) fn symbolize(&self, addr: u64, lookup: u64, trust: &'static str, sp: u64) -> Vec<NativeFrame> {
         let mut plain = NativeFrame {
             address: addr,
             module: None,

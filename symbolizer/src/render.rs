@@ -2,7 +2,7 @@
 //! JSON lists frames innermost first (docs/json-schema.md).
 
 use crate::crash::{Crash, Thread};
-use crate::merge::{merge, Entry, Status};
+use crate::merge::{merge, native_entries, Entry, Status};
 use crate::native::NativeFrame;
 use crate::python::PyFrame;
 use crate::terminal::Escaped;
@@ -147,13 +147,15 @@ fn thread_text(out: &mut String, c: &Crash, t: &Thread, s: &Style, native_all: b
                 s.reset
             );
             let _ = writeln!(out, "  Python stack (most recent call last):");
-            let python: Vec<(usize, &PyFrame)> = t.python.iter().enumerate().collect();
-            elided(out, &python, s, |out, &(index, frame)| {
-                python_frame_text(out, frame, sources.get(index), s)
-            });
+            let python: Vec<Entry> =
+                t.python.iter().enumerate().map(|(index, frame)| Entry::Python { frame, index }).collect();
+            let shown: Vec<&Entry> = python.iter().collect();
+            elided(out, &shown, s, is_gap, |out, e| entry_text(out, e, sources, s));
             let _ = writeln!(out, "  Native stack (most recent call last):");
-            let native: Vec<&NativeFrame> = t.native.iter().collect();
-            elided(out, &native, s, |out, frame| native_frame_text(out, frame, s));
+            native_stopped_text(out, t, s);
+            let native = native_entries(t);
+            let shown: Vec<&Entry> = native.iter().collect();
+            elided(out, &shown, s, is_gap, |out, e| entry_text(out, e, sources, s));
         }
         _ if merged.entries.is_empty() => {
             let _ = writeln!(out, "  {}<no frames>{}", s.dim, s.reset);
@@ -168,15 +170,15 @@ fn thread_text(out: &mut String, c: &Crash, t: &Thread, s: &Style, native_all: b
                     if n == 1 { "" } else { "s" }
                 ),
             };
+            if merged.status != Status::PythonOnly {
+                native_stopped_text(out, t, s);
+            }
             let shown: Vec<&Entry> = merged
                 .entries
                 .iter()
                 .filter(|e| native_all || !matches!(e, Entry::Native { plumbing: true, .. }))
                 .collect();
-            elided(out, &shown, s, |out, e| match **e {
-                Entry::Python { frame, index } => python_frame_text(out, frame, sources.get(index), s),
-                Entry::Native { frame, .. } => native_frame_text(out, frame, s),
-            });
+            elided(out, &shown, s, is_gap, |out, e| entry_text(out, e, sources, s));
         }
     }
     if let Some(p) = &t.python_problem {
@@ -185,21 +187,60 @@ fn thread_text(out: &mut String, c: &Crash, t: &Thread, s: &Style, native_all: b
 }
 
 /// Frames (innermost first) written most recent call last; of a very deep stack only the
-/// outermost `ELIDED_OUTER` and innermost `ELIDED_INNER` (the JSON output has them all).
-fn elided<T>(out: &mut String, frames: &[T], s: &Style, mut write: impl FnMut(&mut String, &T)) {
+/// outermost `ELIDED_OUTER` and innermost `ELIDED_INNER` (the JSON output has them all), and
+/// the gap of an overflowed stack wherever it is.
+fn elided<T>(
+    out: &mut String,
+    frames: &[T],
+    s: &Style,
+    always: impl Fn(&T) -> bool,
+    mut write: impl FnMut(&mut String, &T),
+) {
     let n = frames.len();
+    let mut skipped = 0;
     for (i, frame) in frames.iter().enumerate().rev() {
-        if n > ELIDED_OUTER + ELIDED_INNER && i == ELIDED_INNER + n - ELIDED_OUTER - ELIDED_INNER - 1 {
-            let skipped = n - ELIDED_OUTER - ELIDED_INNER;
+        let shown =
+            n <= ELIDED_OUTER + ELIDED_INNER || i < ELIDED_INNER || i >= n - ELIDED_OUTER || always(frame);
+        if !shown {
+            skipped += 1;
+            continue;
+        }
+        if skipped > 0 {
             let _ = writeln!(
                 out,
                 "  {}[… {skipped} frames not shown; --json lists them all …]{}",
                 s.dim, s.reset
             );
+            skipped = 0;
         }
-        if n <= ELIDED_OUTER + ELIDED_INNER || i < ELIDED_INNER || i >= n - ELIDED_OUTER {
-            write(out, frame);
+        write(out, frame);
+    }
+}
+
+fn is_gap(e: &&Entry) -> bool {
+    matches!(e, Entry::Gap { .. })
+}
+
+fn entry_text(out: &mut String, e: &Entry, sources: &[Value], s: &Style) {
+    match *e {
+        Entry::Python { frame, index } => python_frame_text(out, frame, sources.get(index), s),
+        Entry::Native { frame, .. } => native_frame_text(out, frame, s),
+        Entry::Gap { frames } => {
+            let count = frames.map_or("the".to_string(), |n| format!("{n}"));
+            let _ = writeln!(
+                out,
+                "  {}<… {count} native frames from the middle of the overflowed stack are not in the dump \
+                 (it keeps the stack's two ends) …>{}",
+                s.dim, s.reset
+            );
         }
+    }
+}
+
+/// Where the native unwind stopped, at the outer end of the stack (shown first).
+fn native_stopped_text(out: &mut String, t: &Thread, s: &Style) {
+    if let (Some(why), false) = (&t.native_stopped, t.native.is_empty()) {
+        let _ = writeln!(out, "  {}<native unwinding stopped: {}>{}", s.dim, Escaped(why), s.reset);
     }
 }
 
@@ -327,15 +368,26 @@ fn thread_json(c: &Crash, t: &Thread) -> Value {
         Status::NativeOnly => ("native-only", None),
         Status::Separate(why) => ("separate", Some(why.clone())),
     };
+    // The gap of an overflowed stack is not a frame: `native_unwind.gap` says where it is.
+    let mut gap_at_frame = None;
     let frames: Option<Vec<Value>> = problem.is_none().then(|| {
-        merged
-            .entries
-            .iter()
-            .map(|e| match *e {
-                Entry::Python { frame, index } => python(frame, index),
-                Entry::Native { frame, plumbing } => native(frame, plumbing),
-            })
-            .collect()
+        let mut frames = Vec::with_capacity(merged.entries.len());
+        for e in &merged.entries {
+            match *e {
+                Entry::Python { frame, index } => frames.push(python(frame, index)),
+                Entry::Native { frame, plumbing } => frames.push(native(frame, plumbing)),
+                Entry::Gap { .. } => gap_at_frame = Some(frames.len()),
+            }
+        }
+        frames
+    });
+    let gap = t.native_gap.as_ref().map(|g| {
+        json!({
+            "native_frames_index": g.at,
+            "frames_index": gap_at_frame,
+            "frames_left_out": g.frames,
+            "stack_range": [g.range.0, g.range.1],
+        })
     });
     json!({
         "tid": t.tid,
@@ -351,6 +403,7 @@ fn thread_json(c: &Crash, t: &Thread) -> Value {
         "frames": frames,
         "python_frames": t.python.iter().enumerate().map(|(i, f)| python(f, i)).collect::<Vec<_>>(),
         "native_frames": t.native.iter().map(|f| native(f, false)).collect::<Vec<_>>(),
+        "native_unwind": {"stopped": t.native_stopped, "gap": gap},
     })
 }
 
@@ -362,14 +415,20 @@ mod tests {
     fn deep_stacks_keep_both_ends() {
         let frames: Vec<usize> = (0..300).collect(); // innermost first
         let mut out = String::new();
-        elided(&mut out, &frames, &Style::new(false), |out, i| out.push_str(&format!("{i}\n")));
+        elided(&mut out, &frames, &Style::new(false), |_| false, |out, i| out.push_str(&format!("{i}\n")));
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), ELIDED_OUTER + ELIDED_INNER + 1);
         assert_eq!((lines[0], lines[ELIDED_OUTER - 1]), ("299", "250"));
         assert!(lines[ELIDED_OUTER].contains("100 frames not shown"), "{}", lines[ELIDED_OUTER]);
         assert_eq!((lines[ELIDED_OUTER + 1], *lines.last().unwrap()), ("149", "0"));
         let mut short = String::new();
-        elided(&mut short, &frames[..200], &Style::new(false), |out, i| out.push_str(&format!("{i}\n")));
+        elided(
+            &mut short,
+            &frames[..200],
+            &Style::new(false),
+            |_| false,
+            |out, i| out.push_str(&format!("{i}\n")),
+        );
         assert_eq!(short.lines().count(), 200);
     }
 }

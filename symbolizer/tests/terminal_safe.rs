@@ -44,6 +44,8 @@ fn hostile_crash() -> Crash {
         python_problem: h(),
         python_calls: None,
         native,
+        native_stopped: h(),
+        native_gap: None,
     };
     let metadata = json!({
         "python": {"argv": [HOSTILE, HOSTILE], "executable": HOSTILE},
@@ -86,8 +88,8 @@ fn text_output_escapes_every_dump_string() {
         }
         let raw: Vec<char> = own.chars().filter(|&c| c != '\n' && acts_on_terminal(c)).collect();
         assert!(raw.is_empty(), "{raw:?} in\n{out}");
-        // Each of the 28 places a dump string shows up, escaped.
-        assert_eq!(out.matches(SHOWN).count(), 28, "{out}");
+        // Each of the 30 places a dump string shows up, escaped.
+        assert_eq!(out.matches(SHOWN).count(), 30, "{out}");
     }
 }
 

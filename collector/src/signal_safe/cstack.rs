@@ -13,7 +13,7 @@ use super::elf::Module;
 use super::memory::SelfMemory;
 use super::out::Out;
 use super::symbols::{self, Name};
-use super::unwind::{End, Frame, Regs, Trust, Unwinder};
+use super::unwind::{End, Frame, Regs, Stop, Trust, Unwinder};
 use pylayout::Memory;
 
 /// Innermost frames always printed; a longer stack (deep recursion) prints its first
@@ -81,12 +81,29 @@ pub fn write_walk<W: Walk>(out: &mut Out, mem: &SelfMemory, walk: &mut W) {
             write_frame(out, mem, f, &names[i], &arena);
         }
     }
-    // Say whether the walk reached the thread's start or had to stop early.
-    out.str(match walk.end() {
-        End::ThreadStart => "  <end of stack>\n",
-        End::Stuck => "  <unwinding stopped: no call frame information for the last frame>\n",
-        End::NotYet => "  <unwinding stopped: frame limit reached>\n",
-    });
+    write_end(out, walk.end());
+}
+
+/// Says whether the walk reached the thread's start or had to stop early, and why.
+fn write_end(out: &mut Out, end: End) {
+    let (why, addr) = match end {
+        End::ThreadStart => return out.str("  <end of stack>\n"),
+        End::NotYet => return out.str("  <unwinding stopped: frame limit reached>\n"),
+        End::Stuck(Stop::NoUnwindInfo) => {
+            return out.str(
+                "  <unwinding stopped: no call frame information for the last frame, and no frame pointer into this thread's stack>\n",
+            )
+        }
+        End::Stuck(Stop::NotCode(addr)) => ("the caller's address found for the last frame is not executable code", addr),
+        End::Stuck(Stop::OffStack(addr)) => {
+            ("the caller's stack pointer found for the last frame is not further up this thread's stack", addr)
+        }
+    };
+    out.str("  <unwinding stopped: ");
+    out.str(why);
+    out.str(" (0x");
+    out.hex(addr, 1);
+    out.str(")>\n");
 }
 
 /// The address to name a frame by: the call instruction, not the return address after it.

@@ -7,6 +7,8 @@
 use super::config;
 use super::memory::SelfMemory;
 use super::out::Out;
+use super::resume;
+use super::unwind::Regs;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use handoff::{Kind, Request};
@@ -107,6 +109,8 @@ pub struct Event<'a> {
     pub ucontext: Option<&'a libc::ucontext_t>,
     /// The requesting thread's own thread state (see `pytrace::own_thread_state`), or 0.
     pub tstate: u64,
+    /// The process, to unwind the context's stack with (see [`resume`]).
+    pub target: Option<&'a config::Target>,
 }
 
 /// Fills the dump-time fields of the request. `exact_path`: the file to create (empty:
@@ -141,6 +145,13 @@ pub fn fill_request(event: &Event, exact_path: &[u8]) {
         }
         req.has_context = 1;
     }
+    // Where an unwind of the dump can go on if the helper caps this stack (an overflow).
+    let found = match (event.ucontext, event.target) {
+        (Some(uc), Some(t)) => resume::find(&t.mem, &t.facts, Regs::from_ucontext(uc)),
+        _ => None,
+    };
+    let r = found.unwrap_or_default();
+    (req.resume_rip, req.resume_rsp, req.resume_rbp, req.resume_depth) = (r.rip, r.rsp, r.rbp, r.depth);
 }
 
 fn copy_raw<T>(value: &T, out: &mut [u8]) {

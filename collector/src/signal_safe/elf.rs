@@ -35,6 +35,10 @@ pub struct Module {
     /// Lowest and highest runtime address of its PT_LOAD segments.
     pub start: u64,
     pub end: u64,
+    /// Lowest and highest runtime address of its executable PT_LOAD segments: where a
+    /// return address into it may point.
+    pub text_start: u64,
+    pub text_end: u64,
     /// Runtime address and size of `.eh_frame_hdr`, if any.
     pub eh_frame_hdr: u64,
     pub eh_frame_hdr_len: u64,
@@ -42,6 +46,13 @@ pub struct Module {
     pub eh_segment_end: u64,
     /// Runtime address of the dynamic section.
     pub dynamic: u64,
+}
+
+impl Module {
+    /// Whether `addr` lies in one of its executable segments.
+    pub fn has_code_at(&self, addr: u64) -> bool {
+        addr >= self.text_start && addr < self.text_end
+    }
 }
 
 /// Finds the module containing `pc`.
@@ -119,7 +130,7 @@ fn first_load_vaddr(mem: &SelfMemory, phdr: u64, phnum: u16) -> Option<u64> {
 }
 
 fn describe(mem: &SelfMemory, bias: u64, phdr: u64, phnum: u16, name: u64) -> Option<Module> {
-    let mut m = Module { bias, name, start: u64::MAX, ..Module::default() };
+    let mut m = Module { bias, name, start: u64::MAX, text_start: u64::MAX, ..Module::default() };
     let mut loads = [(0u64, 0u64); MAX_PHDRS];
     let mut nloads = 0;
     for i in 0..(phnum as usize).min(MAX_PHDRS) {
@@ -134,6 +145,10 @@ fn describe(mem: &SelfMemory, bias: u64, phdr: u64, phnum: u16, name: u64) -> Op
             libc::PT_LOAD => {
                 m.start = m.start.min(vaddr);
                 m.end = m.end.max(vaddr.saturating_add(memsz));
+                if u32::from_le_bytes(p[4..8].try_into().unwrap_or([0; 4])) & libc::PF_X != 0 {
+                    m.text_start = m.text_start.min(vaddr);
+                    m.text_end = m.text_end.max(vaddr.saturating_add(memsz));
+                }
                 if let Some(slot) = loads.get_mut(nloads) {
                     *slot = (vaddr, vaddr.saturating_add(memsz));
                     nloads += 1;

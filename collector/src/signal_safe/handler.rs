@@ -168,7 +168,9 @@ pub extern "C" fn fatal_handler(signo: i32, info: *mut libc::siginfo_t, ucontext
             ACTIVE_OUT.store(&mut out as *mut Out, Ordering::Release);
             write_fatal_report(&mut out, cfg, signo, uc.map(Regs::from_ucontext));
             let tstate = pytrace::own_thread_state(cfg.target);
-            write_minidump(&mut out, Event { kind: Kind::Fatal, signo, info, ucontext: uc, tstate });
+            let event =
+                Event { kind: Kind::Fatal, signo, info, ucontext: uc, target: Some(cfg.target), tstate };
+            write_minidump(&mut out, event);
             if cfg.report_stack_use {
                 out.str("crashcatch: report stack used ");
                 out.dec(stack::high_water() as u64);
@@ -312,7 +314,9 @@ pub extern "C" fn user_handler(signo: i32, info: *mut libc::siginfo_t, ucontext:
                 // SAFETY: the kernel passes valid siginfo_t and ucontext_t to SA_SIGINFO handlers.
                 let (info, uc) = unsafe { (info.as_ref(), (ucontext as *const libc::ucontext_t).as_ref()) };
                 let tstate = pytrace::own_thread_state(cfg.target);
-                write_minidump(&mut out, Event { kind: Kind::Signal, signo, info, ucontext: uc, tstate });
+                let event =
+                    Event { kind: Kind::Signal, signo, info, ucontext: uc, target: Some(cfg.target), tstate };
+                write_minidump(&mut out, event);
             }
         });
         release();

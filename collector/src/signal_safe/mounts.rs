@@ -4,6 +4,8 @@
 //! block in the kernel, and the dying process with it. Such modules are named from their
 //! in-memory `.dynsym` instead.
 
+use super::lines::{for_each_line, with_file};
+
 /// Filesystem types whose files may take unbounded time to read (prefixes).
 const REMOTE_TYPES: [&[u8]; 11] =
     [b"nfs", b"cifs", b"smb", b"fuse", b"9p", b"ceph", b"glusterfs", b"afs", b"lustre", b"sshfs", b"davfs"];
@@ -15,37 +17,16 @@ const LINE_MAX: usize = 4096;
 /// mountinfo text delivered by `read` (chunks into a buffer, 0 at the end). Unknown: false.
 pub fn is_remote_with(path: &[u8], read: &mut dyn FnMut(&mut [u8]) -> usize) -> bool {
     let mut line = [0u8; LINE_MAX];
-    let mut len = 0usize;
-    let mut overlong = false;
     // The mount with the longest mount point that is a prefix of `path` decides.
     let (mut best_len, mut best_remote) = (0usize, false);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = read(&mut chunk);
-        if n == 0 {
-            break;
-        }
-        for &b in &chunk[..n.min(chunk.len())] {
-            if b != b'\n' {
-                if len < LINE_MAX {
-                    line[len] = b;
-                    len += 1;
-                } else {
-                    overlong = true;
-                }
-                continue;
+    for_each_line(read, &mut line, &mut |line, whole| {
+        if let Some((point_len, remote)) = mount_for(line, path).filter(|_| whole) {
+            if point_len >= best_len {
+                (best_len, best_remote) = (point_len, remote);
             }
-            if !overlong {
-                if let Some((point_len, remote)) = mount_for(&line[..len], path) {
-                    if point_len >= best_len {
-                        (best_len, best_remote) = (point_len, remote);
-                    }
-                }
-            }
-            len = 0;
-            overlong = false;
         }
-    }
+        true
+    });
     best_remote
 }
 
@@ -93,18 +74,8 @@ fn unescaped_prefix_len(point: &[u8], path: &[u8]) -> Option<usize> {
 
 /// [`is_remote_with`] over this process's `/proc/self/mountinfo`.
 pub fn is_remote(path: &[u8]) -> bool {
-    // SAFETY: opening a NUL-terminated literal path; the result is checked.
-    let fd = unsafe { libc::open(c"/proc/self/mountinfo".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return false;
-    }
-    let remote = is_remote_with(path, &mut |buf| {
-        // SAFETY: reads at most buf.len() bytes into buf.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        n.max(0) as usize
-    });
-    // SAFETY: closing the descriptor opened above.
-    unsafe { libc::close(fd) };
+    let mut remote = false;
+    with_file(c"/proc/self/mountinfo", |read| remote = is_remote_with(path, read));
     remote
 }
 

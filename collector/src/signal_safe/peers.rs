@@ -37,11 +37,11 @@ struct Slot {
     state: AtomicU32,
     pthread: AtomicU64,
     count: AtomicUsize,
-    end: AtomicU32,
+    end: UnsafeCell<End>,
     frames: UnsafeCell<[Option<Frame>; MAX_FRAMES]>,
 }
 
-// SAFETY: `frames` is written only by the thread that moved `state` from REQUESTED to
+// SAFETY: `frames` and `end` are written only by the thread that moved `state` from REQUESTED to
 // RUNNING, and read only by the watchdog after it saw DONE (Acquire/Release on `state`).
 unsafe impl Sync for Slot {}
 
@@ -50,7 +50,7 @@ static SLOT: Slot = Slot {
     state: AtomicU32::new(IDLE),
     pthread: AtomicU64::new(0),
     count: AtomicUsize::new(0),
-    end: AtomicU32::new(0),
+    end: UnsafeCell::new(End::NotYet),
     frames: UnsafeCell::new([None; MAX_FRAMES]),
 };
 
@@ -69,22 +69,6 @@ fn sleep_ms(ms: u32) {
     unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
 }
 
-fn end_code(end: End) -> u32 {
-    match end {
-        End::NotYet => 0,
-        End::ThreadStart => 1,
-        End::Stuck => 2,
-    }
-}
-
-fn end_from(code: u32) -> End {
-    match code {
-        1 => End::ThreadStart,
-        2 => End::Stuck,
-        _ => End::NotYet,
-    }
-}
-
 /// The handler of the borrowed signal: unwinds this thread if it is the one asked.
 extern "C" fn answer(_signo: i32, _info: *mut libc::siginfo_t, ucontext: *mut libc::c_void) {
     let saved_errno = errno();
@@ -97,7 +81,7 @@ extern "C" fn answer(_signo: i32, _info: *mut libc::siginfo_t, ucontext: *mut li
     // kernel's valid ucontext_t for this SA_SIGINFO handler.
     let (target, uc) =
         unsafe { (TARGET.load(Ordering::Acquire).as_ref(), (ucontext as *const libc::ucontext_t).as_ref()) };
-    let (mut count, mut end) = (0usize, End::Stuck);
+    let (mut count, mut end) = (0usize, End::NotYet);
     if let (Some(t), Some(uc)) = (target, uc) {
         stack::run(&mut || {
             // SAFETY: RUNNING makes this thread the only writer of `frames` (see Slot).
@@ -113,7 +97,8 @@ extern "C" fn answer(_signo: i32, _info: *mut libc::siginfo_t, ucontext: *mut li
     // SAFETY: pthread_self only reads the thread pointer.
     SLOT.pthread.store(unsafe { libc::pthread_self() } as u64, Ordering::Relaxed);
     SLOT.count.store(count, Ordering::Relaxed);
-    SLOT.end.store(end_code(end), Ordering::Relaxed);
+    // SAFETY: RUNNING makes this thread the only writer (see Slot).
+    unsafe { *SLOT.end.get() = end };
     SLOT.state.store(DONE, Ordering::Release);
     set_errno(saved_errno);
 }
@@ -249,7 +234,8 @@ pub fn dump_other_threads(out: &mut Out, t: &'static Target, max_threads: usize)
             out.dec(tid as u64);
             out.str(") (most recent call first):\n");
             let count = SLOT.count.load(Ordering::Relaxed);
-            let end = end_from(SLOT.end.load(Ordering::Relaxed));
+            // SAFETY: DONE was seen with Acquire: the writer has finished (see Slot).
+            let end = unsafe { *SLOT.end.get() };
             cstack::write_walk(out, &t.mem, &mut Recorded { next: 0, count, end });
             SLOT.state.store(IDLE, Ordering::Release);
         } else {

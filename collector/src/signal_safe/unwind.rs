@@ -1,9 +1,12 @@
 //! An allocation-free x86-64 unwinder over the in-memory `.eh_frame` of loaded modules
 //! (so code built without frame pointers unwinds), with frame-pointer and
-//! "called a bad address" fallbacks where a module has no CFI.
+//! "called a bad address" fallbacks where a module has no CFI. Every step is checked
+//! (the caller is executable code, its stack pointer further up this thread's stack); the
+//! walk stops, saying why, rather than take a step that fails.
 
 use super::config::ProcessFacts;
 use super::elf::{self, Module};
+use super::maps;
 use super::memory::SelfMemory;
 use core::sync::atomic::{AtomicU64, Ordering};
 use gimli::{
@@ -89,6 +92,9 @@ impl Regs {
     pub fn sp(&self) -> u64 {
         self.0[RSP].unwrap_or(0)
     }
+    pub fn fp(&self) -> Option<u64> {
+        self.0[RBP]
+    }
 }
 
 /// How a frame's address was found.
@@ -120,9 +126,28 @@ pub enum End {
     /// The outermost frame's CFI marks the return address undefined (`_start`, `clone3`):
     /// the stack is complete.
     ThreadStart,
-    /// No way to find the caller of the last frame.
-    Stuck,
+    /// Nothing trustworthy gives the caller of the last frame.
+    Stuck(Stop),
 }
+
+/// Why a walk stopped early. Every step is checked: the caller's address must be executable
+/// code and its stack pointer must move up this thread's stack; a step that fails is not
+/// taken, so no frame is ever made up from data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// No call frame information covers the last frame and its frame pointer does not point
+    /// up the stack.
+    NoUnwindInfo,
+    /// The caller's address found for the last frame is not in executable code.
+    NotCode(u64),
+    /// The caller's stack pointer found for the last frame does not lie further up this
+    /// thread's stack.
+    OffStack(u64),
+}
+
+/// Frame pointers farther than this above the stack pointer are not believed when the
+/// stack's bounds are unknown (no /proc/self/maps).
+const UNKNOWN_STACK_SPAN: u64 = 64 << 20;
 
 /// Fixed-capacity rule storage for gimli, so unwinding never allocates.
 struct Store;
@@ -144,36 +169,126 @@ pub struct Unwinder<'a> {
     /// The module of the previous frame: deep recursion stays in one module, and looking it
     /// up again would walk the whole module list per frame.
     last_module: Option<Module>,
+    /// [lowest, highest) address of the stack being walked; `None` when unknown.
+    stack: Option<(u64, u64)>,
+    /// The last executable mapping outside every module found (JIT code), for the same reason.
+    last_code: (u64, u64),
 }
 
 impl<'a> Unwinder<'a> {
     pub fn new(mem: &'a SelfMemory, facts: &'a ProcessFacts, regs: Regs) -> Self {
-        Unwinder { mem, facts, regs, exact: true, trust: Trust::Context, end: End::NotYet, last_module: None }
+        Unwinder {
+            mem,
+            facts,
+            regs,
+            exact: true,
+            trust: Trust::Context,
+            end: End::NotYet,
+            last_module: None,
+            stack: maps::stack_bounds(regs.sp()),
+            last_code: (0, 0),
+        }
     }
 
-    fn step(&mut self, module: Option<&Module>, lookup_pc: u64) -> Option<(Regs, bool, Trust)> {
+    /// The registers of the frame the next call to `next` returns.
+    pub fn regs(&self) -> &Regs {
+        &self.regs
+    }
+
+    /// The module holding `addr`.
+    fn module_at(&mut self, addr: u64) -> Option<Module> {
+        match self.last_module {
+            Some(m) if addr >= m.start && addr < m.end => Some(m),
+            _ => {
+                let found = elf::module_for(self.mem, self.facts, addr);
+                if found.is_some() {
+                    self.last_module = found;
+                }
+                found
+            }
+        }
+    }
+
+    /// Whether `addr` is executable code: a module's executable segment, or an executable
+    /// mapping outside every module (JIT code).
+    fn is_code(&mut self, module: Option<&Module>, addr: u64) -> bool {
+        if let Some(m) = module {
+            return m.has_code_at(addr);
+        }
+        if addr >= self.last_code.0 && addr < self.last_code.1 {
+            return true;
+        }
+        match maps::executable_mapping(addr) {
+            Some(range) => {
+                self.last_code = range;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The caller's registers, whether the last frame is a signal frame, and how they were
+    /// found. `pc_is_code`: the frame's pc is executable code (always true for callers).
+    fn step(
+        &mut self,
+        module: Option<&Module>,
+        lookup_pc: u64,
+        pc_is_code: bool,
+    ) -> Result<(Regs, bool, Trust), Stop> {
         if let Some(m) = module.filter(|m| m.eh_frame_hdr != 0) {
             if let Some((regs, signal)) = self.step_cfi(m, lookup_pc) {
-                return Some((regs, signal, Trust::Cfi));
+                return Ok((regs, signal, Trust::Cfi));
             }
         }
         let sp = self.regs.sp();
         let mut next = self.regs;
-        if module.is_none() && self.trust == Trust::Context {
-            // Jumped to a non-code address (a NULL or wild function pointer): the caller's
-            // return address is on top of the stack.
-            next.0[RA] = Some(self.mem.read_u64(sp)?);
-            next.0[RSP] = Some(sp + 8);
-            return Some((next, false, Trust::StackTop));
+        if self.trust == Trust::Context && !pc_is_code {
+            // Jumped to an address with no code (a NULL or wild function pointer): the
+            // caller's return address is on top of the stack.
+            next.0[RA] = Some(self.mem.read_u64(sp).ok_or(Stop::NoUnwindInfo)?);
+            next.0[RSP] = Some(sp.checked_add(8).ok_or(Stop::NoUnwindInfo)?);
+            return Ok((next, false, Trust::StackTop));
         }
-        let fp = self.regs.0[RBP]?;
-        if fp <= sp || fp - sp > (64 << 20) {
-            return None;
+        // No CFI (JIT code, hand-written assembly): a frame pointer, if it points up this
+        // thread's stack to a saved frame pointer and return address.
+        let fp = self.regs.0[RBP].ok_or(Stop::NoUnwindInfo)?;
+        let Some(end) = fp.checked_add(16).filter(|_| fp >= sp && fp % 8 == 0) else {
+            return Err(Stop::NoUnwindInfo);
+        };
+        let fits = match self.stack {
+            Some((_, hi)) => end <= hi,
+            None => fp - sp <= UNKNOWN_STACK_SPAN,
+        };
+        if !fits {
+            return Err(Stop::NoUnwindInfo);
         }
-        next.0[RA] = Some(self.mem.read_u64(fp + 8)?);
-        next.0[RBP] = Some(self.mem.read_u64(fp)?);
-        next.0[RSP] = Some(fp + 16);
-        Some((next, false, Trust::FramePointer))
+        next.0[RA] = Some(self.mem.read_u64(fp + 8).ok_or(Stop::NoUnwindInfo)?);
+        next.0[RBP] = Some(self.mem.read_u64(fp).ok_or(Stop::NoUnwindInfo)?);
+        next.0[RSP] = Some(end);
+        Ok((next, false, Trust::FramePointer))
+    }
+
+    /// Checks a step before it is taken: the caller's stack pointer moves up this thread's
+    /// stack (a signal frame may switch stacks), and its pc is executable code.
+    fn check(&mut self, next: &Regs, signal: bool) -> Result<(), Stop> {
+        let sp = next.sp();
+        if signal {
+            if self.stack.is_some_and(|(lo, hi)| sp < lo || sp >= hi) {
+                self.stack = maps::stack_bounds(sp);
+            }
+        } else {
+            let within = self.stack.is_none_or(|(_, hi)| sp <= hi);
+            if sp <= self.regs.sp() || !within {
+                return Err(Stop::OffStack(sp));
+            }
+        }
+        let pc = next.pc();
+        let lookup = if signal { pc } else { pc.wrapping_sub(1) };
+        let module = self.module_at(lookup);
+        if !self.is_code(module.as_ref(), lookup) {
+            return Err(Stop::NotCode(pc));
+        }
+        Ok(())
     }
 
     fn step_cfi(&self, m: &Module, lookup_pc: u64) -> Option<(Regs, bool)> {
@@ -319,22 +434,22 @@ impl Iterator for Unwinder<'_> {
         }
         // A return address points after the call; look up the call instruction itself.
         let lookup_pc = if self.exact { pc } else { pc - 1 };
-        let module = match self.last_module {
-            Some(m) if lookup_pc >= m.start && lookup_pc < m.end => Some(m),
-            _ => elf::module_for(self.mem, self.facts, lookup_pc),
-        };
-        self.last_module = module;
+        let module = self.module_at(lookup_pc);
         let frame = Frame { pc, trust: self.trust, module };
-        match self.step(module.as_ref(), lookup_pc) {
-            Some((next, signal, trust))
-                if next.sp() > self.regs.sp() || signal || self.trust == Trust::Context =>
-            {
-                self.regs = next;
-                self.exact = signal;
-                self.trust = trust;
-            }
-            Some((next, _, _)) if next.pc() == 0 => self.end = End::ThreadStart,
-            _ => self.end = End::Stuck,
+        // Callers were checked to be code when their step was taken.
+        let pc_is_code = self.trust != Trust::Context || self.is_code(module.as_ref(), lookup_pc);
+        match self.step(module.as_ref(), lookup_pc, pc_is_code) {
+            // The outermost frame: CFI says the return address is undefined (or zero).
+            Ok((next, _, Trust::Cfi)) if next.pc() == 0 => self.end = End::ThreadStart,
+            Ok((next, signal, trust)) => match self.check(&next, signal) {
+                Ok(()) => {
+                    self.regs = next;
+                    self.exact = signal;
+                    self.trust = trust;
+                }
+                Err(stop) => self.end = End::Stuck(stop),
+            },
+            Err(stop) => self.end = End::Stuck(stop),
         }
         Some(frame)
     }

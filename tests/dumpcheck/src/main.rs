@@ -1,5 +1,5 @@
 //! `dumpcheck DUMP`: prints, as JSON, what the tests check in a minidump, read with the
-//! `minidump` crate: the exception, threads, modules (with build ids), the memory ranges,
+//! `minidump` crate: the exception (with the crashing thread's rip, rsp, rbp), threads, modules (with build ids), the memory ranges,
 //! crashcatch's metadata stream, and every Python thread's frames decoded from the dump's
 //! memory alone (the symbolizer's decoder; the tests compare them with the scripts' lines).
 //!
@@ -37,11 +37,18 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let system = dump.get_stream::<minidump::MinidumpSystemInfo>().ok();
     let exception = dump.get_stream::<MinidumpException>().ok().map(|e| {
+        // The crashing thread's registers as the dump records them.
+        let context = system.as_ref().and_then(|sys| e.context(sys, None)).map(|c| {
+            let reg = |name: &str| c.get_register(name);
+            json!({"rip": reg("rip"), "rsp": reg("rsp"), "rbp": reg("rbp")})
+        });
         json!({
             "tid": e.get_crashing_thread_id(),
             "code": e.raw.exception_record.exception_code,
             "address": e.raw.exception_record.exception_address,
+            "context": context,
         })
     });
     let threads: Vec<Value> = dump
