@@ -3,7 +3,9 @@ import os
 import signal
 import textwrap
 
-from crashlib import current_thread_frames, run_script, script_line, thread_blocks
+import pytest
+
+from crashlib import c_stack, current_thread_frames, run_script, script_line, thread_blocks
 
 
 def test_registered_signal_dumps_a_live_process_many_times(interp):
@@ -233,3 +235,25 @@ def test_crashcatch_run_reaches_python_children(interp):
     spawned = r.stderr.split("Fatal Python error: Segmentation fault")[1]
     assert f'line {script_line(code, "spawn")} in crash_in_child' in spawned, r.stderr
     assert len(r.dumps) == 2, (r.dumps, r.stderr)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_dump_c_stack_in_a_thread_with_a_small_stack(interp, enabled):
+    """dump_c_stack() needs more stack than a thread started with a small
+    threading.stack_size() has: it must run on the report stack, not overflow the thread's."""
+    code = f"""
+    import threading
+    import crashcatch
+    if {enabled}:
+        crashcatch.enable()
+    threading.stack_size(64 * 1024)
+    t = threading.Thread(target=crashcatch.dump_c_stack)
+    t.start()
+    t.join()
+    print("survived")
+    """
+    r = run_script(interp, code)
+    assert r.returncode == 0 and r.stdout.strip() == "survived", (r.returncode, r.stderr)
+    frames = c_stack(r.stderr)
+    assert frames and frames[-1].get("raw") == "  <end of stack>", r.stderr
+    assert any(f.get("sym") == "dump_c_stack" or "_native" in f.get("module", "") for f in frames), r.stderr

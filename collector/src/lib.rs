@@ -105,11 +105,25 @@ fn dump_c_stack(py: Python<'_>, file: Option<Bound<'_, PyAny>>) -> PyResult<()> 
     let (fd, _keep) = pyfile::resolve(py, file.as_ref())?;
     let target = prepare::target(py)?;
     signal_safe::memory::refresh_pid();
-    let mut out = Out::new(fd);
-    cstack::dump(&mut out, &target.mem, &target.facts, Regs::here());
-    out.flush();
+    signal_safe::stack::prepare().map_err(os_error)?;
+    // Taken here, on this thread's stack: the walk starts from this very frame.
+    let regs = Regs::here();
+    let mut write = || {
+        let mut out = Out::new(fd);
+        cstack::dump(&mut out, &target.mem, &target.facts, regs);
+        out.flush();
+    };
+    // The walk and its name buffers take some 150 KiB of stack, more than a thread started
+    // with a small threading.stack_size() has: run them on the report stack, which the
+    // report lock makes ours. Only if a crash report keeps it busy, use this thread's.
+    if handler::with_report_lock(REPORT_STACK_WAIT_MS, || signal_safe::stack::run(&mut write)).is_none() {
+        write();
+    }
     Ok(())
 }
+
+/// How long `dump_c_stack()` waits for the report stack while a crash report uses it.
+const REPORT_STACK_WAIT_MS: u32 = 1_000;
 
 #[pyfunction]
 #[pyo3(signature = (timeout_us, repeat, file, exit, max_threads, minidump, c_stack))]
