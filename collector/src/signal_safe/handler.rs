@@ -30,12 +30,12 @@ static ACTIVE_OUT: AtomicPtr<Out> = AtomicPtr::new(core::ptr::null_mut());
 const FATAL_WAIT_MS: u32 = 30_000;
 const USER_WAIT_MS: u32 = 1_000;
 
-fn gettid() -> i32 {
+pub(super) fn gettid() -> i32 {
     // SAFETY: gettid has no preconditions.
     unsafe { libc::syscall(libc::SYS_gettid) as i32 }
 }
 
-fn sleep_ms(ms: u32) {
+pub(super) fn sleep_ms(ms: u32) {
     let ts = libc::timespec { tv_sec: 0, tv_nsec: ms as i64 * 1_000_000 };
     // SAFETY: nanosleep reads `ts`; the remainder pointer may be null.
     unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
@@ -215,7 +215,8 @@ fn write_fatal_report(out: &mut Out, cfg: &config::FatalConfig, signo: i32, regs
         }
     }
     out.str("\n\n");
-    write_tracebacks(out, t, cfg.all_threads, cfg.max_threads);
+    let view = pytrace::view(t);
+    write_view_tracebacks(out, &view, cfg.all_threads, cfg.max_threads);
     if cfg.fault_in_handler {
         // SAFETY: deliberately faults (test hook) with the tracebacks still buffered; the
         // nested signal takes the fallback path, which must flush them.
@@ -240,7 +241,7 @@ fn write_fatal_report(out: &mut Out, cfg: &config::FatalConfig, signo: i32, regs
     }
     // A crash in a subinterpreter: faulthandler shows only its frames; add the ones that
     // called into it.
-    if let Some(outer) = pytrace::view(t).outer {
+    if let Some(outer) = view.outer {
         out.byte(b'\n');
         out.str(pytrace::OUTER_HEADER);
         pytrace::dump_thread(out, t, outer, false);
@@ -261,12 +262,14 @@ fn write_minidump(out: &mut Out, event: Event) {
 
 /// faulthandler's `faulthandler_dump_traceback()`.
 pub fn write_tracebacks(out: &mut Out, t: &Target, all_threads: bool, max_threads: usize) {
-    let pytrace::View { target, current, .. } = pytrace::view(t);
-    let t = &target;
+    write_view_tracebacks(out, &pytrace::view(t), all_threads, max_threads);
+}
+
+fn write_view_tracebacks(out: &mut Out, view: &pytrace::View, all_threads: bool, max_threads: usize) {
     if all_threads {
-        pytrace::dump_all_threads(out, t, current, max_threads);
-    } else if let Some(ts) = current {
-        pytrace::dump_thread(out, t, ts, true);
+        pytrace::dump_all_threads(out, &view.target, view.current, max_threads);
+    } else if let Some(ts) = view.current {
+        pytrace::dump_thread(out, &view.target, ts, true);
     }
 }
 
@@ -323,7 +326,7 @@ pub extern "C" fn user_handler(signo: i32, info: *mut libc::siginfo_t, ucontext:
     }
     if cfg.chain {
         // Run the previous handler, then put ours back (as faulthandler does).
-        let mut ours: libc::sigaction = unsafe_zeroed();
+        let mut ours: libc::sigaction = zeroed_sigaction();
         // SAFETY: valid sigaction structs; signo is a registered signal number.
         unsafe { libc::sigaction(signo, &cfg.previous, &mut ours) };
         set_errno(saved_errno);
@@ -334,7 +337,7 @@ pub extern "C" fn user_handler(signo: i32, info: *mut libc::siginfo_t, ucontext:
     set_errno(saved_errno);
 }
 
-fn unsafe_zeroed() -> libc::sigaction {
+pub(super) fn zeroed_sigaction() -> libc::sigaction {
     // SAFETY: sigaction is plain data; all-zero is a valid (SIG_DFL) value.
     unsafe { core::mem::zeroed() }
 }

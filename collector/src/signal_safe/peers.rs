@@ -15,6 +15,7 @@
 
 use super::config::Target;
 use super::cstack::{self, Walk};
+use super::handler::{gettid, sleep_ms, zeroed_sigaction};
 use super::out::{errno, set_errno, Out};
 use super::stack;
 use super::unwind::{End, Frame, Regs, Unwinder};
@@ -57,17 +58,6 @@ static SLOT: Slot = Slot {
 /// The target the answering threads unwind with (published before any request).
 static TARGET: core::sync::atomic::AtomicPtr<Target> =
     core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
-
-fn gettid() -> i32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
-}
-
-fn sleep_ms(ms: u32) {
-    let ts = libc::timespec { tv_sec: 0, tv_nsec: ms as i64 * 1_000_000 };
-    // SAFETY: nanosleep reads `ts`; the remainder pointer may be null.
-    unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
-}
 
 /// The handler of the borrowed signal: unwinds this thread if it is the one asked.
 extern "C" fn answer(_signo: i32, _info: *mut libc::siginfo_t, ucontext: *mut libc::c_void) {
@@ -168,11 +158,6 @@ impl Drop for Borrowed {
             libc::sigaction(self.signo, &self.previous, core::ptr::null_mut());
         }
     }
-}
-
-fn zeroed_sigaction() -> libc::sigaction {
-    // SAFETY: sigaction is plain data; all-zero is a valid (SIG_DFL) value.
-    unsafe { core::mem::zeroed() }
 }
 
 /// Asks `tid` for its stack; true when it answered (its frames are in SLOT).
