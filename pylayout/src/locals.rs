@@ -236,3 +236,99 @@ fn kind_bytes(mem: &dyn Memory, layout: &Layout, types: &ObjectTypes, obj: u64, 
     let mut kinds = vec![0u8; n];
     mem.read(obj.wrapping_add(layout.bytes_ob_sval? as u64), &mut kinds).then_some(kinds)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::tests::{fake_for, Fake, T};
+
+    const FRAME: u64 = 0x50_0000;
+    const INT: u64 = 0x70_0000;
+    const CELL: u64 = 0x61_0000;
+
+    /// An object of `size` bytes with the given 64-bit fields.
+    fn put_fields(m: &mut Fake, addr: u64, size: usize, fields: &[(Option<u32>, u64)]) {
+        let mut bytes = vec![0u8; size];
+        for (off, value) in fields {
+            let off = off.unwrap() as usize;
+            bytes[off..off + 8].copy_from_slice(&value.to_le_bytes());
+        }
+        m.regions.push((addr, bytes));
+    }
+
+    /// A 3.11+ frame running a code object with locals `a` (local), `c` (cell), `f` (free),
+    /// `nlocalsplus` as given and `slots` in its localsplus; an int at INT and a cell at
+    /// CELL holding it.
+    fn target(minor: u8, nlocalsplus: u64, slots: &[u64]) -> (Fake, Layout) {
+        let (mut m, l) = fake_for(minor);
+        let (names, kinds, code) = (0x40_0000, 0x42_0000, 0x43_0000);
+        let mut tuple = vec![(l.object_ob_type, T.tuple), (l.varobject_ob_size, 3)];
+        for (i, name) in ["a", "c", "f"].iter().enumerate() {
+            let at = 0x41_0000 + 0x100 * i as u64;
+            m.put_ascii(&l, at, name);
+            tuple.push((Some(l.tuple_ob_item.unwrap() + 8 * i as u32), at));
+        }
+        put_fields(&mut m, names, 64, &tuple);
+        let sval = u64::from_le_bytes([0x20, 0x40, 0x80, 0, 0, 0, 0, 0]);
+        put_fields(
+            &mut m,
+            kinds,
+            64,
+            &[(l.object_ob_type, T.bytes), (l.varobject_ob_size, 3), (l.bytes_ob_sval, sval)],
+        );
+        let code_fields = [
+            (l.code_nlocalsplus, nlocalsplus),
+            (l.code_localsplusnames, names),
+            (l.code_localspluskinds, kinds),
+        ];
+        put_fields(&mut m, code, 512, &code_fields);
+        let mut frame = vec![(l.iframe_executable, code | l.iframe_executable_tag_mask.unwrap_or(0) as u64)];
+        for (i, &slot) in slots.iter().enumerate() {
+            frame.push((Some(l.iframe_localsplus.unwrap() + 8 * i as u32), slot));
+        }
+        put_fields(&mut m, FRAME, 256, &frame);
+        m.put_int(INT, 42);
+        m.put_cstr(0x60_1000, "cell");
+        m.put_type(&l, 0x60_0000, 0x60_1000, 0, 0);
+        put_fields(&mut m, CELL, 32, &[(l.object_ob_type, 0x60_0000), (l.cell_ob_ref, INT)]);
+        (m, l)
+    }
+
+    fn local(name: &str, value: u64, kind: LocalKind) -> Local {
+        Local { name: name.into(), value, kind }
+    }
+
+    #[test]
+    fn locals_cells_and_free_variables() {
+        let (m, l) = target(12, 3, &[INT, CELL, 0]);
+        let expected = vec![
+            local("a", INT, LocalKind::Local),
+            local("c", INT, LocalKind::Cell),
+            local("f", 0, LocalKind::Free),
+        ];
+        assert_eq!(frame_locals(&m, &l, &T, FRAME), Some(expected));
+        // Before MAKE_CELL has run, a cell variable holds its value itself.
+        let (m, l) = target(12, 3, &[INT, INT, CELL]);
+        let got = frame_locals(&m, &l, &T, FRAME).unwrap();
+        assert_eq!((got[1].value, got[2].value), (INT, INT));
+    }
+
+    #[test]
+    fn stack_refs_are_untagged() {
+        // 3.14+: a reference-count tag on a pointer, a tagged NULL, a tagged int.
+        let (m, l) = target(14, 3, &[INT | 1, 1, INT << 2 | 3]);
+        let values: Vec<u64> = frame_locals(&m, &l, &T, FRAME).unwrap().iter().map(|l| l.value).collect();
+        assert_eq!(values, [INT, 0, 0]);
+    }
+
+    #[test]
+    fn corrupt_counts_give_none() {
+        // -1, i32::MIN, more than the names and kinds, more than any code has.
+        for count in [u32::MAX as u64, 0x8000_0000, 4, 1 << 20] {
+            let (m, l) = target(13, count, &[INT, CELL, 0]);
+            assert_eq!(frame_locals(&m, &l, &T, FRAME), None, "nlocalsplus {count:#x}");
+        }
+        let (m, l) = target(13, 3, &[INT, CELL, 0]);
+        assert_eq!(frame_locals(&m, &l, &T, 0xdead_0000), None);
+    }
+}

@@ -494,4 +494,4 @@ pub(crate) fn read_c_string(mem: &dyn Memory, addr: u64, max: usize) -> Option<S
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -110,13 +110,14 @@ fn symbols_name_every_field() {
 
 /// A sparse fake address space: objects are written at chosen addresses.
 #[derive(Default)]
-struct Fake {
-    regions: Vec<(u64, Vec<u8>)>,
+pub(crate) struct Fake {
+    pub(crate) regions: Vec<(u64, Vec<u8>)>,
 }
 
 impl Memory for Fake {
     fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
-        self.regions.iter().any(|(base, bytes)| {
+        // The latest region written wins where regions overlap.
+        self.regions.iter().rev().any(|(base, bytes)| {
             let Some(off) = addr.checked_sub(*base) else { return false };
             let Some(src) = bytes.get(off as usize..off as usize + buf.len()) else { return false };
             buf.copy_from_slice(src);
@@ -126,7 +127,7 @@ impl Memory for Fake {
 }
 
 /// Builtin types live at these addresses in the fake target.
-const T: ObjectTypes = ObjectTypes {
+pub(crate) const T: ObjectTypes = ObjectTypes {
     none: 0x100,
     bool_: 0x1_0000,
     int: 0x1_1000,
@@ -141,24 +142,24 @@ const T: ObjectTypes = ObjectTypes {
 };
 
 impl Fake {
-    fn put(&mut self, addr: u64, words: &[u64]) {
+    pub(crate) fn put(&mut self, addr: u64, words: &[u64]) {
         self.regions.push((addr, words.iter().flat_map(|w| w.to_le_bytes()).collect()));
     }
     /// A type object: its tp_name, tp_base and tp_repr.
-    fn put_type(&mut self, l: &Layout, addr: u64, name_at: u64, base: u64, repr: u64) {
+    pub(crate) fn put_type(&mut self, l: &Layout, addr: u64, name_at: u64, base: u64, repr: u64) {
         let mut words = vec![0u64; 64];
         words[(l.type_tp_name.unwrap() / 8) as usize] = name_at;
         words[(l.type_tp_base.unwrap() / 8) as usize] = base;
         words[(l.type_tp_repr.unwrap() / 8) as usize] = repr;
         self.put(addr, &words);
     }
-    fn put_cstr(&mut self, addr: u64, text: &str) {
+    pub(crate) fn put_cstr(&mut self, addr: u64, text: &str) {
         let mut bytes = text.as_bytes().to_vec();
         bytes.push(0);
         self.regions.push((addr, bytes));
     }
     /// A 3.12+ int (compact or not) with 30-bit digits.
-    fn put_int(&mut self, addr: u64, value: i64) {
+    pub(crate) fn put_int(&mut self, addr: u64, value: i64) {
         let mag = value.unsigned_abs();
         let mut digits: Vec<u32> = (0..3).map(|i| ((mag >> (30 * i)) & 0x3fff_ffff) as u32).collect();
         while digits.last() == Some(&0) {
@@ -177,6 +178,21 @@ impl Fake {
         bytes.extend([0u8; 4]); // ob_digit[0] always exists
         self.regions.push((addr, bytes));
     }
+    /// A compact ASCII str.
+    pub(crate) fn put_ascii(&mut self, l: &Layout, addr: u64, text: &str) {
+        let state = l.unicode_state_compact_mask.unwrap() | l.unicode_state_ascii_mask.unwrap();
+        let kind1 = 1 << l.unicode_state_kind_mask.unwrap().trailing_zeros();
+        let mut bytes = vec![0u8; l.unicode_ascii_size.unwrap() as usize];
+        let mut set = |off: u32, value: u64| {
+            bytes[off as usize..off as usize + 8].copy_from_slice(&value.to_le_bytes())
+        };
+        set(l.object_ob_type.unwrap(), T.str_);
+        set(l.unicode_length.unwrap(), text.len() as u64);
+        set(l.unicode_state.unwrap(), (state | kind1) as u64);
+        bytes.extend(text.as_bytes());
+        bytes.push(0);
+        self.regions.push((addr, bytes));
+    }
     /// A list object whose items array is at `items_at`.
     fn put_list(&mut self, addr: u64, len: u64, items_at: u64, items: &[u64]) {
         self.put(addr, &[1, T.list, len, items_at]);
@@ -185,7 +201,12 @@ impl Fake {
 }
 
 fn fake() -> (Fake, Layout) {
-    let l = Layout::for_version(3, 12).unwrap();
+    fake_for(12)
+}
+
+/// A fake target of CPython 3.`minor` holding the builtin types.
+pub(crate) fn fake_for(minor: u8) -> (Fake, Layout) {
+    let l = Layout::for_version(3, minor).unwrap();
     let mut m = Fake::default();
     for (i, name) in ["bool", "int", "float", "str", "bytes", "tuple", "list", "dict", "set", "frozenset"]
         .iter()
@@ -322,13 +343,11 @@ fn depth_and_budget_bound_the_walk() {
 #[test]
 fn strings_are_cut_at_the_limit() {
     let (mut m, l) = fake();
-    let (len, state) =
-        (1u64 << 40, l.unicode_state_compact_mask.unwrap() | l.unicode_state_ascii_mask.unwrap());
-    let kind1 = 1 << l.unicode_state_kind_mask.unwrap().trailing_zeros();
-    let mut words = vec![1, T.str_, len, u64::MAX, (state | kind1) as u64];
-    words.resize(l.unicode_ascii_size.unwrap() as usize / 8, 0);
-    words.push(u64::from_le_bytes(*b"abcdefgh"));
-    m.put(0x80_0000, &words);
+    m.put_ascii(&l, 0x80_0000, "abcdefgh");
     let v = decode(&m, &l, &T, 0x80_0000, &Limits { chars: 5, ..Limits::default() });
     assert_eq!(v, Value::Str { text: "abcde".into(), truncated: true });
+    // A length of 2**40 characters: still only `chars` are read.
+    m.put(0x80_0000 + l.unicode_length.unwrap() as u64, &[1 << 40]);
+    let v = decode(&m, &l, &T, 0x80_0000, &Limits { chars: 8, ..Limits::default() });
+    assert_eq!(v, Value::Str { text: "abcdefgh".into(), truncated: true });
 }
