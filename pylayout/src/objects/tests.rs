@@ -351,3 +351,59 @@ fn strings_are_cut_at_the_limit() {
     let v = decode(&m, &l, &T, 0x80_0000, &Limits { chars: 8, ..Limits::default() });
     assert_eq!(v, Value::Str { text: "abcdefgh".into(), truncated: true });
 }
+
+#[test]
+fn dicts_combined_and_split() {
+    let (mut m, l) = fake();
+    let (dict, keys, a, one, b, two) = (0x90_0000, 0x91_0000, 0x92_0000, 0x93_0000, 0x94_0000, 0x95_0000);
+    m.put_ascii(&l, a, "a");
+    m.put_ascii(&l, b, "b'");
+    m.put_int(one, 1);
+    m.put_int(two, -2);
+    // A unicode-keyed combined table: 8 index bytes, then (key, value) entries, one deleted.
+    let entries = l.dictkeys_indices.unwrap() as usize + 8;
+    let mut bytes = vec![0u8; entries + 3 * 16];
+    bytes[l.dictkeys_log2_index_bytes.unwrap() as usize] = 3;
+    bytes[l.dictkeys_kind.unwrap() as usize] = 1;
+    bytes[l.dictkeys_nentries.unwrap() as usize] = 3;
+    for (i, (k, v)) in [(a, one), (0, 0), (b, two)].iter().enumerate() {
+        bytes[entries + 16 * i..entries + 16 * i + 8].copy_from_slice(&k.to_le_bytes());
+        bytes[entries + 16 * i + 8..entries + 16 * i + 16].copy_from_slice(&v.to_le_bytes());
+    }
+    m.regions.push((keys, bytes));
+    let head = |used: u64, values: u64| {
+        let mut words = vec![0u64; 6];
+        words[1] = T.dict;
+        words[(l.dict_ma_used.unwrap() / 8) as usize] = used;
+        words[(l.dict_ma_keys.unwrap() / 8) as usize] = keys;
+        words[(l.dict_ma_values.unwrap() / 8) as usize] = values;
+        words
+    };
+    m.put(dict, &head(2, 0));
+    assert_eq!(show(&m, &l, dict, &Limits::default()), "{'a': 1, \"b'\": -2}");
+    let one_item = Limits { items: 1, ..Limits::default() };
+    assert_eq!(show(&m, &l, dict, &one_item), "{'a': 1, ...(1 more)}");
+    // A split table (values stored apart from the keys): not guessed at.
+    m.put(dict, &head(2, 0x96_0000));
+    let v = decode(&m, &l, &T, dict, &Limits::default());
+    assert!(matches!(v, Value::Unreadable { why, .. } if why.contains("split")), "{v:?}");
+}
+
+#[test]
+fn sets_skip_deleted_slots() {
+    let (mut m, l) = fake();
+    let (set, table, one, dummy) = (0xa0_0000, 0xa1_0000, 0xa2_0000, 0xa3_0000);
+    m.put_int(one, 1);
+    m.put(dummy, &[1, T.none]);
+    // Eight slots: 1, a deleted one (dummy key, hash -1), empty ones.
+    let mut slots = vec![0u64; 16];
+    slots[..4].copy_from_slice(&[one, 1, dummy, u64::MAX]);
+    m.put(table, &slots);
+    let mut words = vec![0u64; 32];
+    words[1] = T.frozenset;
+    words[(l.set_mask.unwrap() / 8) as usize] = 7;
+    words[(l.set_table.unwrap() / 8) as usize] = table;
+    words[(l.set_used.unwrap() / 8) as usize] = 1;
+    m.put(set, &words);
+    assert_eq!(show(&m, &l, set, &Limits::default()), "frozenset({1})");
+}
