@@ -222,7 +222,7 @@ impl Decoder<'_> {
             return Value::Unreadable { addr, why: "object has no type" };
         }
         let Some(kind) = self.kind_of(ob_type) else {
-            return Value::Other { type_name: self.type_name(ob_type), addr };
+            return self.other(addr, ob_type);
         };
         let container = matches!(kind, Kind::Tuple | Kind::List | Kind::Dict | Kind::Set | Kind::FrozenSet);
         if container && (depth >= self.limits.depth || self.open.contains(&addr)) {
@@ -287,10 +287,17 @@ impl Decoder<'_> {
         None
     }
 
-    /// `tp_name` (a C string), lossily decoded.
-    fn type_name(&self, ob_type: u64) -> Option<String> {
-        let name = self.mem.ptr_at(ob_type, self.layout.type_tp_name?)?;
-        read_c_string(self.mem, name, MAX_TYPE_NAME)
+    /// An object of a type that is not decoded: `<TypeName object at 0x…>` with the type's
+    /// `tp_name` (a C string, lossily decoded; None if it does not read), unreadable when
+    /// the type object itself is (a garbage pointer, most likely).
+    fn other(&self, addr: u64, ob_type: u64) -> Value {
+        let Some(name_off) = self.layout.type_tp_name else {
+            return Value::Other { type_name: None, addr };
+        };
+        match self.mem.ptr_at(ob_type, name_off) {
+            Some(name) => Value::Other { type_name: read_c_string(self.mem, name, MAX_TYPE_NAME), addr },
+            None => self.unreadable(addr, "its type is not readable"),
+        }
     }
 
     fn float(&self, addr: u64) -> Result<Value, &'static str> {
