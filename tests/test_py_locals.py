@@ -17,13 +17,25 @@ from interpreters import REPO
 DUMPCHECK = os.path.join(REPO, "target", "release", "dumpcheck")
 
 SCRIPT = r'''
-import ctypes, json, os, signal
+import ctypes, enum, json, os, signal
 
 GLOBAL_VALUE = {"g": [1, 2.5], "h": "global"}
 
 
 class Thing:
     pass
+
+
+class Row(list):  # inherits list's repr: shown as a list
+    pass
+
+
+class Count(int):  # inherits int's repr
+    pass
+
+
+class Color(enum.IntEnum):  # its own repr: shown as an object
+    RED = 1
 
 
 def stop_here(found, cut, code):
@@ -79,6 +91,9 @@ def outer():
         no = False
         nothing = None
         text = "h\u00e9llo \u03a9 \u65e5\u672c \U0001f600 it's"
+        latin1 = "caf\u00e9 \u00ff"
+        ucs2 = "\u03a9\u65e5\u672c"
+        astral = "\U0001f600!"
         escapes = "tab\there\nnull\x00 back\\slash \u200b \x7f \"q\""
         data = b"\x00bin'\xff"
         items = [1, "two", 3.0, None]
@@ -91,6 +106,9 @@ def outer():
         deep = [[[[[1]]]]]
         long = list(range(100))
         thing = Thing()
+        row = Row([1, "r"])
+        count = Count(7)
+        color = Color.RED
         squares = [x * x for x in range(3)]  # x: a hidden local of 3.12+, unbound here
         cell_var = ["captured"]
 
@@ -101,6 +119,7 @@ def outer():
             "deep": "[[[...]]]",
             "long": "[" + ", ".join(repr(i) for i in range(32)) + ", ...(68 more)]",
             "thing": "<Thing object at %#x>" % id(thing),
+            "color": "<Color object at %#x>" % id(color),
             "inner": "<function object at %#x>" % id(inner),
             "target": "<function object at %#x>" % id(target),
         }
