@@ -408,3 +408,43 @@ fn sets_skip_deleted_slots() {
     m.put(set, &words);
     assert_eq!(show(&m, &l, set, &Limits::default()), "frozenset({1})");
 }
+
+/// xorshift64: a fixed pseudo-random sequence.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn random_memory_never_panics_and_stays_bounded() {
+    // 64 KiB of words that are pointers into the same memory, builtin type addresses, small
+    // numbers or noise: every object header, size and item pointer is arbitrary.
+    const BASE: u64 = 0x100_0000;
+    const WORDS: u64 = 8192;
+    for minor in [9, 10, 11, 12, 13, 14, 15] {
+        let (mut m, l) = fake_for(minor);
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ minor as u64);
+        let types = [T.none, T.bool_, T.int, T.float, T.str_, T.bytes, T.tuple, T.list, T.dict, T.set];
+        let words: Vec<u64> = (0..WORDS)
+            .map(|_| match rng.next() % 4 {
+                0 => BASE + (rng.next() % WORDS) * 8,
+                1 => types[(rng.next() % types.len() as u64) as usize],
+                2 => rng.next() % 64,
+                _ => rng.next(),
+            })
+            .collect();
+        m.put(BASE, &words);
+        let limits = Limits { depth: 4, items: 16, chars: 64 };
+        for i in (0..WORDS).step_by(7) {
+            let text = decode(&m, &l, &T, BASE + i * 8, &limits).to_string();
+            assert!(text.len() < 1 << 20, "3.{minor} at word {i}: {} bytes", text.len());
+            let _ = crate::locals::frame_locals(&m, &l, &T, BASE + i * 8);
+            let _ = crate::locals::frame_global(&m, &l, &T, BASE + i * 8, "name");
+        }
+    }
+}
