@@ -232,9 +232,16 @@ mod tests {
             assert_eq!(l.has_interpreter_frames(), minor >= 11);
             if minor >= 11 {
                 assert!(l.iframe_previous.is_some() && l.iframe_executable.is_some());
+                assert!(l.iframe_localsplus.is_some() && l.code_localspluskinds.is_some());
+                assert_eq!(l.iframe_localsplus_tag_mask.is_some(), minor >= 14);
             } else {
                 assert!(l.frame_back.is_some() && l.frame_code.is_some());
+                assert!(l.frame_localsplus.is_some() && l.code_varnames.is_some());
             }
+            // What objects.rs needs on every version (3.9's dict internals come from DWARF).
+            let objects = [l.type_tp_name, l.type_tp_repr, l.long_digits, l.tuple_ob_item, l.dict_ma_keys];
+            assert!(objects.iter().all(Option::is_some), "3.{minor}");
+            assert_eq!(l.long_lv_tag.is_some(), minor >= 12);
         }
     }
 
