@@ -133,6 +133,39 @@ layout_struct! {
     module_md_token = "module.md_token",
     module_md_token_is_def = "module.md_token_is_def",
     moduledef_m_methods = "moduledef.m_methods",
+    // Object values and frame locals (objects.rs, locals.rs).
+    type_tp_name = "type.tp_name",
+    type_tp_repr = "type.tp_repr",
+    float_ob_fval = "float.ob_fval",
+    tuple_ob_item = "tuple.ob_item",
+    list_ob_item = "list.ob_item",
+    cell_ob_ref = "cell.ob_ref",
+    dict_ma_used = "dict.ma_used",
+    set_used = "set.used",
+    long_shift = "long.shift",
+    long_digit_size = "long.digit_size",
+    long_digits = "long.digits",
+    long_lv_tag = "long.lv_tag",
+    long_non_size_bits = "long.non_size_bits",
+    long_sign_mask = "long.sign_mask",
+    iframe_globals = "iframe.globals",
+    iframe_builtins = "iframe.builtins",
+    iframe_localsplus = "iframe.localsplus",
+    iframe_localsplus_tag_mask = "iframe.localsplus_tag_mask",
+    code_localsplusnames = "code.localsplusnames",
+    code_localspluskinds = "code.localspluskinds",
+    code_nlocalsplus = "code.nlocalsplus",
+    code_fast_local = "code.fast_local",
+    code_fast_cell = "code.fast_cell",
+    code_fast_free = "code.fast_free",
+    code_fast_hidden = "code.fast_hidden",
+    frame_globals = "frame.globals",
+    frame_builtins = "frame.builtins",
+    frame_localsplus = "frame.localsplus",
+    code_varnames = "code.varnames",
+    code_cellvars = "code.cellvars",
+    code_freevars = "code.freevars",
+    code_nlocals = "code.nlocals",
 }
 
 impl Layout {
@@ -199,9 +232,16 @@ mod tests {
             assert_eq!(l.has_interpreter_frames(), minor >= 11);
             if minor >= 11 {
                 assert!(l.iframe_previous.is_some() && l.iframe_executable.is_some());
+                assert!(l.iframe_localsplus.is_some() && l.code_localspluskinds.is_some());
+                assert_eq!(l.iframe_localsplus_tag_mask.is_some(), minor >= 14);
             } else {
                 assert!(l.frame_back.is_some() && l.frame_code.is_some());
+                assert!(l.frame_localsplus.is_some() && l.code_varnames.is_some());
             }
+            // What objects.rs needs on every version (3.9's dict internals come from DWARF).
+            let objects = [l.type_tp_name, l.type_tp_repr, l.long_digits, l.tuple_ob_item, l.dict_ma_keys];
+            assert!(objects.iter().all(Option::is_some), "3.{minor}");
+            assert_eq!(l.long_lv_tag.is_some(), minor >= 12);
         }
     }
 
