@@ -1,0 +1,326 @@
+//! `crashcatch core`: a minidump as an ELF core file that gdb opens with the program
+//! (`gdb /usr/bin/python3.12 FILE`).
+//!
+//! The core has what the kernel would have written, as far as the dump knows it: an
+//! NT_PRSTATUS (+ NT_FPREGSET) per thread, the crashing thread first; NT_PRPSINFO, NT_SIGINFO,
+//! NT_AUXV, NT_FILE; one PT_LOAD per memory range of the dump (thread stacks and the Python
+//! memory crashcatch adds); and the `r_debug`/`link_map` chain gdb walks to find the shared
+//! libraries, rebuilt from the LinuxDsoDebug stream when the dump does not hold it
+//! (`link_map`). Memory the dump does not hold is absent: gdb reads file-backed mappings from
+//! the files NT_FILE names (as for a kernel core, whose read-only file pages are not dumped
+//! either) and anything else as unreadable.
+//!
+//! Any minidump of an x86-64 Linux process with a thread list is converted; crashcatch's
+//! metadata stream is optional (it gives the Python threads' thread pointers).
+
+pub mod layout;
+pub mod link_map;
+pub mod notes;
+pub mod process;
+pub mod writer;
+
+use crate::crash::METADATA_STREAM;
+use layout::{Layout, PF_R, PF_W, PF_X};
+use minidump::format::{CONTEXT_AMD64, MINIDUMP_STREAM_TYPE as ST};
+use minidump::system_info::{Cpu, Os};
+use minidump::{
+    Minidump, MinidumpException, MinidumpLinuxMaps, MinidumpMemory64List, MinidumpMemoryList,
+    MinidumpMiscInfo, MinidumpModuleList, MinidumpRawContext, MinidumpSystemInfo, MinidumpThreadList, Module,
+};
+use notes::Notes;
+use std::path::{Path, PathBuf};
+
+/// `CONTEXT_AMD64 | CONTEXT_FLOATING_POINT`'s bit: the FXSAVE area is valid.
+const CONTEXT_FLOATING_POINT: u32 = 0x8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("{0}: {1}")]
+    BadDump(PathBuf, String),
+    #[error("cannot write {0}: {1} (choose another -o path)")]
+    Write(PathBuf, std::io::Error),
+}
+
+/// A converted dump, ready to write.
+pub struct Core<'a> {
+    notes: Notes,
+    layout: Layout<'a>,
+    /// The vDSO's mapping, when the dump does not hold its bytes: a PT_LOAD without contents
+    /// there is how gdb tells the vDSO from a library whose file is missing (it looks for a
+    /// segment starting at AT_SYSINFO_EHDR).
+    vdso: Option<(u64, u64)>,
+    pub threads: usize,
+    /// What the core lacks, for the user (no library chain, threads without registers).
+    pub warnings: Vec<String>,
+    /// The executable, as the dump names it (for the `gdb PROGRAM CORE` hint).
+    pub program: Option<String>,
+}
+
+impl<'a> Core<'a> {
+    /// Converts the dump's bytes. The error says what is missing or damaged.
+    pub fn from_dump(bytes: &'a [u8]) -> Result<Core<'a>, String> {
+        let dump = Minidump::read(bytes).map_err(|e| format!("not a minidump ({e})"))?;
+        for entry in dump.all_streams() {
+            let end = u64::from(entry.location.rva) + u64::from(entry.location.data_size);
+            if end > bytes.len() as u64 {
+                return Err(format!(
+                    "truncated or damaged: stream {:#x} ends at byte {end}, past the end of the file ({} bytes)",
+                    entry.stream_type,
+                    bytes.len()
+                ));
+            }
+        }
+        let system = dump
+            .get_stream::<MinidumpSystemInfo>()
+            .map_err(|e| format!("no usable system info stream ({e}): cannot tell the CPU"))?;
+        if system.cpu != Cpu::X86_64 || system.os != Os::Linux {
+            return Err(format!(
+                "a dump of a {:?} {:?} process: only x86-64 Linux dumps can become ELF cores",
+                system.os, system.cpu
+            ));
+        }
+        let misc = dump.get_stream::<MinidumpMiscInfo>().ok();
+        let threads =
+            dump.get_stream::<MinidumpThreadList>().map_err(|e| format!("no usable thread list ({e})"))?;
+        let exception = dump.get_stream::<MinidumpException>().ok();
+        let metadata: serde_json::Value = dump
+            .get_raw_stream(METADATA_STREAM)
+            .ok()
+            .and_then(|raw| serde_json::from_slice(raw).ok())
+            .unwrap_or_default();
+        let amd64 = |ctx: Option<std::borrow::Cow<'_, minidump::MinidumpContext>>| match ctx?.into_owned().raw
+        {
+            MinidumpRawContext::Amd64(c) => Some(c),
+            _ => None,
+        };
+        let crashed_tid = exception
+            .as_ref()
+            .map(|e| e.get_crashing_thread_id())
+            .or_else(|| metadata["requesting_tid"].as_u64().map(|t| t as u32));
+        let crash_context = exception.as_ref().and_then(|e| amd64(e.context(&system, misc.as_ref())));
+        // A signal: minidump-writer records the signal number as the exception code and
+        // si_code as its flags; a live dump records DUMP_REQUESTED (no signal).
+        let signal = exception
+            .as_ref()
+            .map(|e| e.raw.exception_record.exception_code)
+            .filter(|&c| (1..=64).contains(&c))
+            .unwrap_or(0);
+
+        let mut warnings = Vec::new();
+        let mut contexts: Vec<(u32, CONTEXT_AMD64)> = Vec::new();
+        for t in &threads.threads {
+            let tid = t.raw.thread_id;
+            if contexts.iter().any(|(seen, _)| *seen == tid) {
+                continue; // a repeated entry of a damaged dump
+            }
+            let ctx = match crash_context.as_ref().filter(|_| Some(tid) == crashed_tid) {
+                Some(c) => Some(c.clone()),
+                None => amd64(t.context(&system, misc.as_ref())),
+            };
+            match ctx {
+                Some(c) => contexts.push((tid, c)),
+                None => {
+                    warnings.push(format!("thread {tid} has no x86-64 registers in the dump and is left out"))
+                }
+            }
+        }
+        // gdb takes the first thread as the one that crashed.
+        if let Some(i) = contexts.iter().position(|(tid, _)| Some(*tid) == crashed_tid) {
+            contexts[..=i].rotate_right(1);
+        }
+        if contexts.is_empty() {
+            return Err("no thread with registers: there is nothing for gdb to show".into());
+        }
+
+        // Every memory range of both lists (a dump may have either or both).
+        let mut ranges: Vec<(u64, &'a [u8])> = Vec::new();
+        if dump.get_raw_stream(ST::MemoryListStream as u32).is_ok() {
+            let list =
+                dump.get_stream::<MinidumpMemoryList>().map_err(|e| format!("damaged memory list ({e})"))?;
+            ranges.extend(list.iter().filter_map(|m| Some((m.base_address, within(bytes, m.bytes)?))));
+        }
+        if dump.get_raw_stream(ST::Memory64ListStream as u32).is_ok() {
+            let list = dump
+                .get_stream::<MinidumpMemory64List>()
+                .map_err(|e| format!("damaged 64-bit memory list ({e})"))?;
+            ranges.extend(list.iter().filter_map(|m| Some((m.base_address, within(bytes, m.bytes)?))));
+        }
+        if ranges.iter().all(|(_, b)| b.is_empty()) {
+            return Err("no memory (no stacks): gdb could not unwind any thread".into());
+        }
+        let mut layout = Layout::from_ranges(ranges);
+
+        let maps = dump.get_stream::<MinidumpLinuxMaps>().ok();
+        let modules = dump.get_stream::<MinidumpModuleList>().ok();
+        let mut taken: Vec<(u64, u64)> = Vec::new();
+        if let Some(maps) = &maps {
+            taken.extend(maps.iter().map(|m| m.map.address));
+            layout.set_flags(|addr| {
+                let m = maps.memory_info_at_address(addr)?;
+                let bit = |yes: bool, flag: u32| if yes { flag } else { 0 };
+                Some(bit(m.is_readable(), PF_R) | bit(m.is_writable(), PF_W) | bit(m.is_executable(), PF_X))
+            });
+        }
+        if let Some(modules) = &modules {
+            taken.extend(
+                modules.iter().map(|m| (m.base_address(), m.base_address().saturating_add(m.size()))),
+            );
+        }
+
+        let linked = match dump.get_raw_stream(ST::LinuxDsoDebug as u32) {
+            Err(_) => Err("the dump has no LinuxDsoDebug stream".to_string()),
+            Ok(raw) => match link_map::DsoDebug::parse(raw, bytes) {
+                None => Err("its LinuxDsoDebug stream is damaged".to_string()),
+                Some(dso) if link_map::walkable(&layout, dso.dynamic_addr) => Ok(()),
+                Some(dso) => link_map::synthesize(&mut layout, &dso, &taken)
+                    .map(|_| ())
+                    .ok_or_else(|| "its executable's _DYNAMIC has no DT_DEBUG entry".to_string()),
+            },
+        };
+        if let Err(why) = linked {
+            warnings.push(format!("gdb will not find the shared libraries: {why}"));
+        }
+
+        let process = process::Process::of(&dump, misc.as_ref(), contexts[0].0);
+        let mut notes = Notes::default();
+        let fs_bases = process::thread_pointers(&metadata);
+        for (i, (tid, ctx)) in contexts.iter().enumerate() {
+            let status = notes::ThreadStatus {
+                tid: *tid,
+                signal: if i == 0 { signal } else { 0 },
+                ppid: process.ppid,
+                pgrp: 0,
+                sid: 0,
+                fs_base: fs_bases.get(tid).copied().unwrap_or(0),
+            };
+            let has_fp = ctx.context_flags & CONTEXT_FLOATING_POINT != 0;
+            notes.add(notes::NT_PRSTATUS, &notes::prstatus(&status, ctx, has_fp));
+            if i == 0 {
+                notes.add(notes::NT_PRPSINFO, &notes::prpsinfo(&process.info()));
+                if signal != 0 {
+                    let record =
+                        &exception.as_ref().expect("a signal comes from the exception").raw.exception_record;
+                    let info =
+                        notes::siginfo(signal, record.exception_flags as i32, record.exception_address);
+                    notes.add(notes::NT_SIGINFO, &info);
+                }
+                if let Ok(auxv) = dump.get_raw_stream(ST::LinuxAuxv as u32) {
+                    notes.add(notes::NT_AUXV, auxv);
+                }
+                if let Some(maps) = &maps {
+                    notes.add(notes::NT_FILE, &notes::file_table(&process::file_mappings(maps)));
+                }
+            }
+            if has_fp {
+                notes.add(notes::NT_FPREGSET, &ctx.float_save);
+            }
+        }
+        let program = metadata["python"]["executable"]
+            .as_str()
+            .map(String::from)
+            .or_else(|| modules.as_ref()?.main_module().map(|m| m.code_file().into_owned()));
+        let vdso = vdso_mapping(&dump, maps.as_ref()).filter(|&(lo, hi)| !layout.touches(lo, hi));
+        Ok(Core { notes, layout, vdso, threads: contexts.len(), warnings, program })
+    }
+
+    /// The core file's bytes, to `out`; returns how many.
+    pub fn write(&self, out: &mut impl std::io::Write) -> std::io::Result<u64> {
+        let held = self.layout.segments().iter().map(|s| writer::Load {
+            addr: s.addr,
+            data: &s.data,
+            mem_size: s.data.len() as u64,
+            flags: s.flags,
+        });
+        let empty = self.vdso.map(|(addr, end)| writer::Load {
+            addr,
+            data: &[],
+            mem_size: end - addr,
+            flags: PF_R | PF_X,
+        });
+        let mut loads: Vec<writer::Load> = held.chain(empty).collect();
+        loads.sort_by_key(|l| l.addr);
+        writer::write(out, self.notes.bytes(), &loads)
+    }
+
+    /// PT_LOAD segments.
+    pub fn segments(&self) -> usize {
+        self.layout.segments().len() + usize::from(self.vdso.is_some())
+    }
+}
+
+/// The vDSO's (start, end): AT_SYSINFO_EHDR, in the mapping that holds it.
+fn vdso_mapping<T: std::ops::Deref<Target = [u8]>>(
+    dump: &Minidump<T>,
+    maps: Option<&MinidumpLinuxMaps>,
+) -> Option<(u64, u64)> {
+    const AT_SYSINFO_EHDR: u64 = 33;
+    let auxv = dump.get_raw_stream(ST::LinuxAuxv as u32).ok()?;
+    let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or_default());
+    let at = auxv.chunks_exact(16).find(|e| word(&e[..8]) == AT_SYSINFO_EHDR).map(|e| word(&e[8..]))?;
+    let (start, end) = maps?.memory_info_at_address(at)?.map.address;
+    (start == at).then_some((start, end))
+}
+
+/// `sub`, a part of `all` that the minidump reader handed out with its own (shorter)
+/// lifetime, as a part of `all` again.
+fn within<'a>(all: &'a [u8], sub: &[u8]) -> Option<&'a [u8]> {
+    let start = (sub.as_ptr() as usize).wrapping_sub(all.as_ptr() as usize);
+    all.get(start..start.checked_add(sub.len())?)
+}
+
+/// What `convert_file` wrote.
+pub struct Summary {
+    pub threads: usize,
+    pub segments: usize,
+    pub bytes: u64,
+    pub warnings: Vec<String>,
+    pub program: Option<String>,
+}
+
+/// Converts the dump at `dump` into a core at `out`. The core is written to a temporary file
+/// beside `out` (mode 0600: it holds the process's memory) and renamed into place when
+/// complete: a failure never leaves a partial file under `out`'s name.
+pub fn convert_file(dump: &Path, out: &Path) -> Result<Summary, CoreError> {
+    let bytes = std::fs::read(dump).map_err(|e| CoreError::Read(dump.to_path_buf(), e))?;
+    let core = Core::from_dump(&bytes).map_err(|why| CoreError::BadDump(dump.to_path_buf(), why))?;
+    let size =
+        write_atomically(out, |file| core.write(file)).map_err(|e| CoreError::Write(out.to_path_buf(), e))?;
+    let segments = core.segments();
+    Ok(Summary {
+        threads: core.threads,
+        segments,
+        bytes: size,
+        warnings: core.warnings,
+        program: core.program,
+    })
+}
+
+fn write_atomically(
+    out: &Path,
+    fill: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> std::io::Result<u64>,
+) -> std::io::Result<u64> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = out.file_name().ok_or_else(|| std::io::Error::other("not a file name"))?;
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(".crashcatch-{}.tmp", std::process::id()));
+    let temp = dir.join(temp_name);
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp)?;
+    let written = (|| {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, &file);
+        let n = fill(&mut w)?;
+        w.flush()?;
+        drop(w);
+        file.sync_all()?;
+        std::fs::rename(&temp, out)?;
+        Ok(n)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
+}
