@@ -66,11 +66,6 @@ impl<'a> Layout<'a> {
         true
     }
 
-    /// Whether any segment has a byte in `lo..hi`.
-    pub fn touches(&self, lo: u64, hi: u64) -> bool {
-        self.segments.iter().any(|s| s.addr < hi && s.end() > lo)
-    }
-
     /// Reads `buf.len()` bytes at `addr`, across adjacent segments.
     pub fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
         let mut done = 0usize;

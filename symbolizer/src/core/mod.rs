@@ -47,10 +47,6 @@ pub enum CoreError {
 pub struct Core<'a> {
     notes: Notes,
     layout: Layout<'a>,
-    /// The vDSO's mapping, when the dump does not hold its bytes: a PT_LOAD without contents
-    /// there is how gdb tells the vDSO from a library whose file is missing (it looks for a
-    /// segment starting at AT_SYSINFO_EHDR).
-    vdso: Option<(u64, u64)>,
     pub threads: usize,
     /// What the core lacks, for the user (no library chain, threads without registers).
     pub warnings: Vec<String>,
@@ -221,46 +217,18 @@ impl<'a> Core<'a> {
             .as_str()
             .map(String::from)
             .or_else(|| modules.as_ref()?.main_module().map(|m| m.code_file().into_owned()));
-        let vdso = vdso_mapping(&dump, maps.as_ref()).filter(|&(lo, hi)| !layout.touches(lo, hi));
-        Ok(Core { notes, layout, vdso, threads: contexts.len(), warnings, program })
+        Ok(Core { notes, layout, threads: contexts.len(), warnings, program })
     }
 
     /// The core file's bytes, to `out`; returns how many.
     pub fn write(&self, out: &mut impl std::io::Write) -> std::io::Result<u64> {
-        let held = self.layout.segments().iter().map(|s| writer::Load {
-            addr: s.addr,
-            data: &s.data,
-            mem_size: s.data.len() as u64,
-            flags: s.flags,
-        });
-        let empty = self.vdso.map(|(addr, end)| writer::Load {
-            addr,
-            data: &[],
-            mem_size: end - addr,
-            flags: PF_R | PF_X,
-        });
-        let mut loads: Vec<writer::Load> = held.chain(empty).collect();
-        loads.sort_by_key(|l| l.addr);
-        writer::write(out, self.notes.bytes(), &loads)
+        writer::write(out, self.notes.bytes(), self.layout.segments())
     }
 
     /// PT_LOAD segments.
     pub fn segments(&self) -> usize {
-        self.layout.segments().len() + usize::from(self.vdso.is_some())
+        self.layout.segments().len()
     }
-}
-
-/// The vDSO's (start, end): AT_SYSINFO_EHDR, in the mapping that holds it.
-fn vdso_mapping<T: std::ops::Deref<Target = [u8]>>(
-    dump: &Minidump<T>,
-    maps: Option<&MinidumpLinuxMaps>,
-) -> Option<(u64, u64)> {
-    const AT_SYSINFO_EHDR: u64 = 33;
-    let auxv = dump.get_raw_stream(ST::LinuxAuxv as u32).ok()?;
-    let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or_default());
-    let at = auxv.chunks_exact(16).find(|e| word(&e[..8]) == AT_SYSINFO_EHDR).map(|e| word(&e[8..]))?;
-    let (start, end) = maps?.memory_info_at_address(at)?.map.address;
-    (start == at).then_some((start, end))
 }
 
 /// `sub`, a part of `all` that the minidump reader handed out with its own (shorter)

@@ -1,16 +1,8 @@
 //! The ELF64 x86-64 ET_CORE file: header, program headers (PT_NOTE, then one PT_LOAD per
 //! segment, by address), the notes, then the segments' bytes.
 
+use super::layout::Segment;
 use std::io::{self, Write};
-
-/// One PT_LOAD: `data` at `addr`, `mem_size` bytes in memory (more than `data` only for a
-/// mapping whose contents the core does not hold, such as the vDSO's).
-pub struct Load<'a> {
-    pub addr: u64,
-    pub data: &'a [u8],
-    pub mem_size: u64,
-    pub flags: u32,
-}
 
 const EHDR_SIZE: u64 = 64;
 const PHDR_SIZE: u64 = 56;
@@ -23,7 +15,7 @@ const PN_XNUM: u64 = 0xffff;
 const PAGE: u64 = 4096;
 
 /// Writes the core to `out`; returns the number of bytes written.
-pub fn write(out: &mut impl Write, notes: &[u8], segments: &[Load]) -> io::Result<u64> {
+pub fn write(out: &mut impl Write, notes: &[u8], segments: &[Segment]) -> io::Result<u64> {
     let phnum = 1 + segments.len() as u64;
     let extended = phnum >= PN_XNUM;
     let shnum = u64::from(extended);
@@ -53,23 +45,22 @@ pub fn write(out: &mut impl Write, notes: &[u8], segments: &[Load]) -> io::Resul
     h16(&mut head, shnum);
     h16(&mut head, 0); // e_shstrndx
 
-    let phdr =
-        |h: &mut Vec<u8>, kind: u32, flags: u32, offset: u64, vaddr: u64, size: (u64, u64), align: u64| {
-            h32(h, kind.into());
-            h32(h, flags.into());
-            h64(h, offset);
-            h64(h, vaddr);
-            h64(h, 0); // p_paddr
-            h64(h, size.0); // p_filesz
-            h64(h, size.1); // p_memsz
-            h64(h, align);
-        };
+    let phdr = |h: &mut Vec<u8>, kind: u32, flags: u32, offset: u64, vaddr: u64, size: u64, align: u64| {
+        h32(h, kind.into());
+        h32(h, flags.into());
+        h64(h, offset);
+        h64(h, vaddr);
+        h64(h, 0); // p_paddr
+        h64(h, size); // p_filesz
+        h64(h, size); // p_memsz: all of it is in the file
+        h64(h, align);
+    };
     let notes_size = notes.len() as u64;
-    phdr(&mut head, PT_NOTE, 0, notes_off, 0, (notes_size, notes_size), 4);
+    phdr(&mut head, PT_NOTE, 0, notes_off, 0, notes_size, 4);
     let mut offset = data_off;
     for s in segments {
         let file_size = s.data.len() as u64;
-        phdr(&mut head, PT_LOAD, s.flags, offset, s.addr, (file_size, s.mem_size.max(file_size)), 1);
+        phdr(&mut head, PT_LOAD, s.flags, offset, s.addr, file_size, 1);
         offset += file_size;
     }
     if extended {
@@ -82,7 +73,7 @@ pub fn write(out: &mut impl Write, notes: &[u8], segments: &[Load]) -> io::Resul
     head.resize(data_off as usize, 0);
     out.write_all(&head)?;
     for s in segments {
-        out.write_all(s.data)?;
+        out.write_all(&s.data)?;
     }
     Ok(offset)
 }
@@ -91,21 +82,20 @@ pub fn write(out: &mut impl Write, notes: &[u8], segments: &[Load]) -> io::Resul
 mod tests {
     use super::*;
     use crate::core::layout::PF_R;
+    use std::borrow::Cow;
 
     #[test]
     fn headers_point_at_the_notes_and_the_data() {
-        let seg = Load { addr: 0x1000, data: &[7; 10], mem_size: 10, flags: PF_R };
-        let empty = Load { addr: 0x3000, data: &[], mem_size: 0x2000, flags: PF_R };
+        let seg = Segment { addr: 0x1000, data: Cow::Borrowed(&[7; 10]), flags: PF_R };
         let mut out = Vec::new();
-        let n = write(&mut out, &[1, 2, 3, 4], &[seg, empty]).unwrap();
+        let n = write(&mut out, &[1, 2, 3, 4], &[seg]).unwrap();
         assert_eq!(n as usize, out.len());
         let file = object::read::elf::ElfFile64::<object::Endianness>::parse(&out[..]).unwrap();
         use object::read::elf::ProgramHeader;
         use object::Object;
         let e = file.endian();
         let hdrs = file.elf_program_headers();
-        assert_eq!(hdrs.len(), 3);
-        assert_eq!((hdrs[2].p_filesz(e), hdrs[2].p_memsz(e)), (0, 0x2000));
+        assert_eq!(hdrs.len(), 2);
         assert_eq!(hdrs[0].p_type(e), object::elf::ProgramType(PT_NOTE));
         assert_eq!(hdrs[0].data(e, &out[..]).unwrap(), [1, 2, 3, 4]);
         assert_eq!((hdrs[1].p_vaddr(e), hdrs[1].data(e, &out[..]).unwrap()), (0x1000, &[7u8; 10][..]));
