@@ -21,6 +21,7 @@ from test_gdb_truth import gdb_available, gdb_core_frames
 DUMPCHECK = os.path.join(REPO, "target", "release", "dumpcheck")
 SYMBOLIZER = os.path.join(REPO, "target", "release", "crashcatch-symbolize")
 SYSTEM_INFO_STREAM = 7
+DSO_DEBUG_STREAM = 0x4767000A
 
 # Python → C → Python → C, with three waiting threads.
 CODE = THREADED_CRASH.format(call="buggyext.call_back(lambda: buggyext.segfault(2))")
@@ -73,8 +74,41 @@ def test_gdb_reads_a_converted_dump_like_the_crash(interp):
         pytest.skip(f"gdb is not installed for {interp.name}")
     r = run_script(interp, CODE)
     assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
-    run_dir = os.path.dirname(r.script)
-    dump = inner(interp, r.dumps[0])
+    check_gdb_on_converted(interp, os.path.dirname(r.script), r.dumps[0])
+
+
+def test_without_a_dso_debug_stream_the_library_list_comes_from_the_module_files(interp):
+    """A dump without minidump-writer's LinuxDsoDebug stream (its directory entry made an
+    unused stream): the loader's list is rebuilt from the module list and the files on disk,
+    and gdb reads the core just as well."""
+    if not gdb_available(interp):
+        pytest.skip(f"gdb is not installed for {interp.name}")
+    r = run_script(interp, CODE)
+    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
+    with open(r.dumps[0], "rb") as f:
+        data = f.read()
+    stripped = r.dumps[0][:-len(".dmp")] + "-no-dso-debug.dmp"
+    with open(stripped, "wb") as f:
+        f.write(without_stream(data, DSO_DEBUG_STREAM))
+    check_gdb_on_converted(interp, os.path.dirname(r.script), stripped)
+
+
+def without_stream(dump, kind):
+    """`dump` with stream `kind`'s directory entry made an UnusedStream."""
+    data = bytearray(dump)
+    _, _, count, directory = struct.unpack_from("<IIII", data, 0)
+    found = False
+    for i in range(count):
+        if struct.unpack_from("<I", data, directory + 12 * i)[0] == kind:
+            struct.pack_into("<I", data, directory + 12 * i, 0)
+            found = True
+    assert found, f"no stream {kind:#x}"
+    return bytes(data)
+
+
+def check_gdb_on_converted(interp, run_dir, host_dump):
+    """Converts `host_dump` in the interpreter's world and checks gdb's view of the core."""
+    dump = inner(interp, host_dump)
     core = run_dir + "/converted.core"
     out = interp.run([crashcatch_command(interp), "core", dump, "-o", core], timeout=120)
     assert out.returncode == 0, out.stderr
@@ -98,7 +132,7 @@ def test_gdb_reads_a_converted_dump_like_the_crash(interp):
     assert "call_back" in names, names
 
     # Threads, libraries, memory.
-    checked = dumpcheck(r.dumps[0])
+    checked = dumpcheck(host_dump)
     meta = checked["metadata"]
     tids = sorted(t["tid"] for t in checked["threads"])
     crashed = checked["exception"]["tid"]
@@ -120,7 +154,7 @@ def test_gdb_reads_a_converted_dump_like_the_crash(interp):
     # for a static interpreter) is the one the dump names, and its bytes and the crashing
     # thread's state are the dump's.
     assert re.search(r"^RUNTIME 0x([0-9a-f]+)$", text, re.M)[1] == f"{runtime:x}", text
-    with open(r.dumps[0], "rb") as f:
+    with open(host_dump, "rb") as f:
         data = f.read()
     for addr in (runtime, tstate):
         expected = dump_bytes_at(data, addr, 64)
@@ -248,13 +282,8 @@ def test_unwritable_output_exits_2_and_an_existing_file_is_kept(real_dump, tmp_p
 def test_a_minidump_without_crashcatch_metadata_converts(real_dump, tmp_path):
     """The metadata stream is optional: without it (its directory entry made an unused
     stream) the core has the same threads and memory, and gdb unwinds it the same way."""
-    data = bytearray(real_dump)
-    _, _, count, directory = struct.unpack_from("<IIII", data, 0)
-    for i in range(count):
-        if struct.unpack_from("<I", data, directory + 12 * i)[0] == METADATA_STREAM:
-            struct.pack_into("<I", data, directory + 12 * i, 0)  # UnusedStream
     cores = {}
-    for name, dump_data in (("with", real_dump), ("without", bytes(data))):
+    for name, dump_data in (("with", real_dump), ("without", without_stream(real_dump, METADATA_STREAM))):
         dump = tmp_path / f"{name}.dmp"
         dump.write_bytes(dump_data)
         core = tmp_path / f"{name}.core"

@@ -7,6 +7,8 @@
 //! had nothing mapped.
 
 use super::layout::{Layout, PF_R, PF_W};
+use crate::elf::ElfFile;
+use std::path::Path;
 
 const DT_NULL: u64 = 0;
 const DT_DEBUG: u64 = 21;
@@ -70,6 +72,64 @@ impl DsoDebug {
         }
         Some(DsoDebug { version, brk, ldbase, dynamic_addr, dynamic, objects })
     }
+}
+
+/// A module of the dump: where it was loaded, its file, its build id.
+pub struct Module<'a> {
+    pub base: u64,
+    pub path: &'a str,
+    pub build_id: Option<String>,
+}
+
+impl DsoDebug {
+    /// The loader's state rebuilt from the module list, for dumps without a LinuxDsoDebug
+    /// stream: each module's load bias and dynamic section from its program headers, the
+    /// executable's `_DYNAMIC` from its file. Files are those at the modules' recorded paths,
+    /// used only when their build id is the dump's; modules without one are left out (the
+    /// vDSO has no file), and without the executable's there is nothing to build.
+    pub fn from_modules(modules: &[Module], executable: usize) -> Option<DsoDebug> {
+        let exe = modules.get(executable)?;
+        let file = ElfFile::open_checked(Path::new(exe.path), exe.build_id.as_deref()).ok()?;
+        let (bias, dynamic) = program_layout(file.data(), exe.base)?;
+        let (dyn_vaddr, dyn_offset, dyn_size) = dynamic?;
+        let start = usize::try_from(dyn_offset).ok()?;
+        let mut bytes = file.data().get(start..start.checked_add(usize::try_from(dyn_size).ok()?)?)?.to_vec();
+        // Up to and with DT_NULL, as the loader reads it.
+        if let Some(end) = bytes.chunks_exact(16).position(|e| e[..8] == [0; 8]) {
+            bytes.truncate(16 * (end + 1));
+        }
+        let dynamic_addr = bias.wrapping_add(dyn_vaddr);
+        let mut objects = vec![LoadedObject { l_addr: bias, name: Vec::new(), l_ld: dynamic_addr }];
+        for m in modules.iter().enumerate().filter(|&(i, _)| i != executable).map(|(_, m)| m) {
+            let Ok(file) = ElfFile::open_checked(Path::new(m.path), m.build_id.as_deref()) else { continue };
+            let Some((bias, dynamic)) = program_layout(file.data(), m.base) else { continue };
+            let l_ld = dynamic.map_or(0, |(vaddr, _, _)| bias.wrapping_add(vaddr));
+            objects.push(LoadedObject { l_addr: bias, name: m.path.as_bytes().to_vec(), l_ld });
+        }
+        Some(DsoDebug { version: 1, brk: 0, ldbase: 0, dynamic_addr, dynamic: bytes, objects })
+    }
+}
+
+/// A PT_DYNAMIC segment: its address in the file, offset, size.
+type DynamicSegment = (u64, u64, u64);
+
+/// An ELF file's load bias when its first segment is at `base`, and its PT_DYNAMIC.
+fn program_layout(data: &[u8], base: u64) -> Option<(u64, Option<DynamicSegment>)> {
+    use object::read::elf::{FileHeader, ProgramHeader};
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(data).ok()?;
+    let endian = header.endian().ok()?;
+    let headers = header.program_headers(endian, data).ok()?;
+    let first = headers
+        .iter()
+        .filter(|p| p.p_type(endian) == object::elf::PT_LOAD)
+        .map(|p| p.p_vaddr(endian))
+        .min()?;
+    let bias = base.wrapping_sub(first & !0xfff);
+    let dynamic = headers
+        .iter()
+        .find(|p| p.p_type(endian) == object::elf::PT_DYNAMIC)
+        .map(|p| (p.p_vaddr(endian), p.p_offset(endian), p.p_filesz(endian)));
+    Some((bias, dynamic))
 }
 
 /// A MINIDUMP_STRING (byte length, then UTF-16LE) as UTF-8.

@@ -165,16 +165,21 @@ impl<'a> Core<'a> {
             );
         }
 
-        let linked = match dump.get_raw_stream(ST::LinuxDsoDebug as u32) {
-            Err(_) => Err("the dump has no LinuxDsoDebug stream".to_string()),
-            Ok(raw) => match link_map::DsoDebug::parse(raw, bytes) {
-                None => Err("its LinuxDsoDebug stream is damaged".to_string()),
-                Some(dso) if link_map::walkable(&layout, dso.dynamic_addr) => Ok(()),
-                Some(dso) => link_map::synthesize(&mut layout, &dso, &taken)
-                    .map(|_| ())
-                    .ok_or_else(|| "its executable's _DYNAMIC has no DT_DEBUG entry".to_string()),
-            },
+        let dso = match dump.get_raw_stream(ST::LinuxDsoDebug as u32) {
+            Ok(raw) => link_map::DsoDebug::parse(raw, bytes).ok_or("its LinuxDsoDebug stream is damaged"),
+            Err(_) => modules
+                .as_ref()
+                .and_then(|m| dso_from_modules(&dump, m))
+                .ok_or("the dump has no LinuxDsoDebug stream, and the executable's file (with the dump's build id) was not found"),
         };
+        let linked = dso.and_then(|dso| {
+            if link_map::walkable(&layout, dso.dynamic_addr) {
+                return Ok(());
+            }
+            link_map::synthesize(&mut layout, &dso, &taken)
+                .map(|_| ())
+                .ok_or("its executable's _DYNAMIC has no DT_DEBUG entry")
+        });
         if let Err(why) = linked {
             warnings.push(format!("gdb will not find the shared libraries: {why}"));
         }
@@ -229,6 +234,34 @@ impl<'a> Core<'a> {
     pub fn segments(&self) -> usize {
         self.layout.segments().len()
     }
+}
+
+/// The loader's state from the module list and the files on disk; the executable is the
+/// module holding AT_PHDR (the auxv's), else the first one listed.
+fn dso_from_modules<T: std::ops::Deref<Target = [u8]>>(
+    dump: &Minidump<T>,
+    modules: &MinidumpModuleList,
+) -> Option<link_map::DsoDebug> {
+    const AT_PHDR: u64 = 3;
+    let list: Vec<link_map::Module> = modules
+        .iter()
+        .map(|m| link_map::Module {
+            base: m.base_address(),
+            path: &m.name,
+            build_id: m.code_identifier().map(|c| c.to_string().to_lowercase()),
+        })
+        .collect();
+    let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or_default());
+    let phdr = dump
+        .get_raw_stream(ST::LinuxAuxv as u32)
+        .ok()
+        .and_then(|auxv| auxv.chunks_exact(16).find(|e| word(&e[..8]) == AT_PHDR).map(|e| word(&e[8..])));
+    let executable = phdr
+        .and_then(|at| {
+            modules.iter().position(|m| at >= m.base_address() && at - m.base_address() < m.size())
+        })
+        .unwrap_or(0);
+    link_map::DsoDebug::from_modules(&list, executable)
 }
 
 /// `sub`, a part of `all` that the minidump reader handed out with its own (shorter)
