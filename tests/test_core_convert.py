@@ -146,7 +146,7 @@ def check_gdb_on_converted(interp, run_dir, host_dump):
                                                        text, re.M)}
     assert sorted(lwps) == tids and len(tids) == 4, (tids, text)
     assert [t for t, current in lwps.items() if current] == [crashed], text
-    libraries = {os.path.basename(m[2]): m[1] for m in re.finditer(r"^0x[0-9a-f]+\s+0x[0-9a-f]+\s+(Yes|No)\S*\s+(\S+)$",
+    libraries = {os.path.basename(m[2]): m[1] for m in re.finditer(r"^0x[0-9a-f]+\s+0x[0-9a-f]+\s+(Yes|No)(?: \(\*\))?\s+(\S+)$",
                                                                   text, re.M)}
     assert libraries.get("libc.so.6") == "Yes", text
     assert [v for k, v in libraries.items() if k.startswith("buggyext")] == ["Yes"], text
@@ -162,12 +162,22 @@ def check_gdb_on_converted(interp, run_dir, host_dump):
         assert f"MEM 0x{addr:x} {expected.hex()}" in text, text
 
 
+# A worker thread crashes while the main thread waits for it.
+WORKER_CRASH = """
+import crashcatch, buggyext, threading
+crashcatch.enable()
+t = threading.Thread(target=buggyext.segfault_at, args=(0xdead0000,), name="crasher")
+t.start()
+t.join()
+"""
+
+
 def test_the_crashing_thread_comes_first_with_its_signal(tmp_path):
-    """The core's first NT_PRSTATUS is the crashing thread's, with the signal; NT_SIGINFO
-    holds si_code and the fault address (read back with the `object`-free parser below)."""
+    """The core's first NT_PRSTATUS is the crashing thread's (here not the dump's first
+    thread), with the signal; NT_SIGINFO holds si_code and the fault address."""
     from conftest import INTERPRETERS
     interp = next(i for i in INTERPRETERS if not i.root)
-    r = run_script(interp, CODE.replace("buggyext.segfault(2)", "buggyext.segfault_at(0xdead0000)"))
+    r = run_script(interp, WORKER_CRASH)
     assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
     core = str(tmp_path / "c.core")
     out = subprocess.run([SYMBOLIZER, "core", r.dumps[0], "-o", core], capture_output=True, text=True)
@@ -178,6 +188,8 @@ def test_the_crashing_thread_comes_first_with_its_signal(tmp_path):
     assert len(prstatus) == len(checked["threads"])
     first_tid, cursig = struct.unpack_from("<I", prstatus[0], 32)[0], struct.unpack_from("<H", prstatus[0], 12)[0]
     assert (first_tid, cursig) == (checked["exception"]["tid"], signal.SIGSEGV)
+    assert checked["threads"][0]["tid"] != first_tid, checked["threads"]
+    assert sorted(struct.unpack_from("<I", p, 32)[0] for p in prstatus) == sorted(t["tid"] for t in checked["threads"])
     assert all(struct.unpack_from("<H", p, 12)[0] == 0 for p in prstatus[1:])
     # The registers are the fault's: rip, rsp as the dump's exception context records them.
     rip, rsp = struct.unpack_from("<Q", prstatus[0], 112 + 16 * 8)[0], struct.unpack_from("<Q", prstatus[0], 112 + 19 * 8)[0]
