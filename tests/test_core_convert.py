@@ -114,6 +114,17 @@ def check_gdb_on_converted(interp, run_dir, host_dump):
     assert out.returncode == 0, out.stderr
     assert "wrote " + core in out.stdout and "warning" not in out.stderr, (out.stdout, out.stderr)
     assert os.stat(interp.host_path(core)).st_mode & 0o777 == 0o600
+    # Each module's first page is in the core, as the kernel writes it: the ELF header with
+    # the build id the dump records (gdb, lldb and debuginfod read build ids there).
+    with open(interp.host_path(core), "rb") as f:
+        image = f.read()
+    modules = [m for m in dumpcheck(host_dump)["modules"]
+               if m["build_id"] and os.path.isfile(interp.host_path(m["name"]))]
+    assert len(modules) >= 5, modules
+    for m in modules:
+        page = core_memory(image, m["base"], 4096)
+        assert page is not None and page[:4] == b"\x7fELF", m
+        assert bytes.fromhex(m["build_id"]) in page, m
 
     # The native frames: gdb's unwind of the core against the symbolizer's of the dump.
     truth = [t for t in gdb_core_frames(interp, core, run_dir) if t["kind"] != "tailcall"]
@@ -201,6 +212,17 @@ def test_the_crashing_thread_comes_first_with_its_signal(tmp_path):
     assert {3, 6, 0x46494C45} <= set(kinds), kinds  # PRPSINFO, AUXV, FILE
     psargs = next(desc for kind, desc in notes if kind == 3)[56:136].rstrip(b"\0").decode()
     assert psargs.startswith(interp.venv_python), psargs
+
+
+def core_memory(core, address, size):
+    """`size` bytes at `address` from an ELF64 core's PT_LOADs (None if one does not hold them)."""
+    phoff, = struct.unpack_from("<Q", core, 0x20)
+    phnum, = struct.unpack_from("<H", core, 0x38)
+    for i in range(phnum):
+        p_type, _, offset, vaddr, _, filesz = struct.unpack_from("<IIQQQQ", core, phoff + 56 * i)
+        if p_type == 1 and vaddr <= address and address + size <= vaddr + filesz:
+            return core[offset + address - vaddr:offset + address - vaddr + size]
+    return None
 
 
 def core_notes(core):

@@ -91,7 +91,13 @@ impl<'a> Layout<'a> {
             data[(lo - s.addr) as usize..(hi - s.addr) as usize]
                 .copy_from_slice(&bytes[(lo - addr) as usize..(hi - addr) as usize]);
         }
-        // The parts no segment held become segments of their own.
+        self.fill(addr, bytes, flags);
+    }
+
+    /// Puts the parts of `bytes` (at `addr`) that no segment holds into new segments; the
+    /// segments' own bytes are kept.
+    pub fn fill(&mut self, addr: u64, bytes: &[u8], flags: u32) {
+        let Some(end) = addr.checked_add(bytes.len() as u64) else { return };
         let mut at = addr;
         while at < end {
             match self.segment_at(at) {
@@ -188,6 +194,10 @@ mod tests {
         assert_eq!(buf, [1, 1, 1, 1, 9, 9, 9, 9, 9, 9, 9, 9]);
         assert_eq!(layout.segments().len(), 2);
         assert!(layout.covers(0x100, 12) && !layout.covers(0x100, 13));
+        layout.fill(0xfc, &[5; 20], PF_R);
+        let mut buf = [0u8; 20];
+        assert!(layout.read(0xfc, &mut buf));
+        assert_eq!(buf, [5, 5, 5, 5, 1, 1, 1, 1, 9, 9, 9, 9, 9, 9, 9, 9, 5, 5, 5, 5]);
     }
 
     #[test]

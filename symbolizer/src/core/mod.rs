@@ -163,6 +163,7 @@ impl<'a> Core<'a> {
             taken.extend(
                 modules.iter().map(|m| (m.base_address(), m.base_address().saturating_add(m.size()))),
             );
+            add_elf_headers(&mut layout, modules);
         }
 
         let dso = match dump.get_raw_stream(ST::LinuxDsoDebug as u32) {
@@ -233,6 +234,22 @@ impl<'a> Core<'a> {
     /// PT_LOAD segments.
     pub fn segments(&self) -> usize {
         self.layout.segments().len()
+    }
+}
+
+/// The first page of each module (ELF header, program headers, build-id note), as the
+/// kernel writes it into a core: gdb, lldb and debuginfod read a mapping's build id there.
+/// The dump rarely holds it; it is taken from the module's file at its recorded path, when
+/// that file's build id is the dump's. Bytes the dump holds are kept.
+fn add_elf_headers(layout: &mut Layout, modules: &MinidumpModuleList) {
+    const PAGE: u64 = 4096;
+    for m in modules.iter() {
+        let build_id = m.code_identifier().map(|c| c.to_string().to_lowercase());
+        let Ok(file) = crate::elf::ElfFile::open_checked(Path::new(&m.name), build_id.as_deref()) else {
+            continue;
+        };
+        let len = PAGE.min(m.size()).min(file.data().len() as u64) as usize;
+        layout.fill(m.base_address(), &file.data()[..len], PF_R);
     }
 }
 
