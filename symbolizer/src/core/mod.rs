@@ -30,6 +30,10 @@ use minidump::{
 use notes::Notes;
 use std::path::{Path, PathBuf};
 
+/// Module files opened at most (a process maps a few hundred; a damaged dump may list
+/// millions, each a file to open and parse).
+pub const MAX_MODULE_FILES: usize = 4096;
+
 /// `CONTEXT_AMD64 | CONTEXT_FLOATING_POINT`'s bit: the FXSAVE area is valid.
 const CONTEXT_FLOATING_POINT: u32 = 0x8;
 
@@ -243,7 +247,7 @@ impl<'a> Core<'a> {
 /// that file's build id is the dump's. Bytes the dump holds are kept.
 fn add_elf_headers(layout: &mut Layout, modules: &MinidumpModuleList) {
     const PAGE: u64 = 4096;
-    for m in modules.iter() {
+    for m in modules.iter().take(MAX_MODULE_FILES) {
         let build_id = m.code_identifier().map(|c| c.to_string().to_lowercase());
         let Ok(file) = crate::elf::ElfFile::open_checked(Path::new(&m.name), build_id.as_deref()) else {
             continue;
@@ -262,6 +266,7 @@ fn dso_from_modules<T: std::ops::Deref<Target = [u8]>>(
     const AT_PHDR: u64 = 3;
     let list: Vec<link_map::Module> = modules
         .iter()
+        .take(MAX_MODULE_FILES)
         .map(|m| link_map::Module {
             base: m.base_address(),
             path: &m.name,
