@@ -102,51 +102,20 @@ impl<'a> Core<'a> {
         let crash_context = exception.as_ref().and_then(|e| amd64(e.context(&system, misc.as_ref())));
         // A signal: minidump-writer records the signal number as the exception code and
         // si_code as its flags; a live dump records DUMP_REQUESTED (no signal).
-        let signal = exception
-            .as_ref()
-            .map(|e| e.raw.exception_record.exception_code)
-            .filter(|&c| (1..=64).contains(&c))
-            .unwrap_or(0);
+        let record = exception.as_ref().map(|e| &e.raw.exception_record);
+        let record = record.filter(|r| (1..=64).contains(&r.exception_code));
+        let signal = record.map_or(0, |r| r.exception_code);
+        let siginfo = record.map(|r| notes::siginfo(signal, r.exception_flags as i32, r.exception_address));
 
         let mut warnings = Vec::new();
-        let mut contexts: Vec<(u32, CONTEXT_AMD64)> = Vec::new();
-        for t in &threads.threads {
-            let tid = t.raw.thread_id;
-            if contexts.iter().any(|(seen, _)| *seen == tid) {
-                continue; // a repeated entry of a damaged dump
-            }
-            let ctx = match crash_context.as_ref().filter(|_| Some(tid) == crashed_tid) {
-                Some(c) => Some(c.clone()),
-                None => amd64(t.context(&system, misc.as_ref())),
-            };
-            match ctx {
-                Some(c) => contexts.push((tid, c)),
-                None => {
-                    warnings.push(format!("thread {tid} has no x86-64 registers in the dump and is left out"))
-                }
-            }
-        }
-        // gdb takes the first thread as the one that crashed.
-        if let Some(i) = contexts.iter().position(|(tid, _)| Some(*tid) == crashed_tid) {
-            contexts[..=i].rotate_right(1);
-        }
+        let contexts = thread_contexts(&threads, crashed_tid, crash_context, &mut warnings, |t| {
+            amd64(t.context(&system, misc.as_ref()))
+        });
         if contexts.is_empty() {
             return Err("no thread with registers: there is nothing for gdb to show".into());
         }
 
-        // Every memory range of both lists (a dump may have either or both).
-        let mut ranges: Vec<(u64, &'a [u8])> = Vec::new();
-        if dump.get_raw_stream(ST::MemoryListStream as u32).is_ok() {
-            let list =
-                dump.get_stream::<MinidumpMemoryList>().map_err(|e| format!("damaged memory list ({e})"))?;
-            ranges.extend(list.iter().filter_map(|m| Some((m.base_address, within(bytes, m.bytes)?))));
-        }
-        if dump.get_raw_stream(ST::Memory64ListStream as u32).is_ok() {
-            let list = dump
-                .get_stream::<MinidumpMemory64List>()
-                .map_err(|e| format!("damaged 64-bit memory list ({e})"))?;
-            ranges.extend(list.iter().filter_map(|m| Some((m.base_address, within(bytes, m.bytes)?))));
-        }
+        let ranges = memory_ranges(&dump, bytes)?;
         if ranges.iter().all(|(_, b)| b.is_empty()) {
             return Err("no memory (no stacks): gdb could not unwind any thread".into());
         }
@@ -205,12 +174,8 @@ impl<'a> Core<'a> {
             notes.add(notes::NT_PRSTATUS, &notes::prstatus(&status, ctx, has_fp));
             if i == 0 {
                 notes.add(notes::NT_PRPSINFO, &notes::prpsinfo(&process.info()));
-                if signal != 0 {
-                    let record =
-                        &exception.as_ref().expect("a signal comes from the exception").raw.exception_record;
-                    let info =
-                        notes::siginfo(signal, record.exception_flags as i32, record.exception_address);
-                    notes.add(notes::NT_SIGINFO, &info);
+                if let Some(info) = &siginfo {
+                    notes.add(notes::NT_SIGINFO, info);
                 }
                 if let Ok(auxv) = dump.get_raw_stream(ST::LinuxAuxv as u32) {
                     notes.add(notes::NT_AUXV, auxv);
@@ -239,6 +204,59 @@ impl<'a> Core<'a> {
     pub fn segments(&self) -> usize {
         self.layout.segments().len()
     }
+}
+
+/// Each thread's registers, once per thread id, the crashing thread's from the exception
+/// record (`crash_context`: the fault's, not the signal handler's), and that thread first
+/// (gdb takes the first as the one that crashed). Threads without x86-64 registers are left
+/// out, with a warning.
+fn thread_contexts(
+    threads: &MinidumpThreadList,
+    crashed_tid: Option<u32>,
+    crash_context: Option<CONTEXT_AMD64>,
+    warnings: &mut Vec<String>,
+    context_of: impl Fn(&minidump::MinidumpThread) -> Option<CONTEXT_AMD64>,
+) -> Vec<(u32, CONTEXT_AMD64)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut contexts = Vec::new();
+    for t in &threads.threads {
+        let tid = t.raw.thread_id;
+        if !seen.insert(tid) {
+            continue; // a repeated entry of a damaged dump
+        }
+        let ctx = match crash_context.as_ref().filter(|_| Some(tid) == crashed_tid) {
+            Some(c) => Some(c.clone()),
+            None => context_of(t),
+        };
+        match ctx {
+            Some(c) => contexts.push((tid, c)),
+            None => {
+                warnings.push(format!("thread {tid} has no x86-64 registers in the dump and is left out"))
+            }
+        }
+    }
+    if let Some(i) = contexts.iter().position(|(tid, _)| Some(*tid) == crashed_tid) {
+        contexts[..=i].rotate_right(1);
+    }
+    contexts
+}
+
+/// Every memory range of both memory lists (a dump may have either or both), as parts of
+/// `bytes`; a list that is there but cannot be read is an error.
+fn memory_ranges<'a>(dump: &Minidump<&'a [u8]>, bytes: &'a [u8]) -> Result<Vec<(u64, &'a [u8])>, String> {
+    let mut ranges = Vec::new();
+    if dump.get_raw_stream(ST::MemoryListStream as u32).is_ok() {
+        let list =
+            dump.get_stream::<MinidumpMemoryList>().map_err(|e| format!("damaged memory list ({e})"))?;
+        ranges.extend(list.iter().filter_map(|m| Some((m.base_address, within(bytes, m.bytes)?))));
+    }
+    if dump.get_raw_stream(ST::Memory64ListStream as u32).is_ok() {
+        let list = dump
+            .get_stream::<MinidumpMemory64List>()
+            .map_err(|e| format!("damaged 64-bit memory list ({e})"))?;
+        ranges.extend(list.iter().filter_map(|m| Some((m.base_address, within(bytes, m.bytes)?))));
+    }
+    Ok(ranges)
 }
 
 /// The first page of each module (ELF header, program headers, build-id note), as the
