@@ -327,3 +327,26 @@ def test_a_minidump_without_crashcatch_metadata_converts(real_dump, tmp_path):
     # Only the thread pointers (which the metadata gives) differ.
     strip = [(k, d[:112 + 21 * 8] + d[112 + 22 * 8:] if k == 1 else d) for k, d in cores["with"]]
     assert strip == [(k, d[:112 + 21 * 8] + d[112 + 22 * 8:] if k == 1 else d) for k, d in cores["without"]]
+
+
+def test_a_live_dump_converts_without_a_signal(tmp_path):
+    """`write_minidump()` from a worker thread: no signal in the core (no NT_SIGINFO,
+    pr_cursig 0 everywhere), and the requesting thread first."""
+    from conftest import INTERPRETERS
+    interp = next(i for i in INTERPRETERS if not i.root)
+    r = run_script(interp, """
+    import crashcatch, threading
+    t = threading.Thread(target=crashcatch.write_minidump, name="dumper")
+    t.start()
+    t.join()
+    """)
+    assert r.returncode == 0 and len(r.dumps) == 1, r.stderr
+    core = tmp_path / "live.core"
+    out = subprocess.run([SYMBOLIZER, "core", r.dumps[0], "-o", str(core)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    notes = core_notes(core.read_bytes())
+    prstatus = [desc for kind, desc in notes if kind == 1]
+    requesting = dumpcheck(r.dumps[0])["metadata"]["requesting_tid"]
+    assert struct.unpack_from("<I", prstatus[0], 32)[0] == requesting
+    assert all(struct.unpack_from("<H", p, 12)[0] == 0 for p in prstatus)
+    assert 0x53494749 not in [kind for kind, _ in notes]
