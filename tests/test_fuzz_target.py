@@ -1,6 +1,6 @@
 """The symbolizer's libFuzzer target (symbolizer/fuzz, `symbolize_dump`: minidump parsing, the
-metadata stream, Python stacks decoded from the dump's memory, native unwinding, and both
-renderers) runs for a short while on a seed corpus of real crashcatch dumps made here, and
+metadata stream, Python stacks decoded from the dump's memory, native unwinding, both
+renderers, and the minidump-to-core converter of `crashcatch core`) runs for a short while on a seed corpus of real crashcatch dumps made here, and
 finds nothing: no panic, overflow, hang (-timeout=10) or runaway allocation.
 
 `tools/fuzz.sh` installs cargo-fuzz if needed and builds the target (a cold build takes 2-3

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the symbolizer (symbolizer/fuzz, target symbolize_dump: Crash::from_bytes, then the
-# text and JSON renderers) with libFuzzer through cargo-fuzz.
+# text and JSON renderers; and `crashcatch core`'s Core::from_dump) with libFuzzer through
+# cargo-fuzz.
 #
 #   bash tools/fuzz.sh CORPUS_DIR [SECONDS] [libFuzzer options...]
 #
@@ -22,7 +23,7 @@ FUZZ_DIR="$REPO/symbolizer/fuzz"
 TARGET=symbolize_dump
 
 if [ $# -lt 1 ] || [ "${1#-}" != "$1" ]; then
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 fi
 CORPUS=$1

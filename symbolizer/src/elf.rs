@@ -217,6 +217,11 @@ impl ElfFile {
         crc32fast::hash(&self.map)
     }
 
+    /// The whole file's bytes (its mapping).
+    pub fn data(&self) -> &[u8] {
+        &self.map
+    }
+
     fn parse(&self) -> Result<object::File<'_>, String> {
         object::File::parse(&self.map[..]).map_err(|e| format!("{}: {e}", self.path.display()))
     }

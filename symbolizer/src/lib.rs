@@ -5,6 +5,7 @@
 //! symbolized from their DWARF (`native`), found in the module file or a separate debug file
 //! (`debuginfo`, `debuginfod`), then merged with the Python frames (`python`) by the eval-loop calls that ran them (`merge`).
 
+pub mod core;
 pub mod crash;
 pub mod debuginfo;
 pub mod debuginfod;

@@ -45,6 +45,16 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         layout_table: Option<PathBuf>,
     },
+    /// Write the dump as an ELF core file that gdb opens with the program:
+    /// `gdb /usr/bin/python3.12 FILE` (threads, registers, signal, the dump's memory, the
+    /// shared libraries' list).
+    Core {
+        /// The minidump.
+        dump: PathBuf,
+        /// The core file to write (replaced if it exists; written completely or not at all).
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
 }
 
 fn dump_dir() -> PathBuf {
@@ -84,8 +94,12 @@ fn newest_dump() -> Result<PathBuf, String> {
 
 fn main() {
     let cli = Cli::parse();
-    let Command::Symbolize { dump, last, json, python_only, native_all, symbols_path, layout_table } =
-        cli.command;
+    let (dump, last, json, python_only, native_all, symbols_path, layout_table) = match cli.command {
+        Command::Symbolize { dump, last, json, python_only, native_all, symbols_path, layout_table } => {
+            (dump, last, json, python_only, native_all, symbols_path, layout_table)
+        }
+        Command::Core { dump, output } => write_core(&dump, &output),
+    };
     let path = match (dump, last) {
         (Some(p), _) => p,
         (None, true) => newest_dump().unwrap_or_else(|e| fail(&e)),
@@ -117,6 +131,26 @@ fn main() {
             ));
         }
     }
+}
+
+fn write_core(dump: &std::path::Path, output: &std::path::Path) -> ! {
+    let done = symbolizer::core::convert_file(dump, output).unwrap_or_else(|e| fail(&e.to_string()));
+    for warning in &done.warnings {
+        eprintln!("crashcatch: warning: {}", terminal::Escaped(warning));
+    }
+    let program = done.program.as_deref().unwrap_or("PROGRAM");
+    println!(
+        "{}",
+        terminal::Escaped(&format!(
+            "crashcatch: wrote {} ({} threads, {} memory ranges, {} bytes); open it with: gdb {program} {}",
+            output.display(),
+            done.threads,
+            done.segments,
+            done.bytes,
+            output.display()
+        ))
+    );
+    std::process::exit(0);
 }
 
 /// `msg` may name the dump (whose file name comes from the crashed program's) or quote it.

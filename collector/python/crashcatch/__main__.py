@@ -5,6 +5,7 @@
     crashcatch run -m MODULE [ARGS...]   run a module with crashcatch enabled
     crashcatch symbolize DUMP|--last [--json]
                                          read a minidump: what happened, every thread's stack
+    crashcatch core DUMP -o FILE         write a minidump as an ELF core file for gdb
     python -m crashcatch ...             the same, without the console script
 """
 import argparse
@@ -12,6 +13,8 @@ import os
 import runpy
 import sys
 
+# Commands the native program shipped in this package runs.
+_NATIVE_COMMANDS = ("symbolize", "core")
 _SYMBOLIZER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "crashcatch-symbolize")
 
 
@@ -42,7 +45,7 @@ def _run(args):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "symbolize":
+    if argv and argv[0] in _NATIVE_COMMANDS:
         # The symbolizer is a native program shipped in this package.
         if not os.access(_SYMBOLIZER, os.X_OK):
             print(f"crashcatch: {_SYMBOLIZER} is missing: reinstall crashcatch", file=sys.stderr)
@@ -51,6 +54,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="crashcatch", description="Crash reports for Python processes.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("symbolize", help="read a minidump (crashcatch symbolize --help)")
+    commands.add_parser("core", help="write a minidump as an ELF core file for gdb (crashcatch core --help)")
     run = commands.add_parser("run", help="run a script or module with crashcatch enabled")
     run.add_argument("-m", dest="module", action="store_true", help="run TARGET as a module")
     run.add_argument("target", help="script path, or module name with -m")

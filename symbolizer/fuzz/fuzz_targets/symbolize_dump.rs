@@ -1,6 +1,7 @@
 //! Any bytes given to `Crash::from_bytes` (minidump parsing, crashcatch's metadata stream,
 //! Python stacks decoded from the dump's memory, module files loaded at the paths the dump
-//! records, native unwinding and symbolization), then, when the dump loads, both renderers.
+//! records, native unwinding and symbolization), then, when the dump loads, both renderers;
+//! and to `crashcatch core`'s converter (`Core::from_dump`, the core written to a sink).
 //! Nothing may panic, hang or allocate without bound.
 #![no_main]
 
@@ -9,6 +10,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use symbolizer::render::{json, text, Style};
 use symbolizer::terminal::json_text;
+use symbolizer::core::Core;
 use symbolizer::Crash;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,5 +22,8 @@ fuzz_target!(|data: &[u8]| {
         black_box(text(&crash, &Style::new(false), false));
         black_box(text(&crash, &Style::new(true), true));
         black_box(json_text(&json(&crash)));
+    }
+    if let Ok(core) = Core::from_dump(data) {
+        black_box(core.write(&mut std::io::sink()).ok());
     }
 });
