@@ -6,6 +6,7 @@
 //! (`debuginfo`, `debuginfod`), then merged with the Python frames (`python`) by the eval-loop calls that ran them (`merge`).
 
 pub mod crash;
+pub mod debugger;
 pub mod debuginfo;
 pub mod debuginfod;
 pub mod demangle;

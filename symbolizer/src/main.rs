@@ -45,6 +45,10 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         layout_table: Option<PathBuf>,
     },
+    /// The helper process of crashcatch's gdb commands (gdb-scripts/): speaks a line
+    /// protocol on stdin/stdout, not for people.
+    #[command(hide = true)]
+    DebuggerHelper,
 }
 
 fn dump_dir() -> PathBuf {
@@ -84,8 +88,12 @@ fn newest_dump() -> Result<PathBuf, String> {
 
 fn main() {
     let cli = Cli::parse();
-    let Command::Symbolize { dump, last, json, python_only, native_all, symbols_path, layout_table } =
-        cli.command;
+    let (dump, last, json, python_only, native_all, symbols_path, layout_table) = match cli.command {
+        Command::DebuggerHelper => return symbolizer::debugger::serve(),
+        Command::Symbolize { dump, last, json, python_only, native_all, symbols_path, layout_table } => {
+            (dump, last, json, python_only, native_all, symbols_path, layout_table)
+        }
+    };
     let path = match (dump, last) {
         (Some(p), _) => p,
         (None, true) => newest_dump().unwrap_or_else(|e| fail(&e)),
