@@ -147,7 +147,7 @@ def _u64(value):
 
 
 def _require_process():
-    if gdb.selected_thread() is None:
+    if gdb.selected_thread() is None or not gdb.selected_inferior().threads():
         raise CrashcatchError("no process: run the program, attach with -p PID, or open a core")
 
 
@@ -246,6 +246,7 @@ def _on_exit(_event):
 def _stack():
     """The selected thread's Python frames, innermost first, each with the level of the gdb
     frame running it (None where unknown)."""
+    _require_process()
     thread = gdb.selected_thread()
     selected = gdb.selected_frame()
     try:
@@ -559,8 +560,8 @@ class PythonFrameFilter(object):
     def filter(self, frame_iter):
         try:
             frames = _stack()["frames"]
-        except (CrashcatchError, gdb.error):
-            return frame_iter  # not a Python thread (or not yet): gdb's frames as they are
+        except Exception:  # not a Python thread (or not yet): gdb's frames as they are
+            return frame_iter
         by_level = {}
         for f in frames:
             if f["level"] is not None:
