@@ -66,6 +66,7 @@ class Helper(object):
     def __init__(self):
         self.proc = None
         self.symbols = {}
+        self.last_questions = 0
 
     def _start(self):
         path = _helper_path()
@@ -99,6 +100,7 @@ class Helper(object):
                     out.write(("-\n" if addr is None else "%x\n" % addr).encode())
                 elif kind == "R":
                     reply = json.loads(rest)
+                    self.last_questions = reply.get("questions", 0)
                     if "error" in reply:
                         raise CrashcatchError(reply["error"])
                     return reply["ok"]
@@ -243,18 +245,18 @@ def _on_exit(_event):
     _selection.clear()
 
 
-def _stack():
+def _stack(levels=True):
     """The selected thread's Python frames, innermost first, each with the level of the gdb
-    frame running it (None where unknown)."""
+    frame running it (None where unknown). Without `levels` gdb's unwind is not needed
+    (py-bt): the frames are the same, their levels all None."""
     _require_process()
     thread = gdb.selected_thread()
     selected = gdb.selected_frame()
     try:
-        info = _thread_info(thread)
+        info = _thread_info(thread, with_native=levels)
     finally:
         selected.select()
-    reply = _request("stack", thread=info)
-    return reply
+    return _request("stack", thread=info)
 
 
 def _selected_level():
@@ -317,8 +319,8 @@ class _Command(gdb.Command):
             raise gdb.GdbError("crashcatch: internal error (%s: %s); please report it" % (type(e).__name__, e))
 
 
-def _python_frames():
-    reply = _stack()
+def _python_frames(levels=True):
+    reply = _stack(levels)
     frames = reply["frames"]
     if not frames:
         raise CrashcatchError("the selected thread runs no Python code")
@@ -334,7 +336,7 @@ class PyBt(_Command):
 
     def run(self, arg):
         start = time.time()
-        reply, frames = _python_frames()
+        reply, frames = _python_frames(levels=False)
         gdb.write("Traceback (most recent call first):\n")
         for f in frames:
             gdb.write(_frame_line(f) + "\n")
@@ -343,7 +345,10 @@ class PyBt(_Command):
         if reply.get("problem"):
             gdb.write("  <%s>\n" % reply["problem"])
         if os.environ.get("CRASHCATCH_GDB_TIMING"):
-            gdb.write("crashcatch: %s took %.3f s\n" % (self._name(), time.time() - start))
+            gdb.write(
+                "crashcatch: %s took %.3f s, %d questions from the helper\n"
+                % (self._name(), time.time() - start, _helper.last_questions)
+            )
 
     def _name(self):
         return "py-bt-full" if self.full else "py-bt"

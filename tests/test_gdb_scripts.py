@@ -57,11 +57,11 @@ def gdb_available(interp):
     return os.path.exists(interp.host_path("/usr/bin/gdb"))
 
 
-def run_gdb(interp, code, commands, *, program=None, loader=None, timeout=240):
-    """Runs `crashcatch gdb -nx -batch -ex C… --args python target.py` (or `program`) inside
-    the interpreter's world; {command: its output} for each of `commands` (a command may be
-    given twice: later outputs get a `#n` suffix). `loader`: gdb arguments loading other
-    scripts instead of `crashcatch gdb`'s (for libpython.py)."""
+def run_gdb(interp, code, commands, *, program=None, core=None, loader=None, timeout=240):
+    """Runs `crashcatch gdb -nx -batch -ex C… --args python target.py` (or `program`; with
+    `core`, `python CORE`) inside the interpreter's world; {command: its output} for each of
+    `commands` (a command may be given twice: later outputs get a `#n` suffix). `loader`:
+    gdb arguments loading other scripts instead of `crashcatch gdb`'s (for libpython.py)."""
     if not gdb_available(interp):
         pytest.skip(f"gdb is not installed for {interp.name}")
     marked = []
@@ -82,7 +82,8 @@ else:
 argv += ["-ex", "set pagination off", "-ex", "set breakpoint pending on"]
 for c in {marked!r}:
     argv += ["-ex", c]
-argv += ["--args"] + ({program!r} or [sys.executable, target])
+core = {core!r}
+argv += [sys.executable, core] if core else ["--args"] + ({program!r} or [sys.executable, target])
 r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                    timeout={timeout})
 sys.stdout.write(r.stdout)
@@ -123,20 +124,15 @@ def check_py_bt(text, code, frames):
     assert [(func, line) for _, line, func in got] == expected(code, frames), text
 
 
-def test_py_bt_cc_bt_and_bt_at_a_crash_in_a_callback(interp):
-    commands = ["run", "py-bt", "cc-bt", "bt", "disable frame-filter global crashcatch", "bt"]
-    out, whole = run_gdb(interp, CALLBACK, commands)
-    assert "SIGSEGV" in out["run"], whole
-    check_py_bt(out["py-bt"], CALLBACK, CALLBACK_FRAMES)
-
-    # cc-bt: most recent call last, Python and buggyext's frames in true order, the
-    # extension's with DWARF names, file:line and its inlined call.
-    cc = out["cc-bt"].splitlines()
-    assert cc[0].startswith("Thread ") and "holds the GIL" in cc[0], out["cc-bt"]
+def check_cc_bt(text):
+    """cc-bt at CALLBACK's crash: most recent call last, Python and buggyext's frames in
+    true order, the extension's with DWARF names, file:line and its inlined call."""
+    cc = text.splitlines()
+    assert cc[0].startswith("Thread ") and "holds the GIL" in cc[0], text
 
     def at(pattern):
         found = [i for i, line in enumerate(cc) if re.search(pattern, line)]
-        assert found, (pattern, out["cc-bt"])
+        assert found, (pattern, text)
         return found
 
     py = [at(rf'^  File ".*/target.py", line {line}, in {func}$')[0] for func, line in expected(CALLBACK, CALLBACK_FRAMES)]
@@ -144,10 +140,19 @@ def test_py_bt_cc_bt_and_bt_at_a_crash_in_a_callback(interp):
     segfault = at(r"^  segfault at .*buggyext\.c:\d+ \(buggyext")[0]
     inlined = at(r"^  inlined_helper at .*buggyext\.c:\d+ \(buggyext.*\[inlined\]$")[0]
     deref = at(r"^  deref_null at .*buggyext\.c:\d+ \(buggyext")
-    assert len(deref) == 3, out["cc-bt"]
+    assert len(deref) == 3, text
     crash, callback, main, module = py
-    assert module < main < call_back < callback < crash < segfault < inlined < deref[0], out["cc-bt"]
-    assert deref[-1] == len(cc) - 1, out["cc-bt"]
+    assert module < main < call_back < callback < crash < segfault < inlined < deref[0], text
+    assert deref[-1] == len(cc) - 1, text
+
+
+def test_py_bt_cc_bt_and_bt_at_a_crash_in_a_callback(interp):
+    commands = ["run", "py-bt", "cc-bt", "bt", "disable frame-filter global crashcatch", "bt"]
+    out, whole = run_gdb(interp, CALLBACK, commands)
+    assert "SIGSEGV" in out["run"], whole
+    check_py_bt(out["py-bt"], CALLBACK, CALLBACK_FRAMES)
+
+    check_cc_bt(out["cc-bt"])
 
     # bt: the Python frames just inside the eval-loop frames that run them.
     def order(text, patterns):
@@ -161,6 +166,22 @@ def test_py_bt_cc_bt_and_bt_at_a_crash_in_a_callback(interp):
     assert re.search(rf"\[Python\] crash \(\) at .*target\.py:{script_line(CALLBACK, 'crash')}$", out["bt"], re.M)
     assert "[Python]" not in out["bt#2"], out["bt#2"]
     assert re.search(r" call_back \(", out["bt#2"]), out["bt#2"]
+
+
+def test_py_bt_and_cc_bt_on_a_core_of_the_crash(interp):
+    """A core written at the crash (gdb's gcore) opened with the program: the same stacks."""
+    core = f"{interp.work_dir}/gcore-{os.getpid()}-{interp.name}"
+    try:
+        made, whole = run_gdb(interp, CALLBACK, ["run", f"gcore {core}"], loader=[])
+        assert os.path.exists(interp.host_path(core)), whole
+        out, whole = run_gdb(interp, CALLBACK, ["py-bt", "cc-bt", "py-up", "cc-threads"], core=core)
+    finally:
+        if os.path.exists(interp.host_path(core)):
+            os.unlink(interp.host_path(core))
+    check_py_bt(out["py-bt"], CALLBACK, CALLBACK_FRAMES)
+    check_cc_bt(out["cc-bt"])
+    assert re.fullmatch(rf'#1 File ".*/target\.py", line {script_line(CALLBACK, "callback")} in callback\n', out["py-up"])
+    assert re.match(r"^\* Thread 1 \(LWP \d+\) .*\[holds the GIL\] in crash \(", out["cc-threads"]), out["cc-threads"]
 
 
 def test_py_up_down_list_at_a_breakpoint_in_a_callback(interp):
