@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from crashlib import run_script, script_line
+from crashlib import THREADED_CRASH, run_script, script_line
 
 # Python → C (call_back) → Python (callback, crash) → C (segfault → … → deref_null).
 CALLBACK = """
@@ -31,22 +31,8 @@ main()  # @module
 # The Python frames of that stack, innermost first.
 CALLBACK_FRAMES = [("crash", "crash"), ("callback", "callback"), ("main", "main"), ("<module>", "module")]
 
-THREADS = """
-import buggyext, threading
-ready = threading.Event()
-
-def idle():
-    ready.wait()  # @idle
-
-workers = [threading.Thread(target=idle, name=f"worker-{i}") for i in range(3)]
-for w in workers:
-    w.start()
-
-def crash():
-    return buggyext.segfault(1)  # @crash
-
-crash()  # @module
-"""
+# Three Python threads waiting, the main one crashing (crashcatch enabled: gdb stops first).
+THREADS = THREADED_CRASH.format(call="buggyext.segfault(1)")
 
 PY_BT_RE = re.compile(r'^  File "(?P<file>.*)", line (?P<line>\d+|\?\?\?),? in (?P<func>.*)$')
 # Where gdb's embedded Python would show an uncaught exception of ours.
@@ -225,11 +211,11 @@ def test_cc_threads_lists_every_thread_and_the_gil_holder(interp):
     assert sorted(re.findall(r"\(LWP (\d+)\)", "\n".join(rows))) == sorted(lwp for _, lwp in gdb_threads), whole
     holders = [r for r in rows if "holds the GIL" in r]
     assert len(holders) == 1 and holders[0].startswith("*"), out["cc-threads"]
-    assert f"in crash (" in holders[0] and f":{script_line(THREADS, 'crash')})" in holders[0], holders[0]
+    assert "in inner (" in holders[0] and f":{script_line(THREADS, 'inner')})" in holders[0], holders[0]
     # The workers wait inside threading (Event.wait → Condition.wait): Python frames all.
     workers = [r for r in rows if not r.startswith("*")]
     assert len(workers) == 3 and all(" in " in r and "no Python" not in r for r in workers), out["cc-threads"]
-    check_py_bt(out["py-bt"], THREADS, [("crash", "crash"), ("<module>", "module")])
+    check_py_bt(out["py-bt"], THREADS, [("inner", "inner"), ("outer", "outer"), ("<module>", "module")])
 
 
 def test_bad_input_gets_a_message(interp):
