@@ -70,3 +70,44 @@ impl Memory for RemoteMemory<'_> {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    /// A gdb whose answers are given in advance; returns it and what it was asked.
+    fn scripted(answers: Vec<u8>) -> (Gdb, std::rc::Rc<std::cell::RefCell<Vec<u8>>>) {
+        #[derive(Clone)]
+        struct Shared(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+        impl std::io::Write for Shared {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.borrow_mut().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let asked = Shared(Default::default());
+        (Gdb::new(Box::new(Cursor::new(answers)), Box::new(asked.clone())), asked.0)
+    }
+
+    #[test]
+    fn a_page_is_read_once_and_unreadable_pages_fall_back_to_exact_reads() {
+        let page: Vec<u8> = (0..4096u32).map(|i| i as u8).collect();
+        let mut answers = b"4096\n".to_vec();
+        answers.extend_from_slice(&page);
+        // The next page cannot be read whole; its first 8 bytes can.
+        answers.extend_from_slice(b"0\n8\nABCDEFGH");
+        let (gdb, asked) = scripted(answers);
+        let mem = RemoteMemory::new(&gdb);
+        assert_eq!(mem.read_u32(0x1004), Some(u32::from_le_bytes([4, 5, 6, 7])));
+        assert_eq!(mem.read_u8(0x1fff), Some(0xff));
+        assert_eq!(mem.read_u64(0x2000), Some(u64::from_le_bytes(*b"ABCDEFGH")));
+        assert_eq!(String::from_utf8_lossy(&asked.borrow()), "M 1000 4096\nM 2000 4096\nM 2000 8\n");
+        // The pipe is at its end: a new read fails, and says the pipe broke.
+        assert_eq!(mem.read_u8(0x9000), None);
+        assert!(gdb.is_broken());
+    }
+}
