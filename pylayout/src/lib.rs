@@ -7,15 +7,19 @@
 //! * [`debug_offsets`]: the layout a 3.13+ runtime records for itself, preferred to the table.
 //! * Readers over a `Memory`: [`walk`] (threads and frames), [`lines`] (line tables),
 //!   [`text`] (str objects), [`dict`] (dict and set iteration).
+//! * For debuggers and dump readers: [`objects`] (any object's value as `repr()`-like text,
+//!   bounded) and [`locals`] (a frame's local variables, globals and builtins by name).
 //!
-//! Everything except [`layout::Layout::for_version`] is allocation-free and lock-free, so the
-//! collector can run it inside a signal handler: results are passed to callbacks and bytes
-//! are read through small fixed buffers.
+//! Everything except [`layout::Layout::for_version`], [`objects`] and [`locals`] is
+//! allocation-free and lock-free, so the collector can run it inside a signal handler:
+//! results are passed to callbacks and bytes are read through small fixed buffers.
 
 pub mod debug_offsets;
 pub mod dict;
 pub mod layout;
 pub mod lines;
+pub mod locals;
+pub mod objects;
 pub mod text;
 pub mod walk;
 

@@ -16,6 +16,7 @@ With --check it compares against the committed file instead of writing it.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,18 +24,21 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "..", "pylayout", "data", "layouts.json")
 
-# Fields not reachable through installed headers, with the gdb expression that yields them.
+# Fields not reachable through installed headers, with the gdb expression that yields them
+# (3.9 and 3.10 keep their dict internals in Objects/dict-common.h).
+_DICT_DWARF = {
+    "dict.ma_keys": "&((PyDictObject*)0)->ma_keys",
+    "dict.ma_values": "&((PyDictObject*)0)->ma_values",
+    "dictkeys.size": "&((struct _dictkeysobject*)0)->dk_size",
+    "dictkeys.nentries": "&((struct _dictkeysobject*)0)->dk_nentries",
+    "dictkeys.indices": "&((struct _dictkeysobject*)0)->dk_indices",
+    "dictkeys.entry_size": "sizeof(PyDictKeyEntry)",
+    "dictkeys.entry_key": "&((PyDictKeyEntry*)0)->me_key",
+    "dictkeys.entry_value": "&((PyDictKeyEntry*)0)->me_value",
+}
 DWARF_FIELDS = {
-    (3, 10): {
-        "dict.ma_keys": "&((PyDictObject*)0)->ma_keys",
-        "dict.ma_values": "&((PyDictObject*)0)->ma_values",
-        "dictkeys.size": "&((struct _dictkeysobject*)0)->dk_size",
-        "dictkeys.nentries": "&((struct _dictkeysobject*)0)->dk_nentries",
-        "dictkeys.indices": "&((struct _dictkeysobject*)0)->dk_indices",
-        "dictkeys.entry_size": "sizeof(PyDictKeyEntry)",
-        "dictkeys.entry_key": "&((PyDictKeyEntry*)0)->me_key",
-        "dictkeys.entry_value": "&((PyDictKeyEntry*)0)->me_value",
-    },
+    (3, 9): _DICT_DWARF,
+    (3, 10): _DICT_DWARF,
 }
 
 
@@ -62,8 +66,11 @@ def describe(spec):
     inside = tmp[len(root):] if root else tmp
     with open(os.path.join(HERE, "probe.c")) as src, open(os.path.join(tmp, "probe.c"), "w") as dst:
         dst.write(src.read())
-    run(prefix + ["gcc", "-I" + info["include"], "-o", inside + "/probe", inside + "/probe.c"])
-    layout = json.loads(run(prefix + [inside + "/probe"]))
+    try:
+        run(prefix + ["gcc", "-I" + info["include"], "-o", inside + "/probe", inside + "/probe.c"])
+        layout = json.loads(run(prefix + [inside + "/probe"]))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     major, minor = (int(x) for x in info["version"].split(".")[:2])
     extra = DWARF_FIELDS.get((major, minor))
     if extra:

@@ -17,6 +17,9 @@
 #else
 #include "frameobject.h"
 #endif
+#if PY_VERSION_HEX < 0x030A0000
+#include "longintrepr.h" /* 3.10+ include it from Python.h */
+#endif
 #if __has_include("internal/pycore_moduleobject.h")
 #include "internal/pycore_moduleobject.h"
 #define HAVE_MODULEOBJECT 1
@@ -182,6 +185,55 @@ int main(void) {
 #endif
     /* _PyModule_IsExtension() also requires a method table in the module's definition. */
     OFF("moduledef.m_methods", PyModuleDef, m_methods);
+    /* Values of objects (pylayout::objects: py-locals, py-print). */
+    OFF("type.tp_name", PyTypeObject, tp_name);
+    /* A subclass shows as its builtin base's value only when it inherits the base's repr. */
+    OFF("type.tp_repr", PyTypeObject, tp_repr);
+    OFF("float.ob_fval", PyFloatObject, ob_fval);
+    OFF("tuple.ob_item", PyTupleObject, ob_item);
+    OFF("list.ob_item", PyListObject, ob_item);
+    OFF("cell.ob_ref", PyCellObject, ob_ref);
+    OFF("dict.ma_used", PyDictObject, ma_used);
+    OFF("set.used", PySetObject, used);
+    /* int: PyLong_SHIFT-bit digits; the count and sign are in ob_size up to 3.11, in
+     * lv_tag (count << non_size_bits | sign, sign 0 positive / 1 zero / 2 negative) after. */
+    field("long.shift", PyLong_SHIFT);
+    SIZE("long.digit_size", digit);
+#if PY_VERSION_HEX >= 0x030C0000
+    OFF("long.lv_tag", PyLongObject, long_value.lv_tag);
+    OFF("long.digits", PyLongObject, long_value.ob_digit);
+    field("long.non_size_bits", _PyLong_NON_SIZE_BITS);
+    field("long.sign_mask", _PyLong_SIGN_MASK);
+#else
+    OFF("long.digits", PyLongObject, ob_digit);
+#endif
+    /* Frame locals, globals and builtins. */
+#if PY_VERSION_HEX >= 0x030B0000
+    OFF("iframe.globals", _PyInterpreterFrame, f_globals);
+    OFF("iframe.builtins", _PyInterpreterFrame, f_builtins);
+    OFF("iframe.localsplus", _PyInterpreterFrame, localsplus);
+#if PY_VERSION_HEX >= 0x030E0000
+    /* localsplus holds tagged _PyStackRefs: pointer = bits & ~mask (NULL is tagged too). */
+    field("iframe.localsplus_tag_mask", Py_TAG_BITS);
+#endif
+    OFF("code.localsplusnames", PyCodeObject, co_localsplusnames);
+    OFF("code.localspluskinds", PyCodeObject, co_localspluskinds);
+    OFF("code.nlocalsplus", PyCodeObject, co_nlocalsplus);
+    field("code.fast_local", CO_FAST_LOCAL);
+    field("code.fast_cell", CO_FAST_CELL);
+    field("code.fast_free", CO_FAST_FREE);
+#ifdef CO_FAST_HIDDEN
+    field("code.fast_hidden", CO_FAST_HIDDEN);
+#endif
+#else
+    OFF("frame.globals", PyFrameObject, f_globals);
+    OFF("frame.builtins", PyFrameObject, f_builtins);
+    OFF("frame.localsplus", PyFrameObject, f_localsplus);
+    OFF("code.varnames", PyCodeObject, co_varnames);
+    OFF("code.cellvars", PyCodeObject, co_cellvars);
+    OFF("code.freevars", PyCodeObject, co_freevars);
+    OFF("code.nlocals", PyCodeObject, co_nlocals);
+#endif
 #if PY_VERSION_HEX >= 0x030D0000
     /* Where, inside the _Py_DebugOffsets block at the start of _PyRuntime, each build
      * records its own offsets: a dump then carries the layout of the exact build that
@@ -220,6 +272,18 @@ int main(void) {
     DBG("unicode.state", unicode_object.state);
     DBG("unicode.length", unicode_object.length);
     DBG("unicode.ascii_size", unicode_object.asciiobject_size);
+    DBG("iframe.localsplus", interpreter_frame.localsplus);
+    DBG("code.localsplusnames", code_object.localsplusnames);
+    DBG("code.localspluskinds", code_object.localspluskinds);
+    DBG("type.tp_name", type_object.tp_name);
+    DBG("tuple.ob_item", tuple_object.ob_item);
+    DBG("list.ob_item", list_object.ob_item);
+    DBG("float.ob_fval", float_object.ob_fval);
+    DBG("long.lv_tag", long_object.lv_tag);
+    DBG("long.digits", long_object.ob_digit);
+#if PY_VERSION_HEX >= 0x030E0000
+    DBG("set.used", set_object.used);
+#endif
 #endif
     printf("\n}\n");
     return 0;

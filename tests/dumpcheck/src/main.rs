@@ -5,6 +5,10 @@
 //!
 //! `dumpcheck --rust-demangle NAME…`: each Rust symbol name as rustc-demangle's `{:#}`
 //! (hash-free) form prints it, one a line (the name itself if it is not a Rust one).
+//!
+//! `dumpcheck --py-locals PID INFO`: a stopped process's frame locals (see py_locals.rs).
+
+mod py_locals;
 
 use minidump::{Minidump, MinidumpException, MinidumpModuleList, MinidumpThreadList, Module};
 use serde_json::{json, Value};
@@ -25,6 +29,15 @@ fn main() {
             }
         }
         return;
+    }
+    if let [_, flag, pid, info] = &args[..] {
+        if flag == "--py-locals" {
+            if let Err(e) = py_locals::main(pid, info) {
+                eprintln!("dumpcheck: {e}");
+                std::process::exit(2);
+            }
+            return;
+        }
     }
     let Some(path) = std::env::args().nth(1) else {
         eprintln!("usage: dumpcheck DUMP");
