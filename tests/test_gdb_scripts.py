@@ -70,9 +70,10 @@ for c in {marked!r}:
     argv += ["-ex", c]
 core = {core!r}
 argv += [sys.executable, core] if core else ["--args"] + ({program!r} or [sys.executable, target])
-r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
-                   timeout={timeout})
-sys.stdout.write(r.stdout)
+env = dict(os.environ, LC_ALL="C.UTF-8")
+r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout={timeout}, env=env)
+out = r.stdout.decode("utf-8", "backslashreplace")
+sys.stdout.buffer.write(out.encode("utf-8"))
 """
     r = run_script(interp, runner, timeout=timeout + 60)
     out = r.stdout
@@ -247,3 +248,45 @@ def test_py_bt_agrees_with_cpythons_libpython(interp):
     theirs_frames = [(os.path.basename(m["file"]), m["line"], m["func"]) for m in frames if m]
     assert theirs_frames, whole
     assert [(os.path.basename(f), line, func) for f, line, func in py_bt(ours["py-bt"])] == theirs_frames
+
+
+# A frame with known values, called back from C (known → call_back → crash).
+LOCALS = """
+import buggyext
+G = "global-é"
+
+def crash():
+    return buggyext.segfault(1)  # @crash
+
+def known(n):
+    small = 42
+    big = 2**100
+    text = "héllo wörld ✓"
+    items = [1, 2.5, None, True]
+    nested = {"a": {"b": [1, 2]}, "c": 3}
+    return buggyext.call_back(crash)  # @known
+
+known(7)  # @module
+"""
+LOCALS_VALUES = [("n", 7), ("small", 42), ("big", 2**100), ("text", "héllo wörld ✓"),
+                 ("items", [1, 2.5, None, True]), ("nested", {"a": {"b": [1, 2]}, "c": 3})]
+NOT_YET = "not yet available"
+
+
+def test_py_locals_and_py_print_show_a_known_frames_values(interp):
+    commands = ["run", "py-up", "py-locals", "py-print text", "py-print G", "py-print len",
+                "py-print no_such_name", "py-bt-full"]
+    out, whole = run_gdb(interp, LOCALS, commands)
+    if NOT_YET in out["py-locals"]:
+        pytest.skip("this build's helper has no object decoder (pylayout::objects) yet")
+    assert out["py-up"].startswith(f'#1 File "') and " in known" in out["py-up"], whole
+    expected_lines = [f"{name} = {value!r}" for name, value in LOCALS_VALUES]
+    assert out["py-locals"].splitlines() == expected_lines, whole
+    assert out["py-print text"] == f"local 'text' = {'héllo wörld ✓'!r}\n", whole
+    assert out["py-print G"] == "global 'G' = 'global-é'\n", whole
+    assert re.fullmatch(r"global 'len' = <builtin_function_or_method object at 0x[0-9a-f]+>\n", out["py-print len"])
+    assert out["py-print no_such_name"].startswith("crashcatch: ") and "no_such_name" in out["py-print no_such_name"]
+    # py-bt-full: each frame, then its locals indented.
+    full = out["py-bt-full"].splitlines()
+    at = full.index(next(line for line in full if line.endswith(" in known")))
+    assert full[at + 1:at + 1 + len(expected_lines)] == ["    " + line for line in expected_lines], whole
