@@ -239,6 +239,9 @@ def test_bad_input_gets_a_message(interp):
     assert "Py_BytesMain" in out["run"], whole
     for c in ("py-bt", "cc-threads"):
         assert out[c].startswith("crashcatch: ") and "not initialised yet" in out[c], (c, whole)
+    # Python stopped after it finalised.
+    out, whole = run_gdb(interp, CALLBACK.replace("main()  # @module", "print(1)"), ["break _exit", "run", "py-bt"])
+    assert "_exit" in out["run"] and "already finalised" in out["py-bt"], whole
     # No process at all, and a name that is nowhere.
     out, whole = run_gdb(interp, CALLBACK, ["py-bt", "run", "py-print no_such_name_anywhere", "py-locals"])
     assert out["py-bt"].startswith("crashcatch: no process"), whole
