@@ -47,7 +47,8 @@ def run_gdb(interp, code, commands, *, program=None, core=None, loader=None, tim
     """Runs `crashcatch gdb -nx -batch -ex C… --args python target.py` (or `program`; with
     `core`, `python CORE`) inside the interpreter's world; {command: its output} for each of
     `commands` (a command may be given twice: later outputs get a `#n` suffix). `loader`:
-    gdb arguments loading other scripts instead of `crashcatch gdb`'s (for libpython.py)."""
+    gdb arguments loading other scripts instead of `crashcatch gdb`'s (for libpython.py), or
+    "source": a plain gdb that sources the path `crashcatch debugger-scripts` prints."""
     if not gdb_available(interp):
         pytest.skip(f"gdb is not installed for {interp.name}")
     marked = []
@@ -63,6 +64,10 @@ with open(target, "w") as f:
 loader = {loader!r}
 if loader is None:
     argv = [sys.executable, "-m", "crashcatch", "gdb", "-nx", "-batch"]
+elif loader == "source":
+    script = subprocess.check_output([sys.executable, "-m", "crashcatch", "debugger-scripts"],
+                                     universal_newlines=True).strip()
+    argv = ["gdb", "-nx", "-batch", "-ex", "source " + script]
 else:
     argv = ["gdb", "-nx", "-batch"] + loader
 argv += ["-ex", "set pagination off", "-ex", "set breakpoint pending on"]
@@ -155,6 +160,11 @@ def test_py_bt_cc_bt_and_bt_at_a_crash_in_a_callback(interp):
     assert re.search(r" call_back \(", out["bt#2"]), out["bt#2"]
 
 
+def test_source_the_path_crashcatch_debugger_scripts_prints(interp):
+    out, whole = run_gdb(interp, CALLBACK, ["run", "py-bt"], loader="source")
+    check_py_bt(out["py-bt"], CALLBACK, CALLBACK_FRAMES)
+
+
 def test_py_bt_and_cc_bt_on_a_core_of_the_crash(interp):
     """A core written at the crash (gdb's gcore) opened with the program: the same stacks."""
     core = f"{interp.work_dir}/gcore-{os.getpid()}-{interp.name}"
@@ -229,6 +239,9 @@ def test_bad_input_gets_a_message(interp):
     assert "Py_BytesMain" in out["run"], whole
     for c in ("py-bt", "cc-threads"):
         assert out[c].startswith("crashcatch: ") and "not initialised yet" in out[c], (c, whole)
+    # Python stopped after it finalised.
+    out, whole = run_gdb(interp, CALLBACK.replace("main()  # @module", "print(1)"), ["break _exit", "run", "py-bt"])
+    assert "_exit" in out["run"] and "already finalised" in out["py-bt"], whole
     # No process at all, and a name that is nowhere.
     out, whole = run_gdb(interp, CALLBACK, ["py-bt", "run", "py-print no_such_name_anywhere", "py-locals"])
     assert out["py-bt"].startswith("crashcatch: no process"), whole

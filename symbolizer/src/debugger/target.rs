@@ -40,8 +40,8 @@ pub fn discover(gdb: &Gdb, mem: &dyn Memory, object_file: Option<&str>) -> Resul
         .ok_or("cannot read _PyRuntime: the target's memory is not readable there")?;
     if main == 0 {
         return Err(format!(
-            "Python {version} has no interpreter: it is not initialised yet (or already finalised); \
-             continue until Py_Initialize has run"
+            "Python {version} has no interpreter: it is not initialised yet (continue past \
+             Py_Initialize) or already finalised"
         ));
     }
     let mut interpreters = vec![main];
