@@ -106,9 +106,16 @@ class Helper(object):
                     return reply["ok"]
                 else:
                     raise CrashcatchError("unexpected line from the helper: %r" % line[:80])
+        except CrashcatchError:
+            raise
         except (OSError, ValueError) as e:
             self.stop()
             raise CrashcatchError("lost the helper: %s" % e)
+        except BaseException:
+            # Interrupted mid-request (Ctrl-C, a gdb error): the helper waits for an answer
+            # that will never come; the next request starts a new one.
+            self.stop()
+            raise
 
     def symbol(self, name):
         if name not in self.symbols:

@@ -157,3 +157,47 @@ fn c_string(mem: &dyn Memory, addr: u64) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Memory holding `bytes` at `base`.
+    struct At(u64, Vec<u8>);
+    impl Memory for At {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+            let Some(off) = addr.checked_sub(self.0).map(|o| o as usize) else { return false };
+            match self.1.get(off..off + buf.len()) {
+                Some(src) => {
+                    buf.copy_from_slice(src);
+                    true
+                }
+                None => false,
+            }
+        }
+    }
+
+    fn note(name: &[u8], kind: u32, desc: &[u8]) -> Vec<u8> {
+        let mut n = Vec::new();
+        for word in [name.len() as u32, desc.len() as u32, kind] {
+            n.extend_from_slice(&word.to_le_bytes());
+        }
+        for part in [name, desc] {
+            n.extend_from_slice(part);
+            n.resize(n.len().next_multiple_of(4), 0);
+        }
+        n
+    }
+
+    #[test]
+    fn the_build_id_note_is_found_after_other_notes() {
+        let mut segment = note(b"GNU\0", 1, &[0; 16]); // NT_GNU_ABI_TAG
+        segment.extend(note(b"GNU\0", NT_GNU_BUILD_ID, &[0xde, 0xad, 0xbe, 0xef, 0x01]));
+        let mem = At(0x1000, segment.clone());
+        assert_eq!(note_build_id(&mem, 0x1000, segment.len() as u64).as_deref(), Some("deadbeef01"));
+        // Another vendor's note of the same type is not a build id; a cut segment has none.
+        let other = note(b"XYZ\0", NT_GNU_BUILD_ID, &[1, 2]);
+        assert_eq!(note_build_id(&At(0, other.clone()), 0, other.len() as u64), None);
+        assert_eq!(note_build_id(&mem, 0x1000, 8), None);
+    }
+}
