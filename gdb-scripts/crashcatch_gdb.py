@@ -163,6 +163,7 @@ def _require_process():
 def _native_frames(limit=MAX_NATIVE_FRAMES):
     """The selected thread's native frames, innermost first, as gdb unwinds them."""
     frames = []
+    program = gdb.current_progspace().filename or ""
     f = gdb.newest_frame()
     level = 0
     inner_type = None
@@ -182,6 +183,7 @@ def _native_frames(limit=MAX_NATIVE_FRAMES):
                 # frame inside it is a signal trampoline (the pc is where the signal hit).
                 "caller": level > 0 and inner_type not in (gdb.SIGTRAMP_FRAME, gdb.INLINE_FRAME),
                 "name": f.name(),
+                "module": os.path.basename(gdb.solib_name(f.pc()) or program),
             }
         )
         if kind != gdb.INLINE_FRAME:
@@ -263,7 +265,7 @@ def _stack(levels=True):
         info = _thread_info(thread, with_native=levels)
     finally:
         selected.select()
-    return _request("stack", thread=info)
+    return _request("stack", thread=info, program_path=gdb.current_progspace().filename or "")
 
 
 def _selected_level():
@@ -559,9 +561,28 @@ class PythonFrame(FrameDecorator):
         return None
 
 
+class HidePlumbing(gdb.Parameter):
+    """`set crashcatch-hide-plumbing on`: `bt` leaves out the interpreter's own frames
+    between Python frames (the eval loop, call plumbing), as `crashcatch symbolize` does."""
+
+    set_doc = "Set whether bt hides the interpreter's frames between Python frames."
+    show_doc = "Show whether bt hides the interpreter's frames between Python frames."
+
+    def __init__(self):
+        super(HidePlumbing, self).__init__("crashcatch-hide-plumbing", gdb.COMMAND_STACK, gdb.PARAM_BOOLEAN)
+        self.value = False
+
+    def get_set_string(self):
+        return ""
+
+    def get_show_string(self, value):
+        return "crashcatch hides the interpreter's frames in bt: %s" % value
+
+
 class PythonFrameFilter(object):
     """Shows the Python frames each eval-loop frame runs (`disable frame-filter global
-    crashcatch` turns it off)."""
+    crashcatch` turns it off), and with `set crashcatch-hide-plumbing on` hides the
+    interpreter's own frames between them."""
 
     def __init__(self):
         self.name = "crashcatch"
@@ -571,19 +592,20 @@ class PythonFrameFilter(object):
 
     def filter(self, frame_iter):
         try:
-            frames = _stack()["frames"]
+            reply = _stack()
         except Exception:  # not a Python thread (or not yet): gdb's frames as they are
             return frame_iter
         by_level = {}
-        for f in frames:
+        for f in reply["frames"]:
             if f["level"] is not None:
                 by_level.setdefault(f["level"], []).append(f)
         if not by_level:
             return frame_iter
-        return self._interleave(frame_iter, by_level)
+        hidden = set(reply.get("plumbing") or ()) if _hide_plumbing[0].value else set()
+        return self._interleave(frame_iter, by_level, hidden)
 
     @staticmethod
-    def _interleave(frame_iter, by_level):
+    def _interleave(frame_iter, by_level, hidden):
         for decorator in frame_iter:
             try:
                 level = decorator.inferior_frame().level()
@@ -591,7 +613,11 @@ class PythonFrameFilter(object):
                 level = None
             for py in by_level.get(level, ()):
                 yield PythonFrame(decorator, py)
-            yield decorator
+            if level not in hidden:
+                yield decorator
+
+
+_hide_plumbing = []
 
 
 def _register():
@@ -605,6 +631,7 @@ def _register():
     CcBt()
     CcThreads()
     if FrameDecorator is not object and hasattr(gdb, "frame_filters"):
+        _hide_plumbing.append(HidePlumbing())
         PythonFrameFilter()
     gdb.events.stop.connect(_on_stop)
     gdb.events.exited.connect(_on_exit)

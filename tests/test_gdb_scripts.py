@@ -139,7 +139,8 @@ def check_cc_bt(text):
 
 
 def test_py_bt_cc_bt_and_bt_at_a_crash_in_a_callback(interp):
-    commands = ["run", "py-bt", "cc-bt", "bt", "disable frame-filter global crashcatch", "bt"]
+    commands = ["run", "py-bt", "cc-bt", "bt", "set crashcatch-hide-plumbing on", "bt",
+                "disable frame-filter global crashcatch", "bt"]
     out, whole = run_gdb(interp, CALLBACK, commands)
     assert "SIGSEGV" in out["run"], whole
     check_py_bt(out["py-bt"], CALLBACK, CALLBACK_FRAMES)
@@ -156,8 +157,12 @@ def test_py_bt_cc_bt_and_bt_at_a_crash_in_a_callback(interp):
     where = order(out["bt"], names)
     assert None not in where and where == sorted(where), out["bt"]
     assert re.search(rf"\[Python\] crash \(\) at .*target\.py:{script_line(CALLBACK, 'crash')}$", out["bt"], re.M)
-    assert "[Python]" not in out["bt#2"], out["bt#2"]
-    assert re.search(r" call_back \(", out["bt#2"]), out["bt#2"]
+    # Without the interpreter's plumbing: the same frames in the same order, no eval loop.
+    where = order(out["bt#2"], names)
+    assert None not in where and where == sorted(where), out["bt#2"]
+    assert "_PyEval_EvalFrameDefault" not in out["bt#2"] and "_PyEval_EvalFrameDefault" in out["bt"]
+    assert "[Python]" not in out["bt#3"], out["bt#3"]
+    assert re.search(r" call_back \(", out["bt#3"]), out["bt#3"]
 
 
 def test_source_the_path_crashcatch_debugger_scripts_prints(interp):

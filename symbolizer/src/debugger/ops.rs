@@ -28,6 +28,8 @@ pub struct GdbFrame {
     #[serde(default)]
     pub caller: bool,
     pub name: Option<String>,
+    /// The file name of the module holding `pc`, as gdb knows it.
+    pub module: Option<String>,
 }
 
 /// A thread as gdb knows it.
@@ -81,7 +83,7 @@ pub fn handle(gdb: &Gdb, session: &mut Session, req: &Request) -> Result<Value, 
     }
     let target = target::discover(gdb, &mem, req.runtime_file.as_deref())?;
     match req.op.as_str() {
-        "stack" => stack(&mem, &target, &req.thread),
+        "stack" => stack(&mem, &target, &req.thread, &req.program_path),
         "cc_bt" => cc_bt(session, &mem, &target, req),
         "threads" => threads(&mem, &target, &req.threads),
         "locals" => {
@@ -152,7 +154,7 @@ fn named_by_gdb(frames: &[GdbFrame]) -> Vec<NativeFrame> {
         .iter()
         .map(|f| NativeFrame {
             address: f.pc,
-            module: None,
+            module: f.module.clone(),
             module_offset: 0,
             function: f.name.clone(),
             file: None,
@@ -166,8 +168,9 @@ fn named_by_gdb(frames: &[GdbFrame]) -> Vec<NativeFrame> {
 }
 
 /// `py-bt`, `py-up`… and the frame filter: the selected thread's Python frames, each with
-/// the level of the gdb frame (the eval loop's) that runs it, where the stacks line up.
-fn stack(mem: &RemoteMemory, target: &Target, t: &GdbThread) -> Result<Value, String> {
+/// the level of the gdb frame (the eval loop's) that runs it, where the stacks line up; and
+/// the levels of the interpreter's plumbing frames, which `crashcatch symbolize` hides.
+fn stack(mem: &RemoteMemory, target: &Target, t: &GdbThread, program_path: &str) -> Result<Value, String> {
     let (stacks, problem) = decode(mem, target, &[t]);
     let Some(py) = stack_of(&stacks, target, t).cloned() else {
         return Err(format!(
@@ -178,18 +181,22 @@ fn stack(mem: &RemoteMemory, target: &Target, t: &GdbThread) -> Result<Value, St
         ));
     };
     let thread = thread_for_merge(t, py, named_by_gdb(&t.native));
-    let merged = merge(&thread, &Plumbing::default());
+    // The program is the interpreter (the eval loop's module is added by `merge`).
+    let program = std::path::Path::new(program_path).file_name().map(|n| n.to_string_lossy().into_owned());
+    let merged = merge(&thread, &Plumbing { interpreter: program.into_iter().collect(), collector: None });
     let mut level = vec![None; thread.python.len()];
     let mut pending = Vec::new();
+    let mut plumbing = Vec::new();
     for e in &merged.entries {
         match e {
             Entry::Python { index, .. } => pending.push(*index),
-            Entry::Native { frame, .. } => {
+            Entry::Native { frame, plumbing: glue } => {
                 let at = thread.native.iter().position(|n| std::ptr::eq(n, *frame));
                 let gdb_level = at.and_then(|i| t.native.get(i)).map(|f| f.level);
                 for i in pending.drain(..) {
                     level[i] = gdb_level;
                 }
+                plumbing.extend(gdb_level.filter(|_| *glue));
             }
             Entry::Gap { .. } => {}
         }
@@ -218,6 +225,7 @@ fn stack(mem: &RemoteMemory, target: &Target, t: &GdbThread) -> Result<Value, St
         "frames": frames,
         "problem": thread.python_problem,
         "not_merged": status,
+        "plumbing": plumbing,
     }))
 }
 
