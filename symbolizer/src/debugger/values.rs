@@ -1,0 +1,63 @@
+//! Python values of a frame (py-locals, py-print), with pylayout's object decoder.
+
+use super::protocol::Gdb;
+use super::target::Target;
+use pylayout::locals::{frame_global, frame_locals};
+use pylayout::objects::{decode, Limits, ObjectTypes};
+use pylayout::Memory;
+
+/// The builtin objects' addresses, asked of gdb by their exported symbols.
+fn types(gdb: &Gdb) -> ObjectTypes {
+    let mut types = ObjectTypes::default();
+    for (field, symbol) in ObjectTypes::SYMBOLS {
+        types.set(field, gdb.symbol(symbol).unwrap_or(0));
+    }
+    types
+}
+
+fn shown(mem: &dyn Memory, target: &Target, types: &ObjectTypes, addr: u64) -> String {
+    decode(mem, &target.layout, types, addr, &Limits::default()).to_string()
+}
+
+/// `(name, value text)` of each bound local variable of the Python frame at `frame`.
+pub fn locals(
+    gdb: &Gdb,
+    mem: &dyn Memory,
+    target: &Target,
+    frame: u64,
+) -> Result<Vec<(String, String)>, String> {
+    let types = types(gdb);
+    let found = frame_locals(mem, &target.layout, &types, frame)
+        .ok_or("the frame's local variables cannot be read (its frame or code object is unreadable)")?;
+    Ok(found
+        .into_iter()
+        .filter(|l| l.value != 0)
+        .map(|l| {
+            let text = shown(mem, target, &types, l.value);
+            (l.name, text)
+        })
+        .collect())
+}
+
+/// The value of `name` in the frame at `frame`: a local, else a global or builtin; with
+/// where it was found ("local", "global").
+pub fn lookup(
+    gdb: &Gdb,
+    mem: &dyn Memory,
+    target: &Target,
+    frame: u64,
+    name: &str,
+) -> Result<(&'static str, String), String> {
+    let types = types(gdb);
+    let local = frame_locals(mem, &target.layout, &types, frame)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|l| l.name == name && l.value != 0);
+    if let Some(l) = local {
+        return Ok(("local", shown(mem, target, &types, l.value)));
+    }
+    match frame_global(mem, &target.layout, &types, frame, name) {
+        Some(addr) => Ok(("global", shown(mem, target, &types, addr))),
+        None => Err(format!("{name:?} is not a local, global or builtin name of the selected Python frame")),
+    }
+}
