@@ -160,9 +160,28 @@ def test_py_bt_cc_bt_and_bt_at_a_crash_in_a_callback(interp):
     # Without the interpreter's plumbing: the same frames in the same order, no eval loop.
     where = order(out["bt#2"], names)
     assert None not in where and where == sorted(where), out["bt#2"]
-    assert "_PyEval_EvalFrameDefault" not in out["bt#2"] and "_PyEval_EvalFrameDefault" in out["bt"]
+    # The eval-loop frames (named or not) are the frames bt#2 leaves out after their Python lines.
+    eval_lines = [lines[i + 1] for lines in [out["bt"].splitlines()] for i, line in enumerate(lines[:-1])
+                  if "[Python]" in line and "[Python]" not in lines[i + 1]]
+    assert len(eval_lines) >= 2, out["bt"]
+    assert all(e not in out["bt#2"] for e in eval_lines), (eval_lines, out["bt#2"])
+    assert len(out["bt#2"].splitlines()) < len(out["bt"].splitlines()), out["bt#2"]
     assert "[Python]" not in out["bt#3"], out["bt#3"]
     assert re.search(r" call_back \(", out["bt#3"]), out["bt#3"]
+
+
+def python_levels(bt):
+    """{Python function: the number of the gdb frame whose line carries it} in a filtered
+    bt: the Python frames of one eval-loop call are printed under that frame's number."""
+    levels, level = {}, None
+    for line in bt.splitlines():
+        m = re.match(r"^#(\d+)\s", line)
+        if m:
+            level = int(m[1])
+        m = re.search(r"\[Python\] (\S+) \(", line)
+        if m and level is not None:
+            levels.setdefault(m[1], level)
+    return levels
 
 
 def test_source_the_path_crashcatch_debugger_scripts_prints(interp):
@@ -187,7 +206,7 @@ def test_py_bt_and_cc_bt_on_a_core_of_the_crash(interp):
 
 
 def test_py_up_down_list_at_a_breakpoint_in_a_callback(interp):
-    commands = ["break buggy_entry", "run", "py-bt", "py-up", "frame", "py-list", "py-up", "frame",
+    commands = ["break buggy_entry", "run", "py-bt", "bt", "py-up", "frame", "py-list", "py-up", "frame",
                 "py-up", "py-up", "py-down", "py-down", "py-down", "py-down", "py-list", "bt 1"]
     out, whole = run_gdb(interp, CALLBACK, commands)
     assert "buggy_entry" in out["run"], whole
@@ -205,9 +224,12 @@ def test_py_up_down_list_at_a_breakpoint_in_a_callback(interp):
     moved(out["py-down#2"], 1, "callback", "callback")
     moved(out["py-down#3"], 0, "crash", "crash")
     assert out["py-down#4"].startswith("crashcatch: unable to find a newer Python frame"), out["py-down#4"]
-    # gdb's selected frame went to the eval-loop frame running the Python frame.
-    for f in ("frame", "frame#2"):
-        assert "_PyEval_EvalFrameDefault" in out[f], out[f]
+    # gdb's selected frame went to the eval-loop frame running the Python frame: the frame
+    # whose number bt's [Python] lines carry (stripped interpreters do not name it).
+    levels = python_levels(out["bt"])
+    for f, func in (("frame", "callback"), ("frame#2", "main")):
+        assert out[f].startswith(f"#{levels[func]} "), (out[f], out["bt"])
+        assert "[Python]" not in out[f] and "buggyext.c" not in out[f], out[f]
     # py-list: the lines around the selected frame's, the current one marked.
     source = textwrap.dedent(CALLBACK).lstrip().splitlines()
     for text, marker in ((out["py-list"], "callback"), (out["py-list#2"], "crash")):
