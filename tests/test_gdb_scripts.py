@@ -5,7 +5,9 @@ lines, gdb's own unwind, and (where the interpreter has DWARF) CPython's libpyth
 
 For an interpreter in a chroot the chroot's gdb runs inside it, with the crashcatch package
 installed there (so the helper is found at its chroot-side path)."""
+import glob
 import os
+import subprocess
 import re
 import textwrap
 
@@ -330,3 +332,22 @@ def test_py_locals_and_py_print_show_a_known_frames_values(interp):
     full = out["py-bt-full"].splitlines()
     at = full.index(next(line for line in full if line.endswith(" in known")))
     assert full[at + 1:at + 1 + len(expected_lines)] == ["    " + line for line in expected_lines], whole
+
+
+def old_pythons():
+    """Pythons older than crashcatch supports, as older distributions' gdb embeds them."""
+    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    found = sorted(glob.glob(os.path.join(root, "versions", "3.[678].*", "bin", "python3.[678]")))
+    return found or [None]
+
+
+@pytest.mark.parametrize("python", old_pythons())
+def test_gdb_side_is_valid_python_3_6(python):
+    """gdb's side runs in gdb's own Python, which may be 3.6: it must at least compile there
+    (the commands' behaviour is tested above with gdb 13's and sid's gdb's Pythons)."""
+    if python is None:
+        pytest.skip("no Python 3.6-3.8 here to compile gdb-scripts/crashcatch_gdb.py with")
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gdb-scripts", "crashcatch_gdb.py")
+    r = subprocess.run([python, "-c", "import sys; compile(open(sys.argv[1]).read(), sys.argv[1], 'exec')", script],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
