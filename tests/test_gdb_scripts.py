@@ -282,7 +282,8 @@ def test_py_bt_agrees_with_cpythons_libpython(interp):
     libpython.py as bin/python3.X-gdb.py), both py-bt agree on the same stop."""
     libpython = os.path.join(os.path.dirname(interp.python), f"python3.{interp.minor}-gdb.py")
     if interp.root or not os.path.exists(libpython):
-        pytest.skip(f"no libpython.py (python3.{interp.minor}-gdb.py) beside {interp.python}")
+        pytest.skip(f"{interp.name}: no CPython gdb helpers (python3.{interp.minor}-gdb.py) beside {interp.python}, "
+                    "and no DWARF for them to read: nothing to compare with")
     ours, _ = run_gdb(interp, CALLBACK, ["run", "py-bt"])
     theirs, whole = run_gdb(interp, CALLBACK, ["run", "py-bt"], loader=["-x", libpython])
     frames = [PY_BT_RE.match(line) for line in theirs["py-bt"].splitlines()]
@@ -290,6 +291,33 @@ def test_py_bt_agrees_with_cpythons_libpython(interp):
     theirs_frames = [(os.path.basename(m["file"]), m["line"], m["func"]) for m in frames if m]
     assert theirs_frames, whole
     assert [(os.path.basename(f), line, func) for f, line, func in py_bt(ours["py-bt"])] == theirs_frames
+
+
+def test_py_locals_agrees_with_cpythons_libpython(interp):
+    """libpython.py's py-locals on the same frame (selected with its own py-up: from the
+    crash's C frame, the first py-up reaches the innermost Python frame) prints the same
+    name = value lines as ours."""
+    libpython = os.path.join(os.path.dirname(interp.python), f"python3.{interp.minor}-gdb.py")
+    if interp.root or not os.path.exists(libpython):
+        pytest.skip(f"{interp.name}: no CPython gdb helpers (python3.{interp.minor}-gdb.py) beside {interp.python}, "
+                    "and no DWARF for them to read: nothing to compare with")
+    ours, whole_ours = run_gdb(interp, LOCALS, ["run", "py-up", "py-locals"])
+    # libpython's py-up also stops at C functions (`<built-in method call_back …>`): go up
+    # until it reaches `known`.
+    steps = ["py-up", "py-locals"] * 4
+    theirs, whole = run_gdb(interp, LOCALS, ["run", *steps], loader=["-x", libpython])
+    keys = ["py-up", "py-up#2", "py-up#3", "py-up#4"]
+    at = next((i for i, k in enumerate(keys) if " in known (" in theirs[k]), None)
+    assert at is not None, whole
+    their_locals = theirs["py-locals" if at == 0 else f"py-locals#{at + 1}"]
+    pairs = lambda text: sorted(line for line in text.splitlines() if " = " in line)
+    assert pairs(their_locals), whole
+    assert len(pairs(ours["py-locals"])) == len(pairs(their_locals)), (whole_ours, whole)
+    for mine, their in zip(pairs(ours["py-locals"]), pairs(their_locals)):
+        # libpython.py cannot print a float without the float type's DWARF (it says
+        # `<float at remote 0x…>`); there, ours must show a float literal.
+        pattern = re.sub(r"<float\\ at\\ remote\\ 0x[0-9a-f]+>", r"-?[0-9][0-9.e+-]*", re.escape(their))
+        assert re.fullmatch(pattern, mine), (mine, their)
 
 
 # A frame with known values, called back from C (known → call_back → crash).
