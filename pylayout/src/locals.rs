@@ -60,14 +60,32 @@ pub fn frame_global(
     frame: u64,
     name: &str,
 ) -> Option<u64> {
+    frame_global_scope(mem, layout, types, frame, name).map(|(value, _)| value)
+}
+
+/// Where [`frame_global_scope`] found a name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Global,
+    Builtin,
+}
+
+/// Like [`frame_global`], also saying whether the name is a global or a builtin.
+pub fn frame_global_scope(
+    mem: &dyn Memory,
+    layout: &Layout,
+    types: &ObjectTypes,
+    frame: u64,
+    name: &str,
+) -> Option<(u64, Scope)> {
     let (globals, builtins) = if layout.has_interpreter_frames() {
         (layout.iframe_globals?, layout.iframe_builtins?)
     } else {
         (layout.frame_globals?, layout.frame_builtins?)
     };
-    [globals, builtins].into_iter().find_map(|off| {
+    [(globals, Scope::Global), (builtins, Scope::Builtin)].into_iter().find_map(|(off, scope)| {
         let d = mem.ptr_at(frame, off).filter(|&d| d != 0)?;
-        dict_lookup(mem, layout, types, d, name)
+        dict_lookup(mem, layout, types, d, name).map(|value| (value, scope))
     })
 }
 

@@ -2,7 +2,7 @@
 
 use super::protocol::Gdb;
 use super::target::Target;
-use pylayout::locals::{frame_global, frame_locals};
+use pylayout::locals::{frame_global_scope, frame_locals, Scope};
 use pylayout::objects::{decode, Limits, ObjectTypes};
 use pylayout::Memory;
 
@@ -56,8 +56,9 @@ pub fn lookup(
     if let Some(l) = local {
         return Ok(("local", shown(mem, target, &types, l.value)));
     }
-    match frame_global(mem, &target.layout, &types, frame, name) {
-        Some(addr) => Ok(("global", shown(mem, target, &types, addr))),
+    match frame_global_scope(mem, &target.layout, &types, frame, name) {
+        Some((addr, Scope::Global)) => Ok(("global", shown(mem, target, &types, addr))),
+        Some((addr, Scope::Builtin)) => Ok(("builtin", shown(mem, target, &types, addr))),
         None => Err(format!("{name:?} is not a local, global or builtin name of the selected Python frame")),
     }
 }
