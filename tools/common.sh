@@ -29,13 +29,18 @@ tools_venv() {
 }
 
 # Builds the crashcatch wheel into build/wheels and prints its path. The wheel carries the
-# dump helper (crashcatch-dump) and the symbolizer inside the package, next to the extension.
+# dump helper (crashcatch-dump) and the symbolizer inside the package, next to the extension,
+# and the debugger commands (gdb-scripts/) in crashcatch/_debugger/.
 build_wheel() {
     step "building the crashcatch wheel (release)" >&2
     (cd "$REPO" && cargo build --release -p crashcatch-dumper -p crashcatch-symbolizer >&2)
     mkdir -p "$REPO/collector/python/crashcatch/_bin"
     install -s -m 755 "$REPO/target/release/crashcatch-dump" "$REPO/target/release/crashcatch-symbolize" \
         "$REPO/collector/python/crashcatch/_bin/"
+    # The debugger commands: gdb-scripts/ is their one copy in git.
+    rm -rf "$REPO/collector/python/crashcatch/_debugger"
+    mkdir -p "$REPO/collector/python/crashcatch/_debugger"
+    cp "$REPO"/gdb-scripts/*.py "$REPO"/gdb-scripts/README.md "$REPO/collector/python/crashcatch/_debugger/"
     rm -rf "$BUILD/wheels"
     (cd "$REPO/collector" && "$TOOLS_VENV/bin/maturin" build --release -o "$BUILD/wheels" >&2)
     ls "$BUILD"/wheels/crashcatch-*.whl

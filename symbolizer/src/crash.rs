@@ -2,7 +2,7 @@
 
 use crate::memory::DumpMemory;
 use crate::native::{Modules, NativeFrame};
-use crate::python::{decode_python, EvalCall, LayoutNote, PyFrame, PyThreadStack};
+use crate::python::{decode_python, EvalCall, LayoutNote, PyFrame, PyTarget, PyThreadStack};
 use crate::unwind::{self, Gap, NativeStack, Registers, Resume, Space};
 use minidump::{Minidump, MinidumpException, MinidumpMiscInfo, MinidumpSystemInfo, MinidumpThreadList};
 use serde_json::Value;
@@ -145,7 +145,9 @@ impl Crash {
         };
         let table = options.layout_table.as_deref();
         let (python, python_problem, python_layout) = match &memory {
-            Some(m) => decode_python(m, &metadata, &python_version, &on_c_stack, table),
+            Some(m) => {
+                decode_python(m, &PyTarget::from_metadata(&metadata), &python_version, &on_c_stack, table)
+            }
             None => (Vec::new(), Some("the dump has no memory list".into()), LayoutNote::default()),
         };
 

@@ -7,6 +7,7 @@
 
 pub mod core;
 pub mod crash;
+pub mod debugger;
 pub mod debuginfo;
 pub mod debuginfod;
 pub mod demangle;

@@ -55,6 +55,10 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
     },
+    /// The helper process of crashcatch's gdb commands (gdb-scripts/): speaks a line
+    /// protocol on stdin/stdout, not for people.
+    #[command(hide = true)]
+    DebuggerHelper,
 }
 
 fn dump_dir() -> PathBuf {
@@ -95,6 +99,7 @@ fn newest_dump() -> Result<PathBuf, String> {
 fn main() {
     let cli = Cli::parse();
     let (dump, last, json, python_only, native_all, symbols_path, layout_table) = match cli.command {
+        Command::DebuggerHelper => return symbolizer::debugger::serve(),
         Command::Symbolize { dump, last, json, python_only, native_all, symbols_path, layout_table } => {
             (dump, last, json, python_only, native_all, symbols_path, layout_table)
         }

@@ -315,6 +315,7 @@ mod tests {
             qualname: None,
             line: Some(1),
             subinterpreter: None,
+            address: 0,
         }
     }
 

@@ -58,6 +58,49 @@ struct ModuleFile {
     symbols: OnceCell<Lookup>,
 }
 
+/// One module loaded in the target, as a dump or a debugger's target lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadedModule {
+    /// Its file's path in the target (empty or a pseudo name for the vDSO).
+    pub path: String,
+    pub base: u64,
+    pub size: u64,
+    /// Lowercase hex; a file is used only with this build id.
+    pub build_id: Option<String>,
+}
+
+impl ModuleFile {
+    /// The first candidate file whose build id is `m`'s: its recorded path, then
+    /// `<dir>/<file name>` for each of `symbol_dirs`.
+    fn find(m: &LoadedModule, symbol_dirs: &[PathBuf]) -> ModuleFile {
+        let name = PathBuf::from(&m.path).file_name().map(|n| n.to_string_lossy().into_owned());
+        let candidates = std::iter::once(PathBuf::from(&m.path))
+            .chain(symbol_dirs.iter().filter_map(|d| Some(d.join(name.as_ref()?))));
+        let mut refused = Vec::new();
+        let mut local = None;
+        for candidate in candidates {
+            match ElfFile::open_checked(&candidate, m.build_id.as_deref()) {
+                Ok(file) => {
+                    local = Some(file);
+                    break;
+                }
+                Err(why) => refused.push(why),
+            }
+        }
+        ModuleFile {
+            recorded: m.path.clone(),
+            name,
+            build_id: m.build_id.clone(),
+            base: m.base,
+            size: m.size,
+            local,
+            refused,
+            fetched: OnceCell::new(),
+            symbols: OnceCell::new(),
+        }
+    }
+}
+
 /// The modules of a dump, with their files when they can be used.
 pub struct Modules {
     /// In the dump's order (the main executable first).
@@ -76,40 +119,26 @@ impl Modules {
     /// Separate debug files are looked for later, as `debuginfo` says, for the modules that
     /// have frames.
     pub fn load<T: std::ops::Deref<Target = [u8]>>(dump: &Minidump<T>, symbol_dirs: &[PathBuf]) -> Modules {
+        let listed: Vec<LoadedModule> = match dump.get_stream::<MinidumpModuleList>() {
+            Ok(modules) => modules
+                .iter()
+                .map(|m| LoadedModule {
+                    path: m.code_file().to_string(),
+                    base: m.base_address(),
+                    size: m.size(),
+                    build_id: m.code_identifier().map(|c| c.to_string().to_lowercase()),
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        Modules::from_list(&listed, symbol_dirs)
+    }
+
+    /// Like [`Modules::load`], from a module list found elsewhere (a debugger's target), the
+    /// main executable first.
+    pub fn from_list(listed: &[LoadedModule], symbol_dirs: &[PathBuf]) -> Modules {
         let search = Search::from_env(symbol_dirs);
-        let mut list = Vec::new();
-        if let Ok(modules) = dump.get_stream::<MinidumpModuleList>() {
-            for m in modules.iter() {
-                let recorded = m.code_file().to_string();
-                let build_id = m.code_identifier().map(|c| c.to_string().to_lowercase());
-                let name = PathBuf::from(&recorded).file_name().map(|n| n.to_string_lossy().into_owned());
-                let candidates = std::iter::once(PathBuf::from(&recorded))
-                    .chain(symbol_dirs.iter().filter_map(|d| Some(d.join(name.as_ref()?))));
-                let mut refused = Vec::new();
-                let mut local = None;
-                for candidate in candidates {
-                    match ElfFile::open_checked(&candidate, build_id.as_deref()) {
-                        Ok(file) => {
-                            local = Some(file);
-                            break;
-                        }
-                        Err(why) => refused.push(why),
-                    }
-                }
-                let (base, size) = (m.base_address(), m.size());
-                list.push(ModuleFile {
-                    recorded,
-                    name,
-                    build_id,
-                    base,
-                    size,
-                    local,
-                    refused,
-                    fetched: OnceCell::new(),
-                    symbols: OnceCell::new(),
-                });
-            }
-        }
+        let list: Vec<ModuleFile> = listed.iter().map(|m| ModuleFile::find(m, symbol_dirs)).collect();
         let mut by_base: Vec<usize> = (0..list.len()).collect();
         by_base.sort_by_key(|&i| list[i].base);
         // In address order: framehop keeps its modules sorted, and each one added below the

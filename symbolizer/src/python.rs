@@ -1,7 +1,6 @@
 //! Python stacks decoded from a dump's memory alone (CPython 3.9–3.15, pylayout's tables),
 //! with where each C-level call of the eval loop begins and ends.
 
-use crate::memory::DumpMemory;
 use crate::pylines::{LineNumbers, MAX_LINE_TABLE_BYTES};
 use pylayout::debug_offsets::{self, DebugOffsetsError};
 use pylayout::text::{for_each_char, StrRead};
@@ -22,6 +21,8 @@ pub struct PyFrame {
     /// The `PyInterpreterState*` of a subinterpreter the frame ran in; None for the
     /// interpreter crashcatch was enabled in.
     pub subinterpreter: Option<u64>,
+    /// Where the frame is in the target (`walk::PyFrame::frame`): debuggers read its locals.
+    pub address: u64,
 }
 
 /// Characters read of one Python string at most (file names, function names).
@@ -85,18 +86,42 @@ pub struct LayoutNote {
     pub differences: Vec<String>,
 }
 
-/// The layout for 3.`minor`: the table's (built-in or `table`), then, from 3.13, the
-/// offsets the runtime in the dump records for itself, which win where they differ.
-fn layout_for(
-    mem: &DumpMemory,
-    meta: &Value,
-    major: u8,
-    minor: u8,
+/// What decoding needs besides the memory: a dump's metadata records it; a debugger finds
+/// it in the live target (`debugger::target`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PyTarget {
+    /// `&_PyRuntime` (0: unknown).
+    pub runtime: u64,
+    /// The interpreters whose threads to decode: the main one (crashcatch's) first.
+    pub interpreters: Vec<u64>,
+    /// `&PyUnicode_Type`.
+    pub str_type: u64,
+}
+
+impl PyTarget {
+    /// From crashcatch's metadata: the interpreter crashcatch was enabled in, then any
+    /// subinterpreter a thread ran.
+    pub fn from_metadata(meta: &Value) -> PyTarget {
+        PyTarget {
+            runtime: meta["python"]["runtime"].as_u64().unwrap_or(0),
+            interpreters: interpreters(meta, meta["python"]["interp"].as_u64().unwrap_or(0)),
+            str_type: meta["types"]["str"].as_u64().unwrap_or(0),
+        }
+    }
+}
+
+/// The layout for `version` ("3.X…"): the table's (built-in or `table`), then, from 3.13,
+/// the offsets the runtime records for itself, which win where they differ.
+pub fn layout_for(
+    mem: &dyn Memory,
+    runtime: u64,
+    version: &str,
     table: Option<&str>,
 ) -> Result<(Layout, LayoutNote), String> {
+    let mut parts = version.split('.').map(|p| p.parse::<u8>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     let json = table.unwrap_or(pylayout::layout::LAYOUTS_JSON);
     let mut layout = Layout::from_table(json, major, minor).map_err(|e| e.to_string())?;
-    let runtime = meta["python"]["runtime"].as_u64().unwrap_or(0);
     let note = match debug_offsets::apply(mem, &mut layout, runtime, json) {
         Err(DebugOffsetsError::NotAvailable(_)) => LayoutNote { source: "table".into(), differences: vec![] },
         Ok(c) if c.differences.is_empty() => {
@@ -125,7 +150,7 @@ struct Walked {
 
 /// Walks the frames of `tstate`, innermost first, noting where each eval-loop call ends.
 fn walk_thread(
-    mem: &DumpMemory,
+    mem: &dyn Memory,
     layout: &Layout,
     tstate: u64,
     on_c_stack: &dyn Fn(u64) -> bool,
@@ -166,10 +191,6 @@ fn walk_thread(
     out
 }
 
-/// Every Python thread of the interpreter named in crashcatch's metadata, decoded from the
-/// dump's memory alone; with why the thread list may be incomplete.
-/// `on_c_stack`: whether an address lies in a thread's stack memory.
-/// `table`: a layout table to use instead of the built-in one (same format).
 /// The interpreters whose threads the dump's threads run: crashcatch's first, then any
 /// subinterpreter the metadata names.
 fn interpreters(meta: &Value, interp: u64) -> Vec<u64> {
@@ -184,21 +205,23 @@ fn interpreters(meta: &Value, interp: u64) -> Vec<u64> {
     found
 }
 
+/// Every Python thread of `target`'s interpreters, decoded from memory alone; with why the
+/// thread list may be incomplete.
+/// `on_c_stack`: whether an address lies in a thread's stack memory.
+/// `table`: a layout table to use instead of the built-in one (same format).
 pub fn decode_python(
-    mem: &DumpMemory,
-    meta: &Value,
+    mem: &dyn Memory,
+    target: &PyTarget,
     version: &str,
     on_c_stack: &dyn Fn(u64) -> bool,
     table: Option<&str>,
 ) -> (Vec<PyThreadStack>, Option<String>, LayoutNote) {
-    let mut parts = version.split('.').map(|p| p.parse::<u8>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    let (layout, note) = match layout_for(mem, meta, major, minor, table) {
+    let (layout, note) = match layout_for(mem, target.runtime, version, table) {
         Ok(found) => found,
         Err(e) => return (Vec::new(), Some(e), LayoutNote::default()),
     };
-    let str_type = meta["types"]["str"].as_u64().unwrap_or(0);
-    let interp = meta["python"]["interp"].as_u64().unwrap_or(0);
+    let str_type = target.str_type;
+    let interp = target.interpreters.first().copied().unwrap_or(0);
     // Decoded once per str object.
     let mut strings: HashMap<u64, Option<Arc<str>>> = HashMap::new();
     let mut text = |obj: u64| {
@@ -217,7 +240,7 @@ pub fn decode_python(
     let mut out = Vec::new();
     let mut budget = MAX_PY_FRAMES_ALL_THREADS;
     let mut complete = true;
-    for this_interp in interpreters(meta, interp) {
+    for &this_interp in &target.interpreters {
         if budget == 0 {
             break;
         }
@@ -238,6 +261,7 @@ pub fn decode_python(
                         qualname: field(layout.code_qualname),
                         line: lines.line(f.code, f.addr),
                         subinterpreter,
+                        address: f.frame,
                     }
                 })
                 .collect();

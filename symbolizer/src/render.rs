@@ -119,7 +119,7 @@ pub fn text(c: &Crash, s: &Style, native_all: bool) -> String {
     out
 }
 
-fn thread_text(out: &mut String, c: &Crash, t: &Thread, s: &Style, native_all: bool) {
+pub fn thread_text(out: &mut String, c: &Crash, t: &Thread, s: &Style, native_all: bool) {
     let crashed = Some(t.tid) == c.crashed_tid;
     let mut tags = Vec::new();
     if crashed {

@@ -22,6 +22,7 @@ fn hostile_crash() -> Crash {
         qualname: None,
         line: Some(1),
         subinterpreter: Some(1),
+        address: 0,
     };
     let native = NativeFrame {
         address: 0x1000,

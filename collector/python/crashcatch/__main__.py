@@ -6,6 +6,9 @@
     crashcatch symbolize DUMP|--last [--json]
                                          read a minidump: what happened, every thread's stack
     crashcatch core DUMP -o FILE         write a minidump as an ELF core file for gdb
+    crashcatch gdb ARGS...               gdb with crashcatch's commands loaded (py-bt, cc-bt, ...);
+                                         every argument goes to gdb
+    crashcatch debugger-scripts          the path of the gdb commands, for `(gdb) source PATH`
     python -m crashcatch ...             the same, without the console script
 """
 import argparse
@@ -16,6 +19,28 @@ import sys
 # Commands the native program shipped in this package runs.
 _NATIVE_COMMANDS = ("symbolize", "core")
 _SYMBOLIZER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "crashcatch-symbolize")
+# gdb-scripts/ of the source tree, copied here when the wheel is built.
+_GDB_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_debugger", "crashcatch_gdb.py")
+
+
+def _debugger_script():
+    if not os.path.exists(_GDB_SCRIPT):
+        print(f"crashcatch: {_GDB_SCRIPT} is missing: reinstall crashcatch", file=sys.stderr)
+        return None
+    return _GDB_SCRIPT
+
+
+def _gdb(args):
+    """Runs gdb with crashcatch's commands loaded; every argument is gdb's."""
+    script = _debugger_script()
+    if script is None:
+        return 2
+    gdb = os.environ.get("CRASHCATCH_GDB") or "gdb"
+    try:
+        os.execvp(gdb, [gdb, "-x", script, *args])
+    except OSError as e:
+        print(f"crashcatch: cannot run {gdb}: {e} (install gdb, or set CRASHCATCH_GDB to it)", file=sys.stderr)
+        return 2
 
 
 def _enable_in_children():
@@ -51,10 +76,20 @@ def main(argv=None):
             print(f"crashcatch: {_SYMBOLIZER} is missing: reinstall crashcatch", file=sys.stderr)
             return 2
         os.execv(_SYMBOLIZER, ["crashcatch", *argv])
+    if argv and argv[0] == "gdb":
+        return _gdb(argv[1:])
+    if argv and argv[0] == "debugger-scripts":
+        script = _debugger_script()
+        if script is None:
+            return 2
+        print(script)
+        return 0
     parser = argparse.ArgumentParser(prog="crashcatch", description="Crash reports for Python processes.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("symbolize", help="read a minidump (crashcatch symbolize --help)")
     commands.add_parser("core", help="write a minidump as an ELF core file for gdb (crashcatch core --help)")
+    commands.add_parser("gdb", help="gdb with crashcatch's commands (py-bt, cc-bt, ...); arguments go to gdb")
+    commands.add_parser("debugger-scripts", help="print the path of crashcatch's gdb commands (for `source`)")
     run = commands.add_parser("run", help="run a script or module with crashcatch enabled")
     run.add_argument("-m", dest="module", action="store_true", help="run TARGET as a module")
     run.add_argument("target", help="script path, or module name with -m")

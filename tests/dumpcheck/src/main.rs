@@ -14,7 +14,7 @@ use minidump::{Minidump, MinidumpException, MinidumpModuleList, MinidumpThreadLi
 use serde_json::{json, Value};
 use symbolizer::crash::METADATA_STREAM;
 use symbolizer::memory::DumpMemory;
-use symbolizer::python::decode_python as decode;
+use symbolizer::python::{decode_python as decode, PyTarget};
 
 /// MD_LINUX_ENVIRON.
 const LINUX_ENVIRON: u32 = 0x4767_0007;
@@ -137,7 +137,7 @@ fn main() {
 /// Every Python thread of the interpreter named in the metadata, innermost frame first.
 fn decode_python(mem: &DumpMemory, meta: &Value) -> Value {
     let version = meta["python"]["version"].as_str().unwrap_or("");
-    let (threads, problem, _) = decode(mem, meta, version, &|_| false, None);
+    let (threads, problem, _) = decode(mem, &PyTarget::from_metadata(meta), version, &|_| false, None);
     let threads: Vec<Value> = threads
         .iter()
         .map(|t| {

@@ -1,0 +1,91 @@
+//! What the helper needs to know of a target before decoding it: the CPython version, its
+//! layout, `_PyRuntime`, the interpreters and the `str` type. Found anew at each request
+//! (the target may have run, been restarted, or be another core).
+
+use super::protocol::Gdb;
+use crate::python::{layout_for, LayoutNote, PyTarget};
+use pylayout::{Layout, Memory};
+
+/// Interpreters listed at most (a corrupt or cyclic list ends here).
+const MAX_INTERPRETERS: usize = 1024;
+
+pub struct Target {
+    /// "3.X".
+    pub version: String,
+    pub layout: Layout,
+    pub note: LayoutNote,
+    pub py: PyTarget,
+}
+
+/// `object_file`: the file defining `_PyRuntime` (python3.X or libpython3.X…), whose name
+/// tells the version when the target does not record it (≤3.10).
+pub fn discover(gdb: &Gdb, mem: &dyn Memory, object_file: Option<&str>) -> Result<Target, String> {
+    let runtime = gdb.symbol("_PyRuntime").ok_or(
+        "not a Python process: gdb knows no `_PyRuntime` symbol (CPython 3.9+ exports it; for a core, \
+         give gdb the program that wrote it: `gdb /usr/bin/python3.X core`)",
+    )?;
+    let version = version(gdb, mem, runtime, object_file).ok_or_else(|| {
+        format!(
+            "cannot tell the CPython version: no Py_Version, no debug offsets, and the file defining \
+             _PyRuntime ({}) is not named python3.X",
+            object_file.unwrap_or("unknown")
+        )
+    })?;
+    let (layout, note) = layout_for(mem, runtime, &version, None)?;
+    let main = layout
+        .runtime_interpreters_main
+        .and_then(|o| mem.ptr_at(runtime, o))
+        .filter(|&i| i != 0)
+        .or_else(|| mem.ptr_at(runtime, layout.runtime_interpreters_head?))
+        .ok_or("cannot read _PyRuntime: the target's memory is not readable there")?;
+    if main == 0 {
+        return Err(format!(
+            "Python {version} has no interpreter: it is not initialised yet (continue past \
+             Py_Initialize) or already finalised"
+        ));
+    }
+    let mut interpreters = vec![main];
+    let mut next = layout.runtime_interpreters_head.and_then(|o| mem.ptr_at(runtime, o)).unwrap_or(0);
+    while next != 0 && interpreters.len() < MAX_INTERPRETERS {
+        if !interpreters.contains(&next) {
+            interpreters.push(next);
+        }
+        next = layout.interp_next.and_then(|o| mem.ptr_at(next, o)).unwrap_or(0);
+    }
+    let str_type = gdb.symbol("PyUnicode_Type").unwrap_or(0);
+    Ok(Target { version, layout, note, py: PyTarget { runtime, interpreters, str_type } })
+}
+
+/// "3.X": `Py_Version` (3.11+), the 3.13+ debug offsets' version, else the file name.
+fn version(gdb: &Gdb, mem: &dyn Memory, runtime: u64, object_file: Option<&str>) -> Option<String> {
+    let hex = gdb.symbol("Py_Version").and_then(|a| mem.read_u32(a)).map(u64::from).or_else(|| {
+        let mut cookie = [0u8; 8];
+        (mem.read(runtime, &mut cookie) && &cookie == b"xdebugpy").then(|| mem.read_u64(runtime + 8))?
+    });
+    if let Some(v) = hex.filter(|v| v >> 24 == 3) {
+        return Some(format!("3.{}", (v >> 16) & 0xff));
+    }
+    version_in_name(object_file?)
+}
+
+/// The `3.X` of `…/python3.X…` or `…/libpython3.X…`.
+fn version_in_name(path: &str) -> Option<String> {
+    let name = path.rsplit('/').next()?;
+    let rest = name.strip_prefix("lib").unwrap_or(name).strip_prefix("python3.")?;
+    let minor: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    (!minor.is_empty()).then(|| format!("3.{minor}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_in_name;
+
+    #[test]
+    fn versions_from_file_names() {
+        assert_eq!(version_in_name("/usr/lib/libpython3.10.so.1.0").as_deref(), Some("3.10"));
+        assert_eq!(version_in_name("/usr/bin/python3.9").as_deref(), Some("3.9"));
+        assert_eq!(version_in_name("/usr/bin/python3.12d").as_deref(), Some("3.12"));
+        assert_eq!(version_in_name("/usr/bin/sleep"), None);
+        assert_eq!(version_in_name("/x/python3"), None);
+    }
+}
