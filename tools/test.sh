@@ -12,6 +12,7 @@ export CRASHCATCH_SID_ROOT=$SID_ROOT
 if ! "$REPO/tools/setup-sid-chroot.sh" "$SID_ROOT"; then
     echo "WARNING: could not build the sid chroot; its interpreters will be reported as skipped"
 fi
+"$REPO/tools/fetch-libpython-gdb.sh" "$REPO/build/libpython-gdb" "$SID_ROOT" || echo "WARNING: no CPython libpython.py to compare the gdb commands with"
 
 step "Rust: format, lints, unit tests"
 cd "$REPO"
