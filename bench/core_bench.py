@@ -36,15 +36,12 @@ def gdb_times(python, core, runs):
     return statistics.median(times), min(times), frames
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--interp", default="pyenv-3.12", help="prefix of a prepared interpreter's name")
-    args = parser.parse_args()
+def crash_and_convert(interp):
+    """One crash of `interp` (prepared, on the host) with cores allowed: (minidump, kernel core,
+    converted core, seconds `crashcatch core` took); exits when the kernel writes no core file."""
     pattern = open("/proc/sys/kernel/core_pattern").read().strip()
     if pattern != "core":
         sys.exit(f"core_pattern is {pattern!r}, not a plain 'core' file: no kernel core to compare with")
-    interp = next(i for i in load_prepared()[0] if i.name.startswith(args.interp) and not i.root)
     r = run_script(interp, THREADED_CRASH.format(call="buggyext.call_back(lambda: buggyext.segfault(2))"),
                    core=True)
     run_dir = os.path.dirname(r.script)
@@ -54,14 +51,38 @@ def main():
     crashcatch = os.path.join(os.path.dirname(interp.venv_python), "crashcatch")
     start = time.monotonic()
     subprocess.run([crashcatch, "core", r.dumps[0], "-o", converted], check=True, capture_output=True)
-    convert = time.monotonic() - start
-    print(f"{interp.name}, loadavg {os.getloadavg()[0]:.1f}; minidump {os.path.getsize(r.dumps[0])} bytes, "
+    return r.dumps[0], kernel, converted, time.monotonic() - start
+
+
+def host_interpreter(prefix):
+    return next(i for i in load_prepared()[0] if i.name.startswith(prefix) and not i.root)
+
+
+def print_core_table(interp, dump, cores, convert, runs):
+    """Size and gdb start + `bt` time of each (name, path) in `cores`."""
+    print(f"{interp.name}, loadavg {os.getloadavg()[0]:.1f}; minidump {os.path.getsize(dump)} bytes, "
           f"`crashcatch core` took {convert * 1000:.0f} ms")
     print(f"{'core':<22} {'bytes':>12} {'on disk':>10} {'gdb bt median':>14} {'min':>7} {'frames':>7}")
-    for name, path in (("kernel", kernel), ("crashcatch core", converted)):
-        median, best, frames = gdb_times(interp.python, path, args.runs)
+    for name, path in cores:
+        median, best, frames = gdb_times(interp.python, path, runs)
         disk = os.stat(path).st_blocks * 512
         print(f"{name:<22} {os.path.getsize(path):>12} {disk:>10} {median:>13.2f}s {best:>6.2f}s {frames:>7}")
+
+
+def parse_and_crash(description):
+    """Parses --runs and --interp, crashes that interpreter once: (args, interp, minidump,
+    kernel core, converted core, seconds `crashcatch core` took)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--interp", default="pyenv-3.12", help="prefix of a prepared host interpreter's name")
+    args = parser.parse_args()
+    interp = host_interpreter(args.interp)
+    return (args, interp, *crash_and_convert(interp))
+
+
+def main():
+    args, interp, dump, kernel, converted, convert = parse_and_crash(__doc__.splitlines()[0])
+    print_core_table(interp, dump, [("kernel", kernel), ("crashcatch core", converted)], convert, args.runs)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@
 pub mod layout;
 pub mod link_map;
 pub mod notes;
+pub mod pages;
 pub mod process;
 pub mod writer;
 
@@ -156,6 +157,10 @@ impl<'a> Core<'a> {
         });
         if let Err(why) = linked {
             warnings.push(format!("gdb will not find the shared libraries: {why}"));
+        }
+        // Last: the patched _DYNAMIC entry is a range of its own too.
+        if let (Some(maps), Some(modules)) = (&maps, &modules) {
+            pages::widen_in_module_files(&mut layout, maps, modules, MAX_MODULE_FILES);
         }
 
         let process = process::Process::of(&dump, misc.as_ref(), contexts[0].0);
