@@ -173,6 +173,15 @@ def _native_frames(limit=MAX_NATIVE_FRAMES):
         except (gdb.error, ValueError):
             sp = 0
         kind = f.type()
+        # gdb infers tail-call frames from DWARF call sites; no return address is on the
+        # stack for them, and the symbolizer's unwinder (crashcatch symbolize) has none.
+        if kind == gdb.TAILCALL_FRAME:
+            try:
+                f = f.older()
+            except gdb.error:
+                break
+            level += 1
+            continue
         frames.append(
             {
                 "level": level,
@@ -301,8 +310,10 @@ def _select(frames, index):
 
 
 def _frame_line(f):
+    # faulthandler's (and libpython.py's) format names the code object (co_name), not its
+    # qualified name: `<lambda>`, not `inner.<locals>.<lambda>`.
     line = f["line"] if f["line"] is not None and f["line"] >= 0 else "???"
-    return '  File "%s", line %s in %s' % (f["file"] or "???", line, f["function"] or "???")
+    return '  File "%s", line %s in %s' % (f["file"] or "???", line, f.get("name") or f["function"] or "???")
 
 
 # --- commands ---------------------------------------------------------------------------

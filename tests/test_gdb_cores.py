@@ -92,9 +92,6 @@ def crashing_thread_block(text):
     return lines[start], [line for line in block if FRAME_LINE_RE.match(line)]
 
 
-NOT_YET = "not yet available"
-
-
 def check_py_bt(text, script, code, frames):
     """py-bt is the script's own stack: its file, the functions and lines of its text."""
     got = py_bt(text)
@@ -103,10 +100,7 @@ def check_py_bt(text, script, code, frames):
 
 
 def check_locals(text):
-    if NOT_YET in text:  # the gdb helper's object decoder is not in this build yet
-        return False
     assert text.splitlines() == [f"{name} = {value!r}" for name, value in LOCALS], text
-    return True
 
 
 def check_threads(cc_threads, info_threads):
@@ -129,7 +123,7 @@ def gdb_on(interp, core):
     out, whole = run_gdb(interp, CODE, COMMANDS, core=core)
     check_py_bt(out["py-bt"], script, CODE, FRAMES)
     assert re.fullmatch(rf'#2 File ".*/crash_script\.py", line {script_line(CODE, "known")} in known\n', out["py-up#2"]), whole
-    out["locals shown"] = check_locals(out["py-locals"])
+    check_locals(out["py-locals"])
     rows = check_threads(out["cc-threads"], out["info threads"])
     # bt: the frame filter puts each Python frame just inside its eval-loop frame.
     lines = out["bt"].splitlines()
@@ -178,8 +172,6 @@ def test_kernel_core_and_converted_dump_in_gdb(interp):
     assert "holds the GIL" in header, header
     if kernel is not None:
         check_kernel_core(interp, kernel, out, truth)
-    if not out["locals shown"]:
-        pytest.skip("py-locals: this build's gdb helper has no object decoder yet (all else passed)")
     if kernel is None:
         pytest.skip(f"the converted core passed; no kernel core to compare: {why}")
 
@@ -281,9 +273,6 @@ def test_scribbled_frame_chain_ends_with_a_message(interp, what):
     assert "holds the GIL" in out["cc-threads"], whole
 
 
-@pytest.mark.xfail(strict=False, reason="the gdb script sends gdb's inferred tail-call frames "
-                   "(gdb.TAILCALL_FRAME), which have no return address and which the symbolizer's "
-                   "unwinder does not show; drop this marker with that fix")
 def test_cc_bt_full_is_symbolize_native_all(interp):
     """With the interpreter's own frames shown too (`cc-bt full`, `symbolize --native-all`),
     the converted core's merged stack is still the dump's, frame line for frame line."""
