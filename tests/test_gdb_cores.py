@@ -268,10 +268,12 @@ def test_scribbled_frame_chain_ends_with_a_message(interp, what):
     lines = out["py-bt"].splitlines()
     assert lines[0] == "Traceback (most recent call first):", whole
     assert re.fullmatch(rf'  File ".*/target\.py", line {script_line(code, "scribble")} in scribble', lines[1]), whole
-    # Bounded, and it says why it stopped: the last line is a message, not a frame. (A cycle
-    # is not recognised as one yet: the walk repeats the frame up to the reader's cap.)
+    # Bounded, and it says why it stopped: the last line is a message, not a frame.
     assert len(lines) <= MAX_SHOWN + 2, whole
     assert re.fullmatch(r"  <.+>", lines[-1]) or lines[-1].startswith("crashcatch: "), whole
+    if what == "cycle":
+        # The loop is recognised: scribble's frame once, then the message naming it.
+        assert len(lines) == 3 and "loops back" in lines[-1], whole
     # The caller is lost (the link no longer leads to it) in the garbage case.
     if what == "garbage":
         assert not any(" in outer" in line for line in lines), whole

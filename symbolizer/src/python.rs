@@ -6,7 +6,7 @@ use pylayout::debug_offsets::{self, DebugOffsetsError};
 use pylayout::text::{for_each_char, StrRead};
 use pylayout::{walk, Layout, Memory};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// One Python frame, innermost first. Names are shared between frames of the same code
@@ -143,7 +143,8 @@ const MAX_PY_FRAMES_ALL_THREADS: usize = 100_000;
 struct Walked {
     frames: Vec<walk::PyFrame>,
     eval_calls: Option<Vec<EvalCall>>,
-    complete: bool,
+    /// Why the walk ended early, when it did (a user-facing problem).
+    ended: Option<String>,
     /// Frames visited, shown or not (what the walk cost).
     steps: usize,
 }
@@ -156,10 +157,17 @@ fn walk_thread(
     on_c_stack: &dyn Fn(u64) -> bool,
     limit: usize,
 ) -> Walked {
-    let mut out = Walked { frames: Vec::new(), eval_calls: Some(Vec::new()), complete: false, steps: 0 };
+    let mut out = Walked { frames: Vec::new(), eval_calls: Some(Vec::new()), ended: None, steps: 0 };
     let mut in_call = 0;
     let mut stopped = false;
+    // A corrupt chain can loop: each frame is shown once, and the loop said.
+    let mut seen = HashSet::new();
     let end = walk::for_each_raw_frame(mem, layout, tstate, 0, &mut |frame, shown| {
+        if !seen.insert(frame) {
+            out.ended = Some(format!("the frame chain loops back to frame 0x{frame:x} (corrupt memory)"));
+            stopped = true;
+            return false;
+        }
         out.steps += 1;
         if let Some(f) = shown {
             out.frames.push(f);
@@ -177,13 +185,18 @@ fn walk_thread(
             None => out.eval_calls = None,
         }
         stopped = out.frames.len() >= limit || out.steps >= limit * 2;
+        if stopped {
+            out.ended = Some(format!("only the innermost {} frames were read", out.frames.len()));
+        }
         !stopped
     });
     // The chain's end (or the frame that could not be read) costs a step too.
     if !stopped {
         out.steps += 1;
     }
-    out.complete = !stopped && end != walk::WalkEnd::Unreadable;
+    if !stopped && end == walk::WalkEnd::Unreadable {
+        out.ended = Some("a frame could not be read (not in the dump or the process's memory)".to_string());
+    }
     // Frames after the last boundary belong to a call whose start was not seen.
     if in_call > 0 {
         out.eval_calls = None;
@@ -266,8 +279,8 @@ pub fn decode_python(
                 })
                 .collect();
             let mut problems = Vec::new();
-            if !walked.complete {
-                problems.push("a frame is missing from the dump".to_string());
+            if let Some(why) = &walked.ended {
+                problems.push(why.clone());
             }
             if lines.spent() && frames.iter().any(|f| f.line.is_none()) {
                 problems.push(format!(
