@@ -1,5 +1,5 @@
-//! Iterating dicts and sets in another process's memory (combined-table dicts only, which
-//! is what module dicts and `sys.modules` are).
+//! Iterating dicts and sets in another process's memory: combined tables, and split tables
+//! (shared keys + a values array: instance `__dict__`s and attributes).
 
 use crate::{Layout, Memory};
 
@@ -24,9 +24,23 @@ fn for_each_item_inner(
     f: &mut dyn FnMut(u64, u64) -> bool,
 ) -> Option<()> {
     let keys = mem.ptr_at(dict, layout.dict_ma_keys?)?;
-    if mem.ptr_at(dict, layout.dict_ma_values?)? != 0 {
-        return None; // split table: not used for the dicts we read
-    }
+    let values = mem.ptr_at(dict, layout.dict_ma_values?)?;
+    for_each_entry(mem, layout, keys, (values != 0).then_some(values), f)
+}
+
+/// Calls `f(key, value)` for each live entry of the keys object `keys` until `f` returns
+/// `false`. `values`: the values array (`PyDictValues`, or 3.9/3.10's `PyObject **`) of a
+/// split table — a dict's `ma_values`, an instance's pre-header or inline values — whose
+/// keys are shared (the type's `ht_cached_keys`). Split tables are visited in the shared
+/// keys' order (Python's own order differs only for an instance that set its attributes in
+/// another order than the first instance of its type). `None` if unreadable.
+pub fn for_each_entry(
+    mem: &dyn Memory,
+    layout: &Layout,
+    keys: u64,
+    values: Option<u64>,
+    f: &mut dyn FnMut(u64, u64) -> bool,
+) -> Option<()> {
     let nentries = mem.ptr_at(keys, layout.dictkeys_nentries?)?;
     if nentries > MAX_ENTRIES {
         return None;
@@ -54,14 +68,20 @@ fn for_each_item_inner(
     } else {
         (layout.dictkeys_entry_size?, layout.dictkeys_entry_key?, layout.dictkeys_entry_value?)
     };
-    let entries = keys + layout.dictkeys_indices? as u64 + index_bytes;
+    let entries = keys.checked_add(layout.dictkeys_indices? as u64)?.checked_add(index_bytes)?;
+    let values = match values {
+        Some(v) => Some(v.checked_add(layout.dictvalues_values.unwrap_or(0) as u64)?),
+        None => None,
+    };
     for i in 0..nentries {
-        let entry = entries + i * entry_size as u64;
-        let value = mem.ptr_at(entry, value_off)?;
+        let value = match values {
+            Some(array) => mem.read_u64(array.wrapping_add(i * 8))?,
+            None => mem.ptr_at(entries.wrapping_add(i * entry_size as u64), value_off)?,
+        };
         if value == 0 {
             continue;
         }
-        let key = mem.ptr_at(entry, key_off)?;
+        let key = mem.ptr_at(entries.wrapping_add(i * entry_size as u64), key_off)?;
         if !f(key, value) {
             break;
         }

@@ -166,6 +166,17 @@ layout_struct! {
     code_cellvars = "code.cellvars",
     code_freevars = "code.freevars",
     code_nlocals = "code.nlocals",
+    // Instance attributes (objects::instance_attr, dict.rs split tables).
+    type_tp_basicsize = "type.tp_basicsize",
+    type_tp_dictoffset = "type.tp_dictoffset",
+    heaptype_ht_cached_keys = "heaptype.ht_cached_keys",
+    type_managed_dict_flag = "type.managed_dict_flag",
+    type_inline_values_flag = "type.inline_values_flag",
+    object_managed_dict_before = "object.managed_dict_before",
+    object_values_before = "object.values_before",
+    object_dict_or_values_tagged = "object.dict_or_values_tagged",
+    dictvalues_values = "dictvalues.values",
+    dictvalues_valid = "dictvalues.valid",
 }
 
 impl Layout {

@@ -21,6 +21,7 @@ pub mod lines;
 pub mod locals;
 pub mod objects;
 pub mod text;
+pub mod thread_names;
 pub mod walk;
 
 pub use layout::{Layout, LayoutError};
