@@ -6,6 +6,7 @@ lines, gdb's own unwind, and (where the interpreter has DWARF) CPython's libpyth
 For an interpreter in a chroot the chroot's gdb runs inside it, with the crashcatch package
 installed there (so the helper is found at its chroot-side path)."""
 import glob
+import json
 import os
 import subprocess
 import re
@@ -256,6 +257,54 @@ def test_cc_threads_lists_every_thread_and_the_gil_holder(interp):
     workers = [r for r in rows if not r.startswith("*")]
     assert len(workers) == 3 and all(" in " in r and "no Python" not in r for r in workers), out["cc-threads"]
     check_py_bt(out["py-bt"], THREADS, [("inner", "inner"), ("outer", "outer"), ("<module>", "module")])
+
+
+# Python threads with names the OS cannot hold (non-ASCII, over 15 bytes), crashcatch NOT
+# enabled (the names come from the threading module's memory). Each thread's OS id and
+# Python name are printed first, as the truth; the crashing frame has an instance's
+# __dict__ (a split-table dict) as a local.
+NAMED_THREADS = """
+import buggyext, json, threading
+NAMES = ["worker-é-1", "a-python-thread-name-longer-than-the-os-allows"]
+ready = threading.Barrier(len(NAMES) + 1)
+stop = threading.Event()
+truth = {}
+
+def work():
+    truth[threading.get_native_id()] = threading.current_thread().name
+    ready.wait()
+    stop.wait()
+
+workers = [threading.Thread(target=work, name=n) for n in NAMES]
+for w in workers:
+    w.start()
+ready.wait()
+truth[threading.get_native_id()] = threading.current_thread().name
+print("TRUTH " + json.dumps(truth), flush=True)
+
+class Box:
+    def __init__(self):
+        self.a = 1
+        self.b = "é"
+
+def crash():
+    box = Box()
+    attrs = vars(box)
+    return buggyext.segfault(1)  # @crash
+
+crash()
+"""
+
+
+def test_cc_threads_shows_python_thread_names(interp):
+    out, whole = run_gdb(interp, NAMED_THREADS, ["run", "cc-threads", "py-locals"])
+    truth = json.loads(re.search(r"^TRUTH (.*)$", whole, re.M).group(1))
+    assert sorted(truth.values()) == sorted(["MainThread", "worker-é-1", "a-python-thread-name-longer-than-the-os-allows"])
+    rows = re.findall(r'^[* ] Thread \d+ \(LWP (\d+)\) "(.*?)"', out["cc-threads"], re.M)
+    shown = dict(rows)
+    assert len(rows) == 3 and all(shown.get(tid) == name for tid, name in truth.items()), (truth, out["cc-threads"])
+    # py-locals: the instance's __dict__ (a split-table dict on every version) is decoded.
+    assert "attrs = {'a': 1, 'b': 'é'}" in out["py-locals"].splitlines(), whole
 
 
 def test_bad_input_gets_a_message(interp):

@@ -174,7 +174,7 @@ layout_struct! {
     type_inline_values_flag = "type.inline_values_flag",
     object_managed_dict_before = "object.managed_dict_before",
     object_values_before = "object.values_before",
-    object_dict_or_values_tagged = "object.dict_or_values_tagged",
+    object_tagged_values_add = "object.tagged_values_add",
     dictvalues_values = "dictvalues.values",
     dictvalues_valid = "dictvalues.valid",
 }

@@ -226,8 +226,13 @@ int main(void) {
         field("object.managed_dict_before", -(long)MANAGED_DICT_OFFSET);
 #elif PY_VERSION_HEX >= 0x030C0000
         field("object.managed_dict_before", (long)((char *)obj - (char *)_PyObject_DictOrValuesPointer(obj)));
-        /* One tagged word: values (| 1) while no dict object exists, else the dict. */
-        field("object.dict_or_values_tagged", 1);
+        {
+            /* One tagged word: the dict, or (odd) the values while no dict object exists;
+             * recorded: what the interpreter adds to an odd word to get the values. */
+            PyDictOrValues dorv;
+            dorv.values = (char *)0x1001;
+            field("object.tagged_values_add", (long)((char *)_PyDictOrValues_GetValues(dorv) - dorv.values));
+        }
 #else
         field("object.managed_dict_before", (long)((char *)obj - (char *)_PyObject_ManagedDictPointer(obj)));
         field("object.values_before", (long)((char *)obj - (char *)_PyObject_ValuesPointer(obj)));

@@ -4,7 +4,7 @@
 //! * a dict at `tp_dictoffset` (every version; the only way up to 3.10, and modules);
 //! * 3.11/3.12 `Py_TPFLAGS_MANAGED_DICT`: a dict pointer before the object (the pre-header);
 //!   while no dict object exists, a values array (3.11: its own word, 3.12: the same word
-//!   tagged with 1) whose keys are the type's `ht_cached_keys`;
+//!   odd: the values' address - 1) whose keys are the type's `ht_cached_keys`;
 //! * 3.13+ `Py_TPFLAGS_INLINE_VALUES`: the values follow the object (`tp_basicsize`), valid
 //!   until a dict object takes them over (the pre-header's dict pointer).
 
@@ -40,8 +40,8 @@ fn attrs_of(mem: &dyn Memory, layout: &Layout, obj: u64) -> Option<Attrs> {
     let cached_keys = || mem.ptr_at(ty, layout.heaptype_ht_cached_keys?).filter(|&k| k != 0);
     if has(layout.type_managed_dict_flag) || has(layout.type_inline_values_flag) {
         let word = mem.read_u64(obj.checked_sub(u64::from(layout.object_managed_dict_before?))?)?;
-        if layout.object_dict_or_values_tagged.is_some() && word & 1 == 1 {
-            return Some(Attrs::Split { keys: cached_keys()?, values: word - 1 });
+        if let Some(add) = layout.object_tagged_values_add.filter(|_| word & 1 == 1) {
+            return Some(Attrs::Split { keys: cached_keys()?, values: word.checked_add(u64::from(add))? });
         }
         if word != 0 {
             return Some(Attrs::Dict(word));

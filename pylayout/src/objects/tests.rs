@@ -465,8 +465,8 @@ fn instance_attributes_on_every_layout() {
             put_heap_type(&mut m, &l, TYPE, l.type_managed_dict_flag.unwrap() as u64, 16, 0, KEYS);
             m.put(OBJ, &[1, TYPE]);
             m.put(VALUES + values_off, &[OTHER_VALUE, NAME_VALUE]);
-            if l.object_dict_or_values_tagged.is_some() {
-                m.put(before, &[VALUES | 1]); // 3.12: one tagged word
+            if l.object_tagged_values_add.is_some() {
+                m.put(before, &[VALUES - 1]); // 3.12: one tagged word, odd for values
             } else {
                 m.put(before, &[0]);
                 m.put(OBJ - l.object_values_before.unwrap() as u64, &[VALUES]); // 3.11
