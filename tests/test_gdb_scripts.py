@@ -264,9 +264,9 @@ def test_cc_threads_lists_every_thread_and_the_gil_holder(interp):
 # Python name are printed first, as the truth; the crashing frame has an instance's
 # __dict__ (a split-table dict) as a local.
 NAMED_THREADS = """
-import buggyext, json, threading
+import _thread, buggyext, json, threading
 NAMES = ["worker-é-1", "a-python-thread-name-longer-than-the-os-allows"]
-ready = threading.Barrier(len(NAMES) + 1)
+ready = threading.Barrier(len(NAMES) + 2)
 stop = threading.Event()
 truth = {}
 
@@ -275,9 +275,15 @@ def work():
     ready.wait()
     stop.wait()
 
+def unnamed():  # a thread threading does not know: no Python name
+    truth[threading.get_native_id()] = None
+    ready.wait()
+    stop.wait()
+
 workers = [threading.Thread(target=work, name=n) for n in NAMES]
 for w in workers:
     w.start()
+_thread.start_new_thread(unnamed, ())
 ready.wait()
 truth[threading.get_native_id()] = threading.current_thread().name
 print("TRUTH " + json.dumps(truth), flush=True)
@@ -297,12 +303,17 @@ crash()
 
 
 def test_cc_threads_shows_python_thread_names(interp):
-    out, whole = run_gdb(interp, NAMED_THREADS, ["run", "cc-threads", "py-locals"])
+    out, whole = run_gdb(interp, NAMED_THREADS, ["run", "cc-threads", "info threads", "py-locals"])
     truth = json.loads(re.search(r"^TRUTH (.*)$", whole, re.M).group(1))
-    assert sorted(truth.values()) == sorted(["MainThread", "worker-é-1", "a-python-thread-name-longer-than-the-os-allows"])
+    named = sorted(n for n in truth.values() if n)
+    assert named == sorted(["MainThread", "worker-é-1", "a-python-thread-name-longer-than-the-os-allows"]), truth
     rows = re.findall(r'^[* ] Thread \d+ \(LWP (\d+)\) "(.*?)"', out["cc-threads"], re.M)
     shown = dict(rows)
-    assert len(rows) == 3 and all(shown.get(tid) == name for tid, name in truth.items()), (truth, out["cc-threads"])
+    # Without a Python name, the OS's (as gdb shows it).
+    os_names = dict(re.findall(r'^\*?\s+\d+\s+Thread 0x[0-9a-f]+ \(LWP (\d+)\) "(.*?)"', out["info threads"], re.M))
+    assert len(rows) == 4 == len(os_names), (out["cc-threads"], out["info threads"])
+    for tid, name in truth.items():
+        assert shown.get(tid) == (name or os_names[tid]), (tid, name, out["cc-threads"])
     # py-locals: the instance's __dict__ (a split-table dict on every version) is decoded.
     assert "attrs = {'a': 1, 'b': 'é'}" in out["py-locals"].splitlines(), whole
 
