@@ -177,6 +177,10 @@ layout_struct! {
     object_tagged_values_add = "object.tagged_values_add",
     dictvalues_values = "dictvalues.values",
     dictvalues_valid = "dictvalues.valid",
+    dictvalues_capacity = "dictvalues.capacity",
+    dictvalues_size = "dictvalues.size",
+    dictvalues_order_size_before = "dictvalues.order_size_before",
+    dictvalues_order_before = "dictvalues.order_before",
 }
 
 impl Layout {

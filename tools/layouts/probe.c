@@ -210,6 +210,28 @@ int main(void) {
     field("type.inline_values_flag", Py_TPFLAGS_INLINE_VALUES);
     OFF("dictvalues.valid", PyDictValues, valid);
 #endif
+#if PY_VERSION_HEX >= 0x030D0000
+    /* A split table's insertion order: `size` indices after the `capacity` values. */
+    OFF("dictvalues.capacity", PyDictValues, capacity);
+    OFF("dictvalues.size", PyDictValues, size);
+#elif PY_VERSION_HEX >= 0x030B0000
+    {
+        /* A split table's insertion order: a count and indices in the bytes before the
+         * values, where _PyDictValues_AddToInsertionOrder puts them (asked of a fake
+         * array whose prefix is 32 bytes; index 5 added to an empty order). */
+        union { PyObject *align; uint8_t bytes[64]; } buf;
+        int i;
+        memset(&buf, 0, sizeof buf);
+        buf.bytes[31] = 32;
+        _PyDictValues_AddToInsertionOrder((PyDictValues *)&buf.bytes[32], 5);
+        for (i = 0; i < 31; i++) {
+            if (buf.bytes[i] == 1)
+                field("dictvalues.order_size_before", 32 - i);
+            if (buf.bytes[i] == 5)
+                field("dictvalues.order_before", 32 - i);
+        }
+    }
+#endif
 #if PY_VERSION_HEX >= 0x030B0000
     OFF("dictvalues.values", PyDictValues, values);
     {

@@ -368,6 +368,27 @@ fn put_unicode_keys(m: &mut Fake, l: &Layout, keys: u64, kind: u8, entries: &[(u
     m.regions.push((keys, bytes));
 }
 
+/// A split table's values at `at` (a `PyDictValues`), with its insertion order (3.11+)
+/// where the version keeps it; 3.13+ values are marked valid.
+fn put_values(m: &mut Fake, l: &Layout, at: u64, values: &[u64], order: &[u8]) {
+    let array = at + l.dictvalues_values.unwrap_or(0) as u64;
+    m.put(array, values);
+    if let (Some(cap), Some(size)) = (l.dictvalues_capacity, l.dictvalues_size) {
+        let mut head = vec![0u8; (array - at) as usize];
+        head[cap as usize] = values.len() as u8;
+        head[size as usize] = order.len() as u8;
+        head[l.dictvalues_valid.unwrap() as usize] = 1;
+        m.regions.push((at, head));
+        m.regions.push((array + 8 * values.len() as u64, order.to_vec()));
+    } else if let Some(size_before) = l.dictvalues_order_size_before {
+        // The indices go down from just below the count: one region, lowest byte first.
+        assert_eq!(l.dictvalues_order_before, Some(size_before + 1));
+        let mut bytes: Vec<u8> = order.iter().rev().copied().collect();
+        bytes.push(order.len() as u8);
+        m.regions.push((at - size_before as u64 - order.len() as u64, bytes));
+    }
+}
+
 /// A dict object at `dict` over `keys` (and a split table's `values`).
 fn put_dict(m: &mut Fake, l: &Layout, dict: u64, used: u64, keys: u64, values: u64) {
     let mut words = vec![0u64; 6];
@@ -393,12 +414,16 @@ fn dicts_combined_and_split() {
     let one_item = Limits { items: 1, ..Limits::default() };
     assert_eq!(show(&m, &l, dict, &one_item), "{'a': 1, ...(1 more)}");
     // A split table (an instance's __dict__): shared keys, the values in their own array
-    // (the entries' own values are NULL), a NULL value for an attribute this one lacks.
+    // (the entries' own values are NULL), a NULL value for an attribute this one lacks,
+    // shown in this instance's insertion order (b was set before a).
     let (split_keys, values) = (0x97_0000, 0x96_0000);
     put_unicode_keys(&mut m, &l, split_keys, 2, &[(a, 0), (0x98_0000, 0), (b, 0)]);
-    m.put(values, &[one, 0, two]);
+    put_values(&mut m, &l, values, &[one, 0, two], &[2, 0]);
     put_dict(&mut m, &l, dict, 2, split_keys, values);
-    assert_eq!(show(&m, &l, dict, &Limits::default()), "{'a': 1, \"b'\": -2}");
+    assert_eq!(show(&m, &l, dict, &Limits::default()), "{\"b'\": -2, 'a': 1}");
+    // A corrupt order (an index past the entries) skips that index.
+    put_values(&mut m, &l, values, &[one, 0, two], &[9, 0]);
+    assert_eq!(show(&m, &l, dict, &Limits::default()), "{'a': 1, ...(1 more)}");
     // Unreadable values: the dict says so rather than guessing.
     put_dict(&mut m, &l, dict, 2, split_keys, 0xdead_0000);
     assert!(matches!(decode(&m, &l, &T, dict, &Limits::default()), Value::Unreadable { .. }));
@@ -438,7 +463,6 @@ fn instance_attributes_on_every_layout() {
         m.put_ascii(&l, NAME, "_name");
         m.put_ascii(&l, OTHER, "_ident");
         put_unicode_keys(&mut m, &l, KEYS, 2, &[(OTHER, 0), (NAME, 0)]);
-        let values_off = l.dictvalues_values.unwrap() as u64;
         let get = |m: &Fake| instance_attr(m, &l, &T, OBJ, "_name");
         let before = OBJ - l.object_managed_dict_before.unwrap() as u64;
         if let Some(inline) = l.type_inline_values_flag {
@@ -454,17 +478,14 @@ fn instance_attributes_on_every_layout() {
             );
             m.put(OBJ, &[1, TYPE]);
             m.put(before, &[0]);
-            let mut head = [0u8; 8];
-            head[l.dictvalues_valid.unwrap() as usize] = 1;
-            m.regions.push((OBJ + 16, head.to_vec()));
-            m.put(OBJ + 16 + values_off, &[OTHER_VALUE, NAME_VALUE]);
+            put_values(&mut m, &l, OBJ + 16, &[OTHER_VALUE, NAME_VALUE], &[0, 1]);
             assert_eq!(get(&m), Some(NAME_VALUE), "3.{minor} inline values");
             m.regions.push((OBJ + 16, vec![0u8; 8]));
             assert_eq!(get(&m), None, "3.{minor} values no longer valid, no dict");
         } else {
             put_heap_type(&mut m, &l, TYPE, l.type_managed_dict_flag.unwrap() as u64, 16, 0, KEYS);
             m.put(OBJ, &[1, TYPE]);
-            m.put(VALUES + values_off, &[OTHER_VALUE, NAME_VALUE]);
+            put_values(&mut m, &l, VALUES, &[OTHER_VALUE, NAME_VALUE], &[0, 1]);
             if l.object_tagged_values_add.is_some() {
                 m.put(before, &[VALUES - 1]); // 3.12: one tagged word, odd for values
             } else {
@@ -475,7 +496,7 @@ fn instance_attributes_on_every_layout() {
         }
         // A dict object (materialised __dict__), split over the same values.
         put_dict(&mut m, &l, DICT, 2, KEYS, VALUES);
-        m.put(VALUES + values_off, &[OTHER_VALUE, NAME_VALUE]);
+        put_values(&mut m, &l, VALUES, &[OTHER_VALUE, NAME_VALUE], &[1, 0]);
         m.put(before, &[DICT]);
         assert_eq!(get(&m), Some(NAME_VALUE), "3.{minor} managed dict");
         // Garbage: no attribute, no panic.
