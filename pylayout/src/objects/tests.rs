@@ -582,6 +582,9 @@ fn random_memory_never_panics_and_stays_bounded() {
             assert!(text.len() < 1 << 20, "3.{minor} at word {i}: {} bytes", text.len());
             let _ = crate::locals::frame_locals(&m, &l, &T, BASE + i * 8);
             let _ = crate::locals::frame_global(&m, &l, &T, BASE + i * 8, "name");
+            let _ = instance_attr(&m, &l, &T, BASE + i * 8, "_name");
+            let names = crate::thread_names::python_thread_names(&m, &l, &T, BASE + i * 8);
+            assert!(names.len() <= 4096, "3.{minor} at word {i}");
         }
     }
 }
