@@ -499,7 +499,7 @@ class CcBt(_Command):
 
 
 class CcThreads(_Command):
-    """cc-threads: every thread with its OS id, name, GIL holder and Python function."""
+    """cc-threads: every thread with its OS id, Python thread name, GIL holder and Python function."""
 
     def __init__(self):
         super(CcThreads, self).__init__("cc-threads")
@@ -527,13 +527,18 @@ class CcThreads(_Command):
             if row["function"] is not None:
                 line = row["line"] if row["line"] is not None else "???"
                 where = ' in %s (%s:%s)' % (row["function"], row["file"], line)
+            # The Python name (threading.Thread.name) when the thread has one, else the OS's;
+            # the OS name too where it says something else (it is cut to 15 bytes).
+            name = row.get("python_name") or t.name or "?"
+            if row.get("python_name") and t.name and not row["python_name"].startswith(t.name):
+                tags.append('OS name "%s"' % t.name)
             gdb.write(
                 '%s Thread %d (LWP %d) "%s"%s%s\n'
                 % (
                     "*" if t == selected else " ",
                     t.num,
                     info["tid"],
-                    t.name or "?",
+                    name,
                     " [%s]" % ", ".join(tags) if tags else "",
                     where,
                 )

@@ -6,6 +6,7 @@ lines, gdb's own unwind, and (where the interpreter has DWARF) CPython's libpyth
 For an interpreter in a chroot the chroot's gdb runs inside it, with the crashcatch package
 installed there (so the helper is found at its chroot-side path)."""
 import glob
+import json
 import os
 import subprocess
 import re
@@ -256,6 +257,74 @@ def test_cc_threads_lists_every_thread_and_the_gil_holder(interp):
     workers = [r for r in rows if not r.startswith("*")]
     assert len(workers) == 3 and all(" in " in r and "no Python" not in r for r in workers), out["cc-threads"]
     check_py_bt(out["py-bt"], THREADS, [("inner", "inner"), ("outer", "outer"), ("<module>", "module")])
+
+
+# Python threads with names the OS cannot hold (non-ASCII, over 15 bytes), crashcatch NOT
+# enabled (the names come from the threading module's memory). Each thread's OS id and
+# Python name are printed first, as the truth; the crashing frame has an instance's
+# __dict__ (a split-table dict) as a local.
+NAMED_THREADS = """
+import _thread, buggyext, json, threading
+NAMES = ["worker-é-1", "a-python-thread-name-longer-than-the-os-allows"]
+ready = threading.Barrier(len(NAMES) + 2)
+stop = threading.Event()
+truth = {}
+
+def work():
+    truth[threading.get_native_id()] = threading.current_thread().name
+    ready.wait()
+    stop.wait()
+
+def unnamed():  # a thread threading does not know: no Python name
+    truth[threading.get_native_id()] = None
+    ready.wait()
+    stop.wait()
+
+workers = [threading.Thread(target=work, name=n) for n in NAMES]
+for w in workers:
+    w.start()
+_thread.start_new_thread(unnamed, ())
+ready.wait()
+truth[threading.get_native_id()] = threading.current_thread().name
+print("TRUTH " + json.dumps(truth), flush=True)
+
+class Box:
+    def __init__(self, a_first):
+        if a_first:
+            self.a, self.b = 1, "é"
+        else:  # the other order than the type's shared keys
+            self.b, self.a = "é", 1
+
+first = Box(True)
+
+def crash():
+    box = Box(False)
+    attrs = vars(box)
+    kept = vars(first)  # split on every version (3.9/3.10 too: the keys' own order)
+    print("ATTRS " + ascii(attrs), flush=True)
+    return buggyext.segfault(1)  # @crash
+
+crash()
+"""
+
+
+def test_cc_threads_shows_python_thread_names(interp):
+    out, whole = run_gdb(interp, NAMED_THREADS, ["run", "cc-threads", "info threads", "py-locals"])
+    truth = json.loads(re.search(r"^TRUTH (.*)$", whole, re.M).group(1))
+    named = sorted(n for n in truth.values() if n)
+    assert named == sorted(["MainThread", "worker-é-1", "a-python-thread-name-longer-than-the-os-allows"]), truth
+    rows = re.findall(r'^[* ] Thread \d+ \(LWP (\d+)\) "(.*?)"', out["cc-threads"], re.M)
+    shown = dict(rows)
+    # Without a Python name, the OS's (as gdb shows it).
+    os_names = dict(re.findall(r'^\*?\s+\d+\s+Thread 0x[0-9a-f]+ \(LWP (\d+)\) "(.*?)"', out["info threads"], re.M))
+    assert len(rows) == 4 == len(os_names), (out["cc-threads"], out["info threads"])
+    for tid, name in truth.items():
+        assert shown.get(tid) == (name or os_names[tid]), (tid, name, out["cc-threads"])
+    # py-locals: the instance's __dict__ (a split-table dict from 3.11 on, in its own
+    # insertion order) shows as the script's repr() of it.
+    assert re.search(r"^ATTRS \{'b': '\\xe9', 'a': 1\}$", whole, re.M), whole
+    assert "attrs = {'b': 'é', 'a': 1}" in out["py-locals"].splitlines(), whole
+    assert "kept = {'a': 1, 'b': 'é'}" in out["py-locals"].splitlines(), whole
 
 
 def test_bad_input_gets_a_message(interp):

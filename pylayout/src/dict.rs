@@ -1,5 +1,5 @@
-//! Iterating dicts and sets in another process's memory (combined-table dicts only, which
-//! is what module dicts and `sys.modules` are).
+//! Iterating dicts and sets in another process's memory: combined tables, and split tables
+//! (shared keys + a values array: instance `__dict__`s and attributes).
 
 use crate::{Layout, Memory};
 
@@ -24,9 +24,22 @@ fn for_each_item_inner(
     f: &mut dyn FnMut(u64, u64) -> bool,
 ) -> Option<()> {
     let keys = mem.ptr_at(dict, layout.dict_ma_keys?)?;
-    if mem.ptr_at(dict, layout.dict_ma_values?)? != 0 {
-        return None; // split table: not used for the dicts we read
-    }
+    let values = mem.ptr_at(dict, layout.dict_ma_values?)?;
+    for_each_entry(mem, layout, keys, (values != 0).then_some(values), f)
+}
+
+/// Calls `f(key, value)` for each live entry of the keys object `keys` until `f` returns
+/// `false`. `values`: the values array (`PyDictValues`, or 3.9/3.10's `PyObject **`) of a
+/// split table — a dict's `ma_values`, an instance's pre-header or inline values — whose
+/// keys are shared (the type's `ht_cached_keys`); visited in the instance's insertion order
+/// (3.11+ record it beside the values; 3.9/3.10's is the keys' order). `None` if unreadable.
+pub fn for_each_entry(
+    mem: &dyn Memory,
+    layout: &Layout,
+    keys: u64,
+    values: Option<u64>,
+    f: &mut dyn FnMut(u64, u64) -> bool,
+) -> Option<()> {
     let nentries = mem.ptr_at(keys, layout.dictkeys_nentries?)?;
     if nentries > MAX_ENTRIES {
         return None;
@@ -54,19 +67,73 @@ fn for_each_item_inner(
     } else {
         (layout.dictkeys_entry_size?, layout.dictkeys_entry_key?, layout.dictkeys_entry_value?)
     };
-    let entries = keys + layout.dictkeys_indices? as u64 + index_bytes;
-    for i in 0..nentries {
-        let entry = entries + i * entry_size as u64;
-        let value = mem.ptr_at(entry, value_off)?;
-        if value == 0 {
-            continue;
+    let entries = keys.checked_add(layout.dictkeys_indices? as u64)?.checked_add(index_bytes)?;
+    let entry = |i: u64| entries.wrapping_add(i * entry_size as u64);
+    let Some(values) = values else {
+        for i in 0..nentries {
+            let value = mem.ptr_at(entry(i), value_off)?;
+            if value != 0 && !f(mem.ptr_at(entry(i), key_off)?, value) {
+                break;
+            }
         }
-        let key = mem.ptr_at(entry, key_off)?;
-        if !f(key, value) {
-            break;
+        return Some(());
+    };
+    let array = values.checked_add(layout.dictvalues_values.unwrap_or(0) as u64)?;
+    // Some(false): stop (f said so).
+    let mut visit = |i: u64| -> Option<bool> {
+        if i >= nentries {
+            return Some(true); // a corrupt order: skipped
+        }
+        let value = mem.read_u64(array.wrapping_add(i * 8))?;
+        Some(value == 0 || f(mem.ptr_at(entry(i), key_off)?, value))
+    };
+    let mut order = [0u8; 256];
+    match insertion_order(mem, layout, values, &mut order) {
+        Some(n) => {
+            for &i in &order[..n] {
+                if !visit(u64::from(i))? {
+                    break;
+                }
+            }
+        }
+        None => {
+            for i in 0..nentries {
+                if !visit(i)? {
+                    break;
+                }
+            }
         }
     }
     Some(())
+}
+
+/// Reads the insertion order of the split table whose `PyDictValues` is at `values` into
+/// `out`; the number of indices, or `None` where the version records none (3.9/3.10) or
+/// it does not read.
+fn insertion_order(mem: &dyn Memory, layout: &Layout, values: u64, out: &mut [u8; 256]) -> Option<usize> {
+    if let (Some(cap_off), Some(size_off)) = (layout.dictvalues_capacity, layout.dictvalues_size) {
+        // 3.13+: `size` indices after the `capacity` values.
+        let capacity = u64::from(mem.read_u8(values.checked_add(u64::from(cap_off))?)?);
+        let size = mem.read_u8(values.checked_add(u64::from(size_off))?)? as usize;
+        let at = values.checked_add(u64::from(layout.dictvalues_values?))?.checked_add(capacity * 8)?;
+        return mem.read(at, &mut out[..size]).then_some(size);
+    }
+    // 3.11/3.12: a count, then indices going down, in the bytes before the values.
+    let size_at = values.checked_sub(u64::from(layout.dictvalues_order_size_before?))?;
+    let size = mem.read_u8(size_at)? as usize;
+    if size == 0 {
+        return Some(0);
+    }
+    let first = values.checked_sub(u64::from(layout.dictvalues_order_before?))?;
+    let lowest = first.checked_sub(size.checked_sub(1)? as u64)?;
+    let mut down = [0u8; 256];
+    if !mem.read(lowest, &mut down[..size]) {
+        return None;
+    }
+    for (k, slot) in out[..size].iter_mut().enumerate() {
+        *slot = down[size - 1 - k];
+    }
+    Some(size)
 }
 
 /// Calls `f(key, hash)` for each entry of the set or frozenset at `set` until `f` returns

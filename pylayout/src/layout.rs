@@ -166,6 +166,21 @@ layout_struct! {
     code_cellvars = "code.cellvars",
     code_freevars = "code.freevars",
     code_nlocals = "code.nlocals",
+    // Instance attributes (objects::instance_attr, dict.rs split tables).
+    type_tp_basicsize = "type.tp_basicsize",
+    type_tp_dictoffset = "type.tp_dictoffset",
+    heaptype_ht_cached_keys = "heaptype.ht_cached_keys",
+    type_managed_dict_flag = "type.managed_dict_flag",
+    type_inline_values_flag = "type.inline_values_flag",
+    object_managed_dict_before = "object.managed_dict_before",
+    object_values_before = "object.values_before",
+    object_tagged_values_add = "object.tagged_values_add",
+    dictvalues_values = "dictvalues.values",
+    dictvalues_valid = "dictvalues.valid",
+    dictvalues_capacity = "dictvalues.capacity",
+    dictvalues_size = "dictvalues.size",
+    dictvalues_order_size_before = "dictvalues.order_size_before",
+    dictvalues_order_before = "dictvalues.order_before",
 }
 
 impl Layout {

@@ -8,9 +8,11 @@
 //! * Readers over a `Memory`: [`walk`] (threads and frames), [`lines`] (line tables),
 //!   [`text`] (str objects), [`dict`] (dict and set iteration).
 //! * For debuggers and dump readers: [`objects`] (any object's value as `repr()`-like text,
-//!   bounded) and [`locals`] (a frame's local variables, globals and builtins by name).
+//!   bounded; instance attributes), [`locals`] (a frame's local variables, globals and
+//!   builtins by name) and [`thread_names`] (`threading.Thread.name` of each thread).
 //!
-//! Everything except [`layout::Layout::for_version`], [`objects`] and [`locals`] is
+//! Everything except [`layout::Layout::for_version`], [`objects`], [`locals`] and
+//! [`thread_names`] is
 //! allocation-free and lock-free, so the collector can run it inside a signal handler:
 //! results are passed to callbacks and bytes are read through small fixed buffers.
 
@@ -21,6 +23,7 @@ pub mod lines;
 pub mod locals;
 pub mod objects;
 pub mod text;
+pub mod thread_names;
 pub mod walk;
 
 pub use layout::{Layout, LayoutError};

@@ -7,9 +7,9 @@
 //!   `co_localsplusnames`, each with a kind byte in `co_localspluskinds`; 3.14+ stores
 //!   tagged `_PyStackRef`s there (the low bits are flags, NULL is tagged too).
 
-use crate::objects::{read_c_string, ObjectTypes};
-use crate::text::{for_each_char, StrRead};
-use crate::{dict, Layout, Memory};
+use crate::objects::attrs::dict_lookup;
+use crate::objects::{read_c_string, str_text, ObjectTypes};
+use crate::{Layout, Memory};
 
 /// One local variable: its name and the address of its value (0 = unbound).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,36 +87,6 @@ pub fn frame_global_scope(
         let d = mem.ptr_at(frame, off).filter(|&d| d != 0)?;
         dict_lookup(mem, layout, types, d, name).map(|value| (value, scope))
     })
-}
-
-/// The value under the str key `name` in the combined-table dict `d`.
-fn dict_lookup(mem: &dyn Memory, layout: &Layout, types: &ObjectTypes, d: u64, name: &str) -> Option<u64> {
-    let len = name.chars().count();
-    let mut found = None;
-    dict::for_each_item(mem, layout, d, &mut |key, value| {
-        if str_text(mem, layout, types, key, len + 1).is_some_and(|k| k == name) {
-            found = Some(value);
-            return false;
-        }
-        true
-    });
-    found
-}
-
-/// The text of the str at `obj` if it has at most `limit` characters.
-fn str_text(
-    mem: &dyn Memory,
-    layout: &Layout,
-    types: &ObjectTypes,
-    obj: u64,
-    limit: usize,
-) -> Option<String> {
-    let mut text = String::new();
-    let mut push = |c: u32| text.push(char::from_u32(c).unwrap_or(char::REPLACEMENT_CHARACTER));
-    match for_each_char(mem, layout, types.str_, obj, limit, &mut push) {
-        StrRead::Done { truncated: false } => Some(text),
-        _ => None,
-    }
 }
 
 fn name_of(mem: &dyn Memory, layout: &Layout, types: &ObjectTypes, obj: u64) -> String {

@@ -13,8 +13,11 @@
 //! `class Row(list)` shows as `[1, 2]`); a subclass with its own repr (IntEnum members,
 //! named tuples, OrderedDict) shows as `<TypeName object at 0x…>`.
 
+pub(crate) mod attrs;
 mod int;
 mod repr;
+
+pub use attrs::{instance_attr, str_text};
 
 use crate::text::{for_each_char, StrRead};
 use crate::{dict, Layout, Memory};
@@ -397,11 +400,8 @@ impl Decoder<'_> {
 
     fn dict(&mut self, addr: u64, depth: usize) -> Result<Value, &'static str> {
         let l = self.layout;
-        let values = self.mem.ptr_at(addr, l.dict_ma_values.ok_or("no dict layout")?);
-        match values {
-            None => return Err("dict not readable"),
-            Some(0) => {}
-            Some(_) => return Err("split-table dict (not decoded)"),
+        if self.mem.ptr_at(addr, l.dict_ma_values.ok_or("no dict layout")?).is_none() {
+            return Err("dict not readable");
         }
         let used = l.dict_ma_used.and_then(|off| self.size(addr, off).ok());
         let mut pairs = Vec::new();

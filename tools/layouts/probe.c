@@ -11,6 +11,7 @@
 #include "internal/pycore_runtime.h"
 #include "internal/pycore_pystate.h"
 #include "internal/pycore_code.h"
+#include "internal/pycore_object.h"
 #if PY_VERSION_HEX >= 0x030B0000
 #include "internal/pycore_frame.h"
 #include "internal/pycore_dict.h"
@@ -195,6 +196,71 @@ int main(void) {
     OFF("cell.ob_ref", PyCellObject, ob_ref);
     OFF("dict.ma_used", PyDictObject, ma_used);
     OFF("set.used", PySetObject, used);
+    /* Instance attributes (objects::instance_attr: threading.Thread._name for cc-threads).
+     * <=3.10 (and types without managed dicts): a dict at tp_dictoffset. 3.11/3.12: a
+     * dict or a values array before the object (the pre-header); 3.13+: values inline
+     * after tp_basicsize. Split tables take their keys from the type's ht_cached_keys. */
+    OFF("type.tp_basicsize", PyTypeObject, tp_basicsize);
+    OFF("type.tp_dictoffset", PyTypeObject, tp_dictoffset);
+    OFF("heaptype.ht_cached_keys", PyHeapTypeObject, ht_cached_keys);
+#ifdef Py_TPFLAGS_MANAGED_DICT
+    field("type.managed_dict_flag", Py_TPFLAGS_MANAGED_DICT);
+#endif
+#ifdef Py_TPFLAGS_INLINE_VALUES
+    field("type.inline_values_flag", Py_TPFLAGS_INLINE_VALUES);
+    OFF("dictvalues.valid", PyDictValues, valid);
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+    /* A split table's insertion order: `size` indices after the `capacity` values. */
+    OFF("dictvalues.capacity", PyDictValues, capacity);
+    OFF("dictvalues.size", PyDictValues, size);
+#elif PY_VERSION_HEX >= 0x030B0000
+    {
+        /* A split table's insertion order: a count and indices in the bytes before the
+         * values, where _PyDictValues_AddToInsertionOrder puts them (asked of a fake
+         * array whose prefix is 32 bytes; index 5 added to an empty order). */
+        union { PyObject *align; uint8_t bytes[64]; } buf;
+        int i;
+        memset(&buf, 0, sizeof buf);
+        buf.bytes[31] = 32;
+        _PyDictValues_AddToInsertionOrder((PyDictValues *)&buf.bytes[32], 5);
+        for (i = 0; i < 31; i++) {
+            if (buf.bytes[i] == 1)
+                field("dictvalues.order_size_before", 32 - i);
+            if (buf.bytes[i] == 5)
+                field("dictvalues.order_before", 32 - i);
+        }
+    }
+#endif
+#if PY_VERSION_HEX >= 0x030B0000
+    OFF("dictvalues.values", PyDictValues, values);
+    {
+        /* The pre-header pointers, as the interpreter's own accessors place them: asked
+         * of a fake object whose type has a managed dict (their asserts hold). */
+        PyTypeObject fake_type;
+        PyObject *fake[8];
+        PyObject *obj = (PyObject *)&fake[4];
+        memset(&fake_type, 0, sizeof fake_type);
+        fake_type.tp_flags = Py_TPFLAGS_MANAGED_DICT;
+        memset(fake, 0, sizeof fake);
+        Py_SET_TYPE(obj, &fake_type);
+#if PY_VERSION_HEX >= 0x030D0000
+        field("object.managed_dict_before", -(long)MANAGED_DICT_OFFSET);
+#elif PY_VERSION_HEX >= 0x030C0000
+        field("object.managed_dict_before", (long)((char *)obj - (char *)_PyObject_DictOrValuesPointer(obj)));
+        {
+            /* One tagged word: the dict, or (odd) the values while no dict object exists;
+             * recorded: what the interpreter adds to an odd word to get the values. */
+            PyDictOrValues dorv;
+            dorv.values = (char *)0x1001;
+            field("object.tagged_values_add", (long)((char *)_PyDictOrValues_GetValues(dorv) - dorv.values));
+        }
+#else
+        field("object.managed_dict_before", (long)((char *)obj - (char *)_PyObject_ManagedDictPointer(obj)));
+        field("object.values_before", (long)((char *)obj - (char *)_PyObject_ValuesPointer(obj)));
+#endif
+    }
+#endif
     /* int: PyLong_SHIFT-bit digits; the count and sign are in ob_size up to 3.11, in
      * lv_tag (count << non_size_bits | sign, sign 0 positive / 1 zero / 2 negative) after. */
     field("long.shift", PyLong_SHIFT);

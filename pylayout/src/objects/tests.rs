@@ -353,6 +353,52 @@ fn strings_are_cut_at_the_limit() {
     assert_eq!(v, Value::Str { text: "abcdefgh".into(), truncated: true });
 }
 
+/// A unicode-keyed keys object at `keys` (3.11+ layout): 8 index bytes, then `(key, value)`
+/// entries; `kind` 1 = combined, 2 = split (the values live apart).
+fn put_unicode_keys(m: &mut Fake, l: &Layout, keys: u64, kind: u8, entries: &[(u64, u64)]) {
+    let start = l.dictkeys_indices.unwrap() as usize + 8;
+    let mut bytes = vec![0u8; start + entries.len() * 16];
+    bytes[l.dictkeys_log2_index_bytes.unwrap() as usize] = 3;
+    bytes[l.dictkeys_kind.unwrap() as usize] = kind;
+    bytes[l.dictkeys_nentries.unwrap() as usize] = entries.len() as u8;
+    for (i, (k, v)) in entries.iter().enumerate() {
+        bytes[start + 16 * i..start + 16 * i + 8].copy_from_slice(&k.to_le_bytes());
+        bytes[start + 16 * i + 8..start + 16 * i + 16].copy_from_slice(&v.to_le_bytes());
+    }
+    m.regions.push((keys, bytes));
+}
+
+/// A split table's values at `at` (a `PyDictValues`), with its insertion order (3.11+)
+/// where the version keeps it; 3.13+ values are marked valid.
+fn put_values(m: &mut Fake, l: &Layout, at: u64, values: &[u64], order: &[u8]) {
+    let array = at + l.dictvalues_values.unwrap_or(0) as u64;
+    m.put(array, values);
+    if let (Some(cap), Some(size)) = (l.dictvalues_capacity, l.dictvalues_size) {
+        let mut head = vec![0u8; (array - at) as usize];
+        head[cap as usize] = values.len() as u8;
+        head[size as usize] = order.len() as u8;
+        head[l.dictvalues_valid.unwrap() as usize] = 1;
+        m.regions.push((at, head));
+        m.regions.push((array + 8 * values.len() as u64, order.to_vec()));
+    } else if let Some(size_before) = l.dictvalues_order_size_before {
+        // The indices go down from just below the count: one region, lowest byte first.
+        assert_eq!(l.dictvalues_order_before, Some(size_before + 1));
+        let mut bytes: Vec<u8> = order.iter().rev().copied().collect();
+        bytes.push(order.len() as u8);
+        m.regions.push((at - size_before as u64 - order.len() as u64, bytes));
+    }
+}
+
+/// A dict object at `dict` over `keys` (and a split table's `values`).
+fn put_dict(m: &mut Fake, l: &Layout, dict: u64, used: u64, keys: u64, values: u64) {
+    let mut words = vec![0u64; 6];
+    words[1] = T.dict;
+    words[(l.dict_ma_used.unwrap() / 8) as usize] = used;
+    words[(l.dict_ma_keys.unwrap() / 8) as usize] = keys;
+    words[(l.dict_ma_values.unwrap() / 8) as usize] = values;
+    m.put(dict, &words);
+}
+
 #[test]
 fn dicts_combined_and_split() {
     let (mut m, l) = fake();
@@ -361,33 +407,124 @@ fn dicts_combined_and_split() {
     m.put_ascii(&l, b, "b'");
     m.put_int(one, 1);
     m.put_int(two, -2);
-    // A unicode-keyed combined table: 8 index bytes, then (key, value) entries, one deleted.
-    let entries = l.dictkeys_indices.unwrap() as usize + 8;
-    let mut bytes = vec![0u8; entries + 3 * 16];
-    bytes[l.dictkeys_log2_index_bytes.unwrap() as usize] = 3;
-    bytes[l.dictkeys_kind.unwrap() as usize] = 1;
-    bytes[l.dictkeys_nentries.unwrap() as usize] = 3;
-    for (i, (k, v)) in [(a, one), (0, 0), (b, two)].iter().enumerate() {
-        bytes[entries + 16 * i..entries + 16 * i + 8].copy_from_slice(&k.to_le_bytes());
-        bytes[entries + 16 * i + 8..entries + 16 * i + 16].copy_from_slice(&v.to_le_bytes());
-    }
-    m.regions.push((keys, bytes));
-    let head = |used: u64, values: u64| {
-        let mut words = vec![0u64; 6];
-        words[1] = T.dict;
-        words[(l.dict_ma_used.unwrap() / 8) as usize] = used;
-        words[(l.dict_ma_keys.unwrap() / 8) as usize] = keys;
-        words[(l.dict_ma_values.unwrap() / 8) as usize] = values;
-        words
-    };
-    m.put(dict, &head(2, 0));
+    // A combined table, one entry deleted.
+    put_unicode_keys(&mut m, &l, keys, 1, &[(a, one), (0, 0), (b, two)]);
+    put_dict(&mut m, &l, dict, 2, keys, 0);
     assert_eq!(show(&m, &l, dict, &Limits::default()), "{'a': 1, \"b'\": -2}");
     let one_item = Limits { items: 1, ..Limits::default() };
     assert_eq!(show(&m, &l, dict, &one_item), "{'a': 1, ...(1 more)}");
-    // A split table (values stored apart from the keys): not guessed at.
-    m.put(dict, &head(2, 0x96_0000));
-    let v = decode(&m, &l, &T, dict, &Limits::default());
-    assert!(matches!(v, Value::Unreadable { why, .. } if why.contains("split")), "{v:?}");
+    // A split table (an instance's __dict__): shared keys, the values in their own array
+    // (the entries' own values are NULL), a NULL value for an attribute this one lacks,
+    // shown in this instance's insertion order (b was set before a).
+    let (split_keys, values) = (0x97_0000, 0x96_0000);
+    put_unicode_keys(&mut m, &l, split_keys, 2, &[(a, 0), (0x98_0000, 0), (b, 0)]);
+    put_values(&mut m, &l, values, &[one, 0, two], &[2, 0]);
+    put_dict(&mut m, &l, dict, 2, split_keys, values);
+    assert_eq!(show(&m, &l, dict, &Limits::default()), "{\"b'\": -2, 'a': 1}");
+    // A corrupt order (an index past the entries) skips that index.
+    put_values(&mut m, &l, values, &[one, 0, two], &[9, 0]);
+    assert_eq!(show(&m, &l, dict, &Limits::default()), "{'a': 1, ...(1 more)}");
+    // Unreadable values: the dict says so rather than guessing.
+    put_dict(&mut m, &l, dict, 2, split_keys, 0xdead_0000);
+    assert!(matches!(decode(&m, &l, &T, dict, &Limits::default()), Value::Unreadable { .. }));
+}
+
+/// A heap type at `addr` with the given flags, basic size, dict offset and cached keys.
+fn put_heap_type(
+    m: &mut Fake,
+    l: &Layout,
+    addr: u64,
+    flags: u64,
+    basicsize: u64,
+    dictoffset: u64,
+    keys: u64,
+) {
+    let mut words = vec![0u64; 160];
+    words[(l.type_tp_flags.unwrap() / 8) as usize] = flags;
+    words[(l.type_tp_basicsize.unwrap() / 8) as usize] = basicsize;
+    words[(l.type_tp_dictoffset.unwrap() / 8) as usize] = dictoffset;
+    words[(l.heaptype_ht_cached_keys.unwrap() / 8) as usize] = keys;
+    m.put(addr, &words);
+}
+
+#[test]
+fn instance_attributes_on_every_layout() {
+    const TYPE: u64 = 0xa0_0000;
+    const KEYS: u64 = 0xa1_0000;
+    const OBJ: u64 = 0xa2_1000; // room before it for the pre-header
+    const VALUES: u64 = 0xa3_0000;
+    const DICT: u64 = 0xa4_0000;
+    const NAME: u64 = 0xa5_0000;
+    const OTHER: u64 = 0xa5_1000;
+    const NAME_VALUE: u64 = 0xa6_0000;
+    const OTHER_VALUE: u64 = 0xa7_0000;
+    for minor in 11..=15 {
+        let (mut m, l) = fake_for(minor);
+        m.put_ascii(&l, NAME, "_name");
+        m.put_ascii(&l, OTHER, "_ident");
+        put_unicode_keys(&mut m, &l, KEYS, 2, &[(OTHER, 0), (NAME, 0)]);
+        let get = |m: &Fake| instance_attr(m, &l, &T, OBJ, "_name");
+        let before = OBJ - l.object_managed_dict_before.unwrap() as u64;
+        if let Some(inline) = l.type_inline_values_flag {
+            // 3.13+: the values follow the object; `valid` cleared once a dict took them.
+            put_heap_type(
+                &mut m,
+                &l,
+                TYPE,
+                inline as u64 | l.type_managed_dict_flag.unwrap() as u64,
+                16,
+                0,
+                KEYS,
+            );
+            m.put(OBJ, &[1, TYPE]);
+            m.put(before, &[0]);
+            put_values(&mut m, &l, OBJ + 16, &[OTHER_VALUE, NAME_VALUE], &[0, 1]);
+            assert_eq!(get(&m), Some(NAME_VALUE), "3.{minor} inline values");
+            m.regions.push((OBJ + 16, vec![0u8; 8]));
+            assert_eq!(get(&m), None, "3.{minor} values no longer valid, no dict");
+        } else {
+            put_heap_type(&mut m, &l, TYPE, l.type_managed_dict_flag.unwrap() as u64, 16, 0, KEYS);
+            m.put(OBJ, &[1, TYPE]);
+            put_values(&mut m, &l, VALUES, &[OTHER_VALUE, NAME_VALUE], &[0, 1]);
+            if l.object_tagged_values_add.is_some() {
+                m.put(before, &[VALUES - 1]); // 3.12: one tagged word, odd for values
+            } else {
+                m.put(before, &[0]);
+                m.put(OBJ - l.object_values_before.unwrap() as u64, &[VALUES]); // 3.11
+            }
+            assert_eq!(get(&m), Some(NAME_VALUE), "3.{minor} pre-header values");
+        }
+        // A dict object (materialised __dict__), split over the same values.
+        put_dict(&mut m, &l, DICT, 2, KEYS, VALUES);
+        put_values(&mut m, &l, VALUES, &[OTHER_VALUE, NAME_VALUE], &[1, 0]);
+        m.put(before, &[DICT]);
+        assert_eq!(get(&m), Some(NAME_VALUE), "3.{minor} managed dict");
+        // Garbage: no attribute, no panic.
+        m.put(before, &[0xdead_beef_0000]);
+        assert_eq!(get(&m), None, "3.{minor} garbage dict pointer");
+        assert_eq!(instance_attr(&m, &l, &T, 0xdead_0000, "_name"), None);
+    }
+}
+
+#[test]
+fn instance_attributes_through_tp_dictoffset() {
+    // A combined-table __dict__ at tp_dictoffset (3.11+ types without managed dicts, and
+    // modules, whose md_dict tp_dictoffset names).
+    let (mut m, l) = fake_for(12);
+    let (ty, keys, obj, dict, name, value) =
+        (0xb0_0000, 0xb1_0000, 0xb2_0000, 0xb3_0000, 0xb4_0000, 0xb5_0000);
+    m.put_ascii(&l, name, "_active");
+    put_unicode_keys(&mut m, &l, keys, 1, &[(name, value)]);
+    put_dict(&mut m, &l, dict, 1, keys, 0);
+    put_heap_type(&mut m, &l, ty, 0, 32, 16, 0);
+    m.put(obj, &[1, ty, dict, 0]);
+    assert_eq!(instance_attr(&m, &l, &T, obj, "_active"), Some(value));
+    assert_eq!(instance_attr(&m, &l, &T, obj, "_limbo"), None);
+    // A negative (from the end) or absurd offset is not followed.
+    for off in [(-8i64) as u64, 1 << 40] {
+        put_heap_type(&mut m, &l, ty, 0, 32, off, 0);
+        assert_eq!(instance_attr(&m, &l, &T, obj, "_active"), None);
+    }
 }
 
 #[test]
@@ -445,6 +582,9 @@ fn random_memory_never_panics_and_stays_bounded() {
             assert!(text.len() < 1 << 20, "3.{minor} at word {i}: {} bytes", text.len());
             let _ = crate::locals::frame_locals(&m, &l, &T, BASE + i * 8);
             let _ = crate::locals::frame_global(&m, &l, &T, BASE + i * 8, "name");
+            let _ = instance_attr(&m, &l, &T, BASE + i * 8, "_name");
+            let names = crate::thread_names::python_thread_names(&m, &l, &T, BASE + i * 8);
+            assert!(names.len() <= 4096, "3.{minor} at word {i}");
         }
     }
 }

@@ -10,6 +10,8 @@ use crate::merge::{merge, Entry, Plumbing};
 use crate::native::{LoadedModule, Modules, NativeFrame};
 use crate::python::{decode_python, PyThreadStack};
 use crate::render;
+use pylayout::objects::ObjectTypes;
+use pylayout::thread_names::python_thread_names;
 use pylayout::walk;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -85,7 +87,7 @@ pub fn handle(gdb: &Gdb, session: &mut Session, req: &Request) -> Result<Value, 
     match req.op.as_str() {
         "stack" => stack(&mem, &target, &req.thread, &req.program_path),
         "cc_bt" => cc_bt(session, &mem, &target, req),
-        "threads" => threads(&mem, &target, &req.threads),
+        "threads" => threads(&mem, &target, &values::types(gdb), &req.threads),
         "locals" => {
             let shown = values::locals(gdb, &mem, &target, req.frame)?;
             Ok(json!({"locals": shown}))
@@ -308,9 +310,21 @@ fn symbolized(modules: &Modules, frames: &[GdbFrame]) -> Vec<NativeFrame> {
         .collect()
 }
 
-/// `cc-threads`: each gdb thread with its thread state, GIL, and innermost Python frame.
-fn threads(mem: &RemoteMemory, target: &Target, gdb_threads: &[GdbThread]) -> Result<Value, String> {
+/// `cc-threads`: each gdb thread with its thread state, GIL, innermost Python frame, and
+/// Python thread name (`threading.Thread.name`, matched by ident = `pthread_self()`).
+fn threads(
+    mem: &RemoteMemory,
+    target: &Target,
+    types: &ObjectTypes,
+    gdb_threads: &[GdbThread],
+) -> Result<Value, String> {
     let (stacks, problem) = decode(mem, target, &[]);
+    let names: Vec<(u64, String)> = target
+        .py
+        .interpreters
+        .iter()
+        .flat_map(|&i| python_thread_names(mem, &target.layout, types, i))
+        .collect();
     let gil = target
         .py
         .interpreters
@@ -321,8 +335,11 @@ fn threads(mem: &RemoteMemory, target: &Target, gdb_threads: &[GdbThread]) -> Re
         .map(|t| {
             let py = stack_of(&stacks, target, t);
             let top = py.and_then(|p| p.frames.first());
+            let ident = py.and_then(|p| p.thread_id).or(t.pthread);
+            let python_name = ident.and_then(|id| names.iter().find(|(i, _)| *i == id)).map(|(_, n)| n);
             json!({
                 "tid": t.tid,
+                "python_name": python_name,
                 "tstate": py.map(|p| p.tstate),
                 "holds_gil": py.is_some_and(|p| Some(p.tstate) == gil),
                 "function": top.and_then(|f| f.function()),

@@ -7,7 +7,7 @@ use pylayout::objects::{decode, Limits, ObjectTypes};
 use pylayout::Memory;
 
 /// The builtin objects' addresses, asked of gdb by their exported symbols.
-fn types(gdb: &Gdb) -> ObjectTypes {
+pub(super) fn types(gdb: &Gdb) -> ObjectTypes {
     let mut types = ObjectTypes::default();
     for (field, symbol) in ObjectTypes::SYMBOLS {
         types.set(field, gdb.symbol(symbol).unwrap_or(0));

@@ -1,0 +1,113 @@
+//! Attributes of instances (`obj.name` without running Python): where CPython keeps an
+//! instance's attributes depends on the version and the type.
+//!
+//! * a dict at `tp_dictoffset` (every version; the only way up to 3.10, and modules);
+//! * 3.11/3.12 `Py_TPFLAGS_MANAGED_DICT`: a dict pointer before the object (the pre-header);
+//!   while no dict object exists, a values array (3.11: its own word, 3.12: the same word
+//!   odd: the values' address - 1) whose keys are the type's `ht_cached_keys`;
+//! * 3.13+ `Py_TPFLAGS_INLINE_VALUES`: the values follow the object (`tp_basicsize`), valid
+//!   until a dict object takes them over (the pre-header's dict pointer).
+
+use super::ObjectTypes;
+use crate::text::{for_each_char, StrRead};
+use crate::{dict, Layout, Memory};
+
+/// Where an object's attributes are.
+enum Attrs {
+    Dict(u64),
+    Split { keys: u64, values: u64 },
+}
+
+/// The address of the value of attribute `name` of the object at `obj`, if it is an
+/// instance attribute (in its `__dict__` or values; class attributes are not looked up).
+pub fn instance_attr(
+    mem: &dyn Memory,
+    layout: &Layout,
+    types: &ObjectTypes,
+    obj: u64,
+    name: &str,
+) -> Option<u64> {
+    match attrs_of(mem, layout, obj)? {
+        Attrs::Dict(d) => dict_lookup(mem, layout, types, d, name),
+        Attrs::Split { keys, values } => find_str_key(mem, layout, types, keys, Some(values), name),
+    }
+}
+
+fn attrs_of(mem: &dyn Memory, layout: &Layout, obj: u64) -> Option<Attrs> {
+    let ty = mem.ptr_at(obj, layout.object_ob_type?)?;
+    let flags = mem.ptr_at(ty, layout.type_tp_flags?)?;
+    let has = |flag: Option<u32>| flag.is_some_and(|f| flags & u64::from(f) != 0);
+    let cached_keys = || mem.ptr_at(ty, layout.heaptype_ht_cached_keys?).filter(|&k| k != 0);
+    if has(layout.type_managed_dict_flag) || has(layout.type_inline_values_flag) {
+        let word = mem.read_u64(obj.checked_sub(u64::from(layout.object_managed_dict_before?))?)?;
+        if let Some(add) = layout.object_tagged_values_add.filter(|_| word & 1 == 1) {
+            return Some(Attrs::Split { keys: cached_keys()?, values: word.checked_add(u64::from(add))? });
+        }
+        if word != 0 {
+            return Some(Attrs::Dict(word));
+        }
+        if has(layout.type_inline_values_flag) {
+            let values = obj.checked_add(mem.ptr_at(ty, layout.type_tp_basicsize?)?)?;
+            let valid = mem.read_u8(values.checked_add(u64::from(layout.dictvalues_valid?))?)?;
+            return (valid != 0).then_some(Attrs::Split { keys: cached_keys()?, values });
+        }
+        let values = mem.read_u64(obj.checked_sub(u64::from(layout.object_values_before?))?)?;
+        return (values != 0).then_some(Attrs::Split { keys: cached_keys()?, values });
+    }
+    // tp_dictoffset < 0 (counted from the end of a variable-size object) is not followed.
+    let offset = mem.ptr_at(ty, layout.type_tp_dictoffset?)? as i64;
+    if offset <= 0 || offset > 1 << 20 {
+        return None;
+    }
+    mem.ptr_at(obj, offset as u32).filter(|&d| d != 0).map(Attrs::Dict)
+}
+
+/// The value under the str key `name` in the dict at `d` (combined or split table).
+pub(crate) fn dict_lookup(
+    mem: &dyn Memory,
+    layout: &Layout,
+    types: &ObjectTypes,
+    d: u64,
+    name: &str,
+) -> Option<u64> {
+    let keys = mem.ptr_at(d, layout.dict_ma_keys?)?;
+    let values = mem.ptr_at(d, layout.dict_ma_values?)?;
+    find_str_key(mem, layout, types, keys, (values != 0).then_some(values), name)
+}
+
+fn find_str_key(
+    mem: &dyn Memory,
+    layout: &Layout,
+    types: &ObjectTypes,
+    keys: u64,
+    values: Option<u64>,
+    name: &str,
+) -> Option<u64> {
+    let len = name.chars().count();
+    let mut found = None;
+    dict::for_each_entry(mem, layout, keys, values, &mut |key, value| {
+        if str_text(mem, layout, types, key, len + 1).is_some_and(|k| k == name) {
+            found = Some(value);
+            return false;
+        }
+        true
+    });
+    found
+}
+
+/// The text of the str at `obj` if it is one of at most `limit` characters (lone
+/// surrogates as U+FFFD).
+pub fn str_text(
+    mem: &dyn Memory,
+    layout: &Layout,
+    types: &ObjectTypes,
+    obj: u64,
+    limit: usize,
+) -> Option<String> {
+    let mut text = String::new();
+    let mut push = |c: u32| text.push(char::from_u32(c).unwrap_or(char::REPLACEMENT_CHARACTER));
+    match for_each_char(mem, layout, types.str_, obj, limit, &mut push) {
+        StrRead::Done { truncated: false } => Some(text),
+        _ => None,
+    }
+}

@@ -1,0 +1,69 @@
+//! Python thread names (`threading.Thread.name`) read from the target's `threading`
+//! module, for debuggers (cc-threads). Allocates; bounded by the dict walks' limits.
+
+use crate::objects::attrs::dict_lookup;
+use crate::objects::{decode, instance_attr, Limits, ObjectTypes, Value};
+use crate::{dict, Layout, Memory};
+
+/// Threads listed at most (a corrupt table ends here).
+const MAX_THREADS: usize = 4096;
+/// Characters of a name shown at most.
+const MAX_NAME_CHARS: usize = 256;
+
+/// `(ident, name)` of each thread the `threading` module of the interpreter at `interp`
+/// knows: `_active` (ident → Thread) and `_limbo` (started, not yet running; those with an
+/// ident). `ident` is `threading.get_ident()`, i.e. `pthread_self()`: a thread state's
+/// `thread_id`. Empty when `threading` was never imported or its memory does not read.
+pub fn python_thread_names(
+    mem: &dyn Memory,
+    layout: &Layout,
+    types: &ObjectTypes,
+    interp: u64,
+) -> Vec<(u64, String)> {
+    let mut names = Vec::new();
+    let Some(module) = threading_module(mem, layout, types, interp) else {
+        return names;
+    };
+    let small = Limits { depth: 1, items: 1, chars: MAX_NAME_CHARS };
+    let int_of = |addr: u64| match decode(mem, layout, types, addr, &small) {
+        Value::Int(text) => text.parse::<u64>().ok(),
+        _ => None,
+    };
+    let name_of = |thread: u64| match decode(
+        mem,
+        layout,
+        types,
+        instance_attr(mem, layout, types, thread, "_name")?,
+        &small,
+    ) {
+        Value::Str { text, .. } => Some(text),
+        _ => None,
+    };
+    let mut each = |table: &str, key_is_ident: bool| {
+        let Some(d) = instance_attr(mem, layout, types, module, table) else {
+            return;
+        };
+        dict::for_each_item(mem, layout, d, &mut |key, thread| {
+            let ident = if key_is_ident {
+                int_of(key)
+            } else {
+                instance_attr(mem, layout, types, thread, "_ident").and_then(int_of)
+            };
+            if let Some((ident, name)) = ident.zip(name_of(thread)) {
+                if !names.iter().any(|(i, _)| *i == ident) {
+                    names.push((ident, name));
+                }
+            }
+            names.len() < MAX_THREADS
+        });
+    };
+    each("_active", true);
+    each("_limbo", false);
+    names
+}
+
+/// `sys.modules['threading']` of the interpreter at `interp`.
+fn threading_module(mem: &dyn Memory, layout: &Layout, types: &ObjectTypes, interp: u64) -> Option<u64> {
+    let modules = mem.ptr_at(interp, layout.interp_modules?).filter(|&m| m != 0)?;
+    dict_lookup(mem, layout, types, modules, "threading")
+}
