@@ -195,7 +195,6 @@ def check_kernel_core(interp, kernel, converted, truth):
     assert frames == truth, (out["cc-bt"], truth)
 
 
-@pytest.mark.xfail(strict=True, reason="cc-threads shows gdb's thread names (none in a core), not threading's")
 def test_cc_threads_names_the_python_threads(interp):
     """The Python names of the waiting threads (threading.Thread.name) on the converted core
     (the dump records them; the ELF core has none of its own)."""
