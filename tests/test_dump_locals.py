@@ -4,6 +4,7 @@ default (locals can hold secrets): then py-locals says the dump holds none and h
 them. Truth: the script's own values (test_gdb_cores.LOCALS), the dump's metadata
 (tests/dumpcheck, the `minidump` crate)."""
 import os
+import re
 import signal
 
 import pytest
@@ -21,8 +22,8 @@ MAX_ADDED = 4 << 20
 
 def converted_core(interp, dump_locals):
     """(converted core inside the world, host path of the dump, its metadata)."""
-    code = CODE.replace("crashcatch.enable()", f"crashcatch.enable(dump_locals={dump_locals})")
-    assert code != CODE
+    code, n = re.subn(r"crashcatch\.enable\([^)]*\)", f"crashcatch.enable(dump_locals={dump_locals})", CODE)
+    assert n == 1, CODE
     r = run_script(interp, code)
     assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
     dump = inner(interp, r.dumps[0])
