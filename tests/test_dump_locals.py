@@ -63,3 +63,35 @@ def test_dump_locals_is_off_by_default(interp):
     code = "import inspect, crashcatch; print(inspect.signature(crashcatch.enable).parameters['dump_locals'])"
     r = interp.run([interp.venv_python, "-c", code], timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "dump_locals=False", (r.stdout, r.stderr)
+
+
+# A secret built at run time (not a constant of the code object), and a local far larger
+# than the per-frame cap: 32 × 32 distinct strings of 1025 four-byte characters (4 MiB).
+SECRET_CODE = """
+import crashcatch, buggyext
+crashcatch.enable({options})
+def work():
+    token = "-".join(["tok3n", str(6007 * 7919), "s3cr3t"])
+    huge = [[str(i) + "\\U0001F600" * 1024 for i in range(32)] for _ in range(32)]
+    buggyext.segfault(0)
+work()
+"""
+SECRET = b"tok3n-" + str(6007 * 7919).encode() + b"-s3cr3t"
+
+
+@pytest.mark.parametrize("dump_locals", [False, True])
+def test_secrets_in_locals_stay_out_unless_asked_and_the_frame_cap_holds(interp, dump_locals):
+    options = "dump_locals=True" if dump_locals else ""
+    r = run_script(interp, SECRET_CODE.format(options=options))
+    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
+    with open(r.dumps[0], "rb") as f:
+        image = f.read()
+    meta = check(r.dumps[0])["metadata"]["locals"]
+    assert (SECRET in image) == dump_locals, meta
+    if not dump_locals:
+        assert meta == {"kept": False}
+        return
+    # `work` hit the 1 MiB per-frame cap; the other frames still had their turn.
+    assert meta["frames_cut"] >= 1 and meta["stopped"] is None and meta["frames"] >= 2, meta
+    assert meta["bytes_read"] <= meta["max_total_bytes"], meta
+    assert meta["max_frame_bytes"] // 2 < meta["bytes_added"] <= meta["max_frame_bytes"] * meta["frames"], meta

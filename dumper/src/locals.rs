@@ -10,6 +10,7 @@ use pylayout::locals::frame_locals;
 use pylayout::objects::{decode, Limits, ObjectTypes};
 use pylayout::{Layout, Memory};
 use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::time::Instant;
 
 /// Bytes read for local variables at most, over all frames, and per frame: a frame holding
@@ -18,10 +19,12 @@ use std::time::Instant;
 pub const MAX_TOTAL_BYTES: u64 = 16 << 20;
 pub const MAX_FRAME_BYTES: u64 = 1 << 20;
 
-/// A [`Memory`] that records the ranges read successfully, within a byte budget.
+/// A [`Memory`] that records the ranges read successfully, within a byte budget. A range
+/// read again (a type object, a shared string) is recorded and charged once.
 struct Recorder<'a> {
     mem: &'a dyn Memory,
     reads: RefCell<Vec<(u64, u64)>>,
+    seen: RefCell<HashSet<(u64, u64)>>,
     left: Cell<u64>,
     /// Whether a read was refused because the budget was spent.
     cut: Cell<bool>,
@@ -30,6 +33,9 @@ struct Recorder<'a> {
 impl Memory for Recorder<'_> {
     fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
         let n = buf.len() as u64;
+        if self.seen.borrow().contains(&(addr, n)) {
+            return self.mem.read(addr, buf);
+        }
         if n > self.left.get() {
             self.cut.set(true);
             return false;
@@ -39,6 +45,7 @@ impl Memory for Recorder<'_> {
         }
         self.left.set(self.left.get() - n);
         self.reads.borrow_mut().push((addr, n));
+        self.seen.borrow_mut().insert((addr, n));
         true
     }
 }
@@ -53,7 +60,7 @@ pub struct Found {
     pub frames_cut: usize,
     /// Bound local variables decoded.
     pub locals: usize,
-    /// Bytes read (counting a range read twice twice).
+    /// Bytes read (a range read twice counted once per frame).
     pub bytes_read: u64,
     /// Why frames were left out: "max_total_bytes" or "deadline"; None if none was.
     pub stopped: Option<&'static str>,
@@ -82,6 +89,7 @@ pub fn collect(
         let rec = Recorder {
             mem,
             reads: RefCell::new(Vec::new()),
+            seen: RefCell::new(HashSet::new()),
             left: Cell::new(total_left.min(MAX_FRAME_BYTES)),
             cut: Cell::new(false),
         };
@@ -119,7 +127,13 @@ mod tests {
     }
 
     fn recorder(mem: &dyn Memory, left: u64) -> Recorder<'_> {
-        Recorder { mem, reads: RefCell::new(Vec::new()), left: Cell::new(left), cut: Cell::new(false) }
+        Recorder {
+            mem,
+            reads: RefCell::new(Vec::new()),
+            seen: RefCell::new(HashSet::new()),
+            left: Cell::new(left),
+            cut: Cell::new(false),
+        }
     }
 
     #[test]
@@ -131,6 +145,9 @@ mod tests {
         assert_eq!(*rec.reads.borrow(), [(0x1000, 16)]);
         assert_eq!(rec.left.get(), 84);
         assert!(!rec.cut.get());
+        // Read again: neither recorded nor charged again.
+        assert!(rec.read(0x1000, &mut [0u8; 16]));
+        assert_eq!((rec.reads.borrow().len(), rec.left.get()), (1, 84));
     }
 
     #[test]
