@@ -151,25 +151,10 @@ fn run() -> Result<PathBuf, DumpError> {
         if req.dump_locals != 0 {
             let budget = std::time::Duration::from_millis(deadline_ms.unwrap_or(DEFAULT_DEADLINE_MS))
                 / LOCALS_DEADLINE_SHARE;
-            let found = locals::collect(
-                &mem,
-                layout,
-                &object_types(&req),
-                &frames_to_read(&req, &py_threads),
-                started + budget,
-            );
-            let mut all = collector.ranges.clone();
-            for &(start, len) in &found.ranges {
-                all.add(start, len);
-            }
-            locals_meta = json!({
-                "kept": true, "frames": found.frames, "frames_cut": found.frames_cut,
-                "locals": found.locals, "bytes_read": found.bytes_read, "stopped": found.stopped,
-                "max_total_bytes": locals::MAX_TOTAL_BYTES, "max_frame_bytes": locals::MAX_FRAME_BYTES,
-            });
-            let mut memory = extra_memory.clone();
-            memory.extend(all.finish(&readable));
+            let python = Python { mem: &mem, layout, ranges: &collector.ranges, threads: &py_threads };
+            let (memory, found) = python.with_locals(&req, &extra_memory, &readable, started + budget);
             with_locals = Some(memory);
+            locals_meta = found;
         }
         extra_memory.extend(collector.ranges.finish(&readable));
     }
@@ -217,6 +202,42 @@ fn run() -> Result<PathBuf, DumpError> {
     test_delay("CRASHCATCH_TEST_HELPER_LATE_DELAY_MS");
     output::publish(&path, &image).map_err(|e| DumpError::Create(path.clone(), e))?;
     Ok(path)
+}
+
+/// What the Python walk found, for adding the frames' locals to it.
+struct Python<'a> {
+    mem: &'a ProcessMemory,
+    layout: &'a Layout,
+    ranges: &'a ranges::RangeSet,
+    threads: &'a [pymem::PyThreadInfo],
+}
+
+impl Python<'_> {
+    /// The memory to dump with the frames' locals (`enable(dump_locals=True)`): `base`, the
+    /// Python structures and what the locals reader read until `until`; and the metadata's
+    /// `locals` entry.
+    fn with_locals(
+        &self,
+        req: &Request,
+        base: &[(u64, u64)],
+        readable: &[procmem::Region],
+        until: std::time::Instant,
+    ) -> (Vec<(u64, u64)>, Value) {
+        let frames = frames_to_read(req, self.threads);
+        let found = locals::collect(self.mem, self.layout, &object_types(req), &frames, until);
+        let mut all = self.ranges.clone();
+        for &(start, len) in &found.ranges {
+            all.add(start, len);
+        }
+        let meta = json!({
+            "kept": true, "frames": found.frames, "frames_cut": found.frames_cut,
+            "locals": found.locals, "bytes_read": found.bytes_read, "stopped": found.stopped,
+            "max_total_bytes": locals::MAX_TOTAL_BYTES, "max_frame_bytes": locals::MAX_FRAME_BYTES,
+        });
+        let mut memory = base.to_vec();
+        memory.extend(all.finish(readable));
+        (memory, meta)
+    }
 }
 
 /// The builtin objects' addresses the requester recorded, for the object decoder.
