@@ -95,3 +95,20 @@ def test_secrets_in_locals_stay_out_unless_asked_and_the_frame_cap_holds(interp,
     assert meta["frames_cut"] >= 1 and meta["stopped"] is None and meta["frames"] >= 2, meta
     assert meta["bytes_read"] <= meta["max_total_bytes"], meta
     assert meta["max_frame_bytes"] // 2 < meta["bytes_added"] <= meta["max_frame_bytes"] * meta["frames"], meta
+
+
+def test_locals_go_first_when_the_dump_is_over_max_dump_size(interp):
+    """With about 1 MiB of locals (the capped frame above) and max_dump_size well under
+    that, the dump is rebuilt without the locals but keeps the memory the tracebacks need."""
+    r = run_script(interp, SECRET_CODE.format(options=f"dump_locals=True, max_dump_size={600 * 1024}"))
+    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
+    info = check(r.dumps[0])
+    meta = info["metadata"]
+    assert meta["locals"]["dropped_for_size"] > 600 * 1024, meta["locals"]
+    assert meta["size_limit"]["extra_memory_dropped"] is False, meta["size_limit"]
+    assert os.path.getsize(r.dumps[0]) <= 600 * 1024
+    with open(r.dumps[0], "rb") as f:
+        assert SECRET not in f.read()
+    # The Python stacks still decode from the dump alone.
+    names = [f["name"] for t in info["python"]["threads"] for f in t["frames"]]
+    assert "work" in names, info["python"]
