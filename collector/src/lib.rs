@@ -203,7 +203,7 @@ fn register(
 /// Minidump settings (from enable() or defaults): on/off, directory, helper, deadline.
 #[pyfunction]
 #[pyo3(signature = (enabled, dump_dir, helper, timeout, prog_name, source_context, environ_mode,
-    environ_redact, max_dump_size, max_dir_size))]
+    environ_redact, max_dump_size, max_dir_size, dump_locals))]
 #[allow(clippy::too_many_arguments)] // one per enable() option, passed through by name
 fn configure_minidumps(
     py: Python<'_>,
@@ -217,6 +217,7 @@ fn configure_minidumps(
     environ_redact: Vec<String>,
     max_dump_size: u64,
     max_dir_size: u64,
+    dump_locals: bool,
 ) -> PyResult<()> {
     let target = prepare::target(py)?;
     let version = py.import("sys")?.getattr("version_info")?;
@@ -243,8 +244,26 @@ fn configure_minidumps(
         environ_redact: &environ_redact,
         max_dump_size,
         max_dir_size,
+        dump_locals,
+        object_types: object_types(py)?,
     };
     minidumps::configure(target, &settings).map_err(PyRuntimeError::new_err)
+}
+
+/// The addresses of `None` and the builtin types, in `ObjectTypes::SYMBOLS` order: the
+/// objects themselves, so no symbol lookup (stripped, static interpreters) is needed.
+fn object_types(py: Python<'_>) -> PyResult<[u64; handoff::OBJECT_TYPES]> {
+    let builtins = py.import("builtins")?;
+    let mut out = [0u64; handoff::OBJECT_TYPES];
+    for (slot, (field, _symbol)) in out.iter_mut().zip(pylayout::objects::ObjectTypes::SYMBOLS) {
+        // Field names are the builtins' names, with a trailing `_` where that is a keyword.
+        let obj = match field {
+            "none" => py.None().into_bound(py),
+            name => builtins.getattr(name.trim_end_matches('_'))?,
+        };
+        *slot = obj.as_ptr() as u64;
+    }
+    Ok(out)
 }
 
 /// Live dumps (registered signals, timeouts) at most once per `seconds` (0: no limit).

@@ -64,6 +64,10 @@ pub struct Settings<'a> {
     pub environ_redact: &'a [String],
     pub max_dump_size: u64,
     pub max_dir_size: u64,
+    /// Whether dumps keep the frames' local variables (`enable(dump_locals=True)`).
+    pub dump_locals: bool,
+    /// The builtin objects' addresses, for the helper's object decoder.
+    pub object_types: [u64; handoff::OBJECT_TYPES],
 }
 
 /// `pattern\0`… in upper case, as the helper matches names; an error if they do not fit.
@@ -137,6 +141,8 @@ pub fn configure(target: &Target, s: &Settings) -> Result<(), String> {
         req.environ_redact = patterns;
         req.max_dump_size = s.max_dump_size;
         req.max_dir_size = s.max_dir_size;
+        req.object_types = s.object_types;
+        req.dump_locals = u32::from(s.dump_locals);
         req.thread_names_addr = NAMES.0.get() as u64;
         req.thread_names_count = THREAD_NAMES as u64;
         req.magic = handoff::MAGIC;

@@ -9,6 +9,7 @@ mod context;
 mod deadline;
 mod environ;
 mod limits;
+mod locals;
 mod metadata;
 mod output;
 mod procmem;
@@ -83,9 +84,16 @@ fn test_delay(var: &str) {
     }
 }
 
+/// The share of the helper's deadline that reading local variables may take.
+const LOCALS_DEADLINE_SHARE: u32 = 2;
+/// The helper's deadline when the requester gives none.
+const DEFAULT_DEADLINE_MS: u64 = 10_000;
+
 fn run() -> Result<PathBuf, DumpError> {
+    let started = std::time::Instant::now();
     let arg = std::env::args().nth(1).ok_or(DumpError::Usage)?;
-    if let Some(ms) = std::env::args().nth(2).and_then(|v| v.parse().ok()) {
+    let deadline_ms = std::env::args().nth(2).and_then(|v| v.parse().ok());
+    if let Some(ms) = deadline_ms {
         deadline::arm(ms);
     }
     // The requester names us as its ptracer (under Yama) before it sends this byte.
@@ -122,6 +130,8 @@ fn run() -> Result<PathBuf, DumpError> {
     // started, as an ordinary memory range.
     let mut overflowed = None;
     let mut walk_truncated = false;
+    let mut with_locals: Option<Vec<(u64, u64)>> = None;
+    let mut locals_meta = json!({"kept": false});
     if let Some(ctx) = &context {
         let sp = ctx.context.uc_mcontext.gregs[libc::REG_RSP as usize] as u64;
         if let Some(r) = readable.iter().find(|r| sp >= r.start && sp < r.end) {
@@ -138,6 +148,14 @@ fn run() -> Result<PathBuf, DumpError> {
         collector.collect(req.runtime, req.interp);
         py_threads = std::mem::take(&mut collector.threads);
         walk_truncated = collector.truncated;
+        if req.dump_locals != 0 {
+            let budget = std::time::Duration::from_millis(deadline_ms.unwrap_or(DEFAULT_DEADLINE_MS))
+                / LOCALS_DEADLINE_SHARE;
+            let python = Python { mem: &mem, layout, ranges: &collector.ranges, threads: &py_threads };
+            let (memory, found) = python.with_locals(&req, &extra_memory, &readable, started + budget);
+            with_locals = Some(memory);
+            locals_meta = found;
+        }
         extra_memory.extend(collector.ranges.finish(&readable));
     }
 
@@ -154,7 +172,24 @@ fn run() -> Result<PathBuf, DumpError> {
     let dump =
         Dump { req: &req, pid, context: context.as_ref(), overflowed: overflowed.as_ref(), sp_adjusted };
     let limit = req.max_dump_size;
-    let mut image = dump.image(&extra_memory, &meta, None)?;
+    let mut image = if let Some(with_locals) = with_locals {
+        let python_bytes: u64 = extra_memory.iter().map(|(s, e)| e - s).sum();
+        let locals_bytes: u64 =
+            with_locals.iter().map(|(s, e)| e - s).sum::<u64>().saturating_sub(python_bytes);
+        locals_meta["bytes_added"] = json!(locals_bytes);
+        meta["locals"] = locals_meta;
+        let image = dump.image(&with_locals, &meta, None)?;
+        if limit > 0 && image.len() as u64 > limit {
+            // Over the cap: the locals go first, the memory the tracebacks need stays.
+            meta["locals"]["dropped_for_size"] = json!(image.len());
+            dump.image(&extra_memory, &meta, None)?
+        } else {
+            image
+        }
+    } else {
+        meta["locals"] = locals_meta;
+        dump.image(&extra_memory, &meta, None)?
+    };
     if limit > 0 && image.len() as u64 > limit && !extra_memory.is_empty() {
         // Over the cap: the memory crashcatch adds (Python structures, a stack's bottom) is
         // what can go; minidump-writer's own limit has already trimmed the thread stacks.
@@ -167,6 +202,61 @@ fn run() -> Result<PathBuf, DumpError> {
     test_delay("CRASHCATCH_TEST_HELPER_LATE_DELAY_MS");
     output::publish(&path, &image).map_err(|e| DumpError::Create(path.clone(), e))?;
     Ok(path)
+}
+
+/// What the Python walk found, for adding the frames' locals to it.
+struct Python<'a> {
+    mem: &'a ProcessMemory,
+    layout: &'a Layout,
+    ranges: &'a ranges::RangeSet,
+    threads: &'a [pymem::PyThreadInfo],
+}
+
+impl Python<'_> {
+    /// The memory to dump with the frames' locals (`enable(dump_locals=True)`): `base`, the
+    /// Python structures and what the locals reader read until `until`; and the metadata's
+    /// `locals` entry.
+    fn with_locals(
+        &self,
+        req: &Request,
+        base: &[(u64, u64)],
+        readable: &[procmem::Region],
+        until: std::time::Instant,
+    ) -> (Vec<(u64, u64)>, Value) {
+        let frames = frames_to_read(req, self.threads);
+        let found = locals::collect(self.mem, self.layout, &object_types(req), &frames, until);
+        let mut all = self.ranges.clone();
+        for &(start, len) in &found.ranges {
+            all.add(start, len);
+        }
+        let meta = json!({
+            "kept": true, "frames": found.frames, "frames_cut": found.frames_cut,
+            "locals": found.locals, "bytes_read": found.bytes_read, "stopped": found.stopped,
+            "max_total_bytes": locals::MAX_TOTAL_BYTES, "max_frame_bytes": locals::MAX_FRAME_BYTES,
+        });
+        let mut memory = base.to_vec();
+        memory.extend(all.finish(readable));
+        (memory, meta)
+    }
+}
+
+/// The builtin objects' addresses the requester recorded, for the object decoder.
+fn object_types(req: &Request) -> pylayout::objects::ObjectTypes {
+    let mut types = pylayout::objects::ObjectTypes::default();
+    for ((field, _), &addr) in pylayout::objects::ObjectTypes::SYMBOLS.iter().zip(&req.object_types) {
+        types.set(field, addr);
+    }
+    types
+}
+
+/// Every Python frame whose locals to keep, the requesting thread's first (innermost
+/// first), then the other threads'.
+fn frames_to_read(req: &Request, threads: &[pymem::PyThreadInfo]) -> Vec<u64> {
+    let requesting =
+        |t: &pymem::PyThreadInfo| t.tstate == req.tstate || t.native_thread_id == Some(req.tid as u64);
+    let first = threads.iter().filter(|t| requesting(t));
+    let rest = threads.iter().filter(|t| !requesting(t));
+    first.chain(rest).flat_map(|t| t.frame_addrs.iter().copied()).collect()
 }
 
 /// For a live dump into the dump directory (not a crash, not an exact path) with a

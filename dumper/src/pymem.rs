@@ -32,6 +32,8 @@ pub struct PyThreadInfo {
     pub thread_id: u64,
     pub native_thread_id: Option<u64>,
     pub frames: usize,
+    /// The addresses of its Python frames (`PyFrame::frame`), innermost first.
+    pub frame_addrs: Vec<u64>,
 }
 
 /// One past the largest of the offsets (plus a pointer).
@@ -192,6 +194,7 @@ impl<'a> Collector<'a> {
             thread_id,
             native_thread_id,
             frames: frames.len(),
+            frame_addrs: frames.iter().map(|f| f.frame).collect(),
         });
     }
 

@@ -3,7 +3,7 @@
 
 use crate::procmem::Region;
 
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub struct RangeSet {
     ranges: Vec<(u64, u64)>,
 }

@@ -11,8 +11,9 @@
 //! allocating, and both sides agree on the layout because they are built from this crate.
 
 /// "ccdump" + format version (2: environment mode, size caps, redaction patterns; 3: the
-/// resume point of a capped stack, the requesting thread's own thread state).
-pub const MAGIC: u64 = 0x0003_7075_6d64_6363;
+/// resume point of a capped stack, the requesting thread's own thread state; 4: local
+/// variables on request, the builtin objects' addresses).
+pub const MAGIC: u64 = 0x0004_7075_6d64_6363;
 
 /// Why the dump is taken.
 #[repr(u32)]
@@ -74,6 +75,9 @@ pub const FPSTATE_SIZE: usize = 512;
 pub const PATH_SIZE: usize = 4096;
 /// Bytes reserved for the user's extra redaction patterns (`pattern\0`…).
 pub const REDACT_SIZE: usize = 1024;
+/// Builtin objects whose addresses the request carries: one per
+/// `pylayout::objects::ObjectTypes::SYMBOLS` entry, in that order.
+pub const OBJECT_TYPES: usize = pylayout::objects::ObjectTypes::SYMBOLS.len();
 
 /// The record. Fields marked (enable) are written once when crashcatch is enabled;
 /// (dump) fields are written by the requesting thread right before starting the helper.
@@ -149,6 +153,13 @@ pub struct Request {
     pub resume_rsp: u64,
     pub resume_rbp: u64,
     pub resume_depth: u64,
+    /// (enable) The builtin objects the object decoder recognises (`None`, `bool`, `int`
+    /// …), in `pylayout::objects::ObjectTypes::SYMBOLS` order; 0: unknown.
+    pub object_types: [u64; OBJECT_TYPES],
+    /// (enable) 1: keep the memory that the local variables of every Python frame need
+    /// (`enable(dump_locals=True)`); 0 (the default): none of it, as locals can hold secrets.
+    pub dump_locals: u32,
+    pub _pad1: u32,
 }
 
 impl Request {
@@ -197,6 +208,9 @@ impl Request {
             resume_rsp: 0,
             resume_rbp: 0,
             resume_depth: 0,
+            object_types: [0; OBJECT_TYPES],
+            dump_locals: 0,
+            _pad1: 0,
         }
     }
 
@@ -289,6 +303,7 @@ mod tests {
         // Both sides read the record byte for byte: no hidden padding may appear.
         assert_eq!(core::mem::size_of::<Request>() % 8, 0);
         assert_eq!(core::mem::offset_of!(Request, max_dump_size) % 8, 0);
+        assert_eq!(core::mem::offset_of!(Request, object_types) % 8, 0);
         assert_eq!(
             core::mem::offset_of!(Request, environ_mode),
             core::mem::offset_of!(Request, source_context) + 4

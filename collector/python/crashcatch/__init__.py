@@ -84,7 +84,7 @@ def _size(name, value):
 
 def _configure_dumps(minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TIMEOUT, dump_environ="redact",
                      redact_environ=(), max_dump_size=_DEFAULT_MAX_DUMP_SIZE, max_dump_dir_size=None,
-                     live_dump_interval=_DEFAULT_LIVE_DUMP_INTERVAL):
+                     live_dump_interval=_DEFAULT_LIVE_DUMP_INTERVAL, dump_locals=False):
     global _dumps_configured
     environ_mode = _environ_mode(dump_environ)
     if isinstance(redact_environ, (str, bytes)):
@@ -106,7 +106,8 @@ def _configure_dumps(minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TI
     prog = prog or _os.path.basename(_sys.executable) or "python"
     _native.set_live_dump_interval(float(live_dump_interval))
     _native.configure_minidumps(bool(minidump), directory, _HELPER, float(dump_timeout), prog,
-                                _SOURCE_CONTEXT_LINES, environ_mode, patterns, max_dump_size, max_dump_dir_size)
+                                _SOURCE_CONTEXT_LINES, environ_mode, patterns, max_dump_size, max_dump_dir_size,
+                                bool(dump_locals))
     # Threads already running get their names recorded now; later ones when they start.
     _native.note_thread_names([(t.native_id, t.name) for t in _threading.enumerate()
                                if getattr(t, "native_id", None)])
@@ -116,7 +117,7 @@ def _configure_dumps(minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TI
 def enable(file=None, all_threads=True, c_stack=True, *, max_threads=_MAX_THREADS,
            minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TIMEOUT, dump_environ="redact",
            redact_environ=(), max_dump_size=_DEFAULT_MAX_DUMP_SIZE, max_dump_dir_size=None,
-           live_dump_interval=_DEFAULT_LIVE_DUMP_INTERVAL):
+           live_dump_interval=_DEFAULT_LIVE_DUMP_INTERVAL, dump_locals=False):
     """Report fatal signals (SIGSEGV, SIGFPE, SIGABRT, SIGBUS, SIGILL) to ``file``
     (default: sys.stderr).
 
@@ -129,6 +130,9 @@ def enable(file=None, all_threads=True, c_stack=True, *, max_threads=_MAX_THREAD
     of variables whose names look like secrets (docs/minidump.md gives the rule), ``True``
     keeps all of it, ``False`` none. ``redact_environ``: more name patterns to redact
     (case-insensitive substrings).
+    ``dump_locals``: also keep the local variables of every Python frame of every thread
+    (what py-locals shows on the dump converted with ``crashcatch core``). Off by default:
+    local variables can hold passwords and tokens, and a dump is a file that travels.
     ``max_dump_size``: no dump is larger (bytes, default 64 MiB, 0: no limit).
     ``max_dump_dir_size``: live dumps (not crashes) are refused while the dump directory's
     dumps take more (default: 20 * max_dump_size, 0: no limit).
@@ -136,7 +140,7 @@ def enable(file=None, all_threads=True, c_stack=True, *, max_threads=_MAX_THREAD
     most once per this many seconds (0: no limit); write_minidump() is not limited.
     """
     _configure_dumps(minidump, dump_dir, dump_timeout, dump_environ, redact_environ, max_dump_size,
-                     max_dump_dir_size, live_dump_interval)
+                     max_dump_dir_size, live_dump_interval, dump_locals)
     _files["fatal"] = _native.enable(file, bool(all_threads), bool(c_stack), max_threads)
     _hook_thread_start()
 

@@ -28,7 +28,7 @@ pub fn locals(
 ) -> Result<Vec<(String, String)>, String> {
     let types = types(gdb);
     let found = frame_locals(mem, &target.layout, &types, frame)
-        .ok_or("the frame's local variables cannot be read (its frame or code object is unreadable)")?;
+        .ok_or_else(|| unreadable_locals(mem, target, frame))?;
     Ok(found
         .into_iter()
         .filter(|l| l.value != 0)
@@ -37,6 +37,21 @@ pub fn locals(
             (l.name, text)
         })
         .collect())
+}
+
+/// Why `frame_locals` found nothing. A frame whose code object reads (py-bt shows it) but
+/// whose locals do not is what a core converted from a crashcatch minidump looks like
+/// unless the program asked for the locals: say how to get them.
+fn unreadable_locals(mem: &dyn Memory, target: &Target, frame: u64) -> String {
+    let shown = pylayout::walk::frame_step(mem, &target.layout, frame, 0).and_then(|(shown, _)| shown);
+    if shown.is_some_and(|f| f.code != 0) {
+        "the frame's local variables are not in memory: a crashcatch minidump (and the core \
+         `crashcatch core` makes of it) holds them only if the program called \
+         crashcatch.enable(dump_locals=True) (off by default: local variables can hold secrets)"
+            .into()
+    } else {
+        "the frame's local variables cannot be read (its frame or code object is unreadable)".into()
+    }
 }
 
 /// The value of `name` in the frame at `frame`: a local, else a global or builtin; with
