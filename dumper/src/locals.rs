@@ -50,6 +50,29 @@ impl Memory for Recorder<'_> {
     }
 }
 
+/// Bytes read for the Python thread names at most.
+pub const MAX_THREAD_NAME_BYTES: u64 = 1 << 20;
+
+/// The memory pylayout's `thread_names::python_thread_names` reads for the interpreter at
+/// `interp`: kept in every dump (thread names are no secret, and the metadata already
+/// lists them) so that gdb's `cc-threads` names the threads on `crashcatch core`'s core too.
+pub fn thread_name_ranges(
+    mem: &dyn Memory,
+    layout: &Layout,
+    types: &ObjectTypes,
+    interp: u64,
+) -> Vec<(u64, u64)> {
+    let rec = Recorder {
+        mem,
+        reads: RefCell::new(Vec::new()),
+        seen: RefCell::new(HashSet::new()),
+        left: Cell::new(MAX_THREAD_NAME_BYTES),
+        cut: Cell::new(false),
+    };
+    pylayout::thread_names::python_thread_names(&rec, layout, types, interp);
+    rec.reads.into_inner()
+}
+
 /// What was kept, for the metadata.
 #[derive(Debug, Default)]
 pub struct Found {

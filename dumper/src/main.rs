@@ -146,6 +146,9 @@ fn run() -> Result<PathBuf, DumpError> {
         let mut collector = pymem::Collector::new(&mem, layout, types);
         collector.os_tids = metadata::os_threads(pid).into_iter().map(|(tid, _)| tid).collect();
         collector.collect(req.runtime, req.interp);
+        for (start, len) in locals::thread_name_ranges(&mem, layout, &object_types(&req), req.interp) {
+            collector.ranges.add(start, len);
+        }
         py_threads = std::mem::take(&mut collector.threads);
         walk_truncated = collector.truncated;
         if req.dump_locals != 0 {
