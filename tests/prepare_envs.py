@@ -29,6 +29,10 @@ def prepare(interp, wheel):
         proc = os.path.join(interp.root, "proc")
         if not os.path.ismount(proc):
             subprocess.run(["mount", "-t", "proc", "proc", proc], check=True)
+        # lldb launches programs on a pseudo-terminal: the host's /dev/pts, seen inside.
+        pts = os.path.join(interp.root, "dev", "pts")
+        if os.path.isdir(pts) and not os.path.ismount(pts):
+            subprocess.run(["mount", "--bind", "/dev/pts", pts], check=True)
     os.makedirs(host_base, exist_ok=True)
     venv = os.path.join(base, "venv")
     if not os.path.exists(interp.host_path(venv + "/bin/python")):
