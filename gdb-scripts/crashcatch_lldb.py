@@ -108,14 +108,23 @@ class Lldb(object):
     # --- memory and symbols
 
     def read_memory(self, addr, length):
-        error = lldb.SBError()
+        """The target's memory, all `length` bytes or none (as gdb reads: lldb returns what a
+        minidump's range holds of it, and the helper then reads smaller pieces); where the
+        process (a core) lacks it, the module file's section there (a kernel core leaves out
+        read-only file mappings: .rodata, .text)."""
         try:
+            error = lldb.SBError()
             data = self.process.ReadMemory(addr, length, error)
+            if error.Success() and data and len(data) == length:
+                return bytes(data)
+            address = self.target.ResolveLoadAddress(addr)
+            if not address.GetSection().IsValid():
+                return b""
+            error = lldb.SBError()
+            data = self.target.ReadMemory(address, length, error)
         except (OverflowError, ValueError, TypeError):
             return b""
-        if not error.Success() or data is None:
-            return b""
-        return bytes(data)
+        return bytes(data) if error.Success() and data and len(data) == length else b""
 
     def _symbols(self, name):
         """lldb's symbols named `name` with a load address, data and code (dynamic symbols
@@ -145,7 +154,8 @@ class Lldb(object):
     # --- threads and frames
 
     def require_process(self):
-        if not self.process.IsValid() or self.process.GetNumThreads() == 0:
+        gone = (lldb.eStateInvalid, lldb.eStateUnloaded, lldb.eStateDetached, lldb.eStateExited)
+        if not self.process.IsValid() or self.process.GetState() in gone or self.process.GetNumThreads() == 0:
             raise CrashcatchError("no process: run the program (`run`), attach with -p PID, or open a core (-c)")
         if self.process.GetState() == lldb.eStateRunning:
             raise CrashcatchError("the process is running: interrupt it first (Ctrl-C or `process interrupt`)")
