@@ -2,14 +2,16 @@
 //!
 //! minidump-writer lists each thread's stack in the memory list, and then the ranges
 //! crashcatch asks for (the Python structures): some of those lie on a thread's stack (from
-//! 3.11 on, the interpreter frame of each `_PyEval_EvalFrameDefault` call lives in the C
-//! frame). The minidump format does not forbid overlapping ranges, and the `minidump` crate
-//! and lldb ≤ 19 take the first range that holds an address; but lldb 20+ keeps the ranges
-//! in a sorted table and looks an address up in the range that starts last at or below it.
-//! A small Python range inside a stack then hides the rest of the stack above it: lldb's
-//! unwinder could not read the return address of the frame beyond it and stopped there (in
-//! the eval loop, a few frames up), and `memory read` there failed with "No memory range
-//! found for address".
+//! 3.11 on, each `_PyEval_EvalFrameDefault` call keeps its `_PyCFrame` or its entry
+//! interpreter frame in its C frame). The format does not forbid overlapping ranges, but
+//! readers resolve them differently: lldb up to 20 takes the first listed range that holds
+//! an address; the `minidump` crate sorts the ranges by start and drops each one that
+//! overlaps the one before (a Python range starting below a stack would drop the stack);
+//! lldb 21+ (LLVM PR #136040) sorts them too and looks an address up in the range that
+//! starts last at or below it, so a small Python range inside a stack hid the rest of the
+//! stack above it: lldb-22's unwinder could not read the return address beyond it and
+//! stopped there (in the eval loop, a few frames up), and `memory read` there failed with
+//! "No memory range found for address".
 //!
 //! This removes from every other range what a thread's stack (or an earlier range) already
 //! holds: the bytes are the same (all were copied while the threads were suspended), so
