@@ -72,7 +72,8 @@ def report(out_path, request_path):
         "selected": selected.GetThreadID(),
         "signal": signal,
         "modules": [module_info(target, m) for m in target.module_iter()],
-        "frames": [frame_info(selected.GetFrameAtIndex(i)) for i in range(selected.GetNumFrames())],
+        "frames": {str(t.GetThreadID()): [frame_info(t.GetFrameAtIndex(i)) for i in range(t.GetNumFrames())]
+                   for t in threads},
         "memory": [read_range(process, start, size) for start, size in request["ranges"]],
     }
     with open(out_path, "w") as f:

@@ -123,9 +123,9 @@ def test_plain_lldb_reads_a_crashcatch_minidump(interp, where):
     """lldb without any plugin on a crashcatch minidump: the process id, every thread, the
     crashing one selected with its signal, every module loaded from its file at the dump's
     address with the dump's build id, every byte of the dump's memory read back as the file
-    holds it, and lldb's unwind of the crashing thread the same frames as crashcatch's own
-    (the whole stack on lldb 21+; lldb 19's own unwinder stops early in some interpreters'
-    eval loops, live too, so there only as far as it goes, at least into the interpreter)."""
+    holds it, and lldb's unwind the same frames as crashcatch's own: every thread's whole
+    stack on lldb 21+; on lldb 19, whose own unwinder stops early in some interpreters' eval
+    loops (live too), the crashing thread's as far as it goes, at least into the interpreter."""
     if where == "own":
         lldb = newest_lldb(interp.root)
         root = interp.root
@@ -146,7 +146,8 @@ def test_plain_lldb_reads_a_crashcatch_minidump(interp, where):
     regions = memory_regions(data)
     sym = interp.run([crashcatch_command(interp), "symbolize", inner(interp, host_dump), "--json"], timeout=120)
     assert sym.returncode == 0, sym.stderr
-    crashed = json.loads(sym.stdout)["threads"][0]
+    symbolized = json.loads(sym.stdout)["threads"]
+    crashed = symbolized[0]
     assert crashed["crashed"] and crashed["tid"] == ids["main"], crashed
 
     modules = [m for m in checked["modules"]
@@ -199,14 +200,19 @@ def test_plain_lldb_reads_a_crashcatch_minidump(interp, where):
     assert not bad, f"lldb {world.version} reads these ranges of the dump wrong: {bad}"
 
     # lldb's unwind of the crashing thread against crashcatch's.
+    frames = seen["frames"][str(ids["main"])]
     ours = machine_frames(crashed["native_frames"])
-    lldbs = lldb_machine_frames(seen["frames"])
-    names = [f["function"] for f in seen["frames"]]
+    lldbs = lldb_machine_frames(frames)
+    names = [f["function"] for f in frames]
     assert names[:6] == BUGGYEXT_FRAMES, names
     assert lldbs == ours[:len(lldbs)], (lldbs, ours)
     # Through buggyext's segfault() into the interpreter that called it.
     segfault = next(i for i, f in enumerate(lldbs) if f[1] == crashed["native_frames"][5]["address"])
     assert len(lldbs) > segfault + 1, (lldbs, ours)
     if world.version >= SORTED_MEMORY_LOOKUP:
-        assert lldbs == ours, f"lldb {world.version} stopped early: {lldbs} of {ours}"
         assert "call_back" in names, names
+        # Every thread's whole stack, the waiting workers' too.
+        for thread in symbolized:
+            ours = machine_frames(thread["native_frames"])
+            lldbs = lldb_machine_frames(seen["frames"][str(thread["tid"])])
+            assert lldbs == ours, f"lldb {world.version}, thread {thread['tid']}: {lldbs} != {ours}"
