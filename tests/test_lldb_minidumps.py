@@ -22,7 +22,7 @@ import tempfile
 import pytest
 
 from crashlib import run_script
-from hostile_dumps import memory_regions
+from hostile_dumps import memory_regions, thread_list
 from interpreters import SID_ROOT
 from test_core_convert import crashcatch_command, dumpcheck, inner
 
@@ -116,6 +116,22 @@ def lldb_machine_frames(frames):
             stack.append((f["module"], f["pc"]))
             cfa = f["cfa"]
     return stack
+
+
+def test_each_byte_of_memory_is_in_one_range(interp):
+    """The dump's memory ranges are disjoint, every thread's stack whole among them (a Python
+    structure on a C stack is read from the stack's range): what lldb 21+ needs to read a
+    stack, checked without lldb."""
+    r = run_script(interp, CODE, files=("ids",))
+    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
+    with open(r.dumps[0], "rb") as f:
+        data = f.read()
+    regions = memory_regions(data)
+    spans = sorted((start, start + size) for start, size, _ in regions)
+    overlaps = [(hex(a[0]), hex(a[1]), hex(b[0]), hex(b[1])) for a, b in zip(spans, spans[1:]) if b[0] < a[1]]
+    assert not overlaps, overlaps
+    stacks = [(t[5], t[6], t[7]) for t in thread_list(data)]
+    assert len(stacks) == 4 and all(stack in regions for stack in stacks), (stacks, regions)
 
 
 @pytest.mark.parametrize("where", ["own", "sid"])

@@ -365,7 +365,7 @@ impl Dump<'_> {
                 }
             }
         }
-        // After the stack cut, which may have left some Python ranges off the stack: lldb 20+
+        // After the stack cut, which may have left some Python ranges off the stack: lldb 21+
         // cannot read a stack that holds another range of the dump (overlaps.rs).
         overlaps::remove_overlaps(&mut image);
         if let Some((real, written)) = self.sp_adjusted {
