@@ -276,7 +276,11 @@ class Lldb(object):
         self.process.GetSelectedThread().SetSelectedFrame(level)
 
     def write(self, text):
-        self.result.Print(text)
+        if hasattr(self.result, "Print"):
+            self.result.Print(text)
+        else:  # an lldb older than SBCommandReturnObject.Print: one message per line
+            for line in text.splitlines():
+                self.result.AppendMessage(line)
 
 
 def _command(function):
@@ -298,7 +302,14 @@ for _name, _function in bridge.COMMANDS:
 
 
 def __lldb_init_module(debugger, internal_dict):
-    for name, function in bridge.COMMANDS:
-        debugger.HandleCommand(
-            "command script add -o -f %s.cmd_%s %s" % (__name__, name.replace("-", "_"), name)
-        )
+    interpreter = debugger.GetCommandInterpreter()
+    for name, _ in bridge.COMMANDS:
+        add = "command script add -f %s.cmd_%s %s" % (__name__, name.replace("-", "_"), name)
+        # -o: a second import replaces the commands (lldb 14+); older lldb lacks the option.
+        for command in (add.replace(" add ", " add -o ", 1), add):
+            result = lldb.SBCommandReturnObject()
+            interpreter.HandleCommand(command, result)
+            if result.Succeeded():
+                break
+        else:
+            sys.stderr.write("crashcatch: cannot add the lldb command %s: %s\n" % (name, result.GetError()))
