@@ -103,12 +103,20 @@ def _native_frames(thread, limit=MAX_NATIVE_FRAMES):
 class Lldb(object):
     """crashcatch_bridge's view of lldb, for one command run."""
 
-    def __init__(self, debugger, exe_ctx, result):
+    def __init__(self, debugger, exe_ctx, result, target=None):
         self.result = result
-        self.target = exe_ctx.GetTarget() if exe_ctx is not None else lldb.SBTarget()
+        self.target = target or (exe_ctx.GetTarget() if exe_ctx is not None else lldb.SBTarget())
         if not self.target.IsValid():
             self.target = debugger.GetSelectedTarget()
         self.process = self.target.GetProcess() if self.target.IsValid() else lldb.SBProcess()
+
+    def thread_stack(self, thread):
+        """The helper's stack reply for any lldb thread, with crashcatch's own unwind
+        ("native", each Python frame's "native_index" and lldb "level"): for code that is
+        not a command, e.g. a frame provider (`Lldb(None, None, None, target=...)`)."""
+        fields = self._unwind_fields()
+        fields["thread"] = self._thread_info(thread, True, with_regs=True)
+        return bridge.request(self, "stack", **fields)
 
     # --- memory and symbols
 
