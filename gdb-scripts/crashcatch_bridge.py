@@ -22,6 +22,9 @@ The adapter (an object) has:
   selected_level() -> the debugger's selected frame number
   select_level(level) -> selects that debugger frame of the selected thread
   write(text)
+and optionally:
+  core_file() -> the path of the core or minidump the debugger opened, or None (a
+               crashcatch minidump's metadata names the threads' thread states)
 """
 import json
 import os
@@ -147,6 +150,9 @@ def request(debugger, op, **fields):
     runtime = helper.symbol(debugger, "_PyRuntime")
     if runtime is not None:
         req["runtime_file"] = debugger.symbol_file(runtime)
+    core_file = getattr(debugger, "core_file", None)
+    if core_file is not None:
+        req["core_file"] = core_file()
     req.update(fields)
     return helper.request(debugger, req)
 
@@ -345,7 +351,7 @@ def cc_threads(debugger, arg):
             where = " in %s (%s:%s)" % (row["function"], row["file"], line)
         # The Python name (threading.Thread.name) when the thread has one, else the OS's;
         # the OS name too where it says something else (it is cut to 15 bytes).
-        os_name = t["name"]
+        os_name = t["name"] or row.get("os_name")
         name = row.get("python_name") or os_name or "?"
         if row.get("python_name") and os_name and not row["python_name"].startswith(os_name):
             tags.append('OS name "%s"' % os_name)

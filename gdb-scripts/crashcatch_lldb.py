@@ -123,15 +123,25 @@ class Lldb(object):
     def read_memory(self, addr, length):
         """The target's memory, all `length` bytes or none (as gdb reads: lldb returns what a
         minidump's range holds of it, and the helper then reads smaller pieces); where the
-        process (a core) lacks it, the module file's section there (a kernel core leaves out
-        read-only file mappings: .rodata, .text)."""
+        process (a core) lacks it, the module file's read-only section there (a kernel core
+        leaves out read-only file mappings: .rodata, .text)."""
         try:
-            error = lldb.SBError()
-            data = self.process.ReadMemory(addr, length, error)
-            if error.Success() and data and len(data) == length:
-                return bytes(data)
+            # A minidump's memory is a list of ranges, and lldb reads from one at a time:
+            # a read across two adjacent ranges comes back short, and goes on in the next.
+            data = b""
+            while len(data) < length:
+                error = lldb.SBError()
+                part = self.process.ReadMemory(addr + len(data), length - len(data), error)
+                if not error.Success() or not part:
+                    break
+                data += bytes(part)
+            if len(data) == length:
+                return data
+            # Only a read-only section's bytes are the file's: a writable one's (.data,
+            # .bss) changed as the program ran, and a dump holds the part that matters.
             address = self.target.ResolveLoadAddress(addr)
-            if not address.GetSection().IsValid():
+            section = address.GetSection()
+            if data or not section.IsValid() or section.GetPermissions() & lldb.ePermissionsWritable:
                 return b""
             error = lldb.SBError()
             data = self.target.ReadMemory(address, length, error)
@@ -157,6 +167,12 @@ class Lldb(object):
     def symbol(self, name):
         found = self._symbols(name)
         return found[0][0] if found else None
+
+    def core_file(self):
+        spec = self.process.GetCoreFile() if hasattr(self.process, "GetCoreFile") else None
+        if spec is None or not spec.IsValid():
+            return None
+        return spec.fullpath
 
     def symbol_file(self, addr):
         module = self.target.ResolveLoadAddress(addr).GetModule()

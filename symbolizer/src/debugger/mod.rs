@@ -5,6 +5,7 @@
 //! symbols over a pipe (`protocol`). The helper decodes with the same code as
 //! `crashcatch symbolize` (pylayout, `python`, `native`, `merge`).
 
+mod dumpfile;
 mod modules;
 mod ops;
 mod protocol;

@@ -1,5 +1,6 @@
 //! The requests gdb's side makes, each answered from the target's memory.
 
+use super::dumpfile::{self, DumpThread};
 use super::modules::{self, Program};
 use super::protocol::Gdb;
 use super::remote::RemoteMemory;
@@ -17,6 +18,7 @@ use pylayout::thread_names::python_thread_names;
 use pylayout::walk;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 /// One native frame as gdb's unwinder found it, innermost first.
 #[derive(Clone, Debug, Deserialize)]
@@ -81,6 +83,9 @@ pub struct Request {
     /// The target's modules as the debugger lists them; without them, the link_map walk
     /// from `program_phdr`.
     pub modules: Option<Vec<DebuggerModule>>,
+    /// The core file the debugger opened: a crashcatch minidump's metadata names each
+    /// thread's thread state (≤3.10 matches them by fs_base, which lldb cannot read there).
+    pub core_file: Option<String>,
     /// The debugger's memory regions, `[start, end, perms]`: code and stack bounds for the
     /// unwinder.
     #[serde(default)]
@@ -95,6 +100,8 @@ const MAX_UNWOUND_FRAMES: usize = 20_000;
 #[derive(Default)]
 pub struct Session {
     known: Option<Known>,
+    /// The core file last asked about, and its threads (`dumpfile`).
+    dump: Option<(String, HashMap<u64, DumpThread>)>,
 }
 
 pub fn handle(gdb: &Gdb, session: &mut Session, req: &Request) -> Result<Value, String> {
@@ -102,7 +109,13 @@ pub fn handle(gdb: &Gdb, session: &mut Session, req: &Request) -> Result<Value, 
     if req.op == "ping" {
         return Ok(json!({"version": env!("CARGO_PKG_VERSION")}));
     }
-    let target = target::discover(gdb, &mem, req.runtime_file.as_deref())?;
+    let mut target = target::discover(gdb, &mem, req.runtime_file.as_deref())?;
+    if let Some(path) = &req.core_file {
+        if session.dump.as_ref().is_none_or(|(known, _)| known != path) {
+            session.dump = Some((path.clone(), dumpfile::threads(std::path::Path::new(path))));
+        }
+        target.dump_threads = session.dump.as_ref().map(|(_, m)| m.clone()).unwrap_or_default();
+    }
     match req.op.as_str() {
         "stack" => stack(session, &mem, &target, req),
         "cc_bt" => cc_bt(session, &mem, &target, req),
@@ -201,20 +214,29 @@ fn decode(mem: &RemoteMemory, target: &Target, natives: &[&Native]) -> (Vec<PyTh
 fn stack_of<'s>(stacks: &'s [PyThreadStack], target: &Target, t: &GdbThread) -> Option<&'s PyThreadStack> {
     // 3.11+ records the OS thread id; before, only pthread_t.
     let by_tid = target.layout.tstate_native_thread_id.is_some();
-    stacks.iter().find(|s| {
-        if by_tid {
-            s.native_thread_id == Some(t.tid)
-        } else {
-            t.pthread.is_some() && s.thread_id == t.pthread
-        }
+    // A minidump opened in lldb: no fs_base, but the dump's metadata names the thread state.
+    let from_dump = target
+        .dump_threads
+        .get(&t.tid)
+        .and_then(|d| d.tstate)
+        .filter(|_| !by_tid && t.pthread.unwrap_or(0) == 0);
+    stacks.iter().find(|s| match from_dump {
+        Some(tstate) => s.tstate == tstate,
+        None if by_tid => s.native_thread_id == Some(t.tid),
+        None => t.pthread.is_some() && s.thread_id == t.pthread,
     })
 }
 
+/// The thread's OS name: the debugger's, else the opened dump's (lldb reads none from it).
+fn os_name(t: &GdbThread, target: &Target) -> Option<String> {
+    t.name.clone().or_else(|| target.dump_threads.get(&t.tid).and_then(|d| d.name.clone()))
+}
+
 /// A thread for `merge`.
-fn thread_for_merge(t: &GdbThread, py: PyThreadStack, native: Native) -> Thread {
+fn thread_for_merge(t: &GdbThread, target: &Target, py: PyThreadStack, native: Native) -> Thread {
     Thread {
         tid: t.tid as u32,
-        name: t.name.clone(),
+        name: os_name(t, target),
         python_name: None,
         holds_gil: false,
         python: py.frames,
@@ -244,7 +266,7 @@ fn stack(session: &mut Session, mem: &RemoteMemory, target: &Target, req: &Reque
         ));
     };
     let levels = native.levels.clone();
-    let thread = thread_for_merge(t, py, native);
+    let thread = thread_for_merge(t, target, py, native);
     // The program is the interpreter (the eval loop's module is added by `merge`).
     let program =
         std::path::Path::new(&req.program_path).file_name().map(|n| n.to_string_lossy().into_owned());
@@ -368,7 +390,7 @@ fn cc_bt(session: &mut Session, mem: &RemoteMemory, target: &Target, req: &Reque
             problem: None,
             eval_calls: Some(Vec::new()),
         };
-        let mut thread = thread_for_merge(t, py.unwrap_or(empty), native);
+        let mut thread = thread_for_merge(t, target, py.unwrap_or(empty), native);
         thread.holds_gil = tstate.is_some() && tstate == gil;
         threads.push(thread);
     }
@@ -429,6 +451,7 @@ fn threads(
             json!({
                 "tid": t.tid,
                 "python_name": python_name,
+                "os_name": os_name(t, target),
                 "tstate": py.map(|p| p.tstate),
                 "holds_gil": py.is_some_and(|p| Some(p.tstate) == gil),
                 "function": top.and_then(|f| f.function()),

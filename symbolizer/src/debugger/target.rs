@@ -2,9 +2,11 @@
 //! layout, `_PyRuntime`, the interpreters and the `str` type. Found anew at each request
 //! (the target may have run, been restarted, or be another core).
 
+use super::dumpfile::DumpThread;
 use super::protocol::Gdb;
 use crate::python::{layout_for, LayoutNote, PyTarget};
 use pylayout::{Layout, Memory};
+use std::collections::HashMap;
 
 /// Interpreters listed at most (a corrupt or cyclic list ends here).
 const MAX_INTERPRETERS: usize = 1024;
@@ -15,6 +17,9 @@ pub struct Target {
     pub layout: Layout,
     pub note: LayoutNote,
     pub py: PyTarget,
+    /// The threads of the crashcatch minidump the debugger opened, by thread id
+    /// (`dumpfile`); empty otherwise.
+    pub dump_threads: HashMap<u64, DumpThread>,
 }
 
 /// `object_file`: the file defining `_PyRuntime` (python3.X or libpython3.X…), whose name
@@ -54,7 +59,8 @@ pub fn discover(gdb: &Gdb, mem: &dyn Memory, object_file: Option<&str>) -> Resul
         next = layout.interp_next.and_then(|o| mem.ptr_at(next, o)).unwrap_or(0);
     }
     let str_type = gdb.symbol("PyUnicode_Type").unwrap_or(0);
-    Ok(Target { version, layout, note, py: PyTarget { runtime, interpreters, str_type } })
+    let py = PyTarget { runtime, interpreters, str_type };
+    Ok(Target { version, layout, note, py, dump_threads: HashMap::new() })
 }
 
 /// "3.X": `Py_Version` (3.11+), the 3.13+ debug offsets' version, else the file name.
