@@ -1,4 +1,4 @@
-//! A thread's native stack from a dump: unwound with the modules' CFI (framehop), every step
+//! A thread's native stack from a dump (or a debugger's target): unwound with the modules' CFI (framehop), every step
 //! checked before it is taken — the caller's address must be executable code (a mapping the
 //! dump's `/proc/PID/maps` marks `x`), its stack pointer must move up the thread's own stack,
 //! and the unwinder reads nothing but that stack. A step that fails ends the unwind with the
@@ -9,7 +9,6 @@
 //! whose registers crashcatch's crash-time unwinder recorded (`Resume`), and the missing
 //! middle is a [`Gap`] between the two parts.
 
-use crate::memory::DumpMemory;
 use crate::native::{Modules, NativeFrame};
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64};
 use framehop::FrameAddress;
@@ -141,7 +140,7 @@ pub type Registers = (u64, u64, u64);
 /// (and never more than MAX_FRAMES). `resume`: for the crashed thread of a capped dump.
 pub fn unwind(
     modules: &Modules,
-    mem: &DumpMemory,
+    mem: &dyn Memory,
     space: &Space,
     (ip, sp, bp): Registers,
     limit: usize,
@@ -182,7 +181,7 @@ enum Ended {
 
 struct Walk<'a> {
     modules: &'a Modules,
-    mem: &'a DumpMemory<'a>,
+    mem: &'a dyn Memory,
     space: &'a Space,
     /// The thread's stack: the only memory the unwinder reads.
     bounds: (u64, u64),

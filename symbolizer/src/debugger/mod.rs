@@ -10,6 +10,7 @@ mod ops;
 mod protocol;
 mod remote;
 mod target;
+mod unwound;
 mod values;
 
 use protocol::Gdb;

@@ -4,12 +4,14 @@ use super::modules::{self, Program};
 use super::protocol::Gdb;
 use super::remote::RemoteMemory;
 use super::target::{self, Target};
+use super::unwound::{self, DebuggerModule, Regs};
 use super::values;
 use crate::crash::{Crash, Thread};
 use crate::merge::{merge, Entry, Plumbing};
 use crate::native::{LoadedModule, Modules, NativeFrame};
 use crate::python::{decode_python, PyThreadStack};
 use crate::render;
+use crate::unwind::{self, Space};
 use pylayout::objects::ObjectTypes;
 use pylayout::thread_names::python_thread_names;
 use pylayout::walk;
@@ -44,6 +46,9 @@ pub struct GdbThread {
     pub name: Option<String>,
     #[serde(default)]
     pub native: Vec<GdbFrame>,
+    /// Its innermost frame's registers: with `"unwind": true` the helper unwinds from them.
+    #[serde(default)]
+    pub regs: Option<Regs>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,13 +74,27 @@ pub struct Request {
     /// cc-bt: also the interpreter's plumbing frames.
     #[serde(default)]
     pub full: bool,
+    /// Unwind each thread with crashcatch's CFI unwinder from its `regs` (lldb's side); the
+    /// debugger's own frames then only give levels.
+    #[serde(default)]
+    pub unwind: bool,
+    /// The target's modules as the debugger lists them; without them, the link_map walk
+    /// from `program_phdr`.
+    pub modules: Option<Vec<DebuggerModule>>,
+    /// The debugger's memory regions, `[start, end, perms]`: code and stack bounds for the
+    /// unwinder.
+    #[serde(default)]
+    pub regions: Vec<(u64, u64, String)>,
 }
+
+/// Native frames unwound per thread at most (a runaway recursion has millions).
+const MAX_UNWOUND_FRAMES: usize = 20_000;
 
 /// The state kept between requests: the modules' parsed files (reused while the target's
 /// module list stays the same).
 #[derive(Default)]
 pub struct Session {
-    modules: Option<(Vec<LoadedModule>, Modules)>,
+    known: Option<Known>,
 }
 
 pub fn handle(gdb: &Gdb, session: &mut Session, req: &Request) -> Result<Value, String> {
@@ -85,7 +104,7 @@ pub fn handle(gdb: &Gdb, session: &mut Session, req: &Request) -> Result<Value, 
     }
     let target = target::discover(gdb, &mem, req.runtime_file.as_deref())?;
     match req.op.as_str() {
-        "stack" => stack(&mem, &target, &req.thread, &req.program_path),
+        "stack" => stack(session, &mem, &target, req),
         "cc_bt" => cc_bt(session, &mem, &target, req),
         "threads" => threads(&mem, &target, &values::types(gdb), &req.threads),
         "locals" => {
@@ -102,21 +121,77 @@ pub fn handle(gdb: &Gdb, session: &mut Session, req: &Request) -> Result<Value, 
     }
 }
 
-/// Every thread's Python stack. `threads`: the gdb threads whose native stacks are known:
-/// their stack ranges tell the eval loop's entry frames (on the C stack, 3.12+) from the
+/// A thread's native frames for the merge, and where they came from.
+struct Native {
+    frames: Vec<NativeFrame>,
+    /// Why crashcatch's own unwind stopped early.
+    stopped: Option<String>,
+    /// The debugger's level of each frame (None where its unwind did not get there).
+    levels: Vec<Option<u32>>,
+}
+
+impl Native {
+    /// The debugger's frames as they are (gdb's unwind and gdb's names): py-bt, py-up….
+    fn as_named(t: &GdbThread) -> Native {
+        let frames = t
+            .native
+            .iter()
+            .map(|f| NativeFrame {
+                address: f.pc,
+                module: f.module.clone(),
+                module_offset: 0,
+                function: f.name.clone(),
+                file: None,
+                line: None,
+                inlined: f.inline,
+                trust: "gdb",
+                sp: f.sp,
+                symbol_source: None,
+            })
+            .collect();
+        Native { frames, stopped: None, levels: t.native.iter().map(|f| Some(f.level)).collect() }
+    }
+
+    /// The debugger's frames named with the symbolizer's own DWARF code (cc-bt): its
+    /// inlined frames are left out, the symbolizer finds them again.
+    fn symbolized(modules: &Modules, t: &GdbThread) -> Native {
+        let frames = t
+            .native
+            .iter()
+            .filter(|f| !f.inline)
+            .flat_map(|f| {
+                let lookup = if f.caller { f.pc.wrapping_sub(1) } else { f.pc };
+                let trust = if f.level == 0 { "context" } else { "cfi" };
+                modules.symbolize(f.pc, lookup, trust, f.sp)
+            })
+            .collect();
+        Native { frames, stopped: None, levels: Vec::new() }
+    }
+
+    /// crashcatch's own unwind from the thread's registers; the debugger's frames give levels.
+    fn unwound(known: &Known, mem: &RemoteMemory, t: &GdbThread) -> Native {
+        let Some(r) = t.regs else {
+            let stopped = Some("the debugger gave no registers for this thread".to_string());
+            return Native { frames: Vec::new(), stopped, levels: Vec::new() };
+        };
+        let regs = (r.rip, r.rsp, r.rbp);
+        let stack = unwind::unwind(&known.modules, mem, &known.space, regs, MAX_UNWOUND_FRAMES, None);
+        let levels = unwound::levels(&stack.frames, &t.native);
+        Native { frames: stack.frames, stopped: stack.stopped, levels }
+    }
+
+    /// [lowest, highest] stack pointer of its frames.
+    fn stack_range(&self) -> Option<(u64, u64)> {
+        let sp = self.frames.iter().map(|f| f.sp);
+        Some((sp.clone().min()?, sp.max()?))
+    }
+}
+
+/// Every thread's Python stack. `natives`: the threads whose native stacks are known: their
+/// stack ranges tell the eval loop's entry frames (on the C stack, 3.12+) from the
 /// interpreter's own.
-fn decode(
-    mem: &RemoteMemory,
-    target: &Target,
-    threads: &[&GdbThread],
-) -> (Vec<PyThreadStack>, Option<String>) {
-    let ranges: Vec<(u64, u64)> = threads
-        .iter()
-        .filter_map(|t| {
-            let sp = t.native.iter().map(|f| f.sp);
-            Some((sp.clone().min()?, sp.max()?))
-        })
-        .collect();
+fn decode(mem: &RemoteMemory, target: &Target, natives: &[&Native]) -> (Vec<PyThreadStack>, Option<String>) {
+    let ranges: Vec<(u64, u64)> = natives.iter().filter_map(|n| n.stack_range()).collect();
     let on_c_stack = |addr: u64| ranges.iter().any(|&(lo, hi)| addr >= lo && addr <= hi);
     let (stacks, problem, _) = decode_python(mem, &target.py, &target.version, &on_c_stack, None);
     (stacks, problem)
@@ -135,8 +210,8 @@ fn stack_of<'s>(stacks: &'s [PyThreadStack], target: &Target, t: &GdbThread) -> 
     })
 }
 
-/// A thread for `merge`, with gdb's frames (and gdb's names) as its native stack.
-fn thread_for_merge(t: &GdbThread, py: PyThreadStack, native: Vec<NativeFrame>) -> Thread {
+/// A thread for `merge`.
+fn thread_for_merge(t: &GdbThread, py: PyThreadStack, native: Native) -> Thread {
     Thread {
         tid: t.tid as u32,
         name: t.name.clone(),
@@ -145,35 +220,21 @@ fn thread_for_merge(t: &GdbThread, py: PyThreadStack, native: Vec<NativeFrame>) 
         python: py.frames,
         python_problem: py.problem,
         python_calls: py.eval_calls,
-        native,
-        native_stopped: None,
+        native: native.frames,
+        native_stopped: native.stopped,
         native_gap: None,
     }
 }
 
-fn named_by_gdb(frames: &[GdbFrame]) -> Vec<NativeFrame> {
-    frames
-        .iter()
-        .map(|f| NativeFrame {
-            address: f.pc,
-            module: f.module.clone(),
-            module_offset: 0,
-            function: f.name.clone(),
-            file: None,
-            line: None,
-            inlined: f.inline,
-            trust: "gdb",
-            sp: f.sp,
-            symbol_source: None,
-        })
-        .collect()
-}
-
 /// `py-bt`, `py-up`… and the frame filter: the selected thread's Python frames, each with
-/// the level of the gdb frame (the eval loop's) that runs it, where the stacks line up; and
-/// the levels of the interpreter's plumbing frames, which `crashcatch symbolize` hides.
-fn stack(mem: &RemoteMemory, target: &Target, t: &GdbThread, program_path: &str) -> Result<Value, String> {
-    let (stacks, problem) = decode(mem, target, &[t]);
+/// the level of the debugger frame (the eval loop's) that runs it, where the stacks line up;
+/// and the levels of the interpreter's plumbing frames, which `crashcatch symbolize` hides.
+/// With `"unwind"`, also crashcatch's own native frames and where each Python frame runs.
+fn stack(session: &mut Session, mem: &RemoteMemory, target: &Target, req: &Request) -> Result<Value, String> {
+    let t = &req.thread;
+    let native =
+        if req.unwind { Native::unwound(known(session, mem, req), mem, t) } else { Native::as_named(t) };
+    let (stacks, problem) = decode(mem, target, &[&native]);
     let Some(py) = stack_of(&stacks, target, t).cloned() else {
         return Err(format!(
             "thread {} runs no Python code (Python {}: it has no thread state{})",
@@ -182,11 +243,13 @@ fn stack(mem: &RemoteMemory, target: &Target, t: &GdbThread, program_path: &str)
             problem.map_or(String::new(), |p| format!("; {p}"))
         ));
     };
-    let thread = thread_for_merge(t, py, named_by_gdb(&t.native));
+    let levels = native.levels.clone();
+    let thread = thread_for_merge(t, py, native);
     // The program is the interpreter (the eval loop's module is added by `merge`).
-    let program = std::path::Path::new(program_path).file_name().map(|n| n.to_string_lossy().into_owned());
+    let program =
+        std::path::Path::new(&req.program_path).file_name().map(|n| n.to_string_lossy().into_owned());
     let merged = merge(&thread, &Plumbing { interpreter: program.into_iter().collect(), collector: None });
-    let mut level = vec![None; thread.python.len()];
+    let mut runs_in = vec![None; thread.python.len()];
     let mut pending = Vec::new();
     let mut plumbing = Vec::new();
     for e in &merged.entries {
@@ -194,11 +257,11 @@ fn stack(mem: &RemoteMemory, target: &Target, t: &GdbThread, program_path: &str)
             Entry::Python { index, .. } => pending.push(*index),
             Entry::Native { frame, plumbing: glue } => {
                 let at = thread.native.iter().position(|n| std::ptr::eq(n, *frame));
-                let gdb_level = at.and_then(|i| t.native.get(i)).map(|f| f.level);
                 for i in pending.drain(..) {
-                    level[i] = gdb_level;
+                    runs_in[i] = at;
                 }
-                plumbing.extend(gdb_level.filter(|_| *glue));
+                let level = at.and_then(|i| levels.get(i).copied().flatten());
+                plumbing.extend(level.filter(|_| *glue));
             }
             Entry::Gap { .. } => {}
         }
@@ -206,55 +269,95 @@ fn stack(mem: &RemoteMemory, target: &Target, t: &GdbThread, program_path: &str)
     let frames: Vec<Value> = thread
         .python
         .iter()
-        .zip(level)
-        .map(|(f, level)| {
-            json!({
+        .zip(runs_in)
+        .map(|(f, at)| {
+            let mut frame = json!({
                 "file": f.file.as_deref(),
                 "function": f.function(),
                 "name": f.name.as_deref(),
                 "line": f.line,
                 "address": f.address,
-                "level": level,
-            })
+                "level": at.and_then(|i| levels.get(i).copied().flatten()),
+            });
+            if req.unwind {
+                frame["native_index"] = json!(at);
+            }
+            frame
         })
         .collect();
     let status = match merged.status {
         crate::merge::Status::Separate(why) => Some(why),
         _ => None,
     };
-    Ok(json!({
+    let mut reply = json!({
         "version": target.version,
         "frames": frames,
         "problem": thread.python_problem,
         "not_merged": status,
         "plumbing": plumbing,
-    }))
+    });
+    if req.unwind {
+        reply["native"] = thread
+            .native
+            .iter()
+            .map(|f| {
+                json!({"pc": f.address, "sp": f.sp, "function": f.function, "module": f.module,
+                       "file": f.file, "line": f.line, "inlined": f.inlined})
+            })
+            .collect();
+        reply["native_stopped"] = json!(thread.native_stopped);
+    }
+    Ok(reply)
 }
 
-/// The target's modules with their files parsed, kept while the list is unchanged.
-fn modules<'s>(session: &'s mut Session, mem: &RemoteMemory, req: &Request) -> &'s Modules {
-    let program =
-        Program { phdr: req.program_phdr, phnum: req.program_phnum, path: req.program_path.clone() };
-    let listed = modules::loaded(mem, &program);
-    match &session.modules {
-        Some((known, _)) if *known == listed => {}
-        _ => session.modules = Some((listed.clone(), Modules::from_list(&listed, &[]))),
+/// The target's modules (their files parsed) and address space, kept while the module list
+/// is unchanged.
+struct Known {
+    listed: Vec<LoadedModule>,
+    modules: Modules,
+    space: Space,
+}
+
+/// The target's modules: the debugger's list, or the link_map walk from the program headers.
+fn known<'s>(session: &'s mut Session, mem: &RemoteMemory, req: &Request) -> &'s Known {
+    let listed = match &req.modules {
+        Some(list) => list.iter().map(DebuggerModule::loaded).collect(),
+        None => {
+            let program =
+                Program { phdr: req.program_phdr, phnum: req.program_phnum, path: req.program_path.clone() };
+            modules::loaded(mem, &program)
+        }
+    };
+    let space = unwound::space(&req.regions, &listed);
+    match &mut session.known {
+        Some(k) if k.listed == listed => k.space = space,
+        _ => session.known = Some(Known { modules: Modules::from_list(&listed, &[]), listed, space }),
     }
-    &session.modules.as_ref().expect("set above").1
+    session.known.as_ref().expect("set above")
 }
 
 /// `cc-bt`: the merged stack of each thread, as `crashcatch symbolize` prints it.
 fn cc_bt(session: &mut Session, mem: &RemoteMemory, target: &Target, req: &Request) -> Result<Value, String> {
-    let all: Vec<&GdbThread> = req.threads.iter().collect();
-    let (stacks, problem) = decode(mem, target, &all);
+    let known = known(session, mem, req);
+    let natives: Vec<Native> =
+        req.threads
+            .iter()
+            .map(|t| {
+                if req.unwind {
+                    Native::unwound(known, mem, t)
+                } else {
+                    Native::symbolized(&known.modules, t)
+                }
+            })
+            .collect();
+    let (stacks, problem) = decode(mem, target, &natives.iter().collect::<Vec<_>>());
     let gil = target
         .py
         .interpreters
         .first()
         .and_then(|&i| walk::gil_holder(mem, &target.layout, target.py.runtime, i));
-    let modules = modules(session, mem, req);
     let mut threads = Vec::new();
-    for t in &req.threads {
+    for (t, native) in req.threads.iter().zip(natives) {
         let py = stack_of(&stacks, target, t).cloned();
         let tstate = py.as_ref().map(|p| p.tstate);
         let empty = PyThreadStack {
@@ -265,7 +368,7 @@ fn cc_bt(session: &mut Session, mem: &RemoteMemory, target: &Target, req: &Reque
             problem: None,
             eval_calls: Some(Vec::new()),
         };
-        let mut thread = thread_for_merge(t, py.unwrap_or(empty), symbolized(modules, &t.native));
+        let mut thread = thread_for_merge(t, py.unwrap_or(empty), native);
         thread.holds_gil = tstate.is_some() && tstate == gil;
         threads.push(thread);
     }
@@ -282,7 +385,7 @@ fn cc_bt(session: &mut Session, mem: &RemoteMemory, target: &Target, req: &Reque
         python_problem: problem,
         python_layout: target.note.clone(),
         modules_without_symbols: Vec::new(),
-        plumbing: modules.plumbing(),
+        plumbing: known.modules.plumbing(),
         left_out: Vec::new(),
     };
     let style = render::Style::new(false);
@@ -294,20 +397,6 @@ fn cc_bt(session: &mut Session, mem: &RemoteMemory, target: &Target, req: &Reque
         render::thread_text(&mut text, &crash, t, &style, req.full);
     }
     Ok(json!({"text": text.replace("--native-all shows them", "`cc-bt full` shows them")}))
-}
-
-/// gdb's frames named with the symbolizer's own DWARF code: gdb's inlined frames are left
-/// out, the symbolizer finds them again.
-fn symbolized(modules: &Modules, frames: &[GdbFrame]) -> Vec<NativeFrame> {
-    frames
-        .iter()
-        .filter(|f| !f.inline)
-        .flat_map(|f| {
-            let lookup = if f.caller { f.pc.wrapping_sub(1) } else { f.pc };
-            let trust = if f.level == 0 { "context" } else { "cfi" };
-            modules.symbolize(f.pc, lookup, trust, f.sp)
-        })
-        .collect()
 }
 
 /// `cc-threads`: each gdb thread with its thread state, GIL, innermost Python frame, and
