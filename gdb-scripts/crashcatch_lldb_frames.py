@@ -37,8 +37,10 @@ def supported():
     return ScriptedFrameProvider is not None and hasattr(lldb.SBTarget, "RegisterScriptedFrameProvider")
 
 
-# How the provider gets a thread's Python frames: fn(thread, native) -> the helper's `stack`
-# reply for an lldb thread and its frames in the helper's format (crashcatch_lldb.py sets it).
+# How the provider gets a thread's stack: fn(sbthread, info) -> the helper's `stack` reply
+# asked with "unwind": true, where `info` is the request's thread ({"tid", "pthread",
+# "name", "native", "regs"}) made from the provider's input frames (crashcatch_lldb.py
+# sets it: it adds the modules and regions).
 _stack_source = [None]
 # Whether `crashcatch-frames` is on, and the provider's id in each target (by target index).
 _state = {"on": True, "ids": {}}
@@ -60,6 +62,17 @@ def frame_info(f, level):
         "name": f.GetFunctionName() or None,
         "module": spec.GetFilename() if spec else None,
     }
+
+
+def registers(f):
+    """The registers crashcatch's unwinder starts from, and pthread_t (fs_base), of frame 0."""
+    regs = {}
+    for name in ("rip", "rsp", "rbp"):
+        value = f.FindRegister(name)
+        if value.IsValid():
+            regs[name] = value.GetValueAsUnsigned()
+    fs_base = f.FindRegister("fs_base")
+    return regs, (fs_base.GetValueAsUnsigned() or None) if fs_base.IsValid() else None
 
 
 def with_callers(frames):
@@ -106,18 +119,99 @@ class _PythonFrame(ScriptedFrame or object):
         return None
 
 
-def plan(native, reply):
-    """The frames `bt` shows: lldb's frame indexes (int) with the Python frames (dicts) each
-    eval-loop frame runs just inside it. `native`: lldb's frames as sent to the helper,
-    `reply`: the helper's `stack` reply (frames with their lldb `level`)."""
-    by_level = {}
-    for py in reply.get("frames") or ():
-        if py.get("level") is not None:
-            by_level.setdefault(py["level"], []).append(py)
-    out = []
+class _NativeFrame(ScriptedFrame or object):
+    """A frame of crashcatch's own unwind beyond where lldb's stopped: its pc, named by
+    lldb's symbols (the inlined call `depth` scopes out from the innermost one at pc)."""
+
+    def __init__(self, thread, index, entry, depth, caller):
+        super(_NativeFrame, self).__init__(thread, lldb.SBStructuredData())
+        self.index = index
+        self.entry = entry
+        self.depth = depth
+        self.caller = caller
+
+    def get_id(self):
+        return self.index
+
+    def get_pc(self):
+        return self.entry["pc"]
+
+    def is_artificial(self):
+        return False
+
+    def is_inlined(self):
+        return bool(self.entry.get("inlined"))
+
+    def get_symbol_context(self):
+        target = self.target
+        # A return address is looked up one byte back: inside the call, not after it.
+        lookup = self.entry["pc"] - (1 if self.caller else 0)
+        addr = lldb.SBAddress(lookup, target)
+        sc = target.ResolveSymbolContextForAddress(addr, lldb.eSymbolContextEverything)
+        for _ in range(self.depth):
+            parent_addr = lldb.SBAddress()
+            parent = sc.GetParentOfInlinedScope(addr, parent_addr)
+            if not parent.IsValid():
+                break
+            sc, addr = parent, parent_addr
+        return sc
+
+    def get_register_context(self):
+        return None
+
+
+def _matches(native, unwound):
+    """{lldb level: index in crashcatch's unwind} for lldb's real (not inlined) frames that
+    crashcatch's unwind has too, at the same pc and stack pointer."""
+    at = {}
+    for j, c in enumerate(unwound):
+        if not c.get("inlined"):
+            at.setdefault((c["pc"], c["sp"]), j)
+    found = {}
     for f in native:
+        j = None if f["inline"] else at.get((f["pc"], f["sp"]))
+        if j is not None:
+            found[f["level"]] = j
+    return found
+
+
+def plan(native, reply):
+    """The frames `bt` shows, outermost last: lldb's frame indexes (int), Python frames
+    ("py", frame) just inside the eval-loop frame running each, and where crashcatch's own
+    unwind goes further than lldb's, its frames ("native", entry, inlined depth) from the
+    last frame both unwinds share. `native`: lldb's frames as sent to the helper; `reply`:
+    the helper's `stack` reply."""
+    python = reply.get("frames") or ()
+    unwound = reply.get("native") or []
+    matched = _matches(native, unwound)
+    kept, tail_from = len(native), len(unwound)
+    if matched:
+        last = max(matched)
+        # Where lldb's unwind stopped short (or went astray) after the last frame both
+        # share, and crashcatch's went further: crashcatch's frames from there.
+        if len(unwound) - matched[last] > len(native) - last:
+            kept, tail_from = last + 1, matched[last] + 1
+    by_level, by_index = {}, {}
+    for py in python:
+        if py.get("level") is not None and py["level"] < kept:
+            by_level.setdefault(py["level"], []).append(("py", py))
+        elif py.get("native_index") is not None and py["native_index"] >= tail_from:
+            by_index.setdefault(py["native_index"], []).append(("py", py))
+    out = []
+    for f in native[:kept]:
         out.extend(by_level.get(f["level"], ()))
         out.append(f["level"])
+    depth = 0
+    for j in range(tail_from, len(unwound)):
+        out.extend(by_index.get(j, ()))
+        entry = unwound[j]
+        # Inlined calls share their caller's pc: each is one scope further out than the
+        # entry before it at that pc.
+        same_pc = j > tail_from and unwound[j - 1]["pc"] == entry["pc"] and unwound[j - 1].get("inlined")
+        depth = depth + 1 if same_pc else 0
+        inner = unwound[j - 1] if j > 0 else None
+        caller = inner is not None and inner.get("function") not in TRAMPOLINES
+        out.append(("native", entry, depth, caller))
     return out
 
 
@@ -138,7 +232,8 @@ class PythonFrames(ScriptedFrameProvider or object):
         # it already returned: frame 0 is read before it is handed back, the others before
         # any of them is.
         if self.first is None:
-            self.first = frame_info(self.input_frames.GetFrameAtIndex(0), 0)
+            f = self.input_frames.GetFrameAtIndex(0)
+            self.first = frame_info(f, 0), registers(f)
         return self.first
 
     def _plan(self):
@@ -147,10 +242,18 @@ class PythonFrames(ScriptedFrameProvider or object):
             source = _stack_source[0]
             if source is not None and _state["on"]:
                 count = min(self.input_frames.GetSize(), MAX_NATIVE_FRAMES)
-                native = [self._innermost()]
+                first, (regs, pthread) = self._innermost()
+                native = [first]
                 native.extend(frame_info(self.input_frames.GetFrameAtIndex(i), i) for i in range(1, count))
+                info = {
+                    "tid": self.thread.GetThreadID(),
+                    "pthread": pthread,
+                    "name": self.thread.GetName(),
+                    "native": with_callers(native),
+                    "regs": regs,
+                }
                 try:
-                    self.frames = plan(native, source(self.thread, with_callers(native)))
+                    self.frames = plan(native, source(self.thread, info))
                 except Exception:  # not a Python thread (or not yet): lldb's own frames
                     pass
         return self.frames
@@ -159,10 +262,9 @@ class PythonFrames(ScriptedFrameProvider or object):
         if index == 0:
             # Every stop asks for frame 0 (internal ones too): neither the helper nor a
             # full unwind is needed for it.
-            first = self.input_frames.GetFrameAtIndex(0)
-            if not first.IsValid():
+            if not self.input_frames.GetFrameAtIndex(0).IsValid():
                 return None
-            self.first = frame_info(first, 0)
+            self._innermost()
             return 0
         count = self.input_frames.GetSize()
         frames = self._plan()
@@ -173,7 +275,9 @@ class PythonFrames(ScriptedFrameProvider or object):
         f = frames[index]
         if isinstance(f, int):
             return f
-        return _PythonFrame(self.thread, index, f)
+        if f[0] == "py":
+            return _PythonFrame(self.thread, index, f[1])
+        return _NativeFrame(self.thread, index, *f[1:])
 
 
 def register(target):
