@@ -25,8 +25,6 @@ try:
 except ImportError:  # lldb < 22: no frame providers
     ScriptedFrameProvider = ScriptedFrame = None
 
-# lldb frames sent to the helper at most (a runaway recursion has millions).
-MAX_NATIVE_FRAMES = 20000
 # Signal trampolines: the frame outside one was interrupted, its pc is no return address.
 TRAMPOLINES = ("__restore_rt", "_sigtramp")
 PROVIDER = __name__ + ".PythonFrames"
@@ -37,53 +35,50 @@ def supported():
     return ScriptedFrameProvider is not None and hasattr(lldb.SBTarget, "RegisterScriptedFrameProvider")
 
 
-# How the provider gets a thread's stack: fn(sbthread, info) -> the helper's `stack` reply
-# asked with "unwind": true, where `info` is the request's thread ({"tid", "pthread",
-# "name", "native", "regs"}) made from the provider's input frames (crashcatch_lldb.py
-# sets it: it adds the modules and regions).
-_stack_source = [None]
+# What crashcatch_lldb.py gives the provider (see install): "stack": fn(sbthread, info) ->
+# the helper's `stack` reply asked with "unwind": true for the request's thread `info`
+# ({"tid", "pthread", "name", "native", "regs"}); "native_frames": fn(frames) -> lldb's
+# frames in the helper's format, `frames` having GetNumFrames() and GetFrameAtIndex(i).
+_plugin = {}
 # Whether `crashcatch-frames` is on, and the provider's id in each target (by target index).
 _state = {"on": True, "ids": {}}
 
 
-def set_stack_source(fn):
-    _stack_source[0] = fn
+class _Snapshot(object):
+    """An lldb frame's answers, read once: lldb 22 aborts ("Resource deadlock avoided") when
+    a provider touches an input frame it already handed back, and frame 0 is handed back at
+    every stop before anything else is asked."""
+
+    ASKED = ("IsValid", "GetPC", "GetSP", "IsInlined", "IsArtificial", "GetFunctionName", "GetSymbol", "GetModule")
+
+    def __init__(self, frame):
+        self.answers = dict((name, getattr(frame, name)()) for name in self.ASKED if hasattr(frame, name))
+        self.regs = {}
+        for name in ("rip", "rsp", "rbp", "fs_base"):
+            value = frame.FindRegister(name)
+            if value.IsValid():
+                self.regs[name] = value.GetValueAsUnsigned()
+
+    def __getattr__(self, name):
+        if name not in self.answers:
+            raise AttributeError(name)
+        answer = self.answers[name]
+        return lambda: answer
 
 
-def frame_info(f, level):
-    """One lldb frame in the helper's format."""
-    module = f.GetModule()
-    spec = module.GetFileSpec() if module.IsValid() else None
-    return {
-        "level": level,
-        "pc": f.GetPC(),
-        "sp": f.GetSP(),
-        "inline": f.IsInlined(),
-        "name": f.GetFunctionName() or None,
-        "module": spec.GetFilename() if spec else None,
-    }
+class _InputFrames(object):
+    """The provider's input frames as a thread's (GetNumFrames, GetFrameAtIndex), frame 0
+    from its snapshot."""
 
+    def __init__(self, frames, first):
+        self.frames = frames
+        self.first = first
 
-def registers(f):
-    """The registers crashcatch's unwinder starts from, and pthread_t (fs_base), of frame 0."""
-    regs = {}
-    for name in ("rip", "rsp", "rbp"):
-        value = f.FindRegister(name)
-        if value.IsValid():
-            regs[name] = value.GetValueAsUnsigned()
-    fs_base = f.FindRegister("fs_base")
-    return regs, (fs_base.GetValueAsUnsigned() or None) if fs_base.IsValid() else None
+    def GetNumFrames(self):
+        return self.frames.GetSize()
 
-
-def with_callers(frames):
-    """Marks the frames whose pc is a return address: all but the innermost, one interrupted
-    by a signal (inside the handler's trampoline) and the caller of an inlined frame (lldb
-    gives it the inlined code's pc)."""
-    inner = None
-    for f in frames:
-        f["caller"] = inner is not None and not inner["inline"] and inner["name"] not in TRAMPOLINES
-        inner = f
-    return frames
+    def GetFrameAtIndex(self, index):
+        return self.first if index == 0 else self.frames.GetFrameAtIndex(index)
 
 
 class _PythonFrame(ScriptedFrame or object):
@@ -228,32 +223,26 @@ class PythonFrames(ScriptedFrameProvider or object):
         self.frames = None
 
     def _innermost(self):
-        # lldb 22 aborts ("Resource deadlock avoided") when a provider touches an input frame
-        # it already returned: frame 0 is read before it is handed back, the others before
-        # any of them is.
         if self.first is None:
-            f = self.input_frames.GetFrameAtIndex(0)
-            self.first = frame_info(f, 0), registers(f)
+            self.first = _Snapshot(self.input_frames.GetFrameAtIndex(0))
         return self.first
 
     def _plan(self):
         if self.frames is None:
             self.frames = []  # a failure below: lldb's frames as they are
-            source = _stack_source[0]
-            if source is not None and _state["on"]:
-                count = min(self.input_frames.GetSize(), MAX_NATIVE_FRAMES)
-                first, (regs, pthread) = self._innermost()
-                native = [first]
-                native.extend(frame_info(self.input_frames.GetFrameAtIndex(i), i) for i in range(1, count))
-                info = {
-                    "tid": self.thread.GetThreadID(),
-                    "pthread": pthread,
-                    "name": self.thread.GetName(),
-                    "native": with_callers(native),
-                    "regs": regs,
-                }
+            if _plugin and _state["on"]:
+                first = self._innermost()
                 try:
-                    self.frames = plan(native, source(self.thread, info))
+                    native = _plugin["native_frames"](_InputFrames(self.input_frames, first))
+                    regs = dict((k, v) for k, v in first.regs.items() if k != "fs_base")
+                    info = {
+                        "tid": self.thread.GetThreadID(),
+                        "pthread": first.regs.get("fs_base") or None,
+                        "name": self.thread.GetName(),
+                        "native": native,
+                        "regs": regs,
+                    }
+                    self.frames = plan(native, _plugin["stack"](self.thread, info))
                 except Exception:  # not a Python thread (or not yet): lldb's own frames
                     pass
         return self.frames
@@ -317,12 +306,14 @@ class RegisterAtStop(object):
         return True
 
 
-def install(debugger, internal_dict):
-    """Called by crashcatch_lldb.py's __lldb_init_module: the provider on each target now
-    and (through a stop hook) on later ones, plus `crashcatch-frames on|off`. Nothing on an
-    lldb without frame providers."""
+def install(debugger, internal_dict, stack, native_frames):
+    """Called by crashcatch_lldb.py's __lldb_init_module with its `stack` and
+    `native_frames` (see _plugin): the provider on each target now and (through a stop
+    hook) on later ones, plus `crashcatch-frames on|off`. Nothing on an lldb without frame
+    providers."""
     if not supported():
         return False
+    _plugin.update(stack=stack, native_frames=native_frames)
     # lldb finds script classes by name in its session dictionary, where `command script
     # import` puts the modules it imports; this one was imported by crashcatch_lldb.py.
     internal_dict[__name__] = sys.modules[__name__]
