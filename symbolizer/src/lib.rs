@@ -13,6 +13,7 @@ pub mod debuginfod;
 pub mod demangle;
 pub mod dwarf;
 pub mod elf;
+pub mod link_map;
 pub mod memory;
 pub mod merge;
 pub mod native;

@@ -8,31 +8,40 @@
     crashcatch core DUMP -o FILE         write a minidump as an ELF core file for gdb
     crashcatch gdb ARGS...               gdb with crashcatch's commands loaded (py-bt, cc-bt, ...);
                                          every argument goes to gdb
-    crashcatch debugger-scripts          the path of the gdb commands, for `(gdb) source PATH`
+    crashcatch lldb ARGS...              lldb with crashcatch's commands loaded (the newest
+                                         lldb with Python, or $CRASHCATCH_LLDB)
+    crashcatch debugger-scripts [--lldb] the path of the gdb commands, for `(gdb) source PATH`
+                                         (--lldb: of the lldb plugin, for `command script import`)
     python -m crashcatch ...             the same, without the console script
 """
 import argparse
+import glob
 import os
+import re
+import subprocess
 import runpy
+import shutil
 import sys
 
 # Commands the native program shipped in this package runs.
 _NATIVE_COMMANDS = ("symbolize", "core")
 _SYMBOLIZER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "crashcatch-symbolize")
 # gdb-scripts/ of the source tree, copied here when the wheel is built.
-_GDB_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_debugger", "crashcatch_gdb.py")
+_DEBUGGER_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_debugger")
+_SCRIPTS = {"gdb": "crashcatch_gdb.py", "lldb": "crashcatch_lldb.py"}
 
 
-def _debugger_script():
-    if not os.path.exists(_GDB_SCRIPT):
-        print(f"crashcatch: {_GDB_SCRIPT} is missing: reinstall crashcatch", file=sys.stderr)
+def _debugger_script(debugger="gdb"):
+    script = os.path.join(_DEBUGGER_DIR, _SCRIPTS[debugger])
+    if not os.path.exists(script):
+        print(f"crashcatch: {script} is missing: reinstall crashcatch", file=sys.stderr)
         return None
-    return _GDB_SCRIPT
+    return script
 
 
 def _gdb(args):
     """Runs gdb with crashcatch's commands loaded; every argument is gdb's."""
-    script = _debugger_script()
+    script = _debugger_script("gdb")
     if script is None:
         return 2
     gdb = os.environ.get("CRASHCATCH_GDB") or "gdb"
@@ -41,6 +50,61 @@ def _gdb(args):
     except OSError as e:
         print(f"crashcatch: cannot run {gdb}: {e} (install gdb, or set CRASHCATCH_GDB to it)", file=sys.stderr)
         return 2
+
+
+def _lldb_python_problem(lldb):
+    """None if `lldb` runs and has its Python module (`lldb -P` names the directory holding
+    the `lldb` package: a quick check that starts no debugger session), else what is wrong."""
+    try:
+        r = subprocess.run([lldb, "-P"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"cannot run it ({e})"
+    where = r.stdout.decode("utf-8", "replace").strip().splitlines()
+    if r.returncode != 0 or not where:
+        return "`lldb -P` failed: built without Python?"
+    if not os.path.exists(os.path.join(where[-1], "lldb", "__init__.py")):
+        return f"its Python module is not installed ({where[-1]}/lldb; Debian: python3-lldb-NN)"
+    return None
+
+
+def _lldb_candidates():
+    """lldb programs to try, best first: $CRASHCATCH_LLDB alone when set; else the newest
+    /usr/lib/llvm-NN/bin/lldb first, then `lldb` on PATH (Debian's plain `lldb` may be old)."""
+    env = os.environ.get("CRASHCATCH_LLDB")
+    if env:
+        return [env]
+
+    def version(path):
+        m = re.search(r"/llvm-(\d+)/", path)
+        return int(m.group(1)) if m else -1
+
+    found = sorted(glob.glob("/usr/lib/llvm-*/bin/lldb"), key=version, reverse=True)
+    on_path = shutil.which("lldb")
+    if on_path and os.path.realpath(on_path) not in [os.path.realpath(p) for p in found]:
+        found.append(on_path)
+    return found
+
+
+def _lldb(args):
+    """Runs lldb with crashcatch's plugin loaded; every argument is lldb's."""
+    script = _debugger_script("lldb")
+    if script is None:
+        return 2
+    tried = []
+    for lldb in _lldb_candidates():
+        problem = _lldb_python_problem(lldb)
+        if problem is None:
+            try:
+                os.execv(lldb, [lldb, "-O", f"command script import \"{script}\"", *args])
+            except OSError as e:
+                problem = f"cannot run it ({e})"
+        tried.append(f"  {lldb}: {problem}")
+    if not tried:
+        tried.append("  no lldb found (/usr/lib/llvm-NN/bin/lldb, lldb on PATH)")
+    print("crashcatch: no usable lldb with Python; tried:\n" + "\n".join(tried) +
+          "\ninstall lldb with its Python module (Debian: lldb-19 python3-lldb-19), or set CRASHCATCH_LLDB",
+          file=sys.stderr)
+    return 2
 
 
 def _enable_in_children():
@@ -78,8 +142,14 @@ def main(argv=None):
         os.execv(_SYMBOLIZER, ["crashcatch", *argv])
     if argv and argv[0] == "gdb":
         return _gdb(argv[1:])
+    if argv and argv[0] == "lldb":
+        return _lldb(argv[1:])
     if argv and argv[0] == "debugger-scripts":
-        script = _debugger_script()
+        flags = argv[1:]
+        if flags not in ([], ["--gdb"], ["--lldb"]):
+            print("usage: crashcatch debugger-scripts [--gdb | --lldb]", file=sys.stderr)
+            return 2
+        script = _debugger_script("lldb" if flags == ["--lldb"] else "gdb")
         if script is None:
             return 2
         print(script)
@@ -89,7 +159,12 @@ def main(argv=None):
     commands.add_parser("symbolize", help="read a minidump (crashcatch symbolize --help)")
     commands.add_parser("core", help="write a minidump as an ELF core file for gdb (crashcatch core --help)")
     commands.add_parser("gdb", help="gdb with crashcatch's commands (py-bt, cc-bt, ...); arguments go to gdb")
-    commands.add_parser("debugger-scripts", help="print the path of crashcatch's gdb commands (for `source`)")
+    commands.add_parser("lldb", help="lldb with crashcatch's commands (py-bt, cc-bt, ...); arguments go to lldb")
+    commands.add_parser(
+        "debugger-scripts",
+        help="print the path of crashcatch's gdb commands (for `source`); --lldb: the lldb plugin's "
+        "(for `command script import`)",
+    )
     run = commands.add_parser("run", help="run a script or module with crashcatch enabled")
     run.add_argument("-m", dest="module", action="store_true", help="run TARGET as a module")
     run.add_argument("target", help="script path, or module name with -m")

@@ -164,6 +164,12 @@ impl<'a> Layout<'a> {
     }
 }
 
+impl pylayout::Memory for Layout<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+        Layout::read(self, addr, buf)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

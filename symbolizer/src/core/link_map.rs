@@ -8,10 +8,9 @@
 
 use super::layout::{Layout, PF_R, PF_W};
 use crate::elf::ElfFile;
+use crate::link_map::DT_DEBUG;
 use std::path::Path;
 
-const DT_NULL: u64 = 0;
-const DT_DEBUG: u64 = 21;
 /// `sizeof(struct r_debug)` and `sizeof(struct link_map)`'s public part on x86-64.
 const R_DEBUG_SIZE: u64 = 40;
 const LINK_MAP_SIZE: u64 = 40;
@@ -143,34 +142,9 @@ fn minidump_string(file: &[u8], rva: usize) -> Option<Vec<u8>> {
 /// Whether gdb can walk the chain in `layout` as it is: `_DYNAMIC` → DT_DEBUG → `r_debug`
 /// → at least one `link_map`, every entry and name readable.
 pub fn walkable(layout: &Layout, dynamic_addr: u64) -> bool {
-    let word = |addr: u64| {
-        let mut b = [0u8; 8];
-        layout.read(addr, &mut b).then(|| u64::from_le_bytes(b))
-    };
-    let mut r_debug = None;
-    for i in 0..4096u64 {
-        let Some(tag) = word(dynamic_addr.wrapping_add(16 * i)) else { return false };
-        if tag == DT_NULL {
-            break;
-        }
-        if tag == DT_DEBUG {
-            r_debug = word(dynamic_addr.wrapping_add(16 * i + 8));
-        }
-    }
-    let Some(mut map) = r_debug.filter(|&r| r != 0).and_then(|r| word(r.wrapping_add(8))) else {
-        return false;
-    };
-    let mut seen = 0;
-    while map != 0 && seen < MAX_OBJECTS {
-        let name = word(map.wrapping_add(8));
-        if name.is_none_or(|n| n != 0 && !layout.covers(n, 1)) {
-            return false;
-        }
-        let Some(next) = word(map.wrapping_add(24)) else { return false };
-        map = next;
-        seen += 1;
-    }
-    seen > 0
+    let Some(r_debug) = crate::link_map::r_debug(layout, dynamic_addr) else { return false };
+    let (links, complete) = crate::link_map::links(layout, r_debug, MAX_OBJECTS);
+    complete && !links.is_empty() && links.iter().all(|l| l.l_name == 0 || layout.covers(l.l_name, 1))
 }
 
 /// Puts the chain into `layout`: the `_DYNAMIC` copy with DT_DEBUG set, `r_debug`, the
@@ -221,7 +195,7 @@ mod tests {
 
     fn dso() -> DsoDebug {
         let mut dynamic = Vec::new();
-        for (tag, val) in [(1u64, 5u64), (DT_DEBUG, 0), (DT_NULL, 0)] {
+        for (tag, val) in [(1u64, 5u64), (DT_DEBUG, 0), (0 /* DT_NULL */, 0)] {
             dynamic.extend_from_slice(&tag.to_le_bytes());
             dynamic.extend_from_slice(&val.to_le_bytes());
         }

@@ -1,6 +1,7 @@
 //! The target's loaded modules, found as gdb finds them: the program headers the auxv
 //! points at (AT_PHDR) → PT_DYNAMIC → DT_DEBUG → `r_debug` → the `link_map` list.
 
+use crate::link_map;
 use crate::native::LoadedModule;
 use pylayout::Memory;
 
@@ -9,14 +10,10 @@ const PT_LOAD: u32 = 1;
 const PT_DYNAMIC: u32 = 2;
 const PT_NOTE: u32 = 4;
 const PT_PHDR: u32 = 6;
-const DT_NULL: u64 = 0;
-const DT_DEBUG: u64 = 21;
 const NT_GNU_BUILD_ID: u32 = 3;
 
 /// Modules listed at most (a corrupt or cyclic list ends here).
 const MAX_MODULES: usize = 4096;
-/// Entries of the program's dynamic section read at most.
-const MAX_DYNAMIC_ENTRIES: u64 = 512;
 /// Bytes of a module's path read at most.
 const MAX_PATH: usize = 4096;
 
@@ -103,37 +100,15 @@ pub fn loaded(mem: &dyn Memory, program: &Program) -> Vec<LoadedModule> {
     let (base, size, build_id) = image(mem, &headers, bias);
     let mut found = vec![LoadedModule { path: program.path.clone(), base, size, build_id }];
     let Some(dynamic) = headers.iter().find(|h| h.kind == PT_DYNAMIC) else { return found };
-    let dynamic = bias.wrapping_add(dynamic.vaddr);
-    let r_debug = (0..MAX_DYNAMIC_ENTRIES)
-        .map_while(|i| {
-            let tag = mem.read_u64(dynamic + i * 16)?;
-            (tag != DT_NULL).then(|| (tag, mem.read_u64(dynamic + i * 16 + 8)))
-        })
-        .find(|(tag, _)| *tag == DT_DEBUG)
-        .and_then(|(_, value)| value)
-        .unwrap_or(0);
-    let Some(mut link) = mem.read_u64(r_debug.wrapping_add(8)).filter(|_| r_debug != 0) else {
-        return found;
-    };
-    for _ in 0..MAX_MODULES {
-        if link == 0 {
-            break;
-        }
-        let (Some(l_addr), Some(l_name), Some(next)) =
-            (mem.read_u64(link), mem.read_u64(link + 8), mem.read_u64(link + 24))
-        else {
-            break;
-        };
-        let path = c_string(mem, l_name);
+    let Some(r_debug) = link_map::r_debug(mem, bias.wrapping_add(dynamic.vaddr)) else { return found };
+    for link in link_map::links(mem, r_debug, MAX_MODULES).0 {
+        let path = c_string(mem, link.l_name);
         // The program is listed first with an empty name; the vDSO by a pseudo name.
         if path.starts_with('/') {
             // A library's first PT_LOAD maps the file's start at address 0: its ELF header
             // is at the load bias.
-            if let Some(m) = module_at(mem, path, l_addr, l_addr) {
-                found.push(m);
-            }
+            found.extend(module_at(mem, path, link.l_addr, link.l_addr));
         }
-        link = next;
     }
     found
 }

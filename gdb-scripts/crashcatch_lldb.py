@@ -1,0 +1,258 @@
+"""crashcatch's lldb commands: Python stacks, source, values and threads of a CPython 3.9+
+process, core or crashcatch minidump, without the interpreter's debug info.
+
+Load with `crashcatch lldb ARGS...`, or in a running lldb with `command script import PATH`
+(PATH: the output of `crashcatch debugger-scripts --lldb`). See README.md next to this file.
+
+This file is the lldb adapter of crashcatch_bridge.py (next to it: the helper process, the
+commands and their output, shared with gdb's commands) and the commands' registration. It
+runs in lldb's own embedded Python (3.6+), usually not the target's: standard library and
+lldb's module only; never imports crashcatch. Memory is read with SBProcess.ReadMemory, so
+live processes, cores and minidumps behave alike.
+"""
+import os
+import struct
+import sys
+
+import lldb
+
+try:
+    _HERE = os.path.dirname(os.path.abspath(__file__))
+except NameError:
+    _HERE = ""
+if _HERE and _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+import crashcatch_bridge as bridge  # noqa: E402 (found through the path set above)
+from crashcatch_bridge import CrashcatchError  # noqa: E402
+
+# Native frames sent to the helper at most per thread (a runaway recursion has millions).
+MAX_NATIVE_FRAMES = 20000
+# Where the kernel returns from a signal handler: the pc of the frame it interrupted is
+# where the signal hit, not a return address.
+SIGNAL_TRAMPOLINES = ("__restore_rt",)
+INVALID_ADDRESS = 0xFFFFFFFFFFFFFFFF
+# How lldb names code without a symbol (stripped programs): not a name.
+UNNAMED = "___lldb_unnamed_symbol"
+
+
+def _valid(addr):
+    return addr is not None and addr not in (0, INVALID_ADDRESS)
+
+
+def _register(frame, name):
+    value = frame.FindRegister(name)
+    if not value.IsValid():
+        return None
+    error = lldb.SBError()
+    n = value.GetValueAsUnsigned(error, INVALID_ADDRESS)
+    return n if error.Success() and n != INVALID_ADDRESS else None
+
+
+def _module_name(module):
+    if not module.IsValid():
+        return None
+    return module.GetFileSpec().GetFilename()
+
+
+def _native_frames(thread, limit=MAX_NATIVE_FRAMES):
+    """The thread's native frames, innermost first, as lldb unwinds them."""
+    frames = []
+    inner_is_trampoline = False
+    # lldb gives the frame that inlined calls sit in the pc where the inlined code begins;
+    # its real pc (which the helper symbolizes, inlined calls included) is the innermost
+    # inlined frame's.
+    group_pc = None
+    for level in range(min(thread.GetNumFrames(), limit)):
+        f = thread.GetFrameAtIndex(level)
+        if not f.IsValid():
+            break
+        # Frames lldb infers from DWARF call sites (tail calls) have no return address on
+        # the stack, and crashcatch's own unwinder has none.
+        if hasattr(f, "IsArtificial") and f.IsArtificial():
+            continue
+        name = f.GetFunctionName() or (f.GetSymbol().GetName() if f.GetSymbol().IsValid() else None)
+        if name and name.startswith(UNNAMED):
+            name = None
+        inline = bool(f.IsInlined())
+        pc = f.GetPC() if group_pc is None else group_pc
+        group_pc = pc if inline else None
+        frames.append(
+            {
+                "level": level,
+                "pc": pc,
+                "sp": f.GetSP(),
+                "inline": inline,
+                # The pc of a frame that called another is a return address, unless the
+                # frame inside it is a signal trampoline (the pc is where the signal hit).
+                "caller": level > 0 and not inner_is_trampoline,
+                "name": name,
+                "module": _module_name(f.GetModule()),
+            }
+        )
+        if not inline:
+            inner_is_trampoline = name in SIGNAL_TRAMPOLINES
+    return frames
+
+
+class Lldb(object):
+    """crashcatch_bridge's view of lldb, for one command run."""
+
+    def __init__(self, debugger, exe_ctx, result):
+        self.result = result
+        self.target = exe_ctx.GetTarget() if exe_ctx is not None else lldb.SBTarget()
+        if not self.target.IsValid():
+            self.target = debugger.GetSelectedTarget()
+        self.process = self.target.GetProcess() if self.target.IsValid() else lldb.SBProcess()
+
+    # --- memory and symbols
+
+    def read_memory(self, addr, length):
+        """The target's memory, all `length` bytes or none (as gdb reads: lldb returns what a
+        minidump's range holds of it, and the helper then reads smaller pieces); where the
+        process (a core) lacks it, the module file's section there (a kernel core leaves out
+        read-only file mappings: .rodata, .text)."""
+        try:
+            error = lldb.SBError()
+            data = self.process.ReadMemory(addr, length, error)
+            if error.Success() and data and len(data) == length:
+                return bytes(data)
+            address = self.target.ResolveLoadAddress(addr)
+            if not address.GetSection().IsValid():
+                return b""
+            error = lldb.SBError()
+            data = self.target.ReadMemory(address, length, error)
+        except (OverflowError, ValueError, TypeError):
+            return b""
+        return bytes(data) if error.Success() and data and len(data) == length else b""
+
+    def _symbols(self, name):
+        """lldb's symbols named `name` with a load address, data and code (dynamic symbols
+        of stripped programs too): the program's first, as the dynamic linker binds them."""
+        found = []
+        contexts = self.target.FindSymbols(name)
+        for i in range(contexts.GetSize()):
+            symbol = contexts.GetContextAtIndex(i).GetSymbol()
+            if not symbol.IsValid() or symbol.GetType() in (lldb.eSymbolTypeUndefined, lldb.eSymbolTypeTrampoline):
+                continue
+            addr = symbol.GetStartAddress()
+            load = addr.GetLoadAddress(self.target)
+            if _valid(load):
+                found.append((load, addr))
+        return found
+
+    def symbol(self, name):
+        found = self._symbols(name)
+        return found[0][0] if found else None
+
+    def symbol_file(self, addr):
+        module = self.target.ResolveLoadAddress(addr).GetModule()
+        if not module.IsValid():
+            return None
+        return module.GetFileSpec().fullpath
+
+    # --- threads and frames
+
+    def require_process(self):
+        gone = (lldb.eStateInvalid, lldb.eStateUnloaded, lldb.eStateDetached, lldb.eStateExited)
+        if not self.process.IsValid() or self.process.GetState() in gone or self.process.GetNumThreads() == 0:
+            raise CrashcatchError("no process: run the program (`run`), attach with -p PID, or open a core (-c)")
+        if self.process.GetState() == lldb.eStateRunning:
+            raise CrashcatchError("the process is running: interrupt it first (Ctrl-C or `process interrupt`)")
+
+    def _thread_info(self, thread, with_native):
+        """What the helper needs of an lldb thread."""
+        frame = thread.GetFrameAtIndex(0)
+        info = {
+            "tid": thread.GetThreadID(),
+            "pthread": _register(frame, "fs_base"),
+            "name": thread.GetName(),
+        }
+        if with_native:
+            info["native"] = _native_frames(thread)
+        return info
+
+    def _program_path(self):
+        exe = self.target.GetExecutable()
+        return exe.fullpath if exe.IsValid() and exe.fullpath else ""
+
+    def _program_headers(self):
+        """(AT_PHDR, AT_PHNUM) of the program, from its ELF header in memory: lldb has no
+        `info auxv`; the program headers follow the header at e_phoff."""
+        module = self.target.GetModuleAtIndex(0)
+        if not module.IsValid():
+            return 0, 0
+        base = module.GetObjectFileHeaderAddress().GetLoadAddress(self.target)
+        if not _valid(base):
+            return 0, 0
+        header = self.read_memory(base, 64)
+        if len(header) < 64 or header[:4] != b"\x7fELF":
+            return 0, 0
+        (phoff,) = struct.unpack_from("<Q", header, 0x20)
+        (phnum,) = struct.unpack_from("<H", header, 0x38)
+        return base + phoff, phnum
+
+    def _threads(self):
+        threads = [self.process.GetThreadAtIndex(i) for i in range(self.process.GetNumThreads())]
+        return sorted(threads, key=lambda t: t.GetIndexID())
+
+    def stack_fields(self, levels):
+        thread = self.process.GetSelectedThread()
+        return {"thread": self._thread_info(thread, levels), "program_path": self._program_path()}
+
+    def cc_bt_fields(self, all_threads):
+        phdr, phnum = self._program_headers()
+        threads = self._threads() if all_threads else [self.process.GetSelectedThread()]
+        return {
+            "program_phdr": phdr,
+            "program_phnum": phnum,
+            "program_path": self._program_path(),
+            "threads": [self._thread_info(t, True) for t in threads],
+        }
+
+    def threads(self):
+        selected = self.process.GetSelectedThread().GetThreadID()
+        rows = []
+        for t in self._threads():
+            row = {"num": t.GetIndexID(), "name": t.GetName(), "selected": t.GetThreadID() == selected}
+            rows.append((row, self._thread_info(t, False)))
+        return rows
+
+    def selection_key(self):
+        return (self.process.GetProcessID(), self.process.GetSelectedThread().GetThreadID(),
+                self.process.GetStopID(), self.selected_level())
+
+    def selected_level(self):
+        frame = self.process.GetSelectedThread().GetSelectedFrame()
+        return frame.GetFrameID() if frame.IsValid() else 0
+
+    def select_level(self, level):
+        self.process.GetSelectedThread().SetSelectedFrame(level)
+
+    def write(self, text):
+        self.result.Print(text)
+
+
+def _command(function):
+    """An lldb command function running `function` of the bridge: errors are
+    `crashcatch: message` results, never tracebacks."""
+
+    def command(debugger, arg, exe_ctx, result, internal_dict):
+        error = bridge.run(function, Lldb(debugger, exe_ctx, result), arg or "")
+        if error is not None:
+            result.SetError(error)
+
+    command.__doc__ = function.__doc__
+    return command
+
+
+# lldb finds command functions by name in this module: cmd_py_bt for py-bt, ...
+for _name, _function in bridge.COMMANDS:
+    globals()["cmd_" + _name.replace("-", "_")] = _command(_function)
+
+
+def __lldb_init_module(debugger, internal_dict):
+    for name, function in bridge.COMMANDS:
+        debugger.HandleCommand(
+            "command script add -o -f %s.cmd_%s %s" % (__name__, name.replace("-", "_"), name)
+        )
