@@ -24,6 +24,7 @@ if _HERE and _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 import crashcatch_bridge as bridge  # noqa: E402 (found through the path set above)
+import crashcatch_lldb_frames  # noqa: E402
 from crashcatch_bridge import CrashcatchError  # noqa: E402
 
 # Native frames sent to the helper at most per thread (a runaway recursion has millions).
@@ -70,6 +71,10 @@ def _native_frames(thread, limit=MAX_NATIVE_FRAMES):
         # Frames lldb infers from DWARF call sites (tail calls) have no return address on
         # the stack, and crashcatch's own unwinder has none.
         if hasattr(f, "IsArtificial") and f.IsArtificial():
+            continue
+        # Frames crashcatch_lldb_frames adds to `bt` (Python frames, crashcatch's own unwind
+        # past lldb's) are not lldb's unwind.
+        if hasattr(f, "IsSynthetic") and f.IsSynthetic():
             continue
         name = f.GetFunctionName() or (f.GetSymbol().GetName() if f.GetSymbol().IsValid() else None)
         if name and name.startswith(UNNAMED):
@@ -251,8 +256,40 @@ for _name, _function in bridge.COMMANDS:
     globals()["cmd_" + _name.replace("-", "_")] = _command(_function)
 
 
+def _modules(target):
+    """The target's modules as lldb loaded them, for the helper's unwinder: a minidump has
+    no link_map to walk from the program headers. Base: the ELF header's page; size: to the
+    end of the last loaded section; build id: lldb's UUID (without it the helper does not
+    trust the file's unwind tables)."""
+    modules = []
+    for i in range(target.GetNumModules()):
+        module = target.GetModuleAtIndex(i)
+        header = module.GetObjectFileHeaderAddress().GetLoadAddress(target)
+        if not _valid(header):
+            continue
+        base = header & ~0xFFF
+        end = base
+        for j in range(module.GetNumSections()):
+            section = module.GetSectionAtIndex(j)
+            load = section.GetLoadAddress(target)
+            if _valid(load) and section.GetName() != ".tbss":
+                end = max(end, load + section.GetByteSize())
+        modules.append({"path": module.GetFileSpec().fullpath, "base": base, "size": end - base,
+                        "build_id": module.GetUUIDString() or None})
+    return modules
+
+
+def _provider_stack(thread, info):
+    """The `stack` reply for `bt`'s Python frames (crashcatch_lldb_frames, lldb 22+): with
+    crashcatch's own unwind of `thread` from the registers in `info`."""
+    adapter = Lldb(None, lldb.SBExecutionContext(thread), None)
+    return bridge.request(adapter, "stack", thread=info, unwind=True, modules=_modules(adapter.target),
+                          program_path=adapter._program_path())
+
+
 def __lldb_init_module(debugger, internal_dict):
     for name, function in bridge.COMMANDS:
         debugger.HandleCommand(
             "command script add -o -f %s.cmd_%s %s" % (__name__, name.replace("-", "_"), name)
         )
+    crashcatch_lldb_frames.install(debugger, internal_dict, _provider_stack, _native_frames)

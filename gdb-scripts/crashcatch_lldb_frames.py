@@ -306,41 +306,53 @@ class RegisterAtStop(object):
         return True
 
 
+def _quietly(debugger, command):
+    result = lldb.SBCommandReturnObject()
+    debugger.GetCommandInterpreter().HandleCommand(command, result)
+    return result
+
+
 def install(debugger, internal_dict, stack, native_frames):
     """Called by crashcatch_lldb.py's __lldb_init_module with its `stack` and
-    `native_frames` (see _plugin): the provider on each target now and (through a stop
-    hook) on later ones, plus `crashcatch-frames on|off`. Nothing on an lldb without frame
-    providers."""
+    `native_frames` (see _plugin): `crashcatch-frames`, and where lldb has frame providers
+    the provider on each target now and (through a stop hook) on later ones."""
+    # lldb finds script functions and classes by name in its session dictionary, where
+    # `command script import` puts the modules it imports; this one crashcatch_lldb.py did.
+    internal_dict[__name__] = sys.modules[__name__]
+    _quietly(debugger, "command script add -o -f %s.frames_command crashcatch-frames" % __name__)
     if not supported():
         return False
     _plugin.update(stack=stack, native_frames=native_frames)
-    # lldb finds script classes by name in its session dictionary, where `command script
-    # import` puts the modules it imports; this one was imported by crashcatch_lldb.py.
-    internal_dict[__name__] = sys.modules[__name__]
     for i in range(debugger.GetNumTargets()):
         register(debugger.GetTargetAtIndex(i))
-    debugger.HandleCommand("target stop-hook add -I false -P %s.RegisterAtStop" % __name__)
-    debugger.HandleCommand(
-        "command script add -o -f %s.frames_command crashcatch-frames" % __name__
-    )
+    _quietly(debugger, "target stop-hook add -I false -P %s.RegisterAtStop" % __name__)
     return True
 
 
 def frames_command(debugger, command, exe_ctx, result, internal_dict):
-    """crashcatch-frames on|off: Python frames in `bt` (lldb 22+)."""
+    """crashcatch-frames on|off: Python frames in `bt` (lldb 22+). `crashcatch lldb` runs
+    `crashcatch-frames auto` once the target exists (a core, an attached process): `on`
+    where lldb can, without a word either way."""
     arg = command.strip()
-    if arg not in ("on", "off", ""):
+    if arg not in ("on", "off", "auto"):
         result.SetError("crashcatch: usage: crashcatch-frames on|off")
+        return
+    if not supported():
+        if arg == "on":
+            result.SetError(
+                "crashcatch: Python frames in bt need lldb 22 or newer (scripted frame providers); "
+                "cc-bt shows them with this lldb"
+            )
         return
     if arg == "off":
         _state["on"] = False
         unregister_all(debugger)
-    elif arg == "on":
+    else:
         _state["on"] = True
         for i in range(debugger.GetNumTargets()):
             message = register(debugger.GetTargetAtIndex(i))
-            if message:
+            if message and arg == "on":
                 result.SetError("crashcatch: %s" % message)
                 return
-    result.AppendMessage("crashcatch: Python frames in bt: %s" % ("on" if _state["on"] else "off"))
-
+    if arg != "auto":
+        result.AppendMessage("crashcatch: Python frames in bt: %s" % ("on" if _state["on"] else "off"))
