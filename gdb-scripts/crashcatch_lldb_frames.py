@@ -1,19 +1,30 @@
 """Python frames in lldb's own `bt` (lldb 22+: scripted frame providers).
 
-crashcatch_lldb.py registers `PythonFrames` on every target when lldb has scripted frame
-providers (LLVM PRs #161870, #166662, #166664); older lldb skips it silently (`cc-bt` is the
-way there). For each stopped thread, `bt` then shows `[Python] f at file.py:N` frames just
-inside the eval-loop frame running each, as gdb's frame filter does; where crashcatch's own
-unwinder goes further than lldb's, its frames continue the stack.
+crashcatch_lldb.py installs `PythonFrames` (LLVM PRs #161870, #166662, #166664) where lldb
+has frame providers; elsewhere only `crashcatch-frames`, which says what is needed (`cc-bt`
+is the way there). For each stopped thread `bt` then shows `[Python] f at file.py:N` frames
+just inside the eval-loop frame running each, as gdb's frame filter does; where crashcatch's
+own unwinder goes further than lldb's (a minidump), its frames continue the stack.
 `crashcatch-frames off` removes the provider, `crashcatch-frames on` puts it back.
 
-lldb makes a new provider for each thread at each stop, also at internal stops (library
-loads, steps), and asks them for frame 0 only: that frame is always lldb's own and costs
-nothing; the helper is asked on the first request for a frame beyond it.
+What lldb 22 expects of a provider, found by running it (the docs say little):
+- lldb makes a provider per thread at every stop, internal ones too (library loads, steps),
+  and asks those for frame 0 only: frame 0 is always lldb's own and costs nothing; the
+  helper is asked the first time a frame beyond it is wanted.
+- Touching an input frame after handing it back to lldb (returning its index) aborts lldb
+  ("Resource deadlock avoided"): frame 0 is read once, into a snapshot, when lldb asks for
+  it; the others are all read before any of them is handed back.
+- Providers belong to a target, and a new target copies the dummy target's stop hooks but
+  not its providers: a stop hook registers the provider on targets made after the import
+  (at their first stop); `crashcatch lldb` runs `crashcatch-frames auto` for cores, which
+  never stop.
+- Registering while the process is stopped makes lldb print the stop location again.
+- lldb finds the class by name in its session dictionary, not sys.modules.
+- A class with a mistake registers and is then ignored without a word (LLVM issue #180045):
+  tests/test_lldb_frames.py checks `bt` itself.
 
-A provider class with a mistake registers and is then ignored without a word (LLVM issue
-#180045): `test_lldb_frames.py` checks `bt` itself. Standard library only; runs in lldb's
-Python (3.6+), never imports crashcatch.
+Standard library and lldb's module only; runs in lldb's Python (3.6+), never imports
+crashcatch.
 """
 import sys
 
@@ -25,8 +36,8 @@ try:
 except ImportError:  # lldb < 22: no frame providers
     ScriptedFrameProvider = ScriptedFrame = None
 
-# Signal trampolines: the frame outside one was interrupted, its pc is no return address.
-TRAMPOLINES = ("__restore_rt", "_sigtramp")
+# The signal trampoline: the frame outside it was interrupted, its pc is no return address.
+TRAMPOLINES = ("__restore_rt",)
 PROVIDER = __name__ + ".PythonFrames"
 
 
@@ -40,8 +51,8 @@ def supported():
 # ({"tid", "pthread", "name", "native", "regs"}); "native_frames": fn(frames) -> lldb's
 # frames in the helper's format, `frames` having GetNumFrames() and GetFrameAtIndex(i).
 _plugin = {}
-# Whether `crashcatch-frames` is on, and the provider's id in each target (by target index).
-_state = {"on": True, "ids": {}}
+# Whether `crashcatch-frames` is on, and [(target, provider id)] where it is registered.
+_state = {"on": True, "registered": []}
 
 
 class _Snapshot(object):
@@ -273,30 +284,27 @@ def register(target):
     """Adds the provider to `target` (once); an error message or None."""
     if not supported() or not _state["on"] or not target or not target.IsValid():
         return None
-    key = target.GetDebugger().GetIndexOfTarget(target)
-    if key in _state["ids"]:
+    if any(t == target for t, _ in _state["registered"]):
         return None
     error = lldb.SBError()
     provider_id = target.RegisterScriptedFrameProvider(PROVIDER, lldb.SBStructuredData(), error)
     if error.Fail() or not provider_id:
         return error.GetCString() or "lldb refused the frame provider"
-    _state["ids"][key] = provider_id
+    _state["registered"].append((target, provider_id))
     return None
 
 
-def unregister_all(debugger):
-    for i in range(debugger.GetNumTargets()):
-        target = debugger.GetTargetAtIndex(i)
-        provider_id = _state["ids"].pop(i, None)
-        if provider_id:
+def unregister_all():
+    for target, provider_id in _state["registered"]:
+        if target.IsValid():
             target.RemoveScriptedFrameProvider(provider_id)
-    _state["ids"].clear()
+    del _state["registered"][:]
 
 
 class RegisterAtStop(object):
-    """A stop hook (added to the dummy target, so every new target gets it): a target
-    created after the plugin was loaded gets the provider at its first stop. lldb copies
-    the dummy target's stop hooks but not its frame providers."""
+    """A stop hook: a target created after the plugin was loaded gets the provider at its
+    first stop (added before any target exists, the hook is the dummy target's, which lldb
+    copies into every new target; it does not copy frame providers)."""
 
     def __init__(self, target, extra_args, internal_dict):
         pass
@@ -346,7 +354,7 @@ def frames_command(debugger, command, exe_ctx, result, internal_dict):
         return
     if arg == "off":
         _state["on"] = False
-        unregister_all(debugger)
+        unregister_all()
     else:
         _state["on"] = True
         for i in range(debugger.GetNumTargets()):
