@@ -11,7 +11,6 @@ lldb's module only; never imports crashcatch. Memory is read with SBProcess.Read
 live processes, cores and minidumps behave alike.
 """
 import os
-import struct
 import sys
 
 import lldb
@@ -80,6 +79,12 @@ def _native_frames(thread, limit=MAX_NATIVE_FRAMES):
         if name and name.startswith(UNNAMED):
             name = None
         inline = bool(f.IsInlined())
+        if inline and thread.GetFrameAtIndex(level + 1).GetSP() != f.GetSP():
+            # lldb (19) sometimes shows an inlined call without the function it is inlined
+            # into: the next frame is another physical frame, so this one stands for its own.
+            inline = False
+            function = f.GetFunction()
+            name = (function.GetName() if function.IsValid() else None) or name
         pc = f.GetPC() if group_pc is None else group_pc
         group_pc = pc if inline else None
         frames.append(
@@ -165,7 +170,7 @@ class Lldb(object):
         if self.process.GetState() == lldb.eStateRunning:
             raise CrashcatchError("the process is running: interrupt it first (Ctrl-C or `process interrupt`)")
 
-    def _thread_info(self, thread, with_native):
+    def _thread_info(self, thread, with_native, with_regs=False):
         """What the helper needs of an lldb thread."""
         frame = thread.GetFrameAtIndex(0)
         info = {
@@ -175,27 +180,67 @@ class Lldb(object):
         }
         if with_native:
             info["native"] = _native_frames(thread)
+        if with_regs:
+            regs = dict((name, _register(frame, name)) for name in ("rip", "rsp", "rbp"))
+            if None not in regs.values():
+                info["regs"] = regs
         return info
 
     def _program_path(self):
         exe = self.target.GetExecutable()
         return exe.fullpath if exe.IsValid() and exe.fullpath else ""
 
-    def _program_headers(self):
-        """(AT_PHDR, AT_PHNUM) of the program, from its ELF header in memory: lldb has no
-        `info auxv`; the program headers follow the header at e_phoff."""
-        module = self.target.GetModuleAtIndex(0)
-        if not module.IsValid():
-            return 0, 0
-        base = module.GetObjectFileHeaderAddress().GetLoadAddress(self.target)
-        if not _valid(base):
-            return 0, 0
-        header = self.read_memory(base, 64)
-        if len(header) < 64 or header[:4] != b"\x7fELF":
-            return 0, 0
-        (phoff,) = struct.unpack_from("<Q", header, 0x20)
-        (phnum,) = struct.unpack_from("<H", header, 0x38)
-        return base + phoff, phnum
+    def _modules(self):
+        """The target's modules as lldb lists them (lldb has no `info auxv` for the helper's
+        own link_map walk): load address of the ELF header, size to the end of the last
+        loaded section, build id (lldb's UUID of an ELF file; a 4-byte one is a CRC, not a
+        build id)."""
+        modules = []
+        for i in range(self.target.GetNumModules()):
+            module = self.target.GetModuleAtIndex(i)
+            header = module.GetObjectFileHeaderAddress().GetLoadAddress(self.target)
+            path = module.GetFileSpec().fullpath
+            if not _valid(header) or not path:
+                continue
+            base = header & ~0xFFF
+            end = base
+            for j in range(module.GetNumSections()):
+                section = module.GetSectionAtIndex(j)
+                load = section.GetLoadAddress(self.target)
+                if _valid(load) and section.GetName() != ".tbss":
+                    end = max(end, load + section.GetByteSize())
+            build_id = (module.GetUUIDString() or "").replace("-", "").lower()
+            modules.append(
+                {"path": path, "base": base, "size": end - base, "build_id": build_id if len(build_id) >= 16 else None}
+            )
+        return modules
+
+    def _regions(self):
+        """The process's memory regions as [start, end, "rwx"]: code and stack bounds for
+        the helper's unwinder."""
+        regions = []
+        listed = self.process.GetMemoryRegions()
+        for i in range(listed.GetSize()):
+            region = lldb.SBMemoryRegionInfo()
+            if not listed.GetMemoryRegionAtIndex(i, region) or not region.IsMapped():
+                continue
+            perms = "%s%s%s" % (
+                "r" if region.IsReadable() else "-",
+                "w" if region.IsWritable() else "-",
+                "x" if region.IsExecutable() else "-",
+            )
+            regions.append([region.GetRegionBase(), region.GetRegionEnd(), perms])
+        return regions
+
+    def _unwind_fields(self):
+        """The request fields for the helper's own unwind from each thread's registers
+        (lldb's unwinder stops early on some targets: lldb-19 in pyenv's interpreters)."""
+        return {
+            "unwind": True,
+            "modules": self._modules(),
+            "regions": self._regions(),
+            "program_path": self._program_path(),
+        }
 
     def _threads(self):
         threads = [self.process.GetThreadAtIndex(i) for i in range(self.process.GetNumThreads())]
@@ -203,17 +248,18 @@ class Lldb(object):
 
     def stack_fields(self, levels):
         thread = self.process.GetSelectedThread()
-        return {"thread": self._thread_info(thread, levels), "program_path": self._program_path()}
+        if not levels:  # py-bt: the Python frames alone, no unwind needed
+            return {"thread": self._thread_info(thread, False), "program_path": self._program_path()}
+        fields = self._unwind_fields()
+        # lldb's frames give the levels of crashcatch's, for py-up/py-down to select.
+        fields["thread"] = self._thread_info(thread, True, with_regs=True)
+        return fields
 
     def cc_bt_fields(self, all_threads):
-        phdr, phnum = self._program_headers()
         threads = self._threads() if all_threads else [self.process.GetSelectedThread()]
-        return {
-            "program_phdr": phdr,
-            "program_phnum": phnum,
-            "program_path": self._program_path(),
-            "threads": [self._thread_info(t, True) for t in threads],
-        }
+        fields = self._unwind_fields()
+        fields["threads"] = [self._thread_info(t, False, with_regs=True) for t in threads]
+        return fields
 
     def threads(self):
         selected = self.process.GetSelectedThread().GetThreadID()
