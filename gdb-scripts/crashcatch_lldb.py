@@ -302,35 +302,11 @@ for _name, _function in bridge.COMMANDS:
     globals()["cmd_" + _name.replace("-", "_")] = _command(_function)
 
 
-def _modules(target):
-    """The target's modules as lldb loaded them, for the helper's unwinder: a minidump has
-    no link_map to walk from the program headers. Base: the ELF header's page; size: to the
-    end of the last loaded section; build id: lldb's UUID (without it the helper does not
-    trust the file's unwind tables)."""
-    modules = []
-    for i in range(target.GetNumModules()):
-        module = target.GetModuleAtIndex(i)
-        header = module.GetObjectFileHeaderAddress().GetLoadAddress(target)
-        if not _valid(header):
-            continue
-        base = header & ~0xFFF
-        end = base
-        for j in range(module.GetNumSections()):
-            section = module.GetSectionAtIndex(j)
-            load = section.GetLoadAddress(target)
-            if _valid(load) and section.GetName() != ".tbss":
-                end = max(end, load + section.GetByteSize())
-        modules.append({"path": module.GetFileSpec().fullpath, "base": base, "size": end - base,
-                        "build_id": module.GetUUIDString() or None})
-    return modules
-
-
 def _provider_stack(thread, info):
     """The `stack` reply for `bt`'s Python frames (crashcatch_lldb_frames, lldb 22+): with
     crashcatch's own unwind of `thread` from the registers in `info`."""
     adapter = Lldb(None, lldb.SBExecutionContext(thread), None)
-    return bridge.request(adapter, "stack", thread=info, unwind=True, modules=_modules(adapter.target),
-                          program_path=adapter._program_path())
+    return bridge.request(adapter, "stack", thread=info, **adapter._unwind_fields())
 
 
 def __lldb_init_module(debugger, internal_dict):

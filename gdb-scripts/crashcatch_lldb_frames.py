@@ -60,7 +60,8 @@ class _Snapshot(object):
     a provider touches an input frame it already handed back, and frame 0 is handed back at
     every stop before anything else is asked."""
 
-    ASKED = ("IsValid", "GetPC", "GetSP", "IsInlined", "IsArtificial", "GetFunctionName", "GetSymbol", "GetModule")
+    ASKED = ("IsValid", "GetPC", "GetSP", "IsInlined", "IsArtificial", "GetFunctionName", "GetFunction",
+             "GetSymbol", "GetModule")
 
     def __init__(self, frame):
         self.answers = dict((name, getattr(frame, name)()) for name in self.ASKED if hasattr(frame, name))
@@ -181,32 +182,46 @@ def _matches(native, unwound):
     return found
 
 
-def plan(native, reply):
+def _group_start(native, level):
+    """The level of the first frame of the physical frame holding `level`: its inlined
+    calls come before it in lldb's list, and the Python frames go before them all."""
+    at = [i for i, f in enumerate(native) if f["level"] == level]
+    if not at:
+        return level
+    i = at[0]
+    while i > 0 and native[i - 1]["inline"] and native[i - 1]["sp"] == native[at[0]]["sp"]:
+        i -= 1
+    return native[i]["level"]
+
+
+def plan(native, reply, count):
     """The frames `bt` shows, outermost last: lldb's frame indexes (int), Python frames
     ("py", frame) just inside the eval-loop frame running each, and where crashcatch's own
     unwind goes further than lldb's, its frames ("native", entry, inlined depth) from the
-    last frame both unwinds share. `native`: lldb's frames as sent to the helper; `reply`:
-    the helper's `stack` reply."""
+    last frame both unwinds share. `native`: lldb's frames as sent to the helper (not all of
+    them: tail-call frames lldb made up are left out), `count` of them in all; `reply`: the
+    helper's `stack` reply."""
     python = reply.get("frames") or ()
     unwound = reply.get("native") or []
     matched = _matches(native, unwound)
-    kept, tail_from = len(native), len(unwound)
+    # lldb's frames below level `kept` are shown, then crashcatch's from `tail_from` on.
+    kept, tail_from = count, len(unwound)
     if matched:
         last = max(matched)
         # Where lldb's unwind stopped short (or went astray) after the last frame both
         # share, and crashcatch's went further: crashcatch's frames from there.
-        if len(unwound) - matched[last] > len(native) - last:
+        if len(unwound) - matched[last] > count - last:
             kept, tail_from = last + 1, matched[last] + 1
     by_level, by_index = {}, {}
     for py in python:
         if py.get("level") is not None and py["level"] < kept:
-            by_level.setdefault(py["level"], []).append(("py", py))
+            by_level.setdefault(_group_start(native, py["level"]), []).append(("py", py))
         elif py.get("native_index") is not None and py["native_index"] >= tail_from:
             by_index.setdefault(py["native_index"], []).append(("py", py))
     out = []
-    for f in native[:kept]:
-        out.extend(by_level.get(f["level"], ()))
-        out.append(f["level"])
+    for level in range(kept):
+        out.extend(by_level.get(level, ()))
+        out.append(level)
     depth = 0
     for j in range(tail_from, len(unwound)):
         out.extend(by_index.get(j, ()))
@@ -253,7 +268,8 @@ class PythonFrames(ScriptedFrameProvider or object):
                         "native": native,
                         "regs": regs,
                     }
-                    self.frames = plan(native, _plugin["stack"](self.thread, info))
+                    count = self.input_frames.GetSize()
+                    self.frames = plan(native, _plugin["stack"](self.thread, info), count)
                 except Exception:  # not a Python thread (or not yet): lldb's own frames
                     pass
         return self.frames
