@@ -111,17 +111,19 @@ sys.stdout.buffer.write(r.stdout)
 
 
 def frames(bt):
-    """bt's frames, outermost last: ("py", function, file, line) or ("c", module, function)
-    or ("?", text), each with whether lldb marks it [synthetic]."""
-    out = []
+    """bt's frames, outermost last: ("py", function, file, line) or ("c", module, function,
+    whether lldb marks it [synthetic]) or ("?", text)."""
+    # lldb may show the stop again (its frame 0 alone) around bt's output, after
+    # `crashcatch-frames on|off`: bt's thread block is the longest.
+    blocks = [[]]
     for line in bt.splitlines():
-        # lldb may show the stop again first (after `crashcatch-frames on|off`): the last
-        # thread block is bt's.
         if line.startswith("* thread #"):
-            out = []
+            blocks.append([])
         m = FRAME_RE.match(line)
-        if not m:
-            continue
+        if m:
+            blocks[-1].append(m)
+    out = []
+    for m in max(blocks, key=len):
         assert int(m["n"]) == len(out), bt
         text = m["text"]
         py, native = PYTHON_RE.match(text), NATIVE_RE.match(text)
