@@ -16,9 +16,11 @@ What lldb 22 expects of a provider, found by running it (the docs say little):
   it; the others are all read before any of them is handed back.
 - Providers belong to a target, and a new target copies the dummy target's stop hooks but
   not its providers: a stop hook registers the provider on targets made after the import
-  (at their first stop); `crashcatch lldb` runs `crashcatch-frames auto` for cores, which
-  never stop.
-- Registering while the process is stopped makes lldb print the stop location again.
+  (at their first stop); `crashcatch lldb` runs `crashcatch-frames auto` once its target
+  exists, before the program runs.
+- Registering while the process is stopped makes lldb print the stop location again,
+  asynchronously (into the next command's output): on a core or minidump, where no stop
+  follows, `crashcatch-frames on` does it when asked.
 - lldb finds the class by name in its session dictionary, not sys.modules.
 - A class with a mistake registers and is then ignored without a word (LLVM issue #180045):
   tests/test_lldb_frames.py checks `bt` itself.
@@ -355,8 +357,8 @@ def install(debugger, internal_dict, stack, native_frames):
 
 def frames_command(debugger, command, exe_ctx, result, internal_dict):
     """crashcatch-frames on|off: Python frames in `bt` (lldb 22+). `crashcatch lldb` runs
-    `crashcatch-frames auto` once the target exists (a core, an attached process): `on`
-    where lldb can, without a word either way."""
+    `crashcatch-frames auto` once the target exists: `on` for a target whose process is
+    not there yet, without a word either way."""
     arg = command.strip()
     if arg not in ("on", "off", "auto"):
         result.SetError("crashcatch: usage: crashcatch-frames on|off")
@@ -374,7 +376,13 @@ def frames_command(debugger, command, exe_ctx, result, internal_dict):
     else:
         _state["on"] = True
         for i in range(debugger.GetNumTargets()):
-            message = register(debugger.GetTargetAtIndex(i))
+            target = debugger.GetTargetAtIndex(i)
+            # Registering while a process is stopped makes lldb print the stop again,
+            # asynchronously, into whatever comes next: `auto` leaves a loaded core or an
+            # attached process alone (the stop hook or `crashcatch-frames on` does it).
+            if arg == "auto" and target.GetProcess().IsValid():
+                continue
+            message = register(target)
             if message and arg == "on":
                 result.SetError("crashcatch: %s" % message)
                 return

@@ -178,10 +178,12 @@ def test_frame_select_lists_python_source(interp):
 
 
 def test_bt_minidump_continues_past_lldb(interp):
-    """A crashcatch minidump opened directly: `bt` has the Python frames, and reaches the
-    program's entry (`_start`) where lldb's own unwind of the dump may stop short."""
+    """A crashcatch minidump opened directly, after `crashcatch-frames on`: `bt` has the
+    Python frames, and reaches the program's entry (`_start`) where lldb's own unwind of the
+    dump may stop short."""
     needs_providers(interp)
-    sections, out = run_lldb(interp, CALLBACK_DUMP, ["bt", "crashcatch-frames off", "bt"], core=True)
+    sections, out = run_lldb(interp, CALLBACK_DUMP, ["crashcatch-frames on", "bt", "crashcatch-frames off", "bt"],
+                             core=True)
     got = check_python_frames(sections["bt"], CALLBACK_DUMP)
     assert got[-1][0] == "c" and got[-1][2] == "_start", sections["bt"]
     plain = frames(sections["bt#2"])

@@ -95,8 +95,8 @@ def _lldb(args):
         problem = _lldb_python_problem(lldb)
         if problem is None:
             try:
-                # `crashcatch-frames auto`: Python frames in `bt` (lldb 22+) also for a core or
-                # an attached process, whose target exists only after the -O commands.
+                # `crashcatch-frames auto`: Python frames in `bt` (lldb 22+) from the start;
+                # the target exists only after the -O commands, before the program runs.
                 os.execv(lldb, [lldb, "-O", f"command script import \"{script}\"",
                                 "-o", "crashcatch-frames auto", *args])
             except OSError as e:
