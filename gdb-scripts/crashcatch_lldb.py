@@ -108,12 +108,20 @@ def _native_frames(thread, limit=MAX_NATIVE_FRAMES):
 class Lldb(object):
     """crashcatch_bridge's view of lldb, for one command run."""
 
-    def __init__(self, debugger, exe_ctx, result):
+    def __init__(self, debugger, exe_ctx, result, target=None):
         self.result = result
-        self.target = exe_ctx.GetTarget() if exe_ctx is not None else lldb.SBTarget()
+        self.target = target or (exe_ctx.GetTarget() if exe_ctx is not None else lldb.SBTarget())
         if not self.target.IsValid():
             self.target = debugger.GetSelectedTarget()
         self.process = self.target.GetProcess() if self.target.IsValid() else lldb.SBProcess()
+
+    def thread_stack(self, thread):
+        """The helper's stack reply for any lldb thread, with crashcatch's own unwind
+        ("native", each Python frame's "native_index" and lldb "level"): for code that is
+        not a command, e.g. a frame provider (`Lldb(None, None, None, target=...)`)."""
+        fields = self._unwind_fields()
+        fields["thread"] = self._thread_info(thread, True, with_regs=True)
+        return bridge.request(self, "stack", **fields)
 
     # --- memory and symbols
 
@@ -281,7 +289,11 @@ class Lldb(object):
         self.process.GetSelectedThread().SetSelectedFrame(level)
 
     def write(self, text):
-        self.result.Print(text)
+        if hasattr(self.result, "Print"):
+            self.result.Print(text)
+        else:  # an lldb older than SBCommandReturnObject.Print: one message per line
+            for line in text.splitlines():
+                self.result.AppendMessage(line)
 
 
 def _command(function):
@@ -304,14 +316,23 @@ for _name, _function in bridge.COMMANDS:
 
 def _provider_stack(thread, info):
     """The `stack` reply for `bt`'s Python frames (crashcatch_lldb_frames, lldb 22+): with
-    crashcatch's own unwind of `thread` from the registers in `info`."""
-    adapter = Lldb(None, lldb.SBExecutionContext(thread), None)
+    crashcatch's own unwind of `thread` from the registers in `info`, which the provider
+    reads from its own input frames (Lldb.thread_stack would ask the thread for the frames
+    lldb is asking the provider for)."""
+    adapter = Lldb(None, None, None, target=thread.GetProcess().GetTarget())
     return bridge.request(adapter, "stack", thread=info, **adapter._unwind_fields())
 
 
 def __lldb_init_module(debugger, internal_dict):
-    for name, function in bridge.COMMANDS:
-        debugger.HandleCommand(
-            "command script add -o -f %s.cmd_%s %s" % (__name__, name.replace("-", "_"), name)
-        )
+    interpreter = debugger.GetCommandInterpreter()
+    for name, _ in bridge.COMMANDS:
+        add = "command script add -f %s.cmd_%s %s" % (__name__, name.replace("-", "_"), name)
+        # -o: a second import replaces the commands (lldb 14+); older lldb lacks the option.
+        for command in (add.replace(" add ", " add -o ", 1), add):
+            result = lldb.SBCommandReturnObject()
+            interpreter.HandleCommand(command, result)
+            if result.Succeeded():
+                break
+        else:
+            sys.stderr.write("crashcatch: cannot add the lldb command %s: %s\n" % (name, result.GetError()))
     crashcatch_lldb_frames.install(debugger, internal_dict, _provider_stack, _native_frames)

@@ -41,13 +41,16 @@ def soft(command):
     return f"script lldb.debugger.HandleCommand({command!r})"
 
 
-def run_lldb(interp, code, commands, *, at_crash=(), program=None, core=None, loader=None, timeout=240):
+def run_lldb(interp, code, commands, *, at_crash=(), program=None, core=None, loader=None, attach=False,
+             timeout=240):
     """Runs `crashcatch lldb -b -o C… -k K… -- python target.py` (or `program`; with `core`,
     `-c CORE` and `program` if given) inside the interpreter's world; {command: its output}
     for each of `commands` and `at_crash` (the `-k` commands, run when the process crashes).
     A command given twice gets a `#n` suffix on its later outputs; a soft() one is keyed by
     the command it wraps. `loader="import"`: a plain lldb that imports the path
-    `crashcatch debugger-scripts --lldb` prints."""
+    `crashcatch debugger-scripts --lldb` prints. `attach`: the runner starts the target,
+    waits for its first output line and attaches (`-p PID`); the target ends when its
+    stdin closes."""
     if not lldb_versions(interp):
         pytest.skip(f"no lldb with its Python module for {interp.name}")
     runner = f"""
@@ -69,9 +72,22 @@ for c in {list(at_crash)!r}:
     argv += ["-k", c]
 core = {core!r}
 program = {program!r}
-argv += (["-c", core] + (program or [])) if core else (["--"] + (program or [sys.executable, target]))
+attached = None
+if {attach!r}:
+    attached = subprocess.Popen([sys.executable, target], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    attached.stdout.readline()
+    argv += ["-p", str(attached.pid)]
+elif core:
+    argv += ["-c", core] + (program or [])
+else:
+    argv += ["--"] + (program or [sys.executable, target])
 env = dict(os.environ, LC_ALL="C.UTF-8")
-r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout={timeout}, env=env)
+try:
+    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout={timeout}, env=env)
+finally:
+    if attached is not None:
+        attached.stdin.close()
+        attached.wait(timeout=60)
 sys.stdout.buffer.write(r.stdout)
 """
     r = run_script(interp, runner, timeout=timeout + 60)
@@ -276,6 +292,35 @@ def test_minidump_opened_directly(interp):
     check_core(interp, run_dir, out, whole)
     # A default dump holds no local variables: a message, not garbage.
     assert re.fullmatch(r"error: crashcatch: .*crashcatch\.enable\(dump_locals=True\).*\n", out["py-locals"]), whole
+
+
+# A process waiting in a C call (reading its stdin) under two Python frames.
+WAITING = """
+import sys
+
+def wait_for_input():
+    print("ready", flush=True)
+    return sys.stdin.read()  # @read
+
+def main():
+    return wait_for_input()  # @main
+
+main()  # @module
+"""
+
+
+def test_attach_to_a_running_process(interp):
+    """`crashcatch lldb -p PID`: the commands on a process lldb attached to, and detaching
+    leaves it running (it then ends normally when its input closes)."""
+    out, whole = run_lldb(interp, WAITING, ["py-bt", "cc-bt", "py-locals", "detach"], attach=True)
+    check_py_bt(out["py-bt"], WAITING, [("wait_for_input", "read"), ("main", "main"), ("<module>", "module")])
+    lines = out["cc-bt"].splitlines()
+    python = [i for i, line in enumerate(lines) if re.match(r'^  File ".*/target\.py", line \d+, in ', line)]
+    assert len(python) == 3 and re.search(rf"line {script_line(WAITING, 'read')}, in wait_for_input$",
+                                          lines[python[-1]]), out["cc-bt"]
+    # Below the innermost Python frame: the C read the process waits in (libc's).
+    assert any("libc.so" in line for line in lines[python[-1] + 1:]), out["cc-bt"]
+    assert out["py-locals"] == "", whole
 
 
 def test_command_script_import_of_the_path_debugger_scripts_prints(interp):

@@ -12,6 +12,7 @@ mod limits;
 mod locals;
 mod metadata;
 mod output;
+mod overlaps;
 mod procmem;
 mod pymem;
 mod ranges;
@@ -364,6 +365,9 @@ impl Dump<'_> {
                 }
             }
         }
+        // After the stack cut, which may have left some Python ranges off the stack: lldb 21+
+        // cannot read a stack that holds another range of the dump (overlaps.rs).
+        overlaps::remove_overlaps(&mut image);
         if let Some((real, written)) = self.sp_adjusted {
             // The writer copied the stack from the first readable page; the registers must
             // still be the thread's own.

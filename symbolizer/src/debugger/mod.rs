@@ -25,7 +25,9 @@ pub fn serve() {
         gdb.questions.set(0);
         let reply = match serde_json::from_str::<ops::Request>(&line) {
             Ok(req) => ops::handle(&gdb, &mut session, &req),
-            Err(e) => Err(format!("bad request from the gdb script ({e}): is it from the same crashcatch?")),
+            Err(e) => {
+                Err(format!("bad request from the debugger script ({e}): is it from the same crashcatch?"))
+            }
         };
         if gdb.is_broken() {
             break;

@@ -116,7 +116,7 @@ pub fn handle(gdb: &Gdb, session: &mut Session, req: &Request) -> Result<Value, 
             Ok(json!({"scope": scope, "value": value}))
         }
         other => Err(format!(
-            "unknown request {other:?}: the gdb script and the helper are not from the same crashcatch"
+            "unknown request {other:?}: the debugger script and the helper are not from the same crashcatch"
         )),
     }
 }

@@ -21,8 +21,9 @@ pub struct Target {
 /// tells the version when the target does not record it (≤3.10).
 pub fn discover(gdb: &Gdb, mem: &dyn Memory, object_file: Option<&str>) -> Result<Target, String> {
     let runtime = gdb.symbol("_PyRuntime").ok_or(
-        "not a Python process: gdb knows no `_PyRuntime` symbol (CPython 3.9+ exports it; for a core, \
-         give gdb the program that wrote it: `gdb /usr/bin/python3.X core`)",
+        "not a Python process: the debugger knows no `_PyRuntime` symbol (CPython 3.9+ exports it; for a \
+         core, give the debugger the program that wrote it: `gdb /usr/bin/python3.X core`, \
+         `lldb -c core /usr/bin/python3.X`)",
     )?;
     let version = version(gdb, mem, runtime, object_file).ok_or_else(|| {
         format!(
