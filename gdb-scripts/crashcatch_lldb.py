@@ -23,6 +23,7 @@ if _HERE and _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 import crashcatch_bridge as bridge  # noqa: E402 (found through the path set above)
+import crashcatch_lldb_frames  # noqa: E402
 from crashcatch_bridge import CrashcatchError  # noqa: E402
 
 # Native frames sent to the helper at most per thread (a runaway recursion has millions).
@@ -69,6 +70,10 @@ def _native_frames(thread, limit=MAX_NATIVE_FRAMES):
         # Frames lldb infers from DWARF call sites (tail calls) have no return address on
         # the stack, and crashcatch's own unwinder has none.
         if hasattr(f, "IsArtificial") and f.IsArtificial():
+            continue
+        # Frames crashcatch_lldb_frames adds to `bt` (Python frames, crashcatch's own unwind
+        # past lldb's) are not lldb's unwind.
+        if hasattr(f, "IsSynthetic") and f.IsSynthetic():
             continue
         name = f.GetFunctionName() or (f.GetSymbol().GetName() if f.GetSymbol().IsValid() else None)
         if name and name.startswith(UNNAMED):
@@ -325,6 +330,15 @@ for _name, _function in bridge.COMMANDS:
     globals()["cmd_" + _name.replace("-", "_")] = _command(_function)
 
 
+def _provider_stack(thread, info):
+    """The `stack` reply for `bt`'s Python frames (crashcatch_lldb_frames, lldb 22+): with
+    crashcatch's own unwind of `thread` from the registers in `info`, which the provider
+    reads from its own input frames (Lldb.thread_stack would ask the thread for the frames
+    lldb is asking the provider for)."""
+    adapter = Lldb(None, None, None, target=thread.GetProcess().GetTarget())
+    return bridge.request(adapter, "stack", thread=info, **adapter._unwind_fields())
+
+
 def __lldb_init_module(debugger, internal_dict):
     interpreter = debugger.GetCommandInterpreter()
     for name, _ in bridge.COMMANDS:
@@ -337,3 +351,4 @@ def __lldb_init_module(debugger, internal_dict):
                 break
         else:
             sys.stderr.write("crashcatch: cannot add the lldb command %s: %s\n" % (name, result.GetError()))
+    crashcatch_lldb_frames.install(debugger, internal_dict, _provider_stack, _native_frames)

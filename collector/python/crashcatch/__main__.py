@@ -95,7 +95,10 @@ def _lldb(args):
         problem = _lldb_python_problem(lldb)
         if problem is None:
             try:
-                os.execv(lldb, [lldb, "-O", f"command script import \"{script}\"", *args])
+                # `crashcatch-frames auto`: Python frames in `bt` (lldb 22+) from the start;
+                # the target exists only after the -O commands, before the program runs.
+                os.execv(lldb, [lldb, "-O", f"command script import \"{script}\"",
+                                "-o", "crashcatch-frames auto", *args])
             except OSError as e:
                 problem = f"cannot run it ({e})"
         tried.append(f"  {lldb}: {problem}")
