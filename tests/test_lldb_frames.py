@@ -6,29 +6,15 @@ directly. Truth: the script's own lines, lldb's own unwind (`crashcatch-frames o
 the minidump lldb's unwind of the same crash live. On an lldb without frame providers the
 plugin must leave `bt` as it is.
 """
-import os
 import re
 import textwrap
 
 import pytest
 
 from crashlib import run_script, script_line
+from test_gdb_scripts import CALLBACK, TRACEBACKS
+from test_lldb_scripts import lldb_versions
 
-# Python → C (call_back) → Python (callback, crash) → C (segfault → … → deref_null).
-CALLBACK = """
-import buggyext
-
-def crash():
-    return buggyext.segfault(2)  # @crash
-
-def callback():
-    return crash()  # @callback
-
-def main():
-    return buggyext.call_back(callback)  # @main
-
-main()  # @module
-"""
 # The same crash leaving a crashcatch minidump.
 CALLBACK_DUMP = "import crashcatch\ncrashcatch.enable(minidump=True)\n" + textwrap.dedent(CALLBACK).lstrip()
 # (function, marker) of its Python frames, innermost first, and how they group into the
@@ -39,21 +25,15 @@ FRAME_RE = re.compile(r"^\s+(?:\* )?frame #(?P<n>\d+): (?P<text>.*)$")
 PYTHON_RE = re.compile(r"^\[Python\] (?P<func>\S+) at (?P<file>[^:]+):(?P<line>\d+) \[synthetic\]$")
 # A native frame: `0x… module`function(args) at file:line [tags]` or `… + offset`.
 NATIVE_RE = re.compile(r"^0x[0-9a-f]+ (?P<module>[^`]+)`(?P<func>[^( ]+)")
-TRACEBACKS = ("Traceback (most recent call last)", "Python Exception", "Error occurred in Python")
 
 
 def lldb_path(interp):
-    """The lldb `crashcatch lldb` would pick in this interpreter's world (the newest
-    /usr/lib/llvm-NN), and its major version."""
-    found = []
-    base = interp.host_path("/usr/lib")
-    for name in os.listdir(base):
-        m = re.match(r"llvm-(\d+)$", name)
-        if m and os.path.exists(os.path.join(base, name, "bin", "lldb")):
-            found.append(int(m.group(1)))
-    if not found:
-        pytest.skip(f"lldb is not installed for {interp.name}")
-    return max(found)
+    """The major version of the lldb `crashcatch lldb` picks in this interpreter's world
+    (the newest with its Python module)."""
+    versions = lldb_versions(interp)
+    if not versions:
+        pytest.skip(f"no lldb with its Python module for {interp.name}")
+    return versions[-1]
 
 
 def needs_providers(interp):
