@@ -4,13 +4,18 @@
 //! on success.
 //!
 //! Started by the crashcatch collector, found next to it inside the installed package.
+//!
+//! `crashcatch-dump --pid PID [-o FILE]` (`crashcatch dump PID`): the same for a running
+//! Python process that asked for nothing (external.rs); exit status 2 when there is no dump.
 
 mod context;
 mod deadline;
 mod environ;
+mod external;
 mod limits;
 mod locals;
 mod metadata;
+mod modsyms;
 mod output;
 mod overlaps;
 mod procmem;
@@ -58,17 +63,48 @@ enum DumpError {
     Image(String),
     #[error("the dump would take {size} bytes even without the Python memory, more than max_dump_size ({limit} bytes): raise enable(max_dump_size=...) (0: no limit)")]
     TooLarge { size: u64, limit: u64 },
+    #[error("{0}")]
+    External(#[from] external::ExternalError),
     #[error("the dump directory {dir} holds {used} of dumps and this one ({size}) would pass max_dump_dir_size ({limit}): live dumps are refused until old dumps are deleted, or raise enable(max_dump_dir_size=...) (0: no limit); crash dumps are still written")]
     DirFull { dir: PathBuf, used: String, size: String, limit: String },
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(opts) = external::parse_args(&args) {
+        std::process::exit(run_external(opts));
+    }
     let (ok, line) = match run() {
         Ok(path) => (true, format!("crashcatch: minidump written to {}\n", path.display())),
         Err(e) => (false, format!("crashcatch: no minidump: {e}\n")),
     };
     report(&line);
     std::process::exit(if ok { 0 } else { 1 });
+}
+
+/// `--pid PID [-o FILE]`: the dump's path (and how long the threads were stopped) on
+/// stdout, exit status 0; or why there is none on stderr, exit status 2.
+fn run_external(opts: Result<external::Options, external::ExternalError>) -> i32 {
+    let result = opts.map_err(DumpError::from).and_then(|opts| {
+        // The threads must not stay stopped if the writer hangs (deadline.rs).
+        deadline::arm(DEFAULT_DEADLINE_MS);
+        let req = external::request(&opts)?;
+        write_dump(&req, opts.pid, Some(DEFAULT_DEADLINE_MS), std::time::Instant::now())
+    });
+    match result {
+        Ok((path, pause)) => {
+            report(&format!(
+                "crashcatch: minidump written to {} (threads stopped for at most {:.1} ms)\n",
+                path.display(),
+                pause.as_secs_f64() * 1000.0
+            ));
+            0
+        }
+        Err(e) => {
+            eprintln!("crashcatch: no minidump: {e}");
+            2
+        }
+    }
 }
 
 /// Writes the result line to stdout, where the requester listens (a pipe).
@@ -109,7 +145,19 @@ fn run() -> Result<PathBuf, DumpError> {
         return Err(DumpError::NoRequest(pid, std::io::Error::last_os_error().to_string()));
     }
     let req = Request::from_bytes(&raw).ok_or_else(|| DumpError::NoRequest(pid, "bad magic".into()))?;
+    write_dump(&req, pid, deadline_ms, started).map(|(path, _)| path)
+}
 
+/// Writes the dump `req` asks for of process `pid`; its path, and how long minidump-writer
+/// took (the threads are stopped at most that long).
+fn write_dump(
+    req: &Request,
+    pid: i32,
+    deadline_ms: Option<u64>,
+    started: std::time::Instant,
+) -> Result<(PathBuf, std::time::Duration), DumpError> {
+    let req = *req;
+    let mem = ProcessMemory { pid };
     let path = dump_path(&req, pid)?;
     // What output::publish would refuse at the end, refused before the work.
     if path.symlink_metadata().is_ok() {
@@ -147,7 +195,9 @@ fn run() -> Result<PathBuf, DumpError> {
         let mut collector = pymem::Collector::new(&mem, layout, types);
         collector.os_tids = metadata::os_threads(pid).into_iter().map(|(tid, _)| tid).collect();
         collector.collect(req.runtime, req.interp);
-        for (start, len) in locals::thread_name_ranges(&mem, layout, &object_types(&req), req.interp) {
+        for (start, len) in
+            locals::thread_name_ranges(&mem, layout, &metadata::object_types(&req), req.interp)
+        {
             collector.ranges.add(start, len);
         }
         py_threads = std::mem::take(&mut collector.threads);
@@ -173,8 +223,14 @@ fn run() -> Result<PathBuf, DumpError> {
         // unreadable guard region (stack overflow); its stack memory starts at `to`.
         meta["stack_pointer_adjusted"] = json!({"from": from, "to": to});
     }
-    let dump =
-        Dump { req: &req, pid, context: context.as_ref(), overflowed: overflowed.as_ref(), sp_adjusted };
+    let dump = Dump {
+        req: &req,
+        pid,
+        context: context.as_ref(),
+        overflowed: overflowed.as_ref(),
+        sp_adjusted,
+        pause: std::cell::Cell::new(std::time::Duration::ZERO),
+    };
     let limit = req.max_dump_size;
     let mut image = if let Some(with_locals) = with_locals {
         let python_bytes: u64 = extra_memory.iter().map(|(s, e)| e - s).sum();
@@ -205,7 +261,7 @@ fn run() -> Result<PathBuf, DumpError> {
     live_dump_room(&req, image.len() as u64)?;
     test_delay("CRASHCATCH_TEST_HELPER_LATE_DELAY_MS");
     output::publish(&path, &image).map_err(|e| DumpError::Create(path.clone(), e))?;
-    Ok(path)
+    Ok((path, dump.pause.get()))
 }
 
 /// What the Python walk found, for adding the frames' locals to it.
@@ -228,7 +284,7 @@ impl Python<'_> {
         until: std::time::Instant,
     ) -> (Vec<(u64, u64)>, Value) {
         let frames = frames_to_read(req, self.threads);
-        let found = locals::collect(self.mem, self.layout, &object_types(req), &frames, until);
+        let found = locals::collect(self.mem, self.layout, &metadata::object_types(req), &frames, until);
         let mut all = self.ranges.clone();
         for &(start, len) in &found.ranges {
             all.add(start, len);
@@ -242,15 +298,6 @@ impl Python<'_> {
         memory.extend(all.finish(readable));
         (memory, meta)
     }
-}
-
-/// The builtin objects' addresses the requester recorded, for the object decoder.
-fn object_types(req: &Request) -> pylayout::objects::ObjectTypes {
-    let mut types = pylayout::objects::ObjectTypes::default();
-    for ((field, _), &addr) in pylayout::objects::ObjectTypes::SYMBOLS.iter().zip(&req.object_types) {
-        types.set(field, addr);
-    }
-    types
 }
 
 /// Every Python frame whose locals to keep, the requesting thread's first (innermost
@@ -317,6 +364,8 @@ struct Dump<'a> {
     overflowed: Option<&'a Capping>,
     /// (real rsp, rsp given to the writer) when the real one was in a guard region.
     sp_adjusted: Option<(u64, u64)>,
+    /// How long minidump-writer took for the last image: the longest any thread was stopped.
+    pause: std::cell::Cell<std::time::Duration>,
 }
 
 impl Dump<'_> {
@@ -347,9 +396,16 @@ impl Dump<'_> {
             config.set_crash_context(minidump_writer::CrashContextExt { inner: ctx.clone() });
         }
         let mut cursor = stall::Stall::from_env(std::io::Cursor::new(Vec::new()));
+        let writing = std::time::Instant::now();
         config.write(&mut cursor).map_err(|e| DumpError::Writer(error_chain(&e)))?;
+        self.pause.set(writing.elapsed());
         let mut image = cursor.into_inner().into_inner();
         let mut meta = meta.clone();
+        if Kind::from_u32(req.kind) == Some(Kind::External) {
+            // Threads are stopped one by one while the writer copies them, so no thread
+            // was stopped longer than the whole write.
+            meta["threads_stopped_max_ms"] = json!(self.pause.get().as_secs_f64() * 1000.0);
+        }
         if let Some(capping) = self.overflowed {
             if let Some(c) = shrink::cap_stack(&mut image, req.tid as u32, STACK_TOP_KEPT) {
                 meta["stack_capped"] = json!({

@@ -50,10 +50,15 @@ pub fn build(
         Some(Kind::Signal) => "registered-signal",
         Some(Kind::Timeout | Kind::TimeoutExit) => "timeout",
         Some(Kind::Requested) => "requested",
+        Some(Kind::External) => "external",
         None => "unknown",
     };
     let gil = layout.and_then(|l| walk::gil_holder(mem, l, req.runtime, req.interp));
-    let py_names = python_thread_names(mem, req);
+    let mut py_names = python_thread_names(mem, req);
+    if py_names.is_empty() && req.thread_names_addr == 0 {
+        // No collector in the process (`crashcatch dump PID`): the `threading` module's.
+        py_names = layout.map(|l| threading_names(mem, l, req, py_threads)).unwrap_or_default();
+    }
     let threads: Vec<Value> = os_threads(pid)
         .into_iter()
         .map(|(tid, name)| {
@@ -134,6 +139,33 @@ fn python_thread_names(mem: &ProcessMemory, req: &Request) -> Vec<(i32, String)>
             (tid != 0).then(|| (tid, handoff::field_str(&e[4..]).to_string()))
         })
         .collect()
+}
+
+/// The names the `threading` module gives the OS threads: by `Thread.native_id`, else by
+/// the thread state that has its `ident` and an OS thread id.
+fn threading_names(
+    mem: &ProcessMemory,
+    l: &Layout,
+    req: &Request,
+    py_threads: &[PyThreadInfo],
+) -> Vec<(i32, String)> {
+    pylayout::thread_names::python_threads(mem, l, &object_types(req), req.interp)
+        .into_iter()
+        .filter_map(|t| {
+            let by_state = || py_threads.iter().find(|p| p.thread_id == t.ident)?.native_thread_id;
+            let tid = t.native_id.or_else(by_state)?;
+            Some((i32::try_from(tid).ok()?, t.name))
+        })
+        .collect()
+}
+
+/// The builtin objects' addresses the requester recorded, for the object decoder.
+pub fn object_types(req: &Request) -> pylayout::objects::ObjectTypes {
+    let mut types = pylayout::objects::ObjectTypes::default();
+    for ((field, _), &addr) in pylayout::objects::ObjectTypes::SYMBOLS.iter().zip(&req.object_types) {
+        types.set(field, addr);
+    }
+    types
 }
 
 fn cmdline(pid: i32) -> Vec<String> {

@@ -29,6 +29,8 @@ pub enum Kind {
     Requested = 4,
     /// A `dump_traceback_later(exit=True)` timeout; the process exits after the dump.
     TimeoutExit = 5,
+    /// `crashcatch dump PID`: taken from outside, no record from the process; it goes on.
+    External = 6,
 }
 
 impl Kind {
@@ -39,6 +41,7 @@ impl Kind {
             3 => Kind::Timeout,
             4 => Kind::Requested,
             5 => Kind::TimeoutExit,
+            6 => Kind::External,
             _ => return None,
         })
     }

@@ -20,7 +20,28 @@ pub fn python_thread_names(
     types: &ObjectTypes,
     interp: u64,
 ) -> Vec<(u64, String)> {
-    let mut names = Vec::new();
+    python_threads(mem, layout, types, interp).into_iter().map(|t| (t.ident, t.name)).collect()
+}
+
+/// A thread the `threading` module knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PythonThread {
+    /// `threading.get_ident()`: `pthread_self()`.
+    pub ident: u64,
+    /// `Thread.native_id` (the OS thread id) once the thread runs.
+    pub native_id: Option<u64>,
+    pub name: String,
+}
+
+/// As [`python_thread_names`], with each thread's OS thread id where it has one (which
+/// thread states of 3.9/3.10 do not record).
+pub fn python_threads(
+    mem: &dyn Memory,
+    layout: &Layout,
+    types: &ObjectTypes,
+    interp: u64,
+) -> Vec<PythonThread> {
+    let mut names: Vec<PythonThread> = Vec::new();
     let Some(module) = threading_module(mem, layout, types, interp) else {
         return names;
     };
@@ -50,8 +71,9 @@ pub fn python_thread_names(
                 instance_attr(mem, layout, types, thread, "_ident").and_then(int_of)
             };
             if let Some((ident, name)) = ident.zip(name_of(thread)) {
-                if !names.iter().any(|(i, _)| *i == ident) {
-                    names.push((ident, name));
+                if !names.iter().any(|t| t.ident == ident) {
+                    let native_id = instance_attr(mem, layout, types, thread, "_native_id").and_then(int_of);
+                    names.push(PythonThread { ident, native_id, name });
                 }
             }
             names.len() < MAX_THREADS

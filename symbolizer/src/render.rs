@@ -59,6 +59,7 @@ pub fn text(c: &Crash, s: &Style, native_all: bool) -> String {
         }
         "timeout" => "dumped by dump_traceback_later(), kept running".to_string(),
         "requested" => "dumped by write_minidump(), kept running".to_string(),
+        "external" => "dumped from outside by `crashcatch dump`, kept running".to_string(),
         other => format!("dumped ({})", Escaped(other)),
     };
     let _ = writeln!(
@@ -122,7 +123,8 @@ pub fn text(c: &Crash, s: &Style, native_all: bool) -> String {
 pub fn thread_text(out: &mut String, c: &Crash, t: &Thread, s: &Style, native_all: bool) {
     let crashed = Some(t.tid) == c.crashed_tid;
     let mut tags = Vec::new();
-    if crashed {
+    // `crashcatch dump PID`: no thread asked; the main thread is listed first.
+    if crashed && c.kind != "external" {
         tags.push(if c.kind == "fatal-signal" { "crashed" } else { "requested the dump" });
     }
     if t.holds_gil {
@@ -395,7 +397,7 @@ fn thread_json(c: &Crash, t: &Thread) -> Value {
         "python_name": t.python_name,
         // A live dump's requesting thread did not crash (the text says "requested the dump").
         "crashed": c.kind == "fatal-signal" && Some(t.tid) == c.crashed_tid,
-        "requested_dump": c.kind != "fatal-signal" && Some(t.tid) == c.crashed_tid,
+        "requested_dump": !matches!(c.kind.as_str(), "fatal-signal" | "external") && Some(t.tid) == c.crashed_tid,
         "holds_gil": t.holds_gil,
         "python_problem": t.python_problem,
         "stack": status,
