@@ -5,6 +5,11 @@
     crashcatch run -m MODULE [ARGS...]   run a module with crashcatch enabled
     crashcatch symbolize DUMP|--last [--json]
                                          read a minidump: what happened, every thread's stack
+    crashcatch symbolize --pid PID [--json]
+                                         the same for a running Python process (dumped first;
+                                         it goes on running)
+    crashcatch dump PID [-o FILE]        write a minidump of a running Python process from
+                                         outside (it goes on running)
     crashcatch core DUMP -o FILE         write a minidump as an ELF core file for gdb
     crashcatch gdb ARGS...               gdb with crashcatch's commands loaded (py-bt, cc-bt, ...);
                                          every argument goes to gdb
@@ -26,6 +31,7 @@ import sys
 # Commands the native program shipped in this package runs.
 _NATIVE_COMMANDS = ("symbolize", "core")
 _SYMBOLIZER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "crashcatch-symbolize")
+_DUMPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "crashcatch-dump")
 # gdb-scripts/ of the source tree, copied here when the wheel is built.
 _DEBUGGER_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_debugger")
 _SCRIPTS = {"gdb": "crashcatch_gdb.py", "lldb": "crashcatch_lldb.py"}
@@ -110,6 +116,46 @@ def _lldb(args):
     return 2
 
 
+def _native_program(path):
+    if not os.access(path, os.X_OK):
+        print(f"crashcatch: {path} is missing: reinstall crashcatch", file=sys.stderr)
+        return False
+    return True
+
+
+def _dump(args):
+    """`crashcatch dump PID [-o FILE]`: crashcatch-dump --pid does the work and the talking."""
+    parser = argparse.ArgumentParser(prog="crashcatch dump",
+                                     description="Write a minidump of a running Python process; it goes on running.")
+    parser.add_argument("pid", type=int, help="the process to dump")
+    parser.add_argument("-o", dest="output", metavar="FILE",
+                        help="the dump's path (default: PROGRAM-PID-TIME.dmp in the current directory)")
+    opts = parser.parse_args(args)
+    if not _native_program(_DUMPER):
+        return 2
+    os.execv(_DUMPER, [_DUMPER, "--pid", str(opts.pid), *(["-o", opts.output] if opts.output else [])])
+
+
+def _symbolize_pid(args):
+    """`crashcatch symbolize --pid PID ...`: a dump of the process to a temporary file, read
+    by the symbolizer with the other arguments, so the output is that of the dump's."""
+    import tempfile
+
+    at = args.index("--pid")
+    if at + 1 >= len(args) or not args[at + 1].isdigit():
+        print("usage: crashcatch symbolize --pid PID [--json] [other symbolize options]", file=sys.stderr)
+        return 2
+    pid, rest = args[at + 1], args[:at] + args[at + 2:]
+    if not (_native_program(_DUMPER) and _native_program(_SYMBOLIZER)):
+        return 2
+    with tempfile.TemporaryDirectory(prefix="crashcatch-pid-") as tmp:
+        path = os.path.join(tmp, f"{pid}.dmp")
+        dumped = subprocess.run([_DUMPER, "--pid", pid, "-o", path], stdout=subprocess.DEVNULL)
+        if dumped.returncode != 0:
+            return 2
+        return subprocess.run([_SYMBOLIZER, "symbolize", *rest, path]).returncode
+
+
 def _enable_in_children():
     """Python processes started from here (subprocesses, multiprocessing children) enable
     crashcatch at start-up too, through the sitecustomize module in _run_children (which
@@ -137,10 +183,13 @@ def _run(args):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["symbolize"] and "--pid" in argv:
+        return _symbolize_pid(argv[1:])
+    if argv[:1] == ["dump"]:
+        return _dump(argv[1:])
     if argv and argv[0] in _NATIVE_COMMANDS:
         # The symbolizer is a native program shipped in this package.
-        if not os.access(_SYMBOLIZER, os.X_OK):
-            print(f"crashcatch: {_SYMBOLIZER} is missing: reinstall crashcatch", file=sys.stderr)
+        if not _native_program(_SYMBOLIZER):
             return 2
         os.execv(_SYMBOLIZER, ["crashcatch", *argv])
     if argv and argv[0] == "gdb":
@@ -160,6 +209,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="crashcatch", description="Crash reports for Python processes.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("symbolize", help="read a minidump (crashcatch symbolize --help)")
+    commands.add_parser("dump", help="write a minidump of a running Python process (crashcatch dump --help)")
     commands.add_parser("core", help="write a minidump as an ELF core file for gdb (crashcatch core --help)")
     commands.add_parser("gdb", help="gdb with crashcatch's commands (py-bt, cc-bt, ...); arguments go to gdb")
     commands.add_parser("lldb", help="lldb with crashcatch's commands (py-bt, cc-bt, ...); arguments go to lldb")
