@@ -4,6 +4,7 @@ C functions it waits in), and it goes on running afterwards."""
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -58,6 +59,7 @@ def waiting(interp):
     try:
         while not blocked_in_read(proc.pid):
             assert proc.poll() is None, proc.communicate()
+            time.sleep(0.01)  # a poll interval, not a limit
         yield proc, prepared
     finally:
         if proc.poll() is None:
