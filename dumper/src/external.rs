@@ -90,11 +90,12 @@ pub fn request(opts: &Options) -> Result<Request, ExternalError> {
     if !mem.read(runtime, &mut [0u8; 8]) {
         return Err(memory_error(pid));
     }
-    let version = match mem.read_u32(sym("Py_Version")).filter(|v| sym("Py_Version") != 0 && v >> 24 == 3) {
-        Some(v) => [3, (v >> 16) & 0xff, (v >> 8) & 0xff],
+    let hex = mem.read_u32(sym("Py_Version")).filter(|_| sym("Py_Version") != 0);
+    let version = match hex.and_then(|v| pylayout::version::from_hex(v.into())) {
+        Some(v) => v,
         None => {
-            let minor =
-                minor_in_name(&file.path).ok_or_else(|| ExternalError::Version(pid, file.path.clone()))?;
+            let minor = pylayout::version::minor_in_file_name(&file.path)
+                .ok_or_else(|| ExternalError::Version(pid, file.path.clone()))?;
             [3, minor, modsyms::micro_version_in(&data, minor).unwrap_or(0)]
         }
     };
@@ -160,13 +161,6 @@ fn main_interpreter(mem: &dyn Memory, layout: &Layout, runtime: u64) -> Option<u
         .filter(|&i| i != 0)
 }
 
-/// The `3.X` minor version of `…/python3.X…` or `…/libpython3.X…`.
-fn minor_in_name(path: &str) -> Option<u32> {
-    let name = path.rsplit('/').next()?;
-    let rest = name.strip_prefix("lib").unwrap_or(name).strip_prefix("python3.")?;
-    rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
-}
-
 /// A number field of /proc/PID/status.
 fn status_field(status: &str, field: &str) -> Option<i32> {
     status.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().parse().ok())
@@ -213,13 +207,6 @@ mod tests {
         assert!(matches!(parse_args(&args("--pid")), Some(Err(ExternalError::Usage))));
         assert!(matches!(parse_args(&args("--pid -3")), Some(Err(ExternalError::Usage))));
         assert!(matches!(parse_args(&args("--pid 3 --what")), Some(Err(ExternalError::Usage))));
-    }
-
-    #[test]
-    fn versions_from_names() {
-        assert_eq!(minor_in_name("/usr/lib/libpython3.10.so.1.0"), Some(10));
-        assert_eq!(minor_in_name("/root/.pyenv/versions/3.9.18/bin/python3.9"), Some(9));
-        assert_eq!(minor_in_name("/usr/bin/python3"), None);
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod locals;
 pub mod objects;
 pub mod text;
 pub mod thread_names;
+pub mod version;
 pub mod walk;
 
 pub use layout::{Layout, LayoutError};

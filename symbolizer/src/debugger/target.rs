@@ -69,30 +69,9 @@ fn version(gdb: &Gdb, mem: &dyn Memory, runtime: u64, object_file: Option<&str>)
         let mut cookie = [0u8; 8];
         (mem.read(runtime, &mut cookie) && &cookie == b"xdebugpy").then(|| mem.read_u64(runtime + 8))?
     });
-    if let Some(v) = hex.filter(|v| v >> 24 == 3) {
-        return Some(format!("3.{}", (v >> 16) & 0xff));
-    }
-    version_in_name(object_file?)
-}
-
-/// The `3.X` of `…/python3.X…` or `…/libpython3.X…`.
-fn version_in_name(path: &str) -> Option<String> {
-    let name = path.rsplit('/').next()?;
-    let rest = name.strip_prefix("lib").unwrap_or(name).strip_prefix("python3.")?;
-    let minor: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    (!minor.is_empty()).then(|| format!("3.{minor}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::version_in_name;
-
-    #[test]
-    fn versions_from_file_names() {
-        assert_eq!(version_in_name("/usr/lib/libpython3.10.so.1.0").as_deref(), Some("3.10"));
-        assert_eq!(version_in_name("/usr/bin/python3.9").as_deref(), Some("3.9"));
-        assert_eq!(version_in_name("/usr/bin/python3.12d").as_deref(), Some("3.12"));
-        assert_eq!(version_in_name("/usr/bin/sleep"), None);
-        assert_eq!(version_in_name("/x/python3"), None);
-    }
+    let minor = match hex.and_then(pylayout::version::from_hex) {
+        Some([_, minor, _]) => minor,
+        None => pylayout::version::minor_in_file_name(object_file?)?,
+    };
+    Some(format!("3.{minor}"))
 }
