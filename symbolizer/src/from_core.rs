@@ -156,7 +156,11 @@ pub fn load(path: &Path, bytes: &[u8], options: &Options) -> Result<Crash, LoadE
             "native stacks cut: at most {MAX_FRAMES_ALL_THREADS} native frames are read for all threads together"
         ));
     }
-    let stacks_of_threads: Vec<(u64, u64)> = core.threads.iter().map(|t| space.stack_of(t.rsp)).collect();
+    // Each thread's stack, and the thread's own stack under a handler's alternate one.
+    let mut stacks_of_threads: Vec<(u64, u64)> = core.threads.iter().map(|t| space.stack_of(t.rsp)).collect();
+    stacks_of_threads.extend(natives.iter().flat_map(|n| n.frames.iter()).map(|f| space.stack_of(f.sp)));
+    stacks_of_threads.sort_unstable();
+    stacks_of_threads.dedup();
     let on_c_stack = |addr: u64| stacks_of_threads.iter().any(|&(lo, hi)| addr >= lo && addr < hi);
     let (python, python_problem, layout_note, version, names, gil, by_tid) = match &target {
         Ok(t) => {
