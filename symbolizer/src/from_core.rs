@@ -58,16 +58,17 @@ fn modules_of(core: &CoreFile, mem: &dyn Memory) -> Vec<LoadedModule> {
 /// path. Fills `mem` with the left-out read-only pages of the files whose build id matches.
 fn modules_with_files(core: &CoreFile, mem: &mut CoreMemory) -> Vec<LoadedModule> {
     let from_core = modules_of(core, mem);
-    let trusted: Vec<&str> = core
-        .files
-        .iter()
-        .filter(|f| {
-            let checked = from_core.iter().find(|m| m.path == f.path).and_then(|m| m.build_id.as_deref());
+    let mut paths: Vec<&str> = core.files.iter().map(|f| f.path.as_str()).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    let trusted: Vec<&str> = paths
+        .into_iter()
+        .filter(|path| {
+            let checked = from_core.iter().find(|m| m.path == *path).and_then(|m| m.build_id.as_deref());
             checked.is_none_or(|id| {
-                crate::elf::ElfFile::open(Path::new(&f.path)).is_ok_and(|e| e.build_id.as_deref() == Some(id))
+                crate::elf::ElfFile::open(Path::new(path)).is_ok_and(|e| e.build_id.as_deref() == Some(id))
             })
         })
-        .map(|f| f.path.as_str())
         .collect();
     mem.allow_files(trusted);
     // With the files' pages, headers the core left out are read too.

@@ -333,6 +333,46 @@ mod tests {
         assert_eq!(Space::new(vec![], None).stack_of(5), (0, u64::MAX));
     }
 
+    /// Memory of a few (address, bytes) regions.
+    struct Regions(Vec<(u64, Vec<u8>)>);
+    impl Memory for Regions {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+            self.0.iter().any(|(base, bytes)| {
+                let Some(off) = addr.checked_sub(*base).map(|o| o as usize) else { return false };
+                let Some(src) = bytes.get(off..off + buf.len()) else { return false };
+                buf.copy_from_slice(src);
+                true
+            })
+        }
+    }
+
+    #[test]
+    fn a_handler_returning_into_the_signal_trampoline_unwinds_onto_the_interrupted_stack() {
+        let (trampoline, interrupted_ip) = (0x1000u64, 0x1800u64);
+        let (alt_sp, thread_sp, thread_bp) = (0x7000u64, 0x9100u64, 0x9200u64);
+        let mut code = SIGRETURN_TRAMPOLINE.to_vec();
+        code.resize(0x1000, 0x90);
+        let mut alt = vec![0u8; 0x1000];
+        for (slot, value) in [(GREG_RIP, interrupted_ip), (GREG_RSP, thread_sp), (GREG_RBP, thread_bp)] {
+            let at = (UCONTEXT_GREGS + 8 * slot) as usize;
+            alt[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        }
+        let mem = Regions(vec![(trampoline, code), (alt_sp, alt), (0x9000, vec![0; 0x1000])]);
+        let space = Space::new(vec![(0x1000, 0x2000)], Some(vec![(0x7000, 0x8000), (0x9000, 0xa000)]));
+        let modules = Modules::from_list(&[], &[]);
+        let stack = unwind(&modules, &mem, &space, (trampoline, alt_sp, 0), 100, None);
+        let frames: Vec<(u64, &str, u64)> = stack.frames.iter().map(|f| (f.address, f.trust, f.sp)).collect();
+        assert_eq!(
+            frames[..2],
+            [(trampoline, "context", alt_sp), (interrupted_ip, "signal frame", thread_sp)]
+        );
+        // Other code at the same place is not a trampoline.
+        let mut other = mem;
+        other.0[0].1[0] = 0x90;
+        let stack = unwind(&modules, &other, &space, (trampoline, alt_sp, 0), 100, None);
+        assert!(stack.frames.iter().all(|f| f.trust != "signal frame"), "{:?}", stack.frames);
+    }
+
     #[test]
     fn a_resume_point_needs_the_whole_record_below_the_kept_top() {
         let meta = serde_json::json!({"stack_capped": {"start": 0x1000, "kept_size": 0x1000,
