@@ -23,8 +23,10 @@ import time
 from crashlib import run_script
 from hostile_dumps import METADATA_STREAM, hostile, regressions
 from interpreters import REPO
+from test_symbolize_cores import elf_core_without_notes
 
 FUZZ_SH = os.path.join(REPO, "tools", "fuzz.sh")
+SYMBOLIZE = os.path.join(REPO, "target", "release", "crashcatch-symbolize")
 
 SEGV_WITH_THREADS = """
 import threading, crashcatch, buggyext
@@ -109,6 +111,16 @@ def make_seeds(corpus, interpreters):
             dump = f.read()
         add(f"{kind}-{interp.name}.dmp", dump)
         if kind == "segv":
+            # ELF cores (`crashcatch symbolize CORE`): the dump as `crashcatch core` writes it
+            # (a kernel core is tens of MiB), and zstd-compressed.
+            core = r.dumps[0] + ".core"
+            subprocess.run([SYMBOLIZE, "core", r.dumps[0], "-o", core], check=True, capture_output=True)
+            with open(core, "rb") as f:
+                add(f"segv-{interp.name}.core", f.read())
+            if shutil.which("zstd"):
+                subprocess.run(["zstd", "-q", "-19", core, "-o", core + ".zst"], check=True)
+                with open(core + ".zst", "rb") as f:
+                    add(f"segv-{interp.name}.core.zst", f.read())
             # Hostile thread lists, native stacks and line tables, kept small: a seed that takes
             # long to read slows every mutation of it (the limits have tests of their own).
             for name, variant in {**regressions(dump, 1 << 20), **hostile(dump, 100, 100)}.items():
@@ -121,6 +133,7 @@ def make_seeds(corpus, interpreters):
             b'"threads":[{"tid":1,"name":"python","python_name":"MainThread",'
             b'"python":{"tstate":0,"holds_gil":true}}],'
             b'"annotations":{"k":"v"},"source":[{"first_line":1,"lines":["x = 1"]}]}')
+    add("no-notes.core", elf_core_without_notes())
     add("metadata-only.dmp", minidump([(SYSTEM_INFO_STREAM, system_info()), (METADATA_STREAM, meta)]))
     return seeds
 

@@ -22,6 +22,10 @@ pub enum LoadError {
     NoMetadata(PathBuf),
     #[error("{0}: crashcatch metadata is not valid JSON: {1}")]
     BadMetadata(PathBuf, String),
+    #[error("{0}: {1}")]
+    NotCore(PathBuf, String),
+    #[error("{0}: cannot decompress it: {1} (decompress it yourself, e.g. `zstd -d`, and give the result)")]
+    Decompress(PathBuf, String),
 }
 
 /// One thread of the dumped process.
@@ -60,6 +64,8 @@ pub struct Options {
 #[derive(Clone, Debug)]
 pub struct Crash {
     pub path: PathBuf,
+    /// What was read: "minidump", "core" (an ELF core file), "debugger".
+    pub input: &'static str,
     pub metadata: Value,
     pub kind: String,
     /// The process ended right after the dump (a crash, or a timeout with exit=True).
@@ -90,10 +96,18 @@ impl Crash {
         Crash::load_with(path, &options)
     }
 
-    /// [`Crash::load`] with every option.
+    /// [`Crash::load`] with every option. The file may also be an ELF core, or a
+    /// zstd-compressed one (systemd-coredump's `.zst`): told by its content, not its name.
     pub fn load_with(path: &Path, options: &Options) -> Result<Crash, LoadError> {
-        let bytes = std::fs::read(path).map_err(|e| LoadError::Io(path.to_path_buf(), e))?;
-        Crash::from_bytes_with(path, &bytes, options)
+        let io = |e| LoadError::Io(path.to_path_buf(), e);
+        let file = std::fs::File::open(path).map_err(io)?;
+        if !file.metadata().map_err(io)?.is_file() {
+            return Err(LoadError::NotMinidump(path.to_path_buf(), "not a regular file".into()));
+        }
+        // SAFETY: a read-only private mapping; a core may be gigabytes, of which only the
+        // pages read are loaded. A file truncated while it is read could fault (as for gdb).
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        Crash::from_bytes_with(path, &map, options)
     }
 
     /// Like [`Crash::load`], from the dump's bytes (`path` only names it in messages).
@@ -104,6 +118,14 @@ impl Crash {
 
     /// [`Crash::from_bytes`] with every option.
     pub fn from_bytes_with(path: &Path, bytes: &[u8], options: &Options) -> Result<Crash, LoadError> {
+        if crate::compressed::is_compressed(bytes) {
+            let plain = crate::compressed::decompress(bytes)
+                .map_err(|e| LoadError::Decompress(path.to_path_buf(), e))?;
+            return Crash::from_bytes_with(path, &plain, options);
+        }
+        if crate::core::read::is_elf(bytes) {
+            return crate::from_core::load(path, bytes, options);
+        }
         let symbol_dirs = &options.symbol_dirs[..];
         let dump =
             Minidump::read(bytes).map_err(|e| LoadError::NotMinidump(path.to_path_buf(), e.to_string()))?;
@@ -260,6 +282,7 @@ impl Crash {
         }
         Ok(Crash {
             path: path.to_path_buf(),
+            input: "minidump",
             kind: metadata["kind"].as_str().unwrap_or("unknown").to_string(),
             exits_after_dump: metadata["exits_after_dump"].as_bool().unwrap_or(false),
             signal: metadata["signal"].as_i64().unwrap_or(0),

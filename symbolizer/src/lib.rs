@@ -5,6 +5,7 @@
 //! symbolized from their DWARF (`native`), found in the module file or a separate debug file
 //! (`debuginfo`, `debuginfod`), then merged with the Python frames (`python`) by the eval-loop calls that ran them (`merge`).
 
+pub mod compressed;
 pub mod core;
 pub mod crash;
 pub mod debugger;
@@ -13,13 +14,16 @@ pub mod debuginfod;
 pub mod demangle;
 pub mod dwarf;
 pub mod elf;
+pub mod from_core;
 pub mod link_map;
 pub mod memory;
 pub mod merge;
+pub mod modsyms;
 pub mod native;
 pub mod pylines;
 pub mod python;
 pub mod render;
+pub mod sources;
 pub mod symbols;
 pub mod terminal;
 pub mod unwind;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use symbolizer::{render, terminal, Crash, Options};
 
 #[derive(Parser)]
-#[command(name = "crashcatch", bin_name = "crashcatch", about = "Read crashcatch minidumps")]
+#[command(name = "crashcatch", bin_name = "crashcatch", about = "Read crashcatch minidumps and core files")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -17,7 +17,9 @@ struct Cli {
 enum Command {
     /// Show what happened and every thread's stack, crashing thread first.
     Symbolize {
-        /// The minidump (see `crashcatch: minidump written to …` in the report).
+        /// The minidump (see `crashcatch: minidump written to …` in the report), or an ELF
+        /// core file of a Python process (also zstd-compressed, as systemd-coredump keeps
+        /// them), told apart by content.
         dump: Option<PathBuf>,
         /// Use the newest dump in the crash directory ($CRASHCATCH_DUMP_DIR or
         /// $XDG_CACHE_HOME/crashcatch/dumps).
@@ -129,9 +131,13 @@ fn main() {
     // all (no memory, a Python version crashcatch does not know) is still a failure.
     if let Some(problem) = &crash.python_problem {
         if crash.threads.iter().all(|t| t.python.is_empty()) {
+            let hint = if crash.python_version.is_empty() {
+                ""
+            } else {
+                "; for an interpreter build crashcatch does not know, try --layout-table"
+            };
             fail(&format!(
-                "{}: no Python stack could be decoded: {problem} (the native stacks above are complete; \
-                 for an interpreter build crashcatch does not know, try --layout-table)",
+                "{}: no Python stack could be decoded: {problem} (the native stacks above are complete{hint})",
                 path.display()
             ));
         }

@@ -60,6 +60,7 @@ pub fn text(c: &Crash, s: &Style, native_all: bool) -> String {
         "timeout" => "dumped by dump_traceback_later(), kept running".to_string(),
         "requested" => "dumped by write_minidump(), kept running".to_string(),
         "external" => "dumped from outside by `crashcatch dump`, kept running".to_string(),
+        "core" => "written to a core file without a signal (gcore?)".to_string(),
         other => format!("dumped ({})", Escaped(other)),
     };
     let _ = writeln!(
@@ -80,12 +81,12 @@ pub fn text(c: &Crash, s: &Style, native_all: bool) -> String {
         .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
         .unwrap_or_default();
     let _ = writeln!(out, "  command: {}", Escaped(&argv.join(" ")));
-    let _ = writeln!(
-        out,
-        "  Python {} ({})",
-        Escaped(&c.python_version),
-        Escaped(m["python"]["executable"].as_str().unwrap_or("?"))
-    );
+    let executable = Escaped(m["python"]["executable"].as_str().unwrap_or("?"));
+    if c.python_version.is_empty() && c.input == "core" {
+        let _ = writeln!(out, "  program: {executable}");
+    } else {
+        let _ = writeln!(out, "  Python {} ({executable})", Escaped(&c.python_version));
+    }
     // A crash during a collection often means a corrupt object met by the collector.
     if m["python"]["gc_collecting"].as_bool() == Some(true) {
         let _ = writeln!(out, "  the garbage collector was running");
@@ -309,6 +310,7 @@ pub fn json(c: &Crash) -> Value {
     json!({
         "schema": "crashcatch-symbolize/2",
         "dump": c.path.display().to_string(),
+        "source": c.input,
         "event": {
             "kind": c.kind,
             "exits_after_dump": c.exits_after_dump,

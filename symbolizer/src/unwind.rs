@@ -149,8 +149,14 @@ pub fn unwind(
     let limit = limit.min(MAX_FRAMES);
     let mut stack = NativeStack::default();
     let bounds = space.stack_of(sp);
-    let mut walk =
-        Walk { modules, mem, space, bounds, cut: resume.map(|r| r.cut), cut_reached: Cell::new(false) };
+    let mut walk = Walk {
+        modules,
+        mem,
+        space,
+        bounds: Cell::new(bounds),
+        cut: resume.map(|r| r.cut),
+        cut_reached: Cell::new(false),
+    };
     let mut end = walk.run(FrameAddress::InstructionPointer(ip), (ip, sp, bp), limit, &mut stack.frames);
     if let (Some(r), Ended::Stopped(_)) = (resume, &end) {
         if walk.cut_reached.get() {
@@ -183,8 +189,9 @@ struct Walk<'a> {
     modules: &'a Modules,
     mem: &'a dyn Memory,
     space: &'a Space,
-    /// The thread's stack: the only memory the unwinder reads.
-    bounds: (u64, u64),
+    /// The stack being unwound: the only memory the unwinder reads (it changes where a
+    /// signal handler on an alternate stack interrupted the thread's own stack).
+    bounds: Cell<(u64, u64)>,
     /// A capped stack's missing middle, and whether the last step tried to read it.
     cut: Option<(u64, u64)>,
     cut_reached: Cell<bool>,
@@ -200,8 +207,8 @@ impl Walk<'_> {
         limit: usize,
         frames: &mut Vec<NativeFrame>,
     ) -> Ended {
-        let (lo, hi) = self.bounds;
         let mut read = |addr: u64| {
+            let (lo, hi) = self.bounds.get();
             let value = if addr >= lo && addr.checked_add(8).is_some_and(|end| end <= hi) {
                 self.mem.read_u64(addr)
             } else {
@@ -219,6 +226,16 @@ impl Walk<'_> {
         let mut address = address;
         while frames.len() < limit {
             let at = address.address();
+            if let Some(interrupted) = self.signal_frame(at, regs.sp()) {
+                // The handler returned into the kernel's trampoline: what it interrupted goes
+                // on at the registers the kernel saved, on the stack it was using.
+                let (ip, sp, bp) = interrupted;
+                self.bounds.set(self.space.stack_of(sp));
+                regs = UnwindRegsX86_64::new(ip, sp, bp);
+                frames.extend(self.modules.symbolize(ip, ip, "signal frame", sp));
+                address = FrameAddress::InstructionPointer(ip);
+                continue;
+            }
             // The rule comes from the module of the frame being unwound.
             let callee_has_cfi = self.modules.has_cfi(address.address_for_lookup());
             let old_sp = regs.sp();
@@ -231,10 +248,10 @@ impl Walk<'_> {
                         "no call frame information for the frame at {at:#x}, and no frame pointer"
                     ))
                 }
-                Err(e) => return Ended::Stopped(describe(e, at, self.bounds)),
+                Err(e) => return Ended::Stopped(describe(e, at, self.bounds.get())),
             };
             let new_sp = regs.sp();
-            if new_sp <= old_sp || new_sp > hi {
+            if new_sp <= old_sp || new_sp > self.bounds.get().1 {
                 return Ended::Stopped(format!(
                     "the caller's stack pointer found for the frame at {at:#x} ({new_sp:#x}) is not further \
                      up the thread's stack"
@@ -251,6 +268,31 @@ impl Walk<'_> {
             address = next;
         }
         Ended::Limit
+    }
+}
+
+/// `__restore_rt`, the x86-64 rt_sigreturn trampoline every libc gives the kernel:
+/// `mov $15, %rax; syscall`.
+const SIGRETURN_TRAMPOLINE: [u8; 9] = [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05];
+/// Where `struct ucontext`'s saved registers (`uc_mcontext.gregs`) begin, and rbp, rsp and
+/// rip's slots in them (`REG_RBP`, `REG_RSP`, `REG_RIP` of <sys/ucontext.h>).
+const UCONTEXT_GREGS: u64 = 40;
+const GREG_RBP: u64 = 10;
+const GREG_RSP: u64 = 15;
+const GREG_RIP: u64 = 16;
+
+impl Walk<'_> {
+    /// When `at` is the signal trampoline (a handler returned to it) and the kernel's
+    /// `ucontext` is at `sp`, the interrupted registers: (ip, sp, bp). A core written while
+    /// a handler ran (a re-raised abort) has the interrupted code below it.
+    fn signal_frame(&self, at: u64, sp: u64) -> Option<Registers> {
+        let mut code = [0u8; SIGRETURN_TRAMPOLINE.len()];
+        if !self.space.is_code(at) || !self.mem.read(at, &mut code) || code != SIGRETURN_TRAMPOLINE {
+            return None;
+        }
+        let greg = |i: u64| self.mem.read_u64(sp.checked_add(UCONTEXT_GREGS + 8 * i)?);
+        let (ip, new_sp) = (greg(GREG_RIP)?, greg(GREG_RSP)?);
+        self.space.is_code(ip).then_some((ip, new_sp, greg(GREG_RBP).unwrap_or(0)))
     }
 }
 
@@ -289,6 +331,46 @@ mod tests {
         // Nowhere: only its own page is read.
         assert_eq!(space.stack_of(0x7fff_0000_0010), (0x7fff_0000_0000, 0x7fff_0000_1000));
         assert_eq!(Space::new(vec![], None).stack_of(5), (0, u64::MAX));
+    }
+
+    /// Memory of a few (address, bytes) regions.
+    struct Regions(Vec<(u64, Vec<u8>)>);
+    impl Memory for Regions {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+            self.0.iter().any(|(base, bytes)| {
+                let Some(off) = addr.checked_sub(*base).map(|o| o as usize) else { return false };
+                let Some(src) = bytes.get(off..off + buf.len()) else { return false };
+                buf.copy_from_slice(src);
+                true
+            })
+        }
+    }
+
+    #[test]
+    fn a_handler_returning_into_the_signal_trampoline_unwinds_onto_the_interrupted_stack() {
+        let (trampoline, interrupted_ip) = (0x1000u64, 0x1800u64);
+        let (alt_sp, thread_sp, thread_bp) = (0x7000u64, 0x9100u64, 0x9200u64);
+        let mut code = SIGRETURN_TRAMPOLINE.to_vec();
+        code.resize(0x1000, 0x90);
+        let mut alt = vec![0u8; 0x1000];
+        for (slot, value) in [(GREG_RIP, interrupted_ip), (GREG_RSP, thread_sp), (GREG_RBP, thread_bp)] {
+            let at = (UCONTEXT_GREGS + 8 * slot) as usize;
+            alt[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        }
+        let mem = Regions(vec![(trampoline, code), (alt_sp, alt), (0x9000, vec![0; 0x1000])]);
+        let space = Space::new(vec![(0x1000, 0x2000)], Some(vec![(0x7000, 0x8000), (0x9000, 0xa000)]));
+        let modules = Modules::from_list(&[], &[]);
+        let stack = unwind(&modules, &mem, &space, (trampoline, alt_sp, 0), 100, None);
+        let frames: Vec<(u64, &str, u64)> = stack.frames.iter().map(|f| (f.address, f.trust, f.sp)).collect();
+        assert_eq!(
+            frames[..2],
+            [(trampoline, "context", alt_sp), (interrupted_ip, "signal frame", thread_sp)]
+        );
+        // Other code at the same place is not a trampoline.
+        let mut other = mem;
+        other.0[0].1[0] = 0x90;
+        let stack = unwind(&modules, &other, &space, (trampoline, alt_sp, 0), 100, None);
+        assert!(stack.frames.iter().all(|f| f.trust != "signal frame"), "{:?}", stack.frames);
     }
 
     #[test]

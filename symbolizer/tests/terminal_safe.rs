@@ -54,6 +54,7 @@ fn hostile_crash() -> Crash {
         "source": [{"first_line": 1, "lines": [HOSTILE]}],
     });
     Crash {
+        input: "minidump",
         path: PathBuf::from(HOSTILE),
         metadata,
         kind: HOSTILE.to_string(),

@@ -15,9 +15,11 @@
 
 pub mod layout;
 pub mod link_map;
+pub mod memory;
 pub mod notes;
 pub mod pages;
 pub mod process;
+pub mod read;
 pub mod writer;
 
 use crate::crash::METADATA_STREAM;

@@ -6,13 +6,13 @@
 //! `crashcatch symbolize` (pylayout, `python`, `native`, `merge`).
 
 mod dumpfile;
-mod modules;
+pub(crate) mod modules;
 mod ops;
 mod protocol;
 mod remote;
-mod target;
+pub(crate) mod target;
 mod unwound;
-mod values;
+pub(crate) mod values;
 
 use protocol::Gdb;
 use serde_json::json;

@@ -89,6 +89,20 @@ fn module_at(mem: &dyn Memory, path: String, bias: u64, elf_header: u64) -> Opti
     Some(LoadedModule { path, base, size, build_id })
 }
 
+/// The module whose file's start (its ELF header) is mapped at `header`, as a core's
+/// NT_FILE shows it: the load bias is where the lowest PT_LOAD's page went.
+pub(crate) fn mapped_at(mem: &dyn Memory, path: String, header: u64) -> Option<LoadedModule> {
+    let mut magic = [0u8; 4];
+    if !mem.read(header, &mut magic) || &magic != b"\x7fELF" {
+        return None;
+    }
+    let phoff = mem.read_u64(header + 32)?;
+    let phnum = mem.read_u16(header + 56)? as u64;
+    let headers = phdrs(mem, header.checked_add(phoff)?, phnum);
+    let lowest = headers.iter().filter(|h| h.kind == PT_LOAD).map(|h| h.vaddr).min()?;
+    module_at(mem, path, header.wrapping_sub(lowest & !0xfff), header)
+}
+
 /// Every loaded module, the program first. Without a readable `r_debug` (a static program,
 /// a process stopped before the dynamic loader ran), only the program.
 pub fn loaded(mem: &dyn Memory, program: &Program) -> Vec<LoadedModule> {

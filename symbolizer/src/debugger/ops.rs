@@ -109,7 +109,7 @@ pub fn handle(gdb: &Gdb, session: &mut Session, req: &Request) -> Result<Value, 
     if req.op == "ping" {
         return Ok(json!({"version": env!("CARGO_PKG_VERSION")}));
     }
-    let mut target = target::discover(gdb, &mem, req.runtime_file.as_deref())?;
+    let mut target = target::discover(&|name| gdb.symbol(name), &mem, req.runtime_file.as_deref(), None)?;
     if let Some(path) = &req.core_file {
         if session.dump.as_ref().is_none_or(|(known, _)| known != path) {
             session.dump = Some((path.clone(), dumpfile::threads(std::path::Path::new(path))));
@@ -396,6 +396,7 @@ fn cc_bt(session: &mut Session, mem: &RemoteMemory, target: &Target, req: &Reque
     }
     let crash = Crash {
         path: Default::default(),
+        input: "debugger",
         metadata: Value::Null,
         kind: "debugger".into(),
         exits_after_dump: false,

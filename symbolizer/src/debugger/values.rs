@@ -8,9 +8,14 @@ use pylayout::Memory;
 
 /// The builtin objects' addresses, asked of gdb by their exported symbols.
 pub(super) fn types(gdb: &Gdb) -> ObjectTypes {
+    types_from(&|name| gdb.symbol(name))
+}
+
+/// The builtin objects' addresses from a symbol lookup.
+pub(crate) fn types_from(symbol: super::target::Symbols) -> ObjectTypes {
     let mut types = ObjectTypes::default();
-    for (field, symbol) in ObjectTypes::SYMBOLS {
-        types.set(field, gdb.symbol(symbol).unwrap_or(0));
+    for (field, name) in ObjectTypes::SYMBOLS {
+        types.set(field, symbol(name).unwrap_or(0));
     }
     types
 }

@@ -1,0 +1,243 @@
+//! `crashcatch symbolize CORE`: a kernel core (or gcore's, systemd-coredump's) read into the
+//! same [`Crash`] a crashcatch minidump gives, so the output is the same: the signal from
+//! NT_SIGINFO, every thread's registers from its NT_PRSTATUS (the crashing thread first),
+//! the modules from NT_FILE, the Python target from the interpreter file's symbols
+//! (`modsyms`), and the Python stacks decoded from the core's memory with the decoder the
+//! debugger helper uses (`debugger::target`, `python::decode_python`).
+
+use crate::core::layout::{PF_W, PF_X};
+use crate::core::memory::CoreMemory;
+use crate::core::read::CoreFile;
+use crate::crash::{Crash, LoadError, Options, Thread};
+use crate::debugger::{modules, target, values};
+use crate::native::{LoadedModule, Modules};
+use crate::python::{decode_python, PyThreadStack};
+use crate::unwind::{self, Space};
+use crate::{modsyms, sources};
+use pylayout::thread_names::python_thread_names;
+use pylayout::{walk, Memory};
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// `AT_PHDR`: the program's program headers, which tell the program among the mappings.
+const AT_PHDR: u64 = 3;
+/// Module files read at most (a process maps a few hundred).
+const MAX_MODULES: usize = 4096;
+/// Native frames unwound at most per thread, and for all threads together.
+const MAX_FRAMES_ALL_THREADS: usize = crate::crash::MAX_NATIVE_FRAMES_ALL_THREADS;
+
+/// The modules NT_FILE lists (each path once, where its file's start is mapped), the
+/// program first; build ids from the ELF headers the core holds.
+fn modules_of(core: &CoreFile, mem: &dyn Memory) -> Vec<LoadedModule> {
+    let mut seen = HashMap::new();
+    let mut found: Vec<LoadedModule> = Vec::new();
+    for f in core.files.iter().filter(|f| f.offset == 0) {
+        if found.len() >= MAX_MODULES || seen.contains_key(&f.path) {
+            continue;
+        }
+        let Some(mut m) = modules::mapped_at(mem, f.path.clone(), f.start) else { continue };
+        // Where the ELF header does not say (it was cut), the mappings of the file do.
+        let end = core.files.iter().filter(|g| g.path == f.path).map(|g| g.end).max().unwrap_or(f.end);
+        if m.size == 0 {
+            m.size = end.saturating_sub(m.base);
+        }
+        seen.insert(f.path.clone(), found.len());
+        found.push(m);
+    }
+    let program = core.aux(AT_PHDR).and_then(|phdr| core.file_at(phdr)).and_then(|f| seen.get(&f.path));
+    if let Some(&i) = program {
+        let p = found.remove(i);
+        found.insert(0, p);
+    }
+    found
+}
+
+/// The core's modules with build ids: from the core's copy of each ELF header, else (the
+/// kernel left the header page out, or the core is cut) the file's own, trusted by its
+/// path. Fills `mem` with the left-out read-only pages of the files whose build id matches.
+fn modules_with_files(core: &CoreFile, mem: &mut CoreMemory) -> Vec<LoadedModule> {
+    let from_core = modules_of(core, mem);
+    let mut paths: Vec<&str> = core.files.iter().map(|f| f.path.as_str()).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    let trusted: Vec<&str> = paths
+        .into_iter()
+        .filter(|path| {
+            let checked = from_core.iter().find(|m| m.path == *path).and_then(|m| m.build_id.as_deref());
+            checked.is_none_or(|id| {
+                crate::elf::ElfFile::open(Path::new(path)).is_ok_and(|e| e.build_id.as_deref() == Some(id))
+            })
+        })
+        .collect();
+    mem.allow_files(trusted);
+    // With the files' pages, headers the core left out are read too.
+    let mut listed = modules_of(core, mem);
+    for m in &mut listed {
+        if let Some(known) = from_core.iter().find(|k| k.path == m.path && k.build_id.is_some()) {
+            m.build_id.clone_from(&known.build_id);
+        }
+    }
+    listed
+}
+
+fn space_of(core: &CoreFile) -> Space {
+    let ranges = |keep: &dyn Fn(u32) -> bool| -> Vec<(u64, u64)> {
+        core.loads
+            .iter()
+            .filter(|l| keep(l.flags))
+            .map(|l| (l.vaddr, l.vaddr.saturating_add(l.memsz)))
+            .collect()
+    };
+    Space::new(ranges(&|f| f & PF_X != 0), Some(ranges(&|f| f & PF_W != 0)))
+}
+
+/// What the core says of the process (the metadata a minidump records), for `render`.
+fn metadata(
+    core: &CoreFile,
+    program: Option<&str>,
+    version: &str,
+    kind: &str,
+    signal: i64,
+) -> serde_json::Value {
+    let argv: Vec<&str> = core.args.as_deref().unwrap_or("").split_whitespace().collect();
+    json!({
+        "kind": kind,
+        "signal": signal,
+        "pid": core.pid,
+        "python": {"argv": argv, "executable": program, "version": version},
+    })
+}
+
+/// The Python version "3.X.Y" from `Py_Version` (3.11+), else the target's "3.X".
+fn full_version(mem: &dyn Memory, symbol: Option<u64>, short: &str) -> String {
+    match symbol.and_then(|a| mem.read_u32(a)).filter(|v| v >> 24 == 3) {
+        Some(v) => format!("3.{}.{}", (v >> 16) & 0xff, (v >> 8) & 0xff),
+        None => short.to_string(),
+    }
+}
+
+/// Loads a core from its bytes (`path` names it in messages).
+pub fn load(path: &Path, bytes: &[u8], options: &Options) -> Result<Crash, LoadError> {
+    let core = CoreFile::parse(bytes).map_err(|e| LoadError::NotCore(path.to_path_buf(), e.to_string()))?;
+    let mut mem = CoreMemory::new(&core, bytes);
+    let listed = modules_with_files(&core, &mut mem);
+    let modules = Modules::from_list(&listed, &options.symbol_dirs);
+    let space = space_of(&core);
+    let signal = core.siginfo.map_or(i64::from(core.threads[0].signal), |s| i64::from(s.signo));
+    let kind = if signal != 0 { "fatal-signal" } else { "core" };
+    let crashed_tid = (signal != 0).then_some(core.threads[0].tid);
+
+    let types: Vec<&str> = pylayout::objects::ObjectTypes::SYMBOLS.iter().map(|(_, s)| *s).collect();
+    let python_module = modsyms::python_module(&listed, &types);
+    let symbol = |name: &str| python_module.as_ref().and_then(|m| m.get(name));
+    let target = match &python_module {
+        None => Err(format!(
+            "not a Python process, or its interpreter's files are not here: no module file of the \
+             core defines _PyRuntime (CPython 3.9+ exports it; {} module files were looked at — \
+             run where the program ran, or copy its files to the same paths)",
+            listed.len()
+        )),
+        Some(m) => target::discover(&symbol, &mem, Some(&m.path), options.layout_table.as_deref()),
+    };
+
+    let mut notes = core.problems.clone();
+    let mut budget = MAX_FRAMES_ALL_THREADS;
+    let natives: Vec<_> = core
+        .threads
+        .iter()
+        .map(|t| {
+            let stack = unwind::unwind(&modules, &mem, &space, (t.rip, t.rsp, t.rbp), budget, None);
+            budget = budget.saturating_sub(stack.frames.len());
+            stack
+        })
+        .collect();
+    if budget == 0 {
+        notes.push(format!(
+            "native stacks cut: at most {MAX_FRAMES_ALL_THREADS} native frames are read for all threads together"
+        ));
+    }
+    // Each thread's stack, and the thread's own stack under a handler's alternate one.
+    let mut stacks_of_threads: Vec<(u64, u64)> = core.threads.iter().map(|t| space.stack_of(t.rsp)).collect();
+    stacks_of_threads.extend(natives.iter().flat_map(|n| n.frames.iter()).map(|f| space.stack_of(f.sp)));
+    stacks_of_threads.sort_unstable();
+    stacks_of_threads.dedup();
+    let on_c_stack = |addr: u64| stacks_of_threads.iter().any(|&(lo, hi)| addr >= lo && addr < hi);
+    let (python, python_problem, layout_note, version, names, gil, by_tid) = match &target {
+        Ok(t) => {
+            let (stacks, problem, note) =
+                decode_python(&mem, &t.py, &t.version, &on_c_stack, options.layout_table.as_deref());
+            let types = values::types_from(&symbol);
+            let names: Vec<(u64, String)> =
+                t.py.interpreters
+                    .iter()
+                    .flat_map(|&i| python_thread_names(&mem, &t.layout, &types, i))
+                    .collect();
+            let gil =
+                t.py.interpreters.first().and_then(|&i| walk::gil_holder(&mem, &t.layout, t.py.runtime, i));
+            let version = full_version(&mem, symbol("Py_Version"), &t.version);
+            (stacks, problem, note, version, names, gil, t.layout.tstate_native_thread_id.is_some())
+        }
+        Err(e) => (Vec::new(), Some(e.clone()), Default::default(), String::new(), Vec::new(), None, false),
+    };
+    // ≤3.10 names a thread state's thread by pthread_t (fs_base), 3.11+ by its OS id.
+    let stack_of = |t: &crate::core::read::CoreThread| -> Option<&PyThreadStack> {
+        python.iter().find(|s| {
+            if by_tid {
+                s.native_thread_id == Some(u64::from(t.tid))
+            } else {
+                t.fs_base != 0 && s.thread_id == Some(t.fs_base)
+            }
+        })
+    };
+    let threads: Vec<Thread> = core
+        .threads
+        .iter()
+        .zip(natives)
+        .map(|(t, native)| {
+            let py = stack_of(t).cloned();
+            let python_name = py
+                .as_ref()
+                .and_then(|p| p.thread_id)
+                .and_then(|id| names.iter().find(|(i, _)| *i == id))
+                .map(|(_, n)| n.clone());
+            let os_name = (core.pid == Some(t.tid)).then(|| core.program_name.clone()).flatten();
+            Thread {
+                tid: t.tid,
+                name: os_name,
+                python_name,
+                holds_gil: py.as_ref().is_some_and(|p| Some(p.tstate) == gil),
+                python: py.as_ref().map(|p| p.frames.clone()).unwrap_or_default(),
+                python_problem: py.as_ref().and_then(|p| p.problem.clone()),
+                python_calls: py.and_then(|p| p.eval_calls),
+                native: native.frames,
+                native_stopped: native.stopped,
+                native_gap: native.gap,
+            }
+        })
+        .collect();
+    let program = listed.first().map(|m| m.path.as_str());
+    let mut metadata = metadata(&core, program, &version, kind, signal);
+    if let Some(t) = threads.first().filter(|_| crashed_tid.is_some()) {
+        let (found, missing) = sources::from_disk(&t.python);
+        metadata["source"] = found;
+        notes.extend(missing);
+    }
+    Ok(Crash {
+        path: path.to_path_buf(),
+        input: "core",
+        metadata,
+        kind: kind.to_string(),
+        exits_after_dump: true,
+        signal,
+        fault_address: core.siginfo.map_or(0, |s| s.addr),
+        crashed_tid,
+        python_version: version,
+        threads,
+        python_problem,
+        python_layout: layout_note,
+        modules_without_symbols: modules.problems(),
+        plumbing: modules.plumbing(),
+        left_out: notes,
+    })
+}
