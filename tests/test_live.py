@@ -99,8 +99,15 @@ def check_threads(doc, prepared, pid):
         merged = [f.get("function") for f in t["frames"]]
         at = [merged.index(name) for name in ("wait_in_c", "call_back", "worker")]
         assert at == sorted(at), merged
-        innermost = t["frames"][0]
-        assert innermost["kind"] == "native" and "read" in (innermost.get("function") or ""), t["frames"]
+        # Innermost: libc's read. sid's glibc enters the syscall through its cancellation
+        # helpers, which a stripped libc.so.6 has no names for: the first named frame is it.
+        libc = []
+        for f in t["frames"]:
+            if f["kind"] != "native" or not (f.get("module") or "").startswith("libc.so"):
+                break
+            libc.append(f.get("function"))
+        named = [name for name in libc if name]
+        assert libc and named and "read" in named[0], t["frames"]
 
 
 def test_dump_pid_parses_symbolizes_and_the_process_goes_on(interp, waiting, tmp_path):
