@@ -88,6 +88,13 @@ sys.stdout.buffer.write(out.encode("utf-8"))
     assert r.returncode == 0, (r.stdout, r.stderr)
     for bad in TRACEBACKS:
         assert bad not in out, out
+    return marked_sections(out, commands), out
+
+
+def marked_sections(out, commands):
+    """{command: its output}: what the debugger printed between the markers `@@i` and
+    `@@i+1` written before and after command i (a command given twice: later outputs get a
+    `#n` suffix)."""
     sections = {}
     for i, c in enumerate(commands):
         m = re.search(rf"^@@{i}\n(.*?)^@@{i + 1}\n", out, re.S | re.M)
@@ -97,7 +104,7 @@ sys.stdout.buffer.write(out.encode("utf-8"))
         while key in sections:
             key, n = f"{c}#{n}", n + 1
         sections[key] = m.group(1)
-    return sections, out
+    return sections
 
 
 def py_bt(text):

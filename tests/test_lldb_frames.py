@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 from crashlib import run_script, script_line
-from test_gdb_scripts import CALLBACK, TRACEBACKS
+from test_gdb_scripts import CALLBACK, TRACEBACKS, marked_sections
 from test_lldb_scripts import lldb_versions
 
 # The same crash leaving a crashcatch minidump.
@@ -79,15 +79,7 @@ sys.stdout.buffer.write(r.stdout)
     assert r.returncode == 0, (r.stdout, r.stderr)
     for bad in TRACEBACKS:
         assert bad not in out, out
-    sections = {}
-    for i, c in enumerate(commands):
-        m = re.search(rf"^@@{i}\n(.*?)^@@{i + 1}\n", out, re.S | re.M)
-        assert m, f"no output section for {c!r}:\n{out}"
-        key, n = c, 2
-        while key in sections:
-            key, n = f"{c}#{n}", n + 1
-        sections[key] = m.group(1)
-    return sections, out
+    return marked_sections(out, commands), out
 
 
 def frames(bt):
