@@ -221,6 +221,20 @@ def test_py_up_down_list_at_a_breakpoint_in_a_callback(interp):
     out, whole = run_gdb(interp, CALLBACK, commands)
     assert "buggy_entry" in out["run"], whole
     check_py_bt(out["py-bt"], CALLBACK, CALLBACK_FRAMES)
+    check_py_moves(out)
+    # gdb's selected frame went to the eval-loop frame running the Python frame: the frame
+    # whose number bt's [Python] lines carry (stripped interpreters do not name it).
+    levels = python_levels(out["bt"])
+    for f, func in (("frame", "callback"), ("frame#2", "main")):
+        assert out[f].startswith(f"#{levels[func]} "), (out[f], out["bt"])
+        assert "[Python]" not in out[f] and "buggyext.c" not in out[f], out[f]
+    check_py_list(out)
+
+
+def check_py_moves(out, error=""):
+    """py-up three times from `crash` in CALLBACK, a fourth that finds no older frame, then
+    py-down back the same way: each names the frame it selected. `error`: what the debugger
+    puts before a command's error message."""
     line = {marker: script_line(CALLBACK, marker) for _, marker in CALLBACK_FRAMES}
 
     def moved(text, index, func, marker):
@@ -229,18 +243,17 @@ def test_py_up_down_list_at_a_breakpoint_in_a_callback(interp):
     moved(out["py-up"], 1, "callback", "callback")
     moved(out["py-up#2"], 2, "main", "main")
     moved(out["py-up#3"], 3, "<module>", "module")
-    assert out["py-up#4"].startswith("crashcatch: unable to find an older Python frame"), out["py-up#4"]
+    assert out["py-up#4"].startswith(error + "crashcatch: unable to find an older Python frame"), out["py-up#4"]
     moved(out["py-down"], 2, "main", "main")
     moved(out["py-down#2"], 1, "callback", "callback")
     moved(out["py-down#3"], 0, "crash", "crash")
-    assert out["py-down#4"].startswith("crashcatch: unable to find a newer Python frame"), out["py-down#4"]
-    # gdb's selected frame went to the eval-loop frame running the Python frame: the frame
-    # whose number bt's [Python] lines carry (stripped interpreters do not name it).
-    levels = python_levels(out["bt"])
-    for f, func in (("frame", "callback"), ("frame#2", "main")):
-        assert out[f].startswith(f"#{levels[func]} "), (out[f], out["bt"])
-        assert "[Python]" not in out[f] and "buggyext.c" not in out[f], out[f]
-    # py-list: the lines around the selected frame's, the current one marked.
+    assert out["py-down#4"].startswith(error + "crashcatch: unable to find a newer Python frame"), out["py-down#4"]
+
+
+def check_py_list(out):
+    """The two py-lists of those moves (at `callback`, then back at `crash`): the lines around
+    the selected frame's, from the script, the current one marked."""
+    line = {marker: script_line(CALLBACK, marker) for _, marker in CALLBACK_FRAMES}
     source = textwrap.dedent(CALLBACK).lstrip().splitlines()
     for text, marker in ((out["py-list"], "callback"), (out["py-list#2"], "crash")):
         rows = [re.match(r"^([> ])\s*(\d+)    (.*)$", r) for r in text.splitlines()]

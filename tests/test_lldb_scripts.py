@@ -22,7 +22,7 @@ from test_gdb_cores import FRAMES as CORE_FRAMES
 from test_gdb_cores import check_locals, crash
 from test_gdb_cores import check_py_bt as check_core_py_bt
 from test_gdb_scripts import (CALLBACK, CALLBACK_FRAMES, LOCALS, LOCALS_VALUES, NAMED_THREADS, TRACEBACKS,
-                              check_cc_bt, check_py_bt, old_pythons)
+                              check_cc_bt, check_py_bt, check_py_list, check_py_moves, old_pythons)
 
 THREADS = THREADED_CRASH.format(call="buggyext.segfault(1)")
 PLUGIN_FILES = [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "gdb-scripts", name)
@@ -148,19 +148,7 @@ def test_py_up_down_list_at_a_breakpoint_in_a_callback(interp):
     out, whole = run_lldb(interp, CALLBACK, commands)
     assert "buggy_entry" in out["run"], whole
     check_py_bt(out["py-bt"], CALLBACK, CALLBACK_FRAMES)
-    line = {marker: script_line(CALLBACK, marker) for _, marker in CALLBACK_FRAMES}
-
-    def moved(text, index, func, marker):
-        assert re.fullmatch(rf'#{index} File ".*/target\.py", line {line[marker]} in {func}\n', text), text
-
-    moved(out["py-up"], 1, "callback", "callback")
-    moved(out["py-up#2"], 2, "main", "main")
-    moved(out["py-up#3"], 3, "<module>", "module")
-    assert "crashcatch: unable to find an older Python frame" in out["py-up#4"], out["py-up#4"]
-    moved(out["py-down"], 2, "main", "main")
-    moved(out["py-down#2"], 1, "callback", "callback")
-    moved(out["py-down#3"], 0, "crash", "crash")
-    assert "crashcatch: unable to find a newer Python frame" in out["py-down#4"], out["py-down#4"]
+    check_py_moves(out, error="error: ")
     # lldb's selected frame went to the eval-loop frame running the Python frame: between
     # the C frames the Python call sits between (lldb's own unwind is the truth). Where
     # lldb's unwind stops before call_back, no level is known and the selection stays.
@@ -178,14 +166,7 @@ def test_py_up_down_list_at_a_breakpoint_in_a_callback(interp):
     # or an inner eval-loop frame than callback's (3.11+ runs both in one).
     crash_at = frame_number(out["frame info#3"])
     assert crash_at <= callback_at and (crash_at == 0 or levels["segfault"] < crash_at), out["frame info#3"]
-    # py-list: the lines around the selected frame's, the current one marked.
-    source = textwrap.dedent(CALLBACK).lstrip().splitlines()
-    for text, marker in ((out["py-list"], "callback"), (out["py-list#2"], "crash")):
-        rows = [re.match(r"^([> ])\s*(\d+)    (.*)$", r) for r in text.splitlines()]
-        assert rows and all(rows), text
-        shown = {int(m[2]): (m[1], m[3]) for m in rows}
-        assert [n for n, (mark, _) in shown.items() if mark == ">"] == [line[marker]], text
-        assert all(source[n - 1] == text_ for n, (_, text_) in shown.items()), text
+    check_py_list(out)
 
 
 def thread_ids(thread_list):
