@@ -81,7 +81,7 @@ fn modules_with_files(core: &CoreFile, mem: &mut CoreMemory) -> Vec<LoadedModule
     listed
 }
 
-fn space_of(core: &CoreFile) -> Space {
+fn space_of(core: &CoreFile, mem: &CoreMemory) -> Space {
     let ranges = |keep: &dyn Fn(u32) -> bool| -> Vec<(u64, u64)> {
         core.loads
             .iter()
@@ -89,7 +89,9 @@ fn space_of(core: &CoreFile) -> Space {
             .map(|l| (l.vaddr, l.vaddr.saturating_add(l.memsz)))
             .collect()
     };
-    Space::new(ranges(&|f| f & PF_X != 0), Some(ranges(&|f| f & PF_W != 0)))
+    let mut code = ranges(&|f| f & PF_X != 0);
+    code.extend(mem.file_code());
+    Space::new(code, Some(ranges(&|f| f & PF_W != 0)))
 }
 
 /// What the core says of the process (the metadata a minidump records), for `render`.
@@ -123,7 +125,7 @@ pub fn load(path: &Path, bytes: &[u8], options: &Options) -> Result<Crash, LoadE
     let mut mem = CoreMemory::new(&core, bytes);
     let listed = modules_with_files(&core, &mut mem);
     let modules = Modules::from_list(&listed, &options.symbol_dirs);
-    let space = space_of(&core);
+    let space = space_of(&core, &mem);
     let signal = core.siginfo.map_or(i64::from(core.threads[0].signal), |s| i64::from(s.signo));
     let kind = if signal != 0 { "fatal-signal" } else { "core" };
     let crashed_tid = (signal != 0).then_some(core.threads[0].tid);

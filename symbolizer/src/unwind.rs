@@ -107,6 +107,15 @@ impl Space {
 
     pub fn new(mut code: Vec<(u64, u64)>, writable: Option<Vec<(u64, u64)>>) -> Space {
         code.sort_unstable();
+        // Overlapping ranges (a core's PF_X loads and its files' code) become one: `is_code`
+        // looks only at the last range starting at or below an address.
+        code.dedup_by(|next, kept| {
+            let overlaps = next.0 <= kept.1;
+            if overlaps {
+                kept.1 = kept.1.max(next.1);
+            }
+            overlaps
+        });
         let writable = writable.map(|mut w| {
             w.sort_unstable();
             w
