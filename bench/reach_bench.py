@@ -53,6 +53,7 @@ from symbolize_bench import parse  # noqa: E402
 DUMPCHECK = os.path.join(REPO, "target", "release", "dumpcheck")
 TOOL_ENV = dict(os.environ, DEBUGINFOD_URLS="", NO_COLOR="1")  # offline, plain text
 TOOL_ENV.pop("CRASHCATCH_SID_ROOT", None)
+SCRATCH = []  # directories to delete at the end
 
 CRASH = """
 import threading, buggyext
@@ -69,7 +70,10 @@ outer()
 
 WAITING = """
 import ctypes, os, sys, threading, buggyext
-ctypes.CDLL(os.environ["TICKER_SO"]).ticker_start(os.environ["TICKER_FILE"].encode())
+ticker = ctypes.CDLL(os.environ["TICKER_SO"]).ticker_start(os.environ["TICKER_FILE"].encode())
+if ticker < 0:
+    sys.exit("ticker_start failed")
+print("SCHED_FIFO" if ticker == 0 else "normal priority (SCHED_FIFO refused)", flush=True)
 r, w = os.pipe()
 def wait_in_c():
     return os.read(r, 1)
@@ -80,12 +84,13 @@ for i in range({threads}):
 sys.stdin.readline()
 """
 
-# The ticker: a pthread Python never sees, sleeping 1 ms at a time; the longest gap between
+# The ticker: a pthread Python never sees (SCHED_FIFO where allowed), sleeping 1 ms at a time; the longest gap between
 # two ticks (ns) goes to a file both sides map. The bench writes `reset` = 1 to start a new
 # window; the ticker takes it back to 0 and starts counting from there.
 TICKER_C = r"""
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -120,7 +125,11 @@ int ticker_start(const char *path) {
     close(fd);
     if (shared == MAP_FAILED) return -1;
     pthread_t thread;
-    return pthread_create(&thread, NULL, tick, NULL);
+    if (pthread_create(&thread, NULL, tick, NULL)) return -1;
+    /* A real-time ticker wakes on time on a busy machine: the idle gap stays near 1 ms, so
+       short stops show. Returns 1 where that is not allowed (the idle gap says how much worse). */
+    struct sched_param fifo = {.sched_priority = 1};
+    return pthread_setschedparam(thread, SCHED_FIFO, &fifo) ? 1 : 0;
 }
 """
 
@@ -215,6 +224,8 @@ def count_frames(kind, text, pid):
     if kind == "py-spy":  # "    NAME (FILE:LINE)" / "    NAME (MODULE)" under "Thread TID ..."
         return len(re.findall(r"^ {4}\S.*\(.*\)$", text, re.M))
     try:
+        if kind == "json":  # the merged stacks, as the text shows them
+            return sum(len(t["frames"]) for t in json.loads(text)["threads"])
         return parse(kind, text, pid)[1]
     except (ValueError, KeyError, IndexError):
         return 0
@@ -258,7 +269,7 @@ def crash_core(interp, work):
         sys.exit(f"no kernel core from the crash (exit {p.returncode}, core_pattern {pattern!r}, in {d})")
     core = os.path.join(work, "core")
     shutil.move(cores[0], core)
-    shutil.rmtree(d, ignore_errors=True)
+    SCRATCH.append(d)  # the script stays: the readers show its source lines
     # The crashing process's pid is the core's first thread's (the shell exec'd python).
     pid = int(re.search(r"\bLWP (\d+)", sh("gdb", "-nx", "-batch", "-ex", "info threads", interp.python,
                                             core, env=TOOL_ENV).stdout).group(1))
@@ -298,6 +309,8 @@ def bench_core(interp, args, work, pystack, pyspy):
         row(label, rc == 0 and all_shown, samples, frames=str(count_frames(kind, text, pid)), extra=shown
             + ("" if rc == 0 else f"  exit {rc}: {open(out + '.err').read().strip()[-200:]}"))
     ps, spy = res["pystack core --native"], res["py-spy dump --core (Python only)"]
+    print("(frames: stack lines printed over all threads; the JSON has every frame, also the interpreter's "
+          "the text hides)")
     print("targets: crashcatch <= 0.5x pystack in wall and RSS; no slower than py-spy (wall)")
     for label in ("crashcatch symbolize CORE", "  bare crashcatch-symbolize", "crashcatch symbolize --json CORE"):
         s = res[label]
@@ -336,11 +349,12 @@ def waiting_process(interp, threads, work):
     env = {k: v for k, v in prepared.env.items() if not k.startswith("CRASHCATCH")}
     env.update(TICKER_SO=so, TICKER_FILE=ticker_file)
     proc = subprocess.Popen(interp.command(prepared.argv, prepared.cwd), env=env, stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        ticker.priority = proc.stdout.readline().strip()
         while not blocked_in_read(proc.pid, threads + 1):
             if proc.poll() is not None:
-                sys.exit(f"the waiting process exited {proc.returncode}: {proc.stderr.read().decode()[-500:]}")
+                sys.exit(f"the waiting process exited {proc.returncode}: {proc.stderr.read()[-500:]}")
             time.sleep(0.01)
         if not ticker.wait_ticks(10):
             sys.exit("the target's ticker thread does not tick")
@@ -351,6 +365,17 @@ def waiting_process(interp, threads, work):
         proc.kill()
         proc.wait()
         shutil.rmtree(prepared.host_dir(interp), ignore_errors=True)
+
+
+def still_waiting(pid, n):
+    """Whether the target is back in its reads (a detach may interrupt them for a moment)."""
+    for _ in range(200):
+        if not os.path.exists(f"/proc/{pid}"):
+            return False
+        if blocked_in_read(pid, n):
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def stopped_ms_from_dump(path, stdout):
@@ -393,38 +418,46 @@ def bench_live(interp, args, work, pystack, pyspy, threads):
         ]
         print(f"\n== live: {interp.name}, {threads} Python threads in call_back -> wait_in_c -> read, main "
               f"in readline, + the ticker thread; loadavg {os.getloadavg()[0]:.2f}")
-        print(f"stop ms = longest gap between the target's 1 ms ticks while the tool ran (median, max); "
-              f"idle: {statistics.median(idle):.1f}, {max(idle):.1f}")
+        print(f"stop ms = longest gap between the target's 1 ms ticks ({ticker.priority}) while the tool ran "
+              f"(median, max); idle 0.3 s: {statistics.median(idle):.1f}, {max(idle):.1f}")
         print(HEADER)
+        res = {}
         for label, kind, names, cmd in tools:
             if "--nonblocking" in cmd and not has_nonblocking(crashcatch):
                 print(f"{label:<42}n/a  (not in this build)")
                 continue
-            out, gaps, kept = os.path.join(work, "live.out"), [], {}
+            out, gaps, files = os.path.join(work, "live.out"), [], []
 
             def remove_outputs():
-                for f in [dump] + [g for g in os.listdir(work) if g.startswith("gcore")]:
-                    f = os.path.join(work, f)
+                """Notes the size (and the dump's own pause) of what the run wrote, deletes it."""
+                for f in [dump] + [os.path.join(work, g) for g in os.listdir(work) if g.startswith("gcore")]:
                     if os.path.exists(f):
-                        kept.update(size=os.path.getsize(f), disk=os.stat(f).st_blocks * 512)
-                        if f == dump:
-                            kept["stopped"] = stopped_ms_from_dump(f, open(out).read())
+                        files.append((os.path.getsize(f), os.stat(f).st_blocks * 512,
+                                      stopped_ms_from_dump(f, open(out).read()) if f == dump else None))
                         os.unlink(f)
 
             rc, samples = measure(cmd, args.runs, out, around=lambda: ticker.window(gaps), after=remove_outputs)
             text = open(out, errors="replace").read()
             remove_outputs()
-            alive = os.path.exists(f"/proc/{pid}") and blocked_in_read(pid, threads + 1)
+            alive = still_waiting(pid, threads + 1)
             if kind == "file":
-                extra = (f"{kept.get('size', 0) / 2**20:.2f} MiB ({kept.get('disk', 0) / 2**20:.2f} on disk)"
-                         + (f"; threads_stopped_max_ms {kept['stopped']:.1f}" if kept.get("stopped") else ""))
-                ok, frames = rc == 0 and bool(kept), ""
+                size, disk, _ = files[-1] if files else (0, 0, None)
+                extra = f"{size / 2**20:.2f} MiB ({disk / 2**20:.2f} on disk)"
+                own = [f[2] for f in files[1:] if f[2] is not None]  # the timed runs'
+                if own:
+                    extra += f"; its threads_stopped_max_ms {statistics.median(own):.1f}, {max(own):.1f}"
+                ok, frames = rc == 0 and bool(files), ""
             else:
                 (extra, all_shown), frames = shows(text, names), str(count_frames(kind, text, pid))
                 ok = rc == 0 and all_shown
             if rc:
                 extra += f"  exit {rc}: {open(out + '.err').read().strip()[-200:]}"
             row(label, ok and alive, samples, gaps, frames, extra + ("" if alive else "  TARGET NOT WAITING AFTER"))
+            res[label] = (med(samples, 0), statistics.median(gaps))
+        cc = res["crashcatch symbolize --pid"]
+        print("crashcatch symbolize --pid: " + ", ".join(
+            f"wall {cc[0] / res[other][0]:.2f}x and stop {cc[1] / res[other][1]:.2f}x {other.split()[0]}'s"
+            for other in ("pystack remote --native", "py-spy dump --native")))
         return [shlex.join(t[3]).replace(work, "$WORK").replace(str(pid), "PID") for t in tools]
 
 
@@ -455,7 +488,8 @@ def main():
         print("\ncommands:\n  " + "\n  ".join(dict.fromkeys(commands)))
         print(f"  WORK={work}" if args.keep else "", end="")
         if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+            for d in [work] + SCRATCH:
+                shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":
