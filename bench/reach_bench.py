@@ -48,7 +48,7 @@ sys.path.insert(0, BENCH)
 
 from crashlib import prepare_script  # noqa: E402
 from core_bench import host_interpreter  # noqa: E402
-from symbolize_bench import parse  # noqa: E402
+from symbolize_bench import parse, sh  # noqa: E402
 
 DUMPCHECK = os.path.join(REPO, "target", "release", "dumpcheck")
 TOOL_ENV = dict(os.environ, DEBUGINFOD_URLS="", NO_COLOR="1")  # offline, plain text
@@ -176,10 +176,6 @@ class Ticker:
         gaps.append(self.max_gap_ms())
 
 
-def sh(*cmd, **kw):
-    return subprocess.run(cmd, capture_output=True, text=True, **kw)
-
-
 def tools_venv(target_python):
     """build/bench-venv with pystack and py-spy (made with the target interpreter, as
     symbolize_bench.py makes it); (pystack, py-spy, description)."""
@@ -220,13 +216,14 @@ def med(samples, k):
     return statistics.median(s[k] for s in samples)
 
 
-def count_frames(kind, text, pid):
+def count_frames(kind, text):
+    """Stack lines printed over all threads."""
     if kind == "py-spy":  # "    NAME (FILE:LINE)" / "    NAME (MODULE)" under "Thread TID ..."
         return len(re.findall(r"^ {4}\S.*\(.*\)$", text, re.M))
     try:
         if kind == "json":  # the merged stacks, as the text shows them
             return sum(len(t["frames"]) for t in json.loads(text)["threads"])
-        return parse(kind, text, pid)[1]
+        return parse(kind, text, 0)[1]
     except (ValueError, KeyError, IndexError):
         return 0
 
@@ -254,7 +251,7 @@ def verdict(name, ratio, limit):
 # --- core ---------------------------------------------------------------------------------
 
 def crash_core(interp, work):
-    """One crash of CRASH with cores allowed: (pid, core path)."""
+    """One crash of CRASH with cores allowed: the core's path."""
     pattern = open("/proc/sys/kernel/core_pattern").read().strip()
     if pattern.startswith("|") or "/" in pattern:
         sys.exit(f"core_pattern is {pattern!r}: this bench needs a core file in the crash's directory")
@@ -270,14 +267,11 @@ def crash_core(interp, work):
     core = os.path.join(work, "core")
     shutil.move(cores[0], core)
     SCRATCH.append(d)  # the script stays: the readers show its source lines
-    # The crashing process's pid is the core's first thread's (the shell exec'd python).
-    pid = int(re.search(r"\bLWP (\d+)", sh("gdb", "-nx", "-batch", "-ex", "info threads", interp.python,
-                                            core, env=TOOL_ENV).stdout).group(1))
-    return pid, core
+    return core
 
 
 def bench_core(interp, args, work, pystack, pyspy):
-    pid, core = crash_core(interp, work)
+    core = crash_core(interp, work)
     crashcatch = os.path.join(os.path.dirname(interp.venv_python), "crashcatch")
     native = sh(interp.venv_python, "-c", "import crashcatch.__main__ as m; print(m._SYMBOLIZER)").stdout.strip()
     tools = [  # label, parser kind, names the output must show, command
@@ -306,7 +300,7 @@ def bench_core(interp, args, work, pystack, pyspy):
         text = open(out, errors="replace").read()
         shown, all_shown = shows(text, names)
         res[label] = samples
-        row(label, rc == 0 and all_shown, samples, frames=str(count_frames(kind, text, pid)), extra=shown
+        row(label, rc == 0 and all_shown, samples, frames=str(count_frames(kind, text)), extra=shown
             + ("" if rc == 0 else f"  exit {rc}: {open(out + '.err').read().strip()[-200:]}"))
     ps, spy = res["pystack core --native"], res["py-spy dump --core (Python only)"]
     print("(frames: stack lines printed over all threads; the JSON has every frame, also the interpreter's "
@@ -448,7 +442,7 @@ def bench_live(interp, args, work, pystack, pyspy, threads):
                     extra += f"; its threads_stopped_max_ms {statistics.median(own):.1f}, {max(own):.1f}"
                 ok, frames = rc == 0 and bool(files), ""
             else:
-                (extra, all_shown), frames = shows(text, names), str(count_frames(kind, text, pid))
+                (extra, all_shown), frames = shows(text, names), str(count_frames(kind, text))
                 ok = rc == 0 and all_shown
             if rc:
                 extra += f"  exit {rc}: {open(out + '.err').read().strip()[-200:]}"
@@ -469,6 +463,8 @@ def main():
     ap.add_argument("--only", choices=("core", "live"))
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
     args = ap.parse_args()
+    if args.runs < 1:
+        ap.error("--runs must be at least 1")
     interp = host_interpreter(args.interp)
     pystack, pyspy, versions = tools_venv(interp.python)
     work = tempfile.mkdtemp(prefix="crashcatch-reach-")
