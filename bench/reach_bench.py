@@ -482,7 +482,7 @@ def main():
                 commands += bench_live(interp, args, work, pystack, pyspy, n)
     finally:
         print("\ncommands:\n  " + "\n  ".join(dict.fromkeys(commands)))
-        print(f"  WORK={work}" if args.keep else "", end="")
+        print(f"  WORK={work} (and the crash script in {' '.join(SCRATCH)})" if args.keep else "", end="")
         if not args.keep:
             for d in [work] + SCRATCH:
                 shutil.rmtree(d, ignore_errors=True)
