@@ -6,8 +6,8 @@
 - every minidump is annotated with the running test's node id (``pytest.test``);
 - with pytest-xdist, every worker is enabled too, and the failure of a test whose worker
   died carries the dump's path and its symbolized crashing thread;
-- without xdist, the report on the terminal names the test (its Python frames, and the
-  minidump's annotation) and ends with the dump's path.
+- the fatal report names the running test (`crashcatch: running test NODEID`, just before
+  the dump's path), so without xdist the terminal says which test crashed.
 
 Off unless asked (the option, the ini setting, or CRASHCATCH=1 in the environment):
 installed, it only adds the option and the ini setting; `-p no:crashcatch` removes it.
@@ -28,6 +28,8 @@ _WORKER_ANNOTATION = "pytest.xdist_worker"
 # How long the controller waits for the symbolizer on a crashed worker's dump.
 _SYMBOLIZE_TIMEOUT = 120
 _STATE = pytest.StashKey["_Session"]()
+# The native report note's limit, in bytes.
+_NOTE_MAX = 1024
 
 
 def pytest_addoption(parser):
@@ -113,6 +115,7 @@ class _Session:
 
         crashcatch.cancel_dump_traceback_later()
         crashcatch.annotate(TEST_ANNOTATION, None)
+        _note_test(None)
         if self.crashcatch_was_enabled:
             crashcatch.enable(file=self.crashcatch_file_before)
         else:
@@ -146,6 +149,7 @@ def pytest_runtest_protocol(item):
     import crashcatch
 
     crashcatch.annotate(TEST_ANNOTATION, item.nodeid)
+    _note_test(item.nodeid)
     timeout = float(_ini_or(item.config, "faulthandler_timeout", 0) or 0)
     if timeout > 0:
         crashcatch.dump_traceback_later(timeout, file=state.fd,
@@ -157,6 +161,16 @@ def pytest_runtest_protocol(item):
         if timeout > 0:
             crashcatch.cancel_dump_traceback_later()
         crashcatch.annotate(TEST_ANNOTATION, None)
+        _note_test(None)
+
+
+def _note_test(nodeid):
+    """The fatal report's last line before the dump's: `crashcatch: running test NODEID`."""
+    from crashcatch import _native
+
+    note = f"running test {nodeid}".encode() if nodeid is not None else b""
+    # A very long id (parameters) is cut, whole characters only.
+    _native.set_report_note(note[:_NOTE_MAX].decode(errors="ignore").encode())
 
 
 def _cancel_timeout(config):
