@@ -4,17 +4,28 @@ venvs of the same interpreter, made the same way, one with the crashcatch wheel 
 
     python bench/startup_bench.py --wheel WHEEL [--python PYTHON] [--runs N]
 
-Prints the median and p90 of each (the runs alternate between the two venvs), and what
-`-X importtime` shows crashcatch importing (nothing, when the variable is unset).
+Prints the median and p90 of each (each round runs both, in random order), what
+`-X importtime` shows crashcatch importing (nothing, when the variable is unset), and the
+.pth line's own cost as site.py pays it (compiled and run once per site directory).
 """
 import argparse
 import os
+import random
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+
+# Runs in the venv with crashcatch: the mean cost of site.py's handling of our .pth line.
+_LINE_COST = """
+import os, sysconfig, timeit
+line = open(os.path.join(sysconfig.get_paths()["purelib"], "crashcatch-autoenable.pth")).read()
+n = 2000
+print(f"{timeit.timeit(lambda: exec(line), number=n) / n * 1e6:.1f} us")
+"""
 
 
 def make_venv(python, path, wheel=None):
@@ -54,7 +65,9 @@ def main():
             start_once(python, env)
         times = {without: [], with_cc: []}
         for _ in range(args.runs):
-            for python in times:
+            order = list(times)
+            random.shuffle(order)
+            for python in order:
                 times[python].append(start_once(python, env))
         print(f"`python -c pass`, {args.runs} runs each, CRASHCATCH unset ({args.python}):")
         base = summary("without crashcatch", times[without])
@@ -64,6 +77,9 @@ def main():
                                   text=True).stderr
         ours = [line for line in imported.splitlines() if "crashcatch" in line]
         print("  crashcatch modules imported at start-up: " + (", ".join(ours) if ours else "none"))
+        line_cost = subprocess.run(
+            [with_cc, "-c", _LINE_COST], env=env, capture_output=True, text=True, check=True).stdout.strip()
+        print(f"  the .pth line itself (compile + exec, as site.py runs it): {line_cost}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from crashlib import C_HEADER, c_stack, peer_c_stacks, prepare_script, script_line, thread_blocks
+from crashlib import c_stack, peer_c_stacks, prepare_script, script_line, thread_blocks
 from test_minidump import check
 
 TESTS = """
@@ -143,8 +143,8 @@ def test_without_the_option_pytest_behaves_as_before(interp, xdist):
     else:
         assert r.returncode == -signal.SIGSEGV, r.stderr
         assert project.read("state.json") == '{"crashcatch": false, "faulthandler": true}'
-    # faulthandler's report, not crashcatch's.
-    assert "Fatal Python error: Segmentation fault" in r.stderr and C_HEADER not in r.stderr, r.stderr
+    # faulthandler's report (3.14+ has a C stack of its own), not crashcatch's.
+    assert "Fatal Python error: Segmentation fault" in r.stderr, r.stderr
     assert "crashcatch:" not in r.stderr and project.dumps() == [], r.stderr
 
 
