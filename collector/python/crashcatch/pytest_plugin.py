@@ -104,10 +104,13 @@ class _Session:
             crashcatch.annotate(_WORKER_ANNOTATION, workerinput.get("workerid", "?"))
             state_dir = workerinput.get("crashcatch_state_dir")
             if state_dir:
-                # What the controller needs to find this worker's dump if it dies.
-                path = os.path.join(state_dir, workerinput["workerid"] + ".json")
-                with open(path, "w") as f:
-                    json.dump({"pid": os.getpid(), "dump_dir": self.dump_dir}, f)
+                # What the controller needs to find this worker's dump if it dies. A worker
+                # on another host cannot reach the directory: its crash gets xdist's message.
+                try:
+                    with open(os.path.join(state_dir, workerinput["workerid"] + ".json"), "w") as f:
+                        json.dump({"pid": os.getpid(), "dump_dir": self.dump_dir}, f)
+                except OSError:
+                    pass
 
     def close(self):
         import crashcatch
