@@ -13,7 +13,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from crashlib import c_stack, peer_c_stacks, prepare_script, script_line, thread_blocks
+from crashlib import c_stack, peer_c_stacks, prepare_script, run_script, script_line, thread_blocks
+from prepare_envs import PYTEST_NOTE
 from test_minidump import check
 
 TESTS = """
@@ -42,12 +43,18 @@ def test_hang():
 """
 
 
+def need_pytest(interp):
+    """Skips, saying why, when prepare_envs.py could not install pytest in the venv."""
+    for note in interp.notes:
+        if note.startswith(PYTEST_NOTE):
+            pytest.skip(note)
+
+
 class Project:
     """A test project in the interpreter's scratch space, and pytest runs on it."""
 
     def __init__(self, interp, files, env=None):
-        if any(n.startswith("pytest: ") for n in interp.notes):
-            pytest.skip(next(n for n in interp.notes if n.startswith("pytest: ")))
+        need_pytest(interp)
         self.interp = interp
         self.prepared = prepare_script(interp, "")
         # The outer pytest's own settings must not reach the inner one.
@@ -181,3 +188,36 @@ def test_faulthandler_timeout_shows_python_and_c_stacks(interp):
     assert main and main[0][0] == (project.path("test_hangs.py"), str(script_line(HANGS, "hang")), "test_hang"), report
     sleeps = {"sleep", "usleep", "nanosleep", "__nanosleep", "clock_nanosleep", "__clock_nanosleep"}
     assert any(sleeps & {f.get("sym") for f in frames[:4]} for frames in peer_c_stacks(report).values()), report
+
+
+IN_PROCESS = """
+import faulthandler, os, sys
+for name in [n for n in os.environ if n.startswith("PYTEST_")]:
+    del os.environ[name]
+import pytest
+here = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(here, "test_ok.py"), "w") as f:
+    f.write("def test_ok():\\n    pass\\n")
+code = pytest.main(["-q", "-p", "no:cacheprovider", "--crashcatch", os.path.join(here, "test_ok.py")])
+import crashcatch
+print(int(code), faulthandler.is_enabled(), crashcatch.is_enabled(), flush=True)
+import buggyext
+buggyext.segfault(2)
+"""
+
+
+@pytest.mark.parametrize("before, after", [(None, "0 False False"), ("PYTHONFAULTHANDLER", "0 True False"),
+                                           ("CRASHCATCH", "0 False True")])
+def test_the_session_puts_back_what_was_there(interp, before, after):
+    """pytest.main() in a process: afterwards faulthandler and crashcatch are as they were,
+    and a crash reports as it would have without the session (no test named)."""
+    need_pytest(interp)
+    r = run_script(interp, IN_PROCESS, env={before: "1"} if before else {})
+    assert r.returncode == -signal.SIGSEGV, r.stdout + r.stderr
+    assert r.stdout.splitlines()[-1] == after, r.stdout
+    assert "running test" not in r.stderr, r.stderr
+    if before == "CRASHCATCH":
+        assert "deref_null" in [f.get("sym") for f in c_stack(r.stderr)] and len(r.dumps) == 1, r.stderr
+    else:
+        assert "crashcatch:" not in r.stderr and r.dumps == [], r.stderr
+    assert r.stderr.count("Fatal Python error: Segmentation fault") == (0 if before is None else 1), r.stderr
