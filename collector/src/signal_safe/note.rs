@@ -14,7 +14,8 @@ static BYTES: [AtomicU8; NOTE_SIZE] = [const { AtomicU8::new(0) }; NOTE_SIZE];
 static LEN: AtomicUsize = AtomicUsize::new(0);
 
 /// Replaces the note (empty: none); bytes past [`NOTE_SIZE`] are dropped. While the bytes
-/// change, the length is 0: a crash in between reports no note rather than a mixed one.
+/// change, the length is 0, so a crash of the writing thread itself shows no note rather
+/// than a mixed one (a handler already reading on another thread may see a mix: text only).
 pub fn set(text: &[u8]) {
     LEN.store(0, Ordering::Release);
     for (slot, byte) in BYTES.iter().zip(text) {
