@@ -89,8 +89,9 @@ def crashed_child(r):
     assert r.returncode == 0, r.stderr
     pid, status = map(int, r.stdout.split())
     assert status == -signal.SIGSEGV, r.stdout
-    assert [os.path.basename(d) for d in r.dumps if f"-{pid}-" in os.path.basename(d)] and len(r.dumps) == 1, \
-        (pid, r.dumps, r.stderr)
+    # Dumps are named PROGRAM-PID-TIME.dmp.
+    names = [os.path.basename(d) for d in r.dumps]
+    assert len(names) == 1 and f"-{pid}-" in names[0], (pid, names, r.stderr)
     assert "deref_null" in native_functions(r.stderr), r.stderr
     return pid
 
