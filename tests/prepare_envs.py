@@ -5,6 +5,7 @@ a scratch directory and the location of its own test_faulthandler.py.
     python tests/prepare_envs.py WHEEL
 Writes build/envs.json, which tests/conftest.py reads.
 """
+import glob
 import os
 import shutil
 import subprocess
@@ -15,11 +16,41 @@ from interpreters import BUILD, REPO, discover, save_prepared  # noqa: E402
 from pybindext_build import build_pybindext  # noqa: E402
 
 SHIM = os.path.join(REPO, "tests", "faulthandler_shim")
+# What the pytest plugin's tests run inside each venv.
+TEST_PACKAGES = ("pytest", "pytest-xdist")
+# Their dependencies on older Pythons (exceptiongroup, tomli and typing-extensions below
+# 3.11 / 3.13): `pip download --python-version` judges markers by the running Python, so
+# they are asked for by name and each venv's pip picks what it needs from the wheelhouse.
+WHEELHOUSE_EXTRAS = ("exceptiongroup", "tomli", "typing-extensions")
+# What the tests find in Interpreter.notes when they could not be installed.
+PYTEST_NOTE = "pytest: "
 
 
 def inner_base(interp):
     """Where this interpreter's test files live, inside its root."""
     return "/opt/crashcatch-test" if interp.root else os.path.join(BUILD, "matrix")
+
+
+def install_test_packages(interp, venv, base):
+    """pytest and pytest-xdist in the venv, from wheels the tools venv's pip fetches for this
+    Python version (a chroot has no network of its own); a failure is noted in
+    `interp.notes` for the tests that need them."""
+    version = "%d.%d" % interp.version[:2]
+    wheels = os.path.join(BUILD, "wheelhouse", version)
+    if not glob.glob(os.path.join(wheels, "pytest-*.whl")):
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+                            "--only-binary=:all:", "--python-version", version, "-d", wheels,
+                            *TEST_PACKAGES, *WHEELHOUSE_EXTRAS], capture_output=True, text=True)
+        if r.returncode != 0:
+            interp.notes.append(PYTEST_NOTE + f"cannot download it: {r.stderr.strip()[-500:]}")
+            return
+    inner = os.path.join(base, "wheelhouse")
+    shutil.rmtree(interp.host_path(inner), ignore_errors=True)
+    shutil.copytree(wheels, interp.host_path(inner))
+    r = interp.run([venv + "/bin/python", "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    "--no-index", "--find-links", inner, *TEST_PACKAGES])
+    if r.returncode != 0:
+        interp.notes.append(PYTEST_NOTE + f"cannot install it: {r.stderr.strip()[-500:]}")
 
 
 def prepare(interp, wheel):
@@ -46,6 +77,7 @@ def prepare(interp, wheel):
                     "--force-reinstall", inner_wheel])
     if r.returncode != 0:
         return f"cannot install the wheel: {r.stderr.strip()[-500:]}"
+    install_test_packages(interp, venv, base)
     # The test_faulthandler adapter: a shim activated by CRASHCATCH_AS_FAULTHANDLER=1.
     site = interp.run([venv + "/bin/python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
     site_dir = site.stdout.strip()

@@ -307,6 +307,19 @@ fn set_annotations(packed: &[u8]) -> PyResult<()> {
     minidumps::set_annotations(packed).map_err(PyValueError::new_err)
 }
 
+/// Replaces the line the fatal report ends with (`crashcatch: <note>`; empty: none).
+#[pyfunction]
+fn set_report_note(note: &[u8]) -> PyResult<()> {
+    if note.len() > signal_safe::note::NOTE_SIZE {
+        return Err(PyValueError::new_err(format!(
+            "the report note is limited to {} bytes",
+            signal_safe::note::NOTE_SIZE
+        )));
+    }
+    signal_safe::note::set(note);
+    Ok(())
+}
+
 #[pyfunction]
 fn unregister(signum: i32) -> PyResult<bool> {
     check_signum(signum)?;
@@ -328,6 +341,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(write_minidump, m)?)?;
     m.add_function(wrap_pyfunction!(set_live_dump_interval, m)?)?;
     m.add_function(wrap_pyfunction!(set_annotations, m)?)?;
+    m.add_function(wrap_pyfunction!(set_report_note, m)?)?;
     m.add_function(wrap_pyfunction!(note_thread_names, m)?)?;
     m.add_class::<threads::ThreadStarter>()?;
     m.add_class::<threads::AltStackRun>()?;

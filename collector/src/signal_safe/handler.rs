@@ -5,6 +5,7 @@ use super::cstack;
 use super::dump::{self, Event};
 use super::extmods;
 use super::memory;
+use super::note;
 use super::out::{errno, set_errno, Out};
 use super::pyfatal;
 use super::pytrace;
@@ -167,6 +168,7 @@ pub extern "C" fn fatal_handler(signo: i32, info: *mut libc::siginfo_t, ucontext
             let mut out = Out::capturing(cfg.fd);
             ACTIVE_OUT.store(&mut out as *mut Out, Ordering::Release);
             write_fatal_report(&mut out, cfg, signo, uc.map(Regs::from_ucontext));
+            note::write(&mut out);
             let tstate = pytrace::own_thread_state(cfg.target);
             let event =
                 Event { kind: Kind::Fatal, signo, info, ucontext: uc, target: Some(cfg.target), tstate };

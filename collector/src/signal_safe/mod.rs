@@ -28,6 +28,7 @@ pub mod lines;
 pub mod maps;
 pub mod memory;
 pub mod mounts;
+pub mod note;
 pub mod out;
 pub mod peers;
 pub mod pyfatal;
