@@ -267,8 +267,13 @@ def test_a_core_of_a_process_without_python(tmp_path):
     if why:
         pytest.skip(why)
     sleep = subprocess.Popen(["/bin/sh", "-c", "ulimit -c unlimited && exec sleep 60"], cwd=tmp_path)
-    # The shell execs sleep: killing it with SIGSEGV leaves sleep's core.
-    while open(f"/proc/{sleep.pid}/comm").read().strip() != "sleep":
+    # The shell execs sleep: killing it with SIGSEGV leaves sleep's core, once it sleeps (in
+    # nanosleep or clock_nanosleep, x86-64 syscalls 35 and 230; not still starting up).
+    def asleep():
+        with open(f"/proc/{sleep.pid}/comm") as comm, open(f"/proc/{sleep.pid}/syscall") as syscall:
+            return comm.read().strip() == "sleep" and syscall.read().split()[0] in ("35", "230")
+
+    while not asleep():
         os.sched_yield()
     sleep.send_signal(signal.SIGSEGV)
     assert sleep.wait() == -signal.SIGSEGV

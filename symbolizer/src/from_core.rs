@@ -54,30 +54,37 @@ fn modules_of(core: &CoreFile, mem: &dyn Memory) -> Vec<LoadedModule> {
 }
 
 /// Where the file a core recorded at `path` is here: under `sysroot` (the process's root
-/// file system, `--sysroot`) if it is there, else at `path`.
-fn local_path(sysroot: Option<&Path>, path: &str) -> PathBuf {
+/// file system, `--sysroot`), else at `path`; the first with build id `want` when the core
+/// has it, else the first that is a file.
+fn local_file(sysroot: Option<&Path>, path: &str, want: Option<&str>) -> Option<PathBuf> {
     let in_sysroot = sysroot.and_then(|root| Some(root.join(path.strip_prefix('/')?)));
-    in_sysroot.filter(|p| p.is_file()).unwrap_or_else(|| PathBuf::from(path))
+    in_sysroot.into_iter().chain(std::iter::once(PathBuf::from(path))).find(|local| match want {
+        Some(id) => crate::elf::ElfFile::open(local).is_ok_and(|e| e.build_id.as_deref() == Some(id)),
+        None => local.is_file(),
+    })
 }
 
 /// The core's modules with build ids: from the core's copy of each ELF header, else (the
 /// kernel left the header page out, or the core is cut) the file's own, trusted by its
 /// path. Fills `mem` with the left-out read-only pages of the files whose build id matches.
-fn modules_with_files(core: &CoreFile, mem: &mut CoreMemory, sysroot: Option<&Path>) -> Vec<LoadedModule> {
+/// Also where each module's file is here (`local_file`), by the path the core records.
+fn modules_with_files(
+    core: &CoreFile,
+    mem: &mut CoreMemory,
+    sysroot: Option<&Path>,
+) -> (Vec<LoadedModule>, HashMap<String, PathBuf>) {
     let from_core = modules_of(core, mem);
     let mut paths: Vec<&str> = core.files.iter().map(|f| f.path.as_str()).collect();
     paths.sort_unstable();
     paths.dedup();
     let trusted: Vec<(&str, PathBuf)> = paths
         .into_iter()
-        .map(|path| (path, local_path(sysroot, path)))
-        .filter(|(path, local)| {
+        .filter_map(|path| {
             let checked = from_core.iter().find(|m| m.path == *path).and_then(|m| m.build_id.as_deref());
-            checked.is_none_or(|id| {
-                crate::elf::ElfFile::open(local).is_ok_and(|e| e.build_id.as_deref() == Some(id))
-            })
+            Some((path, local_file(sysroot, path, checked)?))
         })
         .collect();
+    let locals = trusted.iter().map(|(path, local)| (path.to_string(), local.clone())).collect();
     mem.allow_files(trusted);
     // With the files' pages, headers the core left out are read too.
     let mut listed = modules_of(core, mem);
@@ -86,7 +93,7 @@ fn modules_with_files(core: &CoreFile, mem: &mut CoreMemory, sysroot: Option<&Pa
             m.build_id.clone_from(&known.build_id);
         }
     }
-    listed
+    (listed, locals)
 }
 
 fn space_of(core: &CoreFile) -> Space {
@@ -130,7 +137,7 @@ pub fn load(path: &Path, bytes: &[u8], options: &Options) -> Result<Crash, LoadE
     let core = CoreFile::parse(bytes).map_err(|e| LoadError::NotCore(path.to_path_buf(), e.to_string()))?;
     let mut mem = CoreMemory::new(&core, bytes);
     let sysroot = options.sysroot.as_deref();
-    let listed = modules_with_files(&core, &mut mem, sysroot);
+    let (listed, locals) = modules_with_files(&core, &mut mem, sysroot);
     let modules = Modules::from_list(&listed, &options.symbol_dirs, sysroot);
     let space = space_of(&core);
     let signal = core.siginfo.map_or(i64::from(core.threads[0].signal), |s| i64::from(s.signo));
@@ -141,9 +148,9 @@ pub fn load(path: &Path, bytes: &[u8], options: &Options) -> Result<Crash, LoadE
     // The interpreter's symbols from its file here (under the sysroot, if there).
     let local: Vec<LoadedModule> = listed
         .iter()
-        .map(|m| LoadedModule {
-            path: local_path(sysroot, &m.path).to_string_lossy().into_owned(),
-            ..m.clone()
+        .filter_map(|m| {
+            let path = locals.get(&m.path)?.to_string_lossy().into_owned();
+            Some(LoadedModule { path, ..m.clone() })
         })
         .collect();
     let python_module = modsyms::python_module(&local, &types);
