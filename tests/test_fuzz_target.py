@@ -112,15 +112,15 @@ def make_seeds(corpus, interpreters):
         add(f"{kind}-{interp.name}.dmp", dump)
         if kind == "segv":
             # ELF cores (`crashcatch symbolize CORE`): the dump as `crashcatch core` writes it
-            # (a kernel core is tens of MiB), and zstd-compressed.
+            # (a kernel core is tens of MiB), and compressed as systemd-coredump keeps them.
             core = r.dumps[0] + ".core"
             subprocess.run([SYMBOLIZE, "core", r.dumps[0], "-o", core], check=True, capture_output=True)
             with open(core, "rb") as f:
                 add(f"segv-{interp.name}.core", f.read())
-            if shutil.which("zstd"):
-                subprocess.run(["zstd", "-q", "-19", core, "-o", core + ".zst"], check=True)
-                with open(core + ".zst", "rb") as f:
-                    add(f"segv-{interp.name}.core.zst", f.read())
+            for suffix, command in (("zst", ["zstd", "-q", "-19"]), ("lz4", ["lz4", "-q", "-9"]), ("xz", ["xz", "-q"])):
+                if shutil.which(command[0]):
+                    packed = subprocess.run([*command, "-c", core], check=True, capture_output=True).stdout
+                    add(f"segv-{interp.name}.core.{suffix}", packed)
             # Hostile thread lists, native stacks and line tables, kept small: a seed that takes
             # long to read slows every mutation of it (the limits have tests of their own).
             for name, variant in {**regressions(dump, 1 << 20), **hostile(dump, 100, 100)}.items():

@@ -3,7 +3,7 @@
 # runs the Rust checks and the crash matrix on every interpreter present.
 source "$(dirname "$0")/common.sh"
 
-apt_install gcc g++ gdb lldb-19 python3-lldb-19 libc6-dbg dwz debootstrap python3.11-venv python3.11-dev libpython3.11-testsuite debuginfod strace zstd
+apt_install gcc g++ gdb lldb-19 python3-lldb-19 libc6-dbg dwz debootstrap python3.11-venv python3.11-dev libpython3.11-testsuite debuginfod strace zstd lz4 xz-utils
 tools_venv
 
 step "Debian sid chroot with CPython 3.13/3.14/3.15 (cached)"

@@ -24,7 +24,9 @@ pub enum LoadError {
     BadMetadata(PathBuf, String),
     #[error("{0}: {1}")]
     NotCore(PathBuf, String),
-    #[error("{0}: cannot decompress it: {1} (decompress it yourself, e.g. `zstd -d`, and give the result)")]
+    #[error(
+        "{0}: cannot decompress it: {1} (is the copy complete? `zstd -t`, `lz4 -t` or `xz -t` tests it)"
+    )]
     Decompress(PathBuf, String),
 }
 
@@ -55,6 +57,10 @@ pub struct Thread {
 pub struct Options {
     /// Directories to look for module files in (by file name), after their recorded paths.
     pub symbol_dirs: Vec<PathBuf>,
+    /// Where the target's files are, as gdb's `set sysroot`: a module recorded at /p is looked
+    /// for at SYSROOT/p first, its separate debug files under SYSROOT/usr/lib/debug (a
+    /// container's root file system, /proc/PID/root of a running process).
+    pub sysroot: Option<PathBuf>,
     /// A CPython layout table (tools/layouts/gen_layouts.py's format) to use instead of the
     /// built-in one, for interpreter builds the built-in table does not describe.
     pub layout_table: Option<String>,
@@ -86,6 +92,9 @@ pub struct Crash {
     pub plumbing: crate::merge::Plumbing,
     /// What was left out to keep the work bounded (threads, native frames), said to the user.
     pub left_out: Vec<String>,
+    /// Why the input could not be read to its end (a cut compressed core): what it held up
+    /// to there is shown, and the run still fails.
+    pub damaged: Option<String>,
 }
 
 impl Crash {
@@ -97,7 +106,8 @@ impl Crash {
     }
 
     /// [`Crash::load`] with every option. The file may also be an ELF core, or a
-    /// zstd-compressed one (systemd-coredump's `.zst`): told by its content, not its name.
+    /// compressed one (systemd-coredump's `.zst`, `.lz4`, `.xz`): told by its content, not its
+    /// name.
     pub fn load_with(path: &Path, options: &Options) -> Result<Crash, LoadError> {
         let io = |e| LoadError::Io(path.to_path_buf(), e);
         let file = std::fs::File::open(path).map_err(io)?;
@@ -121,7 +131,9 @@ impl Crash {
         if crate::compressed::is_compressed(bytes) {
             let plain = crate::compressed::decompress(bytes)
                 .map_err(|e| LoadError::Decompress(path.to_path_buf(), e))?;
-            return Crash::from_bytes_with(path, &plain, options);
+            let mut crash = Crash::from_bytes_with(path, &plain.bytes, options)?;
+            crash.damaged = plain.cut;
+            return Ok(crash);
         }
         if crate::core::read::is_elf(bytes) {
             return crate::from_core::load(path, bytes, options);
@@ -174,7 +186,7 @@ impl Crash {
         };
 
         // Each thread's registers: the crashing thread's from the exception record.
-        let modules = Modules::load(&dump, symbol_dirs);
+        let modules = Modules::load(&dump, symbol_dirs, options.sysroot.as_deref());
         let space = Space::of(&dump);
         // A capped stack is the crashed thread's (dumper/src/shrink.rs).
         let resume = Resume::from_metadata(&metadata);
@@ -297,6 +309,7 @@ impl Crash {
             python_layout,
             modules_without_symbols: modules.problems(),
             left_out: notes,
+            damaged: None,
             plumbing: modules.plumbing(),
             metadata,
         })

@@ -2,11 +2,12 @@
 //! or is missing, in gdb's order:
 //!
 //! 1. each `--symbols-path DIR`: `DIR/.build-id/xx/rest.debug`;
-//! 2. the debug root (`$CRASHCATCH_DEBUG_ROOT`, default `/usr/lib/debug`, where Debian's
+//! 2. with `--sysroot SYSROOT`, `SYSROOT/usr/lib/debug/.build-id/xx/rest.debug`;
+//! 3. the debug root (`$CRASHCATCH_DEBUG_ROOT`, default `/usr/lib/debug`, where Debian's
 //!    `-dbg`/`-dbgsym` packages install): `.build-id/xx/rest.debug`;
-//! 3. the module file's `.gnu_debuglink`: next to the file, in its `.debug/` directory,
-//!    and under the debug root (`<root>/<file's dir>/<name>`), its CRC32 checked;
-//! 4. debuginfod (`$DEBUGINFOD_URLS`).
+//! 4. the module file's `.gnu_debuglink`: next to the file, in its `.debug/` directory,
+//!    and under the debug roots (`<root>/<file's dir>/<name>`), its CRC32 checked;
+//! 5. debuginfod (`$DEBUGINFOD_URLS`).
 //!
 //! (xx = the first byte of the build id in hex, rest = the others.) A candidate is used
 //! only if it has DWARF and the dump's build id; refusals are kept to tell the user.
@@ -48,15 +49,18 @@ pub struct Found {
 /// The places to look, for every module of a dump.
 pub struct Search {
     pub symbol_dirs: Vec<PathBuf>,
+    /// The target's root file system (`--sysroot`), whose debug root comes before ours.
+    pub sysroot: Option<PathBuf>,
     pub debug_root: PathBuf,
     pub debuginfod: Option<Debuginfod>,
 }
 
 impl Search {
-    /// `symbol_dirs` plus what the environment says (debug root, debuginfod).
-    pub fn from_env(symbol_dirs: &[PathBuf]) -> Search {
+    /// `symbol_dirs` and `sysroot` plus what the environment says (debug root, debuginfod).
+    pub fn from_env(symbol_dirs: &[PathBuf], sysroot: Option<&Path>) -> Search {
         Search {
             symbol_dirs: symbol_dirs.to_vec(),
+            sysroot: sysroot.map(Path::to_path_buf),
             debug_root: debug_root(),
             debuginfod: Debuginfod::from_env(),
         }
@@ -70,14 +74,15 @@ impl Search {
         binary: Option<&ElfFile>,
         refused: &mut Vec<String>,
     ) -> Option<Found> {
-        let roots = self.symbol_dirs.iter().chain(std::iter::once(&self.debug_root));
+        let debug_roots = self.debug_roots();
+        let roots = self.symbol_dirs.iter().chain(&debug_roots);
         for path in roots.filter_map(|root| build_id_path(root, want)) {
             if let Some(file) = candidate(&path, want, None, refused) {
                 return Some(Found { file, source: BUILD_ID_DIR });
             }
         }
         if let Some((b, (name, crc))) = binary.and_then(|b| Some((b, b.debuglink.as_ref()?))) {
-            for path in debuglink_paths(&b.path, name, &self.debug_root) {
+            for path in self.debuglink_paths(&b.path, name) {
                 if let Some(file) = candidate(&path, want, Some(*crc), refused) {
                     return Some(Found { file, source: DEBUGLINK });
                 }
@@ -104,7 +109,8 @@ impl Search {
         let (name, id) = debug.altlink.as_ref()?;
         let dir = debug.path.parent().unwrap_or(Path::new("/"));
         let recorded = std::iter::once(dir.join(name));
-        let roots = self.symbol_dirs.iter().chain(std::iter::once(&self.debug_root));
+        let debug_roots = self.debug_roots();
+        let roots = self.symbol_dirs.iter().chain(&debug_roots);
         for path in recorded.chain(roots.filter_map(|root| build_id_path(root, id))) {
             if let Some(file) = candidate(&path, id, None, refused) {
                 return Some(file);
@@ -118,19 +124,35 @@ impl Search {
             }
         }
     }
-}
 
-/// gdb's debuglink places: `<dir>/<name>`, `<dir>/.debug/<name>`, `<root>/<dir>/<name>`,
-/// where dir is the module file's real directory.
-fn debuglink_paths(module: &Path, name: &str, root: &Path) -> Vec<PathBuf> {
-    // A debuglink is a file name; anything with a directory in it is not followed.
-    if name.is_empty() || name.contains('/') {
-        return Vec::new();
+    /// The sysroot's debug root, then ours.
+    fn debug_roots(&self) -> Vec<PathBuf> {
+        let in_sysroot = self.sysroot.as_ref().map(|s| s.join(DEFAULT_DEBUG_ROOT.trim_start_matches('/')));
+        in_sysroot.into_iter().chain(std::iter::once(self.debug_root.clone())).collect()
     }
-    let real = std::fs::canonicalize(module).unwrap_or_else(|_| module.to_path_buf());
-    let Some(dir) = real.parent() else { return Vec::new() };
-    let under_root = root.join(dir.strip_prefix("/").unwrap_or(dir)).join(name);
-    vec![dir.join(name), dir.join(".debug").join(name), under_root]
+
+    /// gdb's debuglink places: `<dir>/<name>`, `<dir>/.debug/<name>`, `<root>/<dir>/<name>`
+    /// for each debug root, where dir is the module file's real directory. A module file
+    /// under the sysroot is not resolved (its links, /proc/PID/root's above all, point into
+    /// the target's file system, not ours): dir is its directory there.
+    fn debuglink_paths(&self, module: &Path, name: &str) -> Vec<PathBuf> {
+        // A debuglink is a file name; anything with a directory in it is not followed.
+        if name.is_empty() || name.contains('/') {
+            return Vec::new();
+        }
+        let in_sysroot =
+            self.sysroot.as_ref().and_then(|s| Some((s, module.strip_prefix(s).ok()?.parent()?)));
+        let (beside, dir_in_target) = match in_sysroot {
+            Some((sysroot, dir)) => (sysroot.join(dir), dir.to_path_buf()),
+            None => {
+                let real = std::fs::canonicalize(module).unwrap_or_else(|_| module.to_path_buf());
+                let Some(dir) = real.parent() else { return Vec::new() };
+                (dir.to_path_buf(), dir.strip_prefix("/").unwrap_or(dir).to_path_buf())
+            }
+        };
+        let under_roots = self.debug_roots().into_iter().map(|root| root.join(&dir_in_target).join(name));
+        [beside.join(name), beside.join(".debug").join(name)].into_iter().chain(under_roots).collect()
+    }
 }
 
 /// `path` if it exists, has DWARF, build id `want` and (for a debuglink) the CRC32; a file
@@ -172,15 +194,38 @@ mod tests {
         assert_eq!(build_id_path(Path::new("/r"), "93"), None);
     }
 
+    fn search(sysroot: Option<&str>) -> Search {
+        Search {
+            symbol_dirs: Vec::new(),
+            sysroot: sysroot.map(PathBuf::from),
+            debug_root: "/root".into(),
+            debuginfod: None,
+        }
+    }
+
     #[test]
     fn debuglink_places_are_gdbs() {
-        let paths = debuglink_paths(Path::new("/nonexistent/lib/x.so"), "x.so.debug", Path::new("/root"));
+        let paths = search(None).debuglink_paths(Path::new("/nonexistent/lib/x.so"), "x.so.debug");
         let want = [
             "/nonexistent/lib/x.so.debug",
             "/nonexistent/lib/.debug/x.so.debug",
             "/root/nonexistent/lib/x.so.debug",
         ];
         assert_eq!(paths, want.map(PathBuf::from));
-        assert!(debuglink_paths(Path::new("/lib/x.so"), "../../etc/passwd", Path::new("/r")).is_empty());
+        assert!(search(None).debuglink_paths(Path::new("/lib/x.so"), "../../etc/passwd").is_empty());
+    }
+
+    #[test]
+    fn a_sysroots_debug_files_come_first() {
+        let s = search(Some("/proc/7/root"));
+        let paths = s.debuglink_paths(Path::new("/proc/7/root/usr/lib/x.so"), "x.debug");
+        let want = [
+            "/proc/7/root/usr/lib/x.debug",
+            "/proc/7/root/usr/lib/.debug/x.debug",
+            "/proc/7/root/usr/lib/debug/usr/lib/x.debug",
+            "/root/usr/lib/x.debug",
+        ];
+        assert_eq!(paths, want.map(PathBuf::from));
+        assert_eq!(s.debug_roots(), ["/proc/7/root/usr/lib/debug", "/root"].map(PathBuf::from));
     }
 }

@@ -18,7 +18,7 @@ use pylayout::thread_names::python_thread_names;
 use pylayout::{walk, Memory};
 use serde_json::json;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// `AT_PHDR`: the program's program headers, which tell the program among the mappings.
 const AT_PHDR: u64 = 3;
@@ -53,23 +53,38 @@ fn modules_of(core: &CoreFile, mem: &dyn Memory) -> Vec<LoadedModule> {
     found
 }
 
+/// Where the file a core recorded at `path` is here: under `sysroot` (the process's root
+/// file system, `--sysroot`), else at `path`; the first with build id `want` when the core
+/// has it, else the first that is a file.
+fn local_file(sysroot: Option<&Path>, path: &str, want: Option<&str>) -> Option<PathBuf> {
+    let in_sysroot = sysroot.and_then(|root| Some(root.join(path.strip_prefix('/')?)));
+    in_sysroot.into_iter().chain(std::iter::once(PathBuf::from(path))).find(|local| match want {
+        Some(id) => crate::elf::ElfFile::open(local).is_ok_and(|e| e.build_id.as_deref() == Some(id)),
+        None => local.is_file(),
+    })
+}
+
 /// The core's modules with build ids: from the core's copy of each ELF header, else (the
 /// kernel left the header page out, or the core is cut) the file's own, trusted by its
 /// path. Fills `mem` with the left-out read-only pages of the files whose build id matches.
-fn modules_with_files(core: &CoreFile, mem: &mut CoreMemory) -> Vec<LoadedModule> {
+/// Also where each module's file is here (`local_file`), by the path the core records.
+fn modules_with_files(
+    core: &CoreFile,
+    mem: &mut CoreMemory,
+    sysroot: Option<&Path>,
+) -> (Vec<LoadedModule>, HashMap<String, PathBuf>) {
     let from_core = modules_of(core, mem);
     let mut paths: Vec<&str> = core.files.iter().map(|f| f.path.as_str()).collect();
     paths.sort_unstable();
     paths.dedup();
-    let trusted: Vec<&str> = paths
+    let trusted: Vec<(&str, PathBuf)> = paths
         .into_iter()
-        .filter(|path| {
+        .filter_map(|path| {
             let checked = from_core.iter().find(|m| m.path == *path).and_then(|m| m.build_id.as_deref());
-            checked.is_none_or(|id| {
-                crate::elf::ElfFile::open(Path::new(path)).is_ok_and(|e| e.build_id.as_deref() == Some(id))
-            })
+            Some((path, local_file(sysroot, path, checked)?))
         })
         .collect();
+    let locals = trusted.iter().map(|(path, local)| (path.to_string(), local.clone())).collect();
     mem.allow_files(trusted);
     // With the files' pages, headers the core left out are read too.
     let mut listed = modules_of(core, mem);
@@ -78,7 +93,7 @@ fn modules_with_files(core: &CoreFile, mem: &mut CoreMemory) -> Vec<LoadedModule
             m.build_id.clone_from(&known.build_id);
         }
     }
-    listed
+    (listed, locals)
 }
 
 fn space_of(core: &CoreFile, mem: &CoreMemory) -> Space {
@@ -123,15 +138,24 @@ fn full_version(mem: &dyn Memory, symbol: Option<u64>, short: &str) -> String {
 pub fn load(path: &Path, bytes: &[u8], options: &Options) -> Result<Crash, LoadError> {
     let core = CoreFile::parse(bytes).map_err(|e| LoadError::NotCore(path.to_path_buf(), e.to_string()))?;
     let mut mem = CoreMemory::new(&core, bytes);
-    let listed = modules_with_files(&core, &mut mem);
-    let modules = Modules::from_list(&listed, &options.symbol_dirs);
+    let sysroot = options.sysroot.as_deref();
+    let (listed, locals) = modules_with_files(&core, &mut mem, sysroot);
+    let modules = Modules::from_list(&listed, &options.symbol_dirs, sysroot);
     let space = space_of(&core, &mem);
     let signal = core.siginfo.map_or(i64::from(core.threads[0].signal), |s| i64::from(s.signo));
     let kind = if signal != 0 { "fatal-signal" } else { "core" };
     let crashed_tid = (signal != 0).then_some(core.threads[0].tid);
 
     let types: Vec<&str> = pylayout::objects::ObjectTypes::SYMBOLS.iter().map(|(_, s)| *s).collect();
-    let python_module = modsyms::python_module(&listed, &types);
+    // The interpreter's symbols from its file here (under the sysroot, if there).
+    let local: Vec<LoadedModule> = listed
+        .iter()
+        .filter_map(|m| {
+            let path = locals.get(&m.path)?.to_string_lossy().into_owned();
+            Some(LoadedModule { path, ..m.clone() })
+        })
+        .collect();
+    let python_module = modsyms::python_module(&local, &types);
     let symbol = |name: &str| python_module.as_ref().and_then(|m| m.get(name));
     let target = match &python_module {
         None => Err(format!(
@@ -241,5 +265,6 @@ pub fn load(path: &Path, bytes: &[u8], options: &Options) -> Result<Crash, LoadE
         modules_without_symbols: modules.problems(),
         plumbing: modules.plumbing(),
         left_out: notes,
+        damaged: None,
     })
 }

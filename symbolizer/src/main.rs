@@ -18,8 +18,8 @@ enum Command {
     /// Show what happened and every thread's stack, crashing thread first.
     Symbolize {
         /// The minidump (see `crashcatch: minidump written to …` in the report), or an ELF
-        /// core file of a Python process (also zstd-compressed, as systemd-coredump keeps
-        /// them), told apart by content.
+        /// core file of a Python process (also zstd-, lz4- or xz-compressed, as systemd-coredump
+        /// keeps them), told apart by content.
         dump: Option<PathBuf>,
         /// Use the newest dump in the crash directory ($CRASHCATCH_DUMP_DIR or
         /// $XDG_CACHE_HOME/crashcatch/dumps).
@@ -41,6 +41,12 @@ enum Command {
         /// through .gnu_debuglink, and from debuginfod servers ($DEBUGINFOD_URLS).
         #[arg(long = "symbols-path", value_name = "DIR")]
         symbols_path: Vec<PathBuf>,
+        /// The target's root file system, as gdb's `set sysroot`: a module recorded at /p is
+        /// looked for at DIR/p first (its build id still checked), its debug files under
+        /// DIR/usr/lib/debug. For a process in a container or chroot: /proc/PID/root while it
+        /// runs, else a copy of its files.
+        #[arg(long, value_name = "DIR")]
+        sysroot: Option<PathBuf>,
         /// A CPython layout table made by tools/layouts/gen_layouts.py for an interpreter
         /// build the built-in table does not describe (3.13+ dumps carry their own offsets,
         /// which are preferred anyway).
@@ -100,11 +106,18 @@ fn newest_dump() -> Result<PathBuf, String> {
 
 fn main() {
     let cli = Cli::parse();
-    let (dump, last, json, python_only, native_all, symbols_path, layout_table) = match cli.command {
+    let (dump, last, json, python_only, native_all, symbols_path, sysroot, layout_table) = match cli.command {
         Command::DebuggerHelper => return symbolizer::debugger::serve(),
-        Command::Symbolize { dump, last, json, python_only, native_all, symbols_path, layout_table } => {
-            (dump, last, json, python_only, native_all, symbols_path, layout_table)
-        }
+        Command::Symbolize {
+            dump,
+            last,
+            json,
+            python_only,
+            native_all,
+            symbols_path,
+            sysroot,
+            layout_table,
+        } => (dump, last, json, python_only, native_all, symbols_path, sysroot, layout_table),
         Command::Core { dump, output } => write_core(&dump, &output),
     };
     let path = match (dump, last) {
@@ -116,7 +129,7 @@ fn main() {
         std::fs::read_to_string(&p)
             .unwrap_or_else(|e| fail(&format!("cannot read the layout table {}: {e}", p.display())))
     });
-    let options = Options { symbol_dirs: symbols_path, layout_table };
+    let options = Options { symbol_dirs: symbols_path, sysroot, layout_table };
     let mut crash = Crash::load_with(&path, &options).unwrap_or_else(|e| fail(&e.to_string()));
     if python_only {
         crash.threads.iter_mut().for_each(|t| t.native.clear());
@@ -126,6 +139,9 @@ fn main() {
     } else {
         let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         print!("{}", render::text(&crash, &render::Style::new(colour), native_all));
+    }
+    if let Some(damaged) = &crash.damaged {
+        fail(&format!("{}: {damaged}", path.display()));
     }
     // What could be read is printed above; a dump whose Python stacks cannot be decoded at
     // all (no memory, a Python version crashcatch does not know) is still a failure.

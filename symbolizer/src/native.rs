@@ -16,7 +16,7 @@ use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, FrameAddress, Module as FhModule, Unwinder};
 use minidump::{Minidump, MinidumpModuleList, Module};
 use std::cell::{OnceCell, RefCell};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// One native frame (an inlined call is a frame of its own, `inlined: true`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,11 +70,15 @@ pub struct LoadedModule {
 }
 
 impl ModuleFile {
-    /// The first candidate file whose build id is `m`'s: its recorded path, then
+    /// The first candidate file whose build id is `m`'s: under `sysroot` (as gdb's `set
+    /// sysroot`: a module recorded at /p is looked for at SYSROOT/p), its recorded path, then
     /// `<dir>/<file name>` for each of `symbol_dirs`.
-    fn find(m: &LoadedModule, symbol_dirs: &[PathBuf]) -> ModuleFile {
+    fn find(m: &LoadedModule, symbol_dirs: &[PathBuf], sysroot: Option<&Path>) -> ModuleFile {
         let name = PathBuf::from(&m.path).file_name().map(|n| n.to_string_lossy().into_owned());
-        let candidates = std::iter::once(PathBuf::from(&m.path))
+        let in_sysroot = sysroot.and_then(|root| Some(root.join(m.path.strip_prefix('/')?)));
+        let candidates = in_sysroot
+            .into_iter()
+            .chain(std::iter::once(PathBuf::from(&m.path)))
             .chain(symbol_dirs.iter().filter_map(|d| Some(d.join(name.as_ref()?))));
         let mut refused = Vec::new();
         let mut local = None;
@@ -114,11 +118,16 @@ pub struct Modules {
 
 impl Modules {
     /// The dump's modules, each with the first candidate file whose build id is the dump's:
-    /// the path recorded in the dump, then `<dir>/<file name>` for each of `symbol_dirs`,
+    /// under `sysroot`, at the path recorded in the dump, then `<dir>/<file name>` for each of
+    /// `symbol_dirs`,
     /// then (with `$DEBUGINFOD_URLS`, and only once a frame is in it) debuginfod's copy.
     /// Separate debug files are looked for later, as `debuginfo` says, for the modules that
     /// have frames.
-    pub fn load<T: std::ops::Deref<Target = [u8]>>(dump: &Minidump<T>, symbol_dirs: &[PathBuf]) -> Modules {
+    pub fn load<T: std::ops::Deref<Target = [u8]>>(
+        dump: &Minidump<T>,
+        symbol_dirs: &[PathBuf],
+        sysroot: Option<&Path>,
+    ) -> Modules {
         let listed: Vec<LoadedModule> = match dump.get_stream::<MinidumpModuleList>() {
             Ok(modules) => modules
                 .iter()
@@ -131,14 +140,15 @@ impl Modules {
                 .collect(),
             Err(_) => Vec::new(),
         };
-        Modules::from_list(&listed, symbol_dirs)
+        Modules::from_list(&listed, symbol_dirs, sysroot)
     }
 
     /// Like [`Modules::load`], from a module list found elsewhere (a debugger's target), the
     /// main executable first.
-    pub fn from_list(listed: &[LoadedModule], symbol_dirs: &[PathBuf]) -> Modules {
-        let search = Search::from_env(symbol_dirs);
-        let list: Vec<ModuleFile> = listed.iter().map(|m| ModuleFile::find(m, symbol_dirs)).collect();
+    pub fn from_list(listed: &[LoadedModule], symbol_dirs: &[PathBuf], sysroot: Option<&Path>) -> Modules {
+        let search = Search::from_env(symbol_dirs, sysroot);
+        let list: Vec<ModuleFile> =
+            listed.iter().map(|m| ModuleFile::find(m, symbol_dirs, sysroot)).collect();
         let mut by_base: Vec<usize> = (0..list.len()).collect();
         by_base.sort_by_key(|&i| list[i].base);
         // In address order: framehop keeps its modules sorted, and each one added below the

@@ -129,8 +129,9 @@ pub fn problem(
         // The vDSO has no file: no advice can help it.
         let hint = if recorded.starts_with('/') {
             format!(
-                " (to symbolize it, give --symbols-path DIR holding a copy of it or a .build-id tree of \
-                 debug files{debuginfod})"
+                " (to symbolize it, give --sysroot DIR where the process's own files are (/proc/PID/root \
+                 while it runs, for a container or chroot), or --symbols-path DIR holding a copy of it or \
+                 a .build-id tree of debug files{debuginfod})"
             )
         } else {
             String::new()

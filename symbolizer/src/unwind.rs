@@ -368,7 +368,7 @@ mod tests {
         }
         let mem = Regions(vec![(trampoline, code), (alt_sp, alt), (0x9000, vec![0; 0x1000])]);
         let space = Space::new(vec![(0x1000, 0x2000)], Some(vec![(0x7000, 0x8000), (0x9000, 0xa000)]));
-        let modules = Modules::from_list(&[], &[]);
+        let modules = Modules::from_list(&[], &[], None);
         let stack = unwind(&modules, &mem, &space, (trampoline, alt_sp, 0), 100, None);
         let frames: Vec<(u64, &str, u64)> = stack.frames.iter().map(|f| (f.address, f.trust, f.sp)).collect();
         assert_eq!(

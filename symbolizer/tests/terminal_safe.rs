@@ -73,6 +73,7 @@ fn hostile_crash() -> Crash {
         python_layout: LayoutNote { source: HOSTILE.into(), differences: vec![HOSTILE.into()] },
         modules_without_symbols: vec![HOSTILE.into()],
         left_out: vec![HOSTILE.into()],
+        damaged: None,
         plumbing: Default::default(),
     }
 }

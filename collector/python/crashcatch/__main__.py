@@ -153,6 +153,10 @@ def _symbolize_pid(args):
         dumped = subprocess.run([_DUMPER, "--pid", pid, "-o", path], stdout=subprocess.DEVNULL)
         if dumped.returncode != 0:
             return 2
+        # The process still runs: its own files (in a container or chroot, not ours at the
+        # same paths) are reachable through /proc/PID/root.
+        if not any(a == "--sysroot" or a.startswith("--sysroot=") for a in rest):
+            rest = ["--sysroot", f"/proc/{pid}/root", *rest]
         return subprocess.run([_SYMBOLIZER, "symbolize", *rest, path]).returncode
 
 

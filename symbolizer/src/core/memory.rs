@@ -14,6 +14,7 @@ use memmap2::Mmap;
 use object::{Object, ObjectSegment, SegmentFlags};
 use pylayout::Memory;
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 const PAGE: u64 = 4096;
 /// Files mapped at most to fill in left-out pages (a process maps a few hundred).
@@ -34,14 +35,15 @@ impl<'a> CoreMemory<'a> {
         CoreMemory { core, bytes, files: HashMap::new(), segments: HashMap::new() }
     }
 
-    /// Lets the files at `paths` (those whose build id is the one in the core, or that the
-    /// core cannot check) fill in the read-only pages the core left out.
-    pub fn allow_files<'p>(&mut self, paths: impl IntoIterator<Item = &'p str>) {
-        for path in paths.into_iter().take(MAX_FILES) {
+    /// Lets the files (those whose build id is the one in the core, or that the core cannot
+    /// check) fill in the read-only pages the core left out: each a path NT_FILE records
+    /// and where its file is here (the same path, or under a sysroot).
+    pub fn allow_files<'p>(&mut self, paths: impl IntoIterator<Item = (&'p str, PathBuf)>) {
+        for (path, local) in paths.into_iter().take(MAX_FILES) {
             if self.files.contains_key(path) {
                 continue;
             }
-            let Ok(file) = std::fs::File::open(path) else { continue };
+            let Ok(file) = std::fs::File::open(local) else { continue };
             if !file.metadata().is_ok_and(|m| m.is_file()) {
                 continue;
             }

@@ -353,7 +353,7 @@ fn known<'s>(session: &'s mut Session, mem: &RemoteMemory, req: &Request) -> &'s
     let space = unwound::space(&req.regions, &listed);
     match &mut session.known {
         Some(k) if k.listed == listed => k.space = space,
-        _ => session.known = Some(Known { modules: Modules::from_list(&listed, &[]), listed, space }),
+        _ => session.known = Some(Known { modules: Modules::from_list(&listed, &[], None), listed, space }),
     }
     session.known.as_ref().expect("set above")
 }
@@ -410,6 +410,7 @@ fn cc_bt(session: &mut Session, mem: &RemoteMemory, target: &Target, req: &Reque
         modules_without_symbols: Vec::new(),
         plumbing: known.modules.plumbing(),
         left_out: Vec::new(),
+        damaged: None,
     };
     let style = render::Style::new(false);
     let mut text = String::new();
