@@ -69,15 +69,33 @@ pub struct LoadedModule {
     pub build_id: Option<String>,
 }
 
+/// With `/proc/PID/root` as the sysroot (`symbolize --pid`), the file the process has mapped
+/// at `base`, whatever its path says: `/proc/PID/map_files/BASE-END` opens the very file,
+/// from another mount namespace, through a chroot, or deleted since (an upgraded library).
+fn process_mapped_file(sysroot: &Path, base: u64) -> Option<PathBuf> {
+    let proc_dir = sysroot.strip_prefix("/proc").ok()?;
+    let (pid, rest) = proc_dir.to_str()?.split_once('/')?;
+    if rest.trim_end_matches('/') != "root" || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let dir = PathBuf::from(format!("/proc/{pid}/map_files"));
+    let prefix = format!("{base:x}-");
+    let entry = std::fs::read_dir(&dir).ok()?.flatten().find(|e| e.file_name().to_string_lossy().starts_with(&prefix))?;
+    Some(entry.path())
+}
+
 impl ModuleFile {
-    /// The first candidate file whose build id is `m`'s: under `sysroot` (as gdb's `set
-    /// sysroot`: a module recorded at /p is looked for at SYSROOT/p), its recorded path, then
-    /// `<dir>/<file name>` for each of `symbol_dirs`.
+    /// The first candidate file whose build id is `m`'s: the file a live process maps there
+    /// (`process_mapped_file`), under `sysroot` (as gdb's `set sysroot`: a module recorded at
+    /// /p is looked for at SYSROOT/p), its recorded path, then `<dir>/<file name>` for each of
+    /// `symbol_dirs`.
     fn find(m: &LoadedModule, symbol_dirs: &[PathBuf], sysroot: Option<&Path>) -> ModuleFile {
         let name = PathBuf::from(&m.path).file_name().map(|n| n.to_string_lossy().into_owned());
         let in_sysroot = sysroot.and_then(|root| Some(root.join(m.path.strip_prefix('/')?)));
-        let candidates = in_sysroot
+        let candidates = sysroot
+            .and_then(|root| process_mapped_file(root, m.base))
             .into_iter()
+            .chain(in_sysroot)
             .chain(std::iter::once(PathBuf::from(&m.path)))
             .chain(symbol_dirs.iter().filter_map(|d| Some(d.join(name.as_ref()?))));
         let mut refused = Vec::new();
