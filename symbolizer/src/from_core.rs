@@ -2,7 +2,7 @@
 //! same [`Crash`] a crashcatch minidump gives, so the output is the same: the signal from
 //! NT_SIGINFO, every thread's registers from its NT_PRSTATUS (the crashing thread first),
 //! the modules from NT_FILE, the Python target from the interpreter file's symbols
-//! (`modsyms`), and the Python stacks decoded from the core's memory with the decoder the
+//! (the `modfiles` crate), and the Python stacks decoded from the core's memory with the decoder the
 //! debugger helper uses (`debugger::target`, `python::decode_python`).
 
 use crate::core::layout::{PF_W, PF_X};
@@ -13,7 +13,7 @@ use crate::debugger::{modules, target, values};
 use crate::native::{LoadedModule, Modules};
 use crate::python::{decode_python, PyThreadStack};
 use crate::unwind::{self, Space};
-use crate::{modsyms, sources};
+use crate::sources;
 use pylayout::thread_names::python_thread_names;
 use pylayout::{walk, Memory};
 use serde_json::json;
@@ -129,7 +129,9 @@ pub fn load(path: &Path, bytes: &[u8], options: &Options) -> Result<Crash, LoadE
     let crashed_tid = (signal != 0).then_some(core.threads[0].tid);
 
     let types: Vec<&str> = pylayout::objects::ObjectTypes::SYMBOLS.iter().map(|(_, s)| *s).collect();
-    let python_module = modsyms::python_module(&listed, &types);
+    let files: Vec<modfiles::MappedFile> =
+        listed.iter().map(|m| modfiles::MappedFile { path: m.path.clone(), start: m.base }).collect();
+    let python_module = modfiles::python_module(&files, None, &types);
     let symbol = |name: &str| python_module.as_ref().and_then(|m| m.get(name));
     let target = match &python_module {
         None => Err(format!(
@@ -138,7 +140,7 @@ pub fn load(path: &Path, bytes: &[u8], options: &Options) -> Result<Crash, LoadE
              run where the program ran, or copy its files to the same paths)",
             listed.len()
         )),
-        Some(m) => target::discover(&symbol, &mem, Some(&m.path), options.layout_table.as_deref()),
+        Some(m) => target::discover(&symbol, &mem, Some(&m.file.path), options.layout_table.as_deref()),
     };
 
     let mut notes = core.problems.clone();

@@ -18,7 +18,6 @@ pub mod from_core;
 pub mod link_map;
 pub mod memory;
 pub mod merge;
-pub mod modsyms;
 pub mod native;
 pub mod pylines;
 pub mod python;
