@@ -15,6 +15,7 @@ pub mod demangle;
 pub mod dwarf;
 pub mod elf;
 pub mod from_core;
+pub mod from_live;
 pub mod link_map;
 pub mod memory;
 pub mod merge;
