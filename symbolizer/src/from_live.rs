@@ -126,27 +126,42 @@ fn proc_text(pid: i32, tid: u32, file: &str) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/{file}")).ok()
 }
 
+/// Process `pid`'s root when it is not ours (a process in a container or a chroot): its
+/// files are looked for there first.
+fn other_root(pid: i32) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let (theirs, ours) = (std::fs::metadata(format!("/proc/{pid}/root")).ok()?, std::fs::metadata("/").ok()?);
+    ((theirs.dev(), theirs.ino()) != (ours.dev(), ours.ino())).then(|| format!("/proc/{pid}/root"))
+}
+
 /// The modules mapped in the process, the program first, with the build ids and sizes
-/// their loaded ELF headers give (else the extent of their mappings).
+/// their loaded ELF headers give (else the extent of their mappings). A process with
+/// another root has its module paths under that root when the files are there.
 fn modules_of(pid: i32, maps: &[modfiles::Mapping], mem: &dyn Memory) -> Vec<LoadedModule> {
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.display().to_string());
-    let mut found: Vec<LoadedModule> = Vec::new();
+    let root = other_root(pid);
+    let mut found: Vec<(&str, LoadedModule)> = Vec::new();
     for m in maps.iter().filter(|m| m.offset == 0 && m.path.starts_with('/')) {
-        if found.len() >= MAX_MODULES || found.iter().any(|f| f.path == m.path) {
+        if found.len() >= MAX_MODULES || found.iter().any(|(p, _)| *p == m.path) {
             continue;
         }
-        let Some(mut module) = modules::mapped_at(mem, m.path.clone(), m.start) else { continue };
+        let inside =
+            root.as_ref().map(|r| format!("{r}{}", m.path)).filter(|p| std::path::Path::new(p).is_file());
+        let Some(mut module) = modules::mapped_at(mem, inside.unwrap_or_else(|| m.path.clone()), m.start)
+        else {
+            continue;
+        };
         if module.size == 0 {
             let end = maps.iter().filter(|g| g.path == m.path).map(|g| g.end).max().unwrap_or(m.end);
             module.size = end.saturating_sub(module.base);
         }
-        found.push(module);
+        found.push((&m.path, module));
     }
-    if let Some(i) = found.iter().position(|m| Some(&m.path) == exe.as_ref()) {
+    if let Some(i) = found.iter().position(|(p, _)| Some(*p) == exe.as_deref()) {
         let program = found.remove(i);
         found.insert(0, program);
     }
-    found
+    found.into_iter().map(|(_, m)| m).collect()
 }
 
 fn space_of(maps: &[modfiles::Mapping]) -> Space {
