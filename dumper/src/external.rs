@@ -1,9 +1,8 @@
 //! `crashcatch-dump --pid PID [-o FILE]`: a dump of a running Python process that never
 //! asked for one. What the in-process path records in its `handoff::Request` (versions,
 //! `_PyRuntime`, the interpreter, the builtin types) is found here from outside: the
-//! modules' symbols (modsyms.rs) and the process's memory.
+//! modules' symbols (the `modfiles` crate) and the process's memory.
 
-use crate::modsyms;
 use crate::procmem::ProcessMemory;
 use handoff::{Kind, Request};
 use pylayout::{Layout, Memory, TypeAddrs};
@@ -82,9 +81,8 @@ pub fn request(opts: &Options) -> Result<Request, ExternalError> {
         std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| ExternalError::Maps(pid, e))?;
     let name =
         std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim_end().to_string();
-    let (file, data, syms) =
-        python_module(pid, &maps).ok_or(ExternalError::NotPython { pid, name: name.clone() })?;
-    let sym = |n: &str| syms.get(n).copied().unwrap_or(0);
+    let module = python_module(pid, &maps).ok_or(ExternalError::NotPython { pid, name: name.clone() })?;
+    let sym = |n: &str| module.get(n).unwrap_or(0);
     let mem = ProcessMemory { pid };
     let runtime = sym("_PyRuntime");
     if !mem.read(runtime, &mut [0u8; 8]) {
@@ -94,9 +92,10 @@ pub fn request(opts: &Options) -> Result<Request, ExternalError> {
     let version = match hex.and_then(|v| pylayout::version::from_hex(v.into())) {
         Some(v) => v,
         None => {
-            let minor = pylayout::version::minor_in_file_name(&file.path)
-                .ok_or_else(|| ExternalError::Version(pid, file.path.clone()))?;
-            [3, minor, modsyms::micro_version_in(&data, minor).unwrap_or(0)]
+            let path = &module.file.path;
+            let minor = pylayout::version::minor_in_file_name(path)
+                .ok_or_else(|| ExternalError::Version(pid, path.clone()))?;
+            [3, minor, modfiles::micro_version_in(&module.data, minor).unwrap_or(0)]
         }
     };
     let layout =
@@ -132,23 +131,15 @@ pub fn request(opts: &Options) -> Result<Request, ExternalError> {
     Ok(req)
 }
 
-/// The module defining `_PyRuntime` (the executable, else a file named like libpython
-/// first, then any other), its bytes and the symbols of [`PY_SYMBOLS`] and of the builtin
-/// objects (`ObjectTypes::SYMBOLS`) it defines.
-fn python_module(
-    pid: i32,
-    maps: &str,
-) -> Option<(modsyms::MappedFile, Vec<u8>, std::collections::HashMap<String, u64>)> {
-    let mut files = modsyms::mapped_files(maps);
+/// The module defining `_PyRuntime` (the executable first, then files named like python,
+/// then any other), with the symbols of [`PY_SYMBOLS`] and of the builtin objects
+/// (`ObjectTypes::SYMBOLS`) it defines.
+fn python_module(pid: i32, maps: &str) -> Option<modfiles::PythonModule> {
+    let mut files = modfiles::mapped_files(maps);
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.display().to_string());
-    // Stable: the executable, then python-named files, then the rest in address order.
-    files.sort_by_key(|f| (Some(&f.path) != exe.as_ref(), !f.path.contains("python")));
-    files.into_iter().find_map(|f| {
-        let data = modsyms::read_module(pid, f.path.trim_end_matches(" (deleted)"))?;
-        let objects = pylayout::objects::ObjectTypes::SYMBOLS.map(|(_, symbol)| symbol);
-        let syms = modsyms::lookup(&data, f.start, &[&PY_SYMBOLS[..], &objects[..]].concat());
-        syms.contains_key("_PyRuntime").then_some((f, data, syms))
-    })
+    files.sort_by_key(|f| Some(&f.path) != exe.as_ref());
+    let objects = pylayout::objects::ObjectTypes::SYMBOLS.map(|(_, symbol)| symbol);
+    modfiles::python_module(&files, Some(pid), &[&PY_SYMBOLS[..], &objects[..]].concat())
 }
 
 /// The main interpreter of the runtime at `runtime`.
@@ -169,24 +160,8 @@ fn status_field(status: &str, field: &str) -> Option<i32> {
 /// Why the process's memory cannot be read, with what to do about it.
 fn memory_error(pid: i32) -> ExternalError {
     let err = std::io::Error::last_os_error();
-    let hint = if err.raw_os_error() == Some(libc::EPERM) { ptrace_hint() } else { String::new() };
+    let hint = if err.raw_os_error() == Some(libc::EPERM) { modfiles::ptrace_hint() } else { String::new() };
     ExternalError::Memory { pid, err, hint }
-}
-
-/// What stops ptrace here and how to get past it: Yama's `ptrace_scope`, or a missing
-/// CAP_SYS_PTRACE (containers).
-pub fn ptrace_hint() -> String {
-    let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").ok();
-    match scope.as_deref().map(str::trim) {
-        Some("1") => " (Yama ptrace_scope is 1: only a parent may trace its children; run as root or with \
-                      CAP_SYS_PTRACE, or `sysctl kernel.yama.ptrace_scope=0`)"
-            .into(),
-        Some("2") => " (Yama ptrace_scope is 2: only root with CAP_SYS_PTRACE may trace; run as root)".into(),
-        Some("3") => " (Yama ptrace_scope is 3: ptrace is off until reboot)".into(),
-        _ => " (ptrace refused: run as the process's user or as root; in a container, add CAP_SYS_PTRACE: \
-               `docker run --cap-add=SYS_PTRACE`)"
-            .into(),
-    }
 }
 
 #[cfg(test)]

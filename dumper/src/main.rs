@@ -15,7 +15,6 @@ mod external;
 mod limits;
 mod locals;
 mod metadata;
-mod modsyms;
 mod output;
 mod overlaps;
 mod procmem;

@@ -70,7 +70,8 @@ pub struct Options {
 #[derive(Clone, Debug)]
 pub struct Crash {
     pub path: PathBuf,
-    /// What was read: "minidump", "core" (an ELF core file), "debugger".
+    /// What was read: "minidump", "core" (an ELF core file), "debugger", "process" (a
+    /// running process read without stopping it).
     pub input: &'static str,
     pub metadata: Value,
     pub kind: String,

@@ -2,7 +2,7 @@
 //! same [`Crash`] a crashcatch minidump gives, so the output is the same: the signal from
 //! NT_SIGINFO, every thread's registers from its NT_PRSTATUS (the crashing thread first),
 //! the modules from NT_FILE, the Python target from the interpreter file's symbols
-//! (`modsyms`), and the Python stacks decoded from the core's memory with the decoder the
+//! (the `modfiles` crate), and the Python stacks decoded from the core's memory with the decoder the
 //! debugger helper uses (`debugger::target`, `python::decode_python`).
 
 use crate::core::layout::{PF_W, PF_X};
@@ -12,8 +12,8 @@ use crate::crash::{Crash, LoadError, Options, Thread};
 use crate::debugger::{modules, target, values};
 use crate::native::{LoadedModule, Modules};
 use crate::python::{decode_python, PyThreadStack};
-use crate::unwind::{self, Space};
-use crate::{modsyms, sources};
+use crate::sources;
+use crate::unwind::{self, NativeStack, Registers, Space};
 use pylayout::thread_names::python_thread_names;
 use pylayout::{walk, Memory};
 use serde_json::json;
@@ -148,14 +148,14 @@ pub fn load(path: &Path, bytes: &[u8], options: &Options) -> Result<Crash, LoadE
 
     let types: Vec<&str> = pylayout::objects::ObjectTypes::SYMBOLS.iter().map(|(_, s)| *s).collect();
     // The interpreter's symbols from its file here (under the sysroot, if there).
-    let local: Vec<LoadedModule> = listed
+    let files: Vec<modfiles::MappedFile> = listed
         .iter()
         .filter_map(|m| {
             let path = locals.get(&m.path)?.to_string_lossy().into_owned();
-            Some(LoadedModule { path, ..m.clone() })
+            Some(modfiles::MappedFile { path, start: m.base })
         })
         .collect();
-    let python_module = modsyms::python_module(&local, &types);
+    let python_module = modfiles::python_module(&files, None, &types);
     let symbol = |name: &str| python_module.as_ref().and_then(|m| m.get(name));
     let target = match &python_module {
         None => Err(format!(
@@ -164,82 +164,27 @@ pub fn load(path: &Path, bytes: &[u8], options: &Options) -> Result<Crash, LoadE
              run where the program ran, or copy its files to the same paths)",
             listed.len()
         )),
-        Some(m) => target::discover(&symbol, &mem, Some(&m.path), options.layout_table.as_deref()),
+        Some(m) => target::discover(&symbol, &mem, Some(&m.file.path), options.layout_table.as_deref()),
     };
 
     let mut notes = core.problems.clone();
-    let mut budget = MAX_FRAMES_ALL_THREADS;
-    let natives: Vec<_> = core
-        .threads
-        .iter()
-        .map(|t| {
-            let stack = unwind::unwind(&modules, &mem, &space, (t.rip, t.rsp, t.rbp), budget, None);
-            budget = budget.saturating_sub(stack.frames.len());
-            stack
-        })
-        .collect();
-    if budget == 0 {
-        notes.push(format!(
-            "native stacks cut: at most {MAX_FRAMES_ALL_THREADS} native frames are read for all threads together"
-        ));
-    }
-    // Each thread's stack, and the thread's own stack under a handler's alternate one.
-    let mut stacks_of_threads: Vec<(u64, u64)> = core.threads.iter().map(|t| space.stack_of(t.rsp)).collect();
-    stacks_of_threads.extend(natives.iter().flat_map(|n| n.frames.iter()).map(|f| space.stack_of(f.sp)));
-    stacks_of_threads.sort_unstable();
-    stacks_of_threads.dedup();
+    let registers: Vec<Option<Registers>> =
+        core.threads.iter().map(|t| Some((t.rip, t.rsp, t.rbp))).collect();
+    let (natives, cut) = unwind_all(&modules, &mem, &space, &registers);
+    notes.extend(cut);
+    let stacks_of_threads = thread_stacks(&space, &registers, &natives);
     let on_c_stack = |addr: u64| stacks_of_threads.iter().any(|&(lo, hi)| addr >= lo && addr < hi);
-    let (python, python_problem, layout_note, version, names, gil, by_tid) = match &target {
-        Ok(t) => {
-            let (stacks, problem, note) =
-                decode_python(&mem, &t.py, &t.version, &on_c_stack, options.layout_table.as_deref());
-            let types = values::types_from(&symbol);
-            let names: Vec<(u64, String)> =
-                t.py.interpreters
-                    .iter()
-                    .flat_map(|&i| python_thread_names(&mem, &t.layout, &types, i))
-                    .collect();
-            let gil =
-                t.py.interpreters.first().and_then(|&i| walk::gil_holder(&mem, &t.layout, t.py.runtime, i));
-            let version = full_version(&mem, symbol("Py_Version"), &t.version);
-            (stacks, problem, note, version, names, gil, t.layout.tstate_native_thread_id.is_some())
-        }
-        Err(e) => (Vec::new(), Some(e.clone()), Default::default(), String::new(), Vec::new(), None, false),
-    };
-    // ≤3.10 names a thread state's thread by pthread_t (fs_base), 3.11+ by its OS id.
-    let stack_of = |t: &crate::core::read::CoreThread| -> Option<&PyThreadStack> {
-        python.iter().find(|s| {
-            if by_tid {
-                s.native_thread_id == Some(u64::from(t.tid))
-            } else {
-                t.fs_base != 0 && s.thread_id == Some(t.fs_base)
-            }
-        })
-    };
+    let state = python_state(&mem, &target, &symbol, &on_c_stack, options);
+    let version = state.version.clone();
+    // ≤3.10 names a thread state's thread by pthread_t: its fs_base.
     let threads: Vec<Thread> = core
         .threads
         .iter()
         .zip(natives)
         .map(|(t, native)| {
-            let py = stack_of(t).cloned();
-            let python_name = py
-                .as_ref()
-                .and_then(|p| p.thread_id)
-                .and_then(|id| names.iter().find(|(i, _)| *i == id))
-                .map(|(_, n)| n.clone());
+            let py = state.stack_of(t.tid, (t.fs_base != 0).then_some(t.fs_base));
             let os_name = (core.pid == Some(t.tid)).then(|| core.program_name.clone()).flatten();
-            Thread {
-                tid: t.tid,
-                name: os_name,
-                python_name,
-                holds_gil: py.as_ref().is_some_and(|p| Some(p.tstate) == gil),
-                python: py.as_ref().map(|p| p.frames.clone()).unwrap_or_default(),
-                python_problem: py.as_ref().and_then(|p| p.problem.clone()),
-                python_calls: py.and_then(|p| p.eval_calls),
-                native: native.frames,
-                native_stopped: native.stopped,
-                native_gap: native.gap,
-            }
+            state.thread(t.tid, os_name, py, native)
         })
         .collect();
     let program = listed.first().map(|m| m.path.as_str());
@@ -260,11 +205,155 @@ pub fn load(path: &Path, bytes: &[u8], options: &Options) -> Result<Crash, LoadE
         crashed_tid,
         python_version: version,
         threads,
-        python_problem,
-        python_layout: layout_note,
+        python_problem: state.problem,
+        python_layout: state.note,
         modules_without_symbols: modules.problems(),
         plumbing: modules.plumbing(),
         left_out: notes,
         damaged: None,
     })
+}
+
+/// Each thread's native stack unwound from its registers (None: not known, nothing
+/// unwound), at most [`MAX_FRAMES_ALL_THREADS`] frames for all threads together; and the
+/// note saying so when that cut them.
+pub(crate) fn unwind_all(
+    modules: &Modules,
+    mem: &dyn Memory,
+    space: &Space,
+    registers: &[Option<Registers>],
+) -> (Vec<NativeStack>, Option<String>) {
+    let mut budget = MAX_FRAMES_ALL_THREADS;
+    let natives = registers
+        .iter()
+        .map(|r| {
+            let Some(r) = *r else { return NativeStack::default() };
+            let stack = unwind::unwind(modules, mem, space, r, budget, None);
+            budget = budget.saturating_sub(stack.frames.len());
+            stack
+        })
+        .collect();
+    let cut = (budget == 0).then(|| {
+        format!("native stacks cut: at most {MAX_FRAMES_ALL_THREADS} native frames are read for all threads together")
+    });
+    (natives, cut)
+}
+
+/// The threads' stacks [lo, hi), each thread's and its own under a handler's alternate one
+/// (the frames' stack pointers): a Python frame in one was pushed by C code.
+pub(crate) fn thread_stacks(
+    space: &Space,
+    registers: &[Option<Registers>],
+    natives: &[NativeStack],
+) -> Vec<(u64, u64)> {
+    let mut stacks: Vec<(u64, u64)> =
+        registers.iter().flatten().map(|&(_, sp, _)| space.stack_of(sp)).collect();
+    stacks.extend(natives.iter().flat_map(|n| n.frames.iter()).map(|f| space.stack_of(f.sp)));
+    stacks.sort_unstable();
+    stacks.dedup();
+    stacks
+}
+
+/// The Python side of a target read from memory: every thread state's stack, threading's
+/// thread names, the GIL holder.
+pub(crate) struct PythonState {
+    stacks: Vec<PyThreadStack>,
+    pub problem: Option<String>,
+    pub note: crate::python::LayoutNote,
+    /// "3.X.Y" when the target says, else "3.X"; empty without a target.
+    pub version: String,
+    names: Vec<(u64, String)>,
+    gil: Option<u64>,
+    /// Thread states name their thread by its OS id (3.11+), else by pthread_t.
+    by_tid: bool,
+}
+
+/// Decodes the Python stacks of `target` (or says why there are none).
+pub(crate) fn python_state(
+    mem: &dyn Memory,
+    target: &Result<target::Target, String>,
+    symbol: &dyn Fn(&str) -> Option<u64>,
+    on_c_stack: &dyn Fn(u64) -> bool,
+    options: &Options,
+) -> PythonState {
+    let t = match target {
+        Ok(t) => t,
+        Err(e) => {
+            return PythonState {
+                stacks: Vec::new(),
+                problem: Some(e.clone()),
+                note: Default::default(),
+                version: String::new(),
+                names: Vec::new(),
+                gil: None,
+                by_tid: false,
+            }
+        }
+    };
+    let (stacks, problem, note) =
+        decode_python(mem, &t.py, &t.version, on_c_stack, options.layout_table.as_deref());
+    let types = values::types_from(symbol);
+    let names: Vec<(u64, String)> =
+        t.py.interpreters.iter().flat_map(|&i| python_thread_names(mem, &t.layout, &types, i)).collect();
+    let gil = t.py.interpreters.first().and_then(|&i| walk::gil_holder(mem, &t.layout, t.py.runtime, i));
+    let version = full_version(mem, symbol("Py_Version"), &t.version);
+    PythonState {
+        stacks,
+        problem,
+        note,
+        version,
+        names,
+        gil,
+        by_tid: t.layout.tstate_native_thread_id.is_some(),
+    }
+}
+
+impl PythonState {
+    /// The Python stack of OS thread `tid`, whose pthread_t is `pthread` when known
+    /// (≤3.10 thread states record only that).
+    pub(crate) fn stack_of(&self, tid: u32, pthread: Option<u64>) -> Option<PyThreadStack> {
+        let found = self.stacks.iter().find(|s| {
+            if self.by_tid {
+                s.native_thread_id == Some(u64::from(tid))
+            } else {
+                pthread.is_some() && s.thread_id == pthread
+            }
+        });
+        found.cloned()
+    }
+
+    /// The pthread_t values the ≤3.10 thread states record (empty for 3.11+).
+    pub(crate) fn pthreads(&self) -> Vec<u64> {
+        if self.by_tid {
+            return Vec::new();
+        }
+        self.stacks.iter().filter_map(|s| s.thread_id).collect()
+    }
+
+    /// OS thread `tid` (named `os_name`) with its Python stack `py` and native stack.
+    pub(crate) fn thread(
+        &self,
+        tid: u32,
+        os_name: Option<String>,
+        py: Option<PyThreadStack>,
+        native: unwind::NativeStack,
+    ) -> Thread {
+        let python_name = py
+            .as_ref()
+            .and_then(|p| p.thread_id)
+            .and_then(|id| self.names.iter().find(|(i, _)| *i == id))
+            .map(|(_, n)| n.clone());
+        Thread {
+            tid,
+            name: os_name,
+            python_name,
+            holds_gil: py.as_ref().is_some_and(|p| Some(p.tstate) == self.gil),
+            python: py.as_ref().map(|p| p.frames.clone()).unwrap_or_default(),
+            python_problem: py.as_ref().and_then(|p| p.problem.clone()),
+            python_calls: py.and_then(|p| p.eval_calls),
+            native: native.frames,
+            native_stopped: native.stopped,
+            native_gap: native.gap,
+        }
+    }
 }

@@ -25,6 +25,17 @@ enum Command {
         /// $XDG_CACHE_HOME/crashcatch/dumps).
         #[arg(long, conflicts_with = "dump")]
         last: bool,
+        /// A running process instead of a dump: with --nonblocking, read where it is without
+        /// stopping it. (`crashcatch symbolize --pid PID` without --nonblocking dumps the
+        /// process first, stopping its threads for a moment.)
+        #[arg(long, value_name = "PID", conflicts_with_all = ["dump", "last"], requires = "nonblocking")]
+        pid: Option<i32>,
+        /// With --pid: read the process's memory while it runs (no ptrace; works even when a
+        /// debugger is attached). A thread blocked in a system call gets its Python and
+        /// native stacks, a running one only its Python stack; stacks may be torn (a frame
+        /// entered or left while it was read).
+        #[arg(long, requires = "pid")]
+        nonblocking: bool,
         /// Machine-readable output (schema: docs/json-schema.md).
         #[arg(long)]
         json: bool,
@@ -106,33 +117,46 @@ fn newest_dump() -> Result<PathBuf, String> {
 
 fn main() {
     let cli = Cli::parse();
-    let (dump, last, json, python_only, native_all, symbols_path, sysroot, layout_table) = match cli.command {
-        Command::DebuggerHelper => return symbolizer::debugger::serve(),
-        Command::Symbolize {
-            dump,
-            last,
-            json,
-            python_only,
-            native_all,
-            symbols_path,
-            sysroot,
-            layout_table,
-        } => (dump, last, json, python_only, native_all, symbols_path, sysroot, layout_table),
-        Command::Core { dump, output } => write_core(&dump, &output),
-    };
-    let path = match (dump, last) {
-        (Some(p), _) => p,
-        (None, true) => newest_dump().unwrap_or_else(|e| fail(&e)),
-        (None, false) => fail("give a dump file, or --last for the newest one"),
+    let (dump, last, pid, json, python_only, native_all, symbols_path, sysroot, layout_table) =
+        match cli.command {
+            Command::DebuggerHelper => return symbolizer::debugger::serve(),
+            Command::Symbolize {
+                dump,
+                last,
+                pid,
+                nonblocking: _,
+                json,
+                python_only,
+                native_all,
+                symbols_path,
+                sysroot,
+                layout_table,
+            } => (dump, last, pid, json, python_only, native_all, symbols_path, sysroot, layout_table),
+            Command::Core { dump, output } => write_core(&dump, &output),
+        };
+    let path = match (dump, last, pid) {
+        (_, _, Some(pid)) => PathBuf::from(format!("/proc/{pid}")),
+        (Some(p), _, _) => p,
+        (None, true, _) => newest_dump().unwrap_or_else(|e| fail(&e)),
+        (None, false, _) => {
+            fail("give a dump file, or --last for the newest one, or --pid PID --nonblocking")
+        }
     };
     let layout_table = layout_table.map(|p| {
         std::fs::read_to_string(&p)
             .unwrap_or_else(|e| fail(&format!("cannot read the layout table {}: {e}", p.display())))
     });
     let options = Options { symbol_dirs: symbols_path, sysroot, layout_table };
-    let mut crash = Crash::load_with(&path, &options).unwrap_or_else(|e| fail(&e.to_string()));
+    let loaded = match pid {
+        Some(pid) => symbolizer::from_live::load(pid, &options).map_err(|e| e.to_string()),
+        None => Crash::load_with(&path, &options).map_err(|e| e.to_string()),
+    };
+    let mut crash = loaded.unwrap_or_else(|e| fail(&e));
     if python_only {
-        crash.threads.iter_mut().for_each(|t| t.native.clear());
+        crash.threads.iter_mut().for_each(|t| {
+            t.native.clear();
+            t.native_stopped = None;
+        });
     }
     if json {
         println!("{}", terminal::json_text(&render::json(&crash)));

@@ -80,7 +80,10 @@ fn process_mapped_file(sysroot: &Path, base: u64) -> Option<PathBuf> {
     }
     let dir = PathBuf::from(format!("/proc/{pid}/map_files"));
     let prefix = format!("{base:x}-");
-    let entry = std::fs::read_dir(&dir).ok()?.flatten().find(|e| e.file_name().to_string_lossy().starts_with(&prefix))?;
+    let entry = std::fs::read_dir(&dir)
+        .ok()?
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))?;
     Some(entry.path())
 }
 

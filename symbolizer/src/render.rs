@@ -61,6 +61,9 @@ pub fn text(c: &Crash, s: &Style, native_all: bool) -> String {
         "requested" => "dumped by write_minidump(), kept running".to_string(),
         "external" => "dumped from outside by `crashcatch dump`, kept running".to_string(),
         "core" => "written to a core file without a signal (gcore?)".to_string(),
+        "live" => "read while running, not stopped (--nonblocking): stacks may be torn, each \
+                   thread read at a different moment"
+            .to_string(),
         other => format!("dumped ({})", Escaped(other)),
     };
     let _ = writeln!(
@@ -162,6 +165,7 @@ pub fn thread_text(out: &mut String, c: &Crash, t: &Thread, s: &Style, native_al
         }
         _ if merged.entries.is_empty() => {
             let _ = writeln!(out, "  {}<no frames>{}", s.dim, s.reset);
+            native_stopped_text(out, t, s);
         }
         _ => {
             let hidden = if native_all { 0 } else { merged.plumbing_count() };
@@ -173,7 +177,7 @@ pub fn thread_text(out: &mut String, c: &Crash, t: &Thread, s: &Style, native_al
                     if n == 1 { "" } else { "s" }
                 ),
             };
-            if merged.status != Status::PythonOnly {
+            if merged.status != Status::PythonOnly || t.native.is_empty() {
                 native_stopped_text(out, t, s);
             }
             let shown: Vec<&Entry> = merged
@@ -240,11 +244,12 @@ fn entry_text(out: &mut String, e: &Entry, sources: &[Value], s: &Style) {
     }
 }
 
-/// Where the native unwind stopped, at the outer end of the stack (shown first).
+/// Where the native unwind stopped, at the outer end of the stack (shown first), or why
+/// there is no native stack at all (a running thread of a process read with --nonblocking).
 fn native_stopped_text(out: &mut String, t: &Thread, s: &Style) {
-    if let (Some(why), false) = (&t.native_stopped, t.native.is_empty()) {
-        let _ = writeln!(out, "  {}<native unwinding stopped: {}>{}", s.dim, Escaped(why), s.reset);
-    }
+    let Some(why) = &t.native_stopped else { return };
+    let what = if t.native.is_empty() { "no native stack" } else { "native unwinding stopped" };
+    let _ = writeln!(out, "  {}<{what}: {}>{}", s.dim, Escaped(why), s.reset);
 }
 
 /// Frames shown of a deep stack: the outermost (how it started) and the innermost (where it

@@ -91,8 +91,9 @@ fn text_output_escapes_every_dump_string() {
         }
         let raw: Vec<char> = own.chars().filter(|&c| c != '\n' && acts_on_terminal(c)).collect();
         assert!(raw.is_empty(), "{raw:?} in\n{out}");
-        // Each of the 30 places a dump string shows up, escaped.
-        assert_eq!(out.matches(SHOWN).count(), 30, "{out}");
+        // Each of the 31 places a dump string shows up, escaped (thread 2, Python only,
+        // says why it has no native stack).
+        assert_eq!(out.matches(SHOWN).count(), 31, "{out}");
     }
 }
 

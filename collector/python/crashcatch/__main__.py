@@ -8,6 +8,9 @@
     crashcatch symbolize --pid PID [--json]
                                          the same for a running Python process (dumped first;
                                          it goes on running)
+    crashcatch symbolize --pid PID --nonblocking [--json]
+                                         the same, read while it runs, never stopped (no
+                                         ptrace; stacks may be torn)
     crashcatch dump PID [-o FILE]        write a minidump of a running Python process from
                                          outside (it goes on running)
     crashcatch core DUMP -o FILE         write a minidump as an ELF core file for gdb
@@ -143,7 +146,8 @@ def _symbolize_pid(args):
 
     at = args.index("--pid")
     if at + 1 >= len(args) or not args[at + 1].isdigit():
-        print("usage: crashcatch symbolize --pid PID [--json] [other symbolize options]", file=sys.stderr)
+        print("usage: crashcatch symbolize --pid PID [--nonblocking] [--json] [other symbolize options]",
+              file=sys.stderr)
         return 2
     pid, rest = args[at + 1], args[:at] + args[at + 2:]
     if not (_native_program(_DUMPER) and _native_program(_SYMBOLIZER)):
@@ -187,7 +191,7 @@ def _run(args):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["symbolize"] and "--pid" in argv:
+    if argv[:1] == ["symbolize"] and "--pid" in argv and "--nonblocking" not in argv:
         return _symbolize_pid(argv[1:])
     if argv[:1] == ["dump"]:
         return _dump(argv[1:])
