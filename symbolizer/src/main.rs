@@ -116,7 +116,7 @@ fn main() {
         std::fs::read_to_string(&p)
             .unwrap_or_else(|e| fail(&format!("cannot read the layout table {}: {e}", p.display())))
     });
-    let options = Options { symbol_dirs: symbols_path, layout_table };
+    let options = Options { symbol_dirs: symbols_path, layout_table, python_only };
     let mut crash = Crash::load_with(&path, &options).unwrap_or_else(|e| fail(&e.to_string()));
     if python_only {
         crash.threads.iter_mut().for_each(|t| t.native.clear());
