@@ -122,7 +122,7 @@ fn main() {
         crash.threads.iter_mut().for_each(|t| t.native.clear());
     }
     if json {
-        println!("{}", terminal::json_text(&render::json(&crash)));
+        println!("{}", terminal::json_text(&render::JsonDoc(&crash)));
     } else {
         let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         print!("{}", render::text(&crash, &render::Style::new(colour), native_all));
