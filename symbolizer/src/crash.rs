@@ -64,6 +64,9 @@ pub struct Options {
     /// A CPython layout table (tools/layouts/gen_layouts.py's format) to use instead of the
     /// built-in one, for interpreter builds the built-in table does not describe.
     pub layout_table: Option<String>,
+    /// Python stacks only (`--python-only`): no native stack is unwound, so no module's
+    /// DWARF or symbol table is read.
+    pub python_only: bool,
 }
 
 /// Everything `crashcatch symbolize` shows.
@@ -250,6 +253,7 @@ impl Crash {
                     (py, _) => py,
                 };
                 let native = match (&memory, regs) {
+                    _ if options.python_only => NativeStack::default(),
                     (Some(_), Some(_)) if frame_budget == 0 => {
                         not_unwound += 1;
                         NativeStack::default()

@@ -235,6 +235,7 @@ impl ElfFile {
         let obj = self.parse()?;
         let endian =
             if obj.is_little_endian() { gimli::RunTimeEndian::Little } else { gimli::RunTimeEndian::Big };
+        let cache = crate::dwarf_cache::root();
         let mut load = |id: SectionId| {
             let bytes = match id {
                 // Not used to find functions and lines: spares inflating them (libc's
@@ -244,11 +245,25 @@ impl ElfFile {
                 | SectionId::DebugMacinfo
                 | SectionId::DebugMacro => None,
                 SectionId::DebugPubNames | SectionId::DebugPubTypes => None,
-                _ => obj.section_by_name(id.name()).and_then(|s| section_bytes(&self.map, &s)),
+                _ => obj.section_by_name(id.name()).and_then(|s| self.dwarf_section(&s, cache.as_deref())),
             };
             Ok(gimli::EndianReader::new(bytes.unwrap_or_default(), endian))
         };
         Ok(f(&mut load))
+    }
+
+    /// A DWARF section's bytes; a compressed one's inflated copy comes from the cache by
+    /// build id (`dwarf_cache`) when the file has one.
+    fn dwarf_section(&self, section: &object::Section, cache: Option<&Path>) -> Option<Bytes> {
+        let range = section.compressed_file_range().ok()?;
+        let build_id = self.build_id.as_deref().filter(|_| range.format != object::CompressionFormat::None);
+        let Some(build_id) = build_id.filter(|_| section.kind() != SectionKind::UninitializedData) else {
+            return section_bytes(&self.map, section);
+        };
+        let inflate = || section.uncompressed_data().ok().map(Cow::into_owned);
+        let name = section.name().ok()?;
+        crate::dwarf_cache::inflated(cache, build_id, name, range.uncompressed_size, inflate)
+            .filter(|b| !b.is_empty())
     }
 
     /// This file's DWARF.

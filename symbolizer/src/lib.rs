@@ -13,6 +13,7 @@ pub mod debuginfo;
 pub mod debuginfod;
 pub mod demangle;
 pub mod dwarf;
+pub mod dwarf_cache;
 pub mod elf;
 pub mod from_core;
 pub mod from_live;

@@ -146,7 +146,7 @@ fn main() {
         std::fs::read_to_string(&p)
             .unwrap_or_else(|e| fail(&format!("cannot read the layout table {}: {e}", p.display())))
     });
-    let options = Options { symbol_dirs: symbols_path, sysroot, layout_table };
+    let options = Options { symbol_dirs: symbols_path, sysroot, layout_table, python_only };
     let loaded = match pid {
         Some(pid) => symbolizer::from_live::load(pid, &options).map_err(|e| e.to_string()),
         None => Crash::load_with(&path, &options).map_err(|e| e.to_string()),
@@ -159,7 +159,7 @@ fn main() {
         });
     }
     if json {
-        println!("{}", terminal::json_text(&render::json(&crash)));
+        println!("{}", terminal::json_text(&render::JsonDoc(&crash)));
     } else {
         let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         print!("{}", render::text(&crash, &render::Style::new(colour), native_all));

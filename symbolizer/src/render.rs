@@ -6,6 +6,8 @@ use crate::merge::{merge, native_entries, Entry, Status};
 use crate::native::NativeFrame;
 use crate::python::PyFrame;
 use crate::terminal::Escaped;
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::fmt::Write;
 
@@ -310,13 +312,25 @@ fn source_line(src: &Value, line: Option<i32>) -> Option<String> {
     src["lines"].as_array()?.get(index)?.as_str().map(String::from)
 }
 
+/// The `--json` document as a `Value` (for callers that inspect it; `JsonDoc` is what is
+/// written).
 pub fn json(c: &Crash) -> Value {
-    let m = &c.metadata;
-    json!({
-        "schema": "crashcatch-symbolize/2",
-        "dump": c.path.display().to_string(),
-        "source": c.input,
-        "event": {
+    serde_json::to_value(JsonDoc(c)).expect("the document always serializes")
+}
+
+/// The `--json` document, serialized as it is written: no `Value` tree is built for the
+/// threads and frames (at 500 threads that tree cost five times the text's CPU and twice its
+/// memory). Maps keep the sorted key order serde_json's `Value` (a BTreeMap) writes, so the
+/// output is the same byte for byte: struct fields below are in alphabetical order.
+pub struct JsonDoc<'a>(pub &'a Crash);
+
+impl Serialize for JsonDoc<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (c, m) = (self.0, &self.0.metadata);
+        let mut map = s.serialize_map(Some(10))?;
+        map.serialize_entry("annotations", &m["annotations"])?;
+        map.serialize_entry("dump", &c.path.display().to_string())?;
+        let event = json!({
             "kind": c.kind,
             "exits_after_dump": c.exits_after_dump,
             "signal": c.signal,
@@ -324,96 +338,166 @@ pub fn json(c: &Crash) -> Value {
             // Only faults (SEGV, BUS, FPE, ILL) have one; si_addr means other things elsewhere.
             "fault_address": has_fault_address(c.signal).then_some(c.fault_address),
             "thread": c.crashed_tid,
-        },
-        "process": {"argv": m["python"]["argv"], "executable": m["python"]["executable"]},
-        "python": {
+        });
+        map.serialize_entry("event", &event)?;
+        map.serialize_entry("left_out", &c.left_out)?;
+        map.serialize_entry("modules_without_symbols", &c.modules_without_symbols)?;
+        let process = json!({"argv": m["python"]["argv"], "executable": m["python"]["executable"]});
+        map.serialize_entry("process", &process)?;
+        let python = json!({
             "version": c.python_version,
             "problem": c.python_problem,
             "gc_collecting": m["python"]["gc_collecting"],
             "layout": {"source": c.python_layout.source, "differences": c.python_layout.differences},
-        },
-        "annotations": m["annotations"],
-        "modules_without_symbols": c.modules_without_symbols,
-        "left_out": c.left_out,
-        "threads": c.threads.iter().map(|t| thread_json(c, t)).collect::<Vec<_>>(),
-    })
+        });
+        map.serialize_entry("python", &python)?;
+        map.serialize_entry("schema", "crashcatch-symbolize/2")?;
+        map.serialize_entry("source", c.input)?;
+        map.serialize_entry("threads", &Threads(c))?;
+        map.end()
+    }
 }
 
-fn thread_json(c: &Crash, t: &Thread) -> Value {
-    let sources = sources(c, t);
-    let python = |frame: &PyFrame, index: usize| {
-        json!({
-            "kind": "python",
-            "module": null,
-            "function": frame.function(),
-            "name": frame.name.as_deref(),
-            "file": frame.file.as_deref(),
-            "line": frame.line,
-            "subinterpreter": frame.subinterpreter,
-            "source": sources.get(index).and_then(|v| source_line(v, frame.line)),
-            "inlined": false,
-            "trust": "dump memory",
-        })
-    };
-    let native = |f: &NativeFrame, plumbing: bool| {
-        json!({
-            "kind": "native",
-            "address": f.address,
-            "module": f.module,
-            "module_offset": f.module_offset,
-            "function": f.function,
-            "file": f.file,
-            "line": f.line,
-            "inlined": f.inlined,
-            "trust": f.trust,
-            "symbols": f.symbol_source,
-            "plumbing": plumbing,
-        })
-    };
-    let merged = merge(t, &c.plumbing);
-    let (status, problem) = match &merged.status {
-        Status::Merged => ("merged", None),
-        Status::PythonOnly => ("python-only", None),
-        Status::NativeOnly => ("native-only", None),
-        Status::Separate(why) => ("separate", Some(why.clone())),
-    };
-    // The gap of an overflowed stack is not a frame: `native_unwind.gap` says where it is.
-    let mut gap_at_frame = None;
-    let frames: Option<Vec<Value>> = problem.is_none().then(|| {
-        let mut frames = Vec::with_capacity(merged.entries.len());
-        for e in &merged.entries {
-            match *e {
-                Entry::Python { frame, index } => frames.push(python(frame, index)),
-                Entry::Native { frame, plumbing } => frames.push(native(frame, plumbing)),
-                Entry::Gap { .. } => gap_at_frame = Some(frames.len()),
+/// Every thread, each made just before it is written.
+struct Threads<'a>(&'a Crash);
+
+impl Serialize for Threads<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.threads.iter().map(|t| ThreadJson::new(self.0, t)))
+    }
+}
+
+#[derive(Serialize)]
+struct ThreadJson<'a> {
+    crashed: bool,
+    frames: Option<Vec<FrameJson<'a>>>,
+    holds_gil: bool,
+    merge_problem: Option<String>,
+    name: Option<&'a str>,
+    native_frames: Vec<FrameJson<'a>>,
+    native_unwind: Value,
+    python_frames: Vec<FrameJson<'a>>,
+    python_name: Option<&'a str>,
+    python_problem: Option<&'a str>,
+    requested_dump: bool,
+    stack: &'static str,
+    tid: u32,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum FrameJson<'a> {
+    Python(PythonFrameJson<'a>),
+    Native(NativeFrameJson<'a>),
+}
+
+#[derive(Serialize)]
+struct PythonFrameJson<'a> {
+    file: Option<&'a str>,
+    function: Option<&'a str>,
+    inlined: bool,
+    kind: &'static str,
+    line: Option<i32>,
+    module: (),
+    name: Option<&'a str>,
+    source: Option<String>,
+    subinterpreter: Option<u64>,
+    trust: &'static str,
+}
+
+#[derive(Serialize)]
+struct NativeFrameJson<'a> {
+    address: u64,
+    file: Option<&'a str>,
+    function: Option<&'a str>,
+    inlined: bool,
+    kind: &'static str,
+    line: Option<u32>,
+    module: Option<&'a str>,
+    module_offset: u64,
+    plumbing: bool,
+    symbols: Option<&'static str>,
+    trust: &'static str,
+}
+
+impl<'a> ThreadJson<'a> {
+    fn new(c: &'a Crash, t: &'a Thread) -> ThreadJson<'a> {
+        let sources = sources(c, t);
+        let python = |frame: &'a PyFrame, index: usize| {
+            FrameJson::Python(PythonFrameJson {
+                file: frame.file.as_deref(),
+                function: frame.function(),
+                inlined: false,
+                kind: "python",
+                line: frame.line,
+                module: (),
+                name: frame.name.as_deref(),
+                source: sources.get(index).and_then(|v| source_line(v, frame.line)),
+                subinterpreter: frame.subinterpreter,
+                trust: "dump memory",
+            })
+        };
+        let native = |f: &'a NativeFrame, plumbing: bool| {
+            FrameJson::Native(NativeFrameJson {
+                address: f.address,
+                file: f.file.as_deref(),
+                function: f.function.as_deref(),
+                inlined: f.inlined,
+                kind: "native",
+                line: f.line,
+                module: f.module.as_deref(),
+                module_offset: f.module_offset,
+                plumbing,
+                symbols: f.symbol_source,
+                trust: f.trust,
+            })
+        };
+        let merged = merge(t, &c.plumbing);
+        let (status, problem) = match &merged.status {
+            Status::Merged => ("merged", None),
+            Status::PythonOnly => ("python-only", None),
+            Status::NativeOnly => ("native-only", None),
+            Status::Separate(why) => ("separate", Some(why.clone())),
+        };
+        // The gap of an overflowed stack is not a frame: `native_unwind.gap` says where it is.
+        let mut gap_at_frame = None;
+        let frames = problem.is_none().then(|| {
+            let mut frames = Vec::with_capacity(merged.entries.len());
+            for e in &merged.entries {
+                match *e {
+                    Entry::Python { frame, index } => frames.push(python(frame, index)),
+                    Entry::Native { frame, plumbing } => frames.push(native(frame, plumbing)),
+                    Entry::Gap { .. } => gap_at_frame = Some(frames.len()),
+                }
             }
+            frames
+        });
+        let gap = t.native_gap.as_ref().map(|g| {
+            json!({
+                "native_frames_index": g.at,
+                "frames_index": gap_at_frame,
+                "frames_left_out": g.frames,
+                "stack_range": [g.range.0, g.range.1],
+            })
+        });
+        ThreadJson {
+            // A live dump's requesting thread did not crash (the text says "requested the dump").
+            crashed: c.kind == "fatal-signal" && Some(t.tid) == c.crashed_tid,
+            frames,
+            holds_gil: t.holds_gil,
+            merge_problem: problem,
+            name: t.name.as_deref(),
+            native_frames: t.native.iter().map(|f| native(f, false)).collect(),
+            native_unwind: json!({"stopped": t.native_stopped, "gap": gap}),
+            python_frames: t.python.iter().enumerate().map(|(i, f)| python(f, i)).collect(),
+            python_name: t.python_name.as_deref(),
+            python_problem: t.python_problem.as_deref(),
+            requested_dump: !matches!(c.kind.as_str(), "fatal-signal" | "external")
+                && Some(t.tid) == c.crashed_tid,
+            stack: status,
+            tid: t.tid,
         }
-        frames
-    });
-    let gap = t.native_gap.as_ref().map(|g| {
-        json!({
-            "native_frames_index": g.at,
-            "frames_index": gap_at_frame,
-            "frames_left_out": g.frames,
-            "stack_range": [g.range.0, g.range.1],
-        })
-    });
-    json!({
-        "tid": t.tid,
-        "name": t.name,
-        "python_name": t.python_name,
-        // A live dump's requesting thread did not crash (the text says "requested the dump").
-        "crashed": c.kind == "fatal-signal" && Some(t.tid) == c.crashed_tid,
-        "requested_dump": !matches!(c.kind.as_str(), "fatal-signal" | "external") && Some(t.tid) == c.crashed_tid,
-        "holds_gil": t.holds_gil,
-        "python_problem": t.python_problem,
-        "stack": status,
-        "merge_problem": problem,
-        "frames": frames,
-        "python_frames": t.python.iter().enumerate().map(|(i, f)| python(f, i)).collect::<Vec<_>>(),
-        "native_frames": t.native.iter().map(|f| native(f, false)).collect::<Vec<_>>(),
-        "native_unwind": {"stopped": t.native_stopped, "gap": gap},
-    })
+    }
 }
 
 #[cfg(test)]

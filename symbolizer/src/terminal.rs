@@ -72,10 +72,10 @@ impl Formatter for SafeJson {
 }
 
 /// `value` as one line of JSON through [`SafeJson`].
-pub fn json_text(value: &serde_json::Value) -> String {
+pub fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
     let mut out = Vec::new();
     let mut serializer = serde_json::Serializer::with_formatter(&mut out, SafeJson);
-    serde::Serialize::serialize(value, &mut serializer).expect("a Value always serializes");
+    value.serialize(&mut serializer).expect("crashcatch's documents always serialize");
     // SafeJson and serde_json write UTF-8 only (escapes are ASCII).
     String::from_utf8(out).expect("serde_json writes UTF-8")
 }

@@ -104,6 +104,8 @@ fn json_output_keeps_every_dump_string_exactly() {
     assert!(!out.chars().any(acts_on_terminal), "{out}");
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(doc, json(&crash));
+    // What --json writes (streamed, no Value tree) is the same text byte for byte.
+    assert_eq!(json_text(&symbolizer::render::JsonDoc(&crash)), out);
     assert_eq!(doc["process"]["argv"][0], HOSTILE);
     assert_eq!(doc["threads"][0]["python_frames"][0]["source"], HOSTILE);
 }

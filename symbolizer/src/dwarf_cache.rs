@@ -1,0 +1,241 @@
+//! Inflated copies of compressed DWARF sections, kept by build id so that the next run maps
+//! them instead of inflating them again: Debian's libc debug file (libc6-dbg) stores
+//! .debug_info, .debug_line, ... zlib-compressed, and inflating them was about half of the
+//! symbolizer's CPU on a typical crash.
+//!
+//! `<root>/<build id>/<section name>`: a header (magic, the payload's length and CRC32) and
+//! the inflated bytes. A file is used only when its header matches what the section says
+//! and its CRC32 checks, so a corrupt or truncated entry is inflated again and rewritten.
+//! Entries are written under a temporary name and renamed, so a mapping of one never sees it
+//! change. The root is per user (`$XDG_CACHE_HOME/crashcatch/dwarf`, else
+//! `~/.cache/crashcatch/dwarf`; `$CRASHCATCH_DWARF_CACHE` overrides it, empty turns the cache
+//! off), made 0700 and used only when the user owns it; the least recently written build ids
+//! are removed beyond [`MAX_CACHE_BYTES`]. Nothing here ever fails a run: a cache that cannot
+//! be read or written (read-only, full disk) only costs the inflating.
+
+use crate::elf::Bytes;
+use memmap2::Mmap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const MAGIC: &[u8; 8] = b"CCDWARF1";
+/// Magic, payload length (u64 LE), payload CRC32 (u32 LE), 4 bytes reserved.
+const HEADER: usize = 24;
+/// The whole cache's size cap (libc's inflated DWARF is about 10 MB).
+pub const MAX_CACHE_BYTES: u64 = 256 << 20;
+
+/// The cache root for this user, None when turned off.
+pub fn root() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("CRASHCATCH_DWARF_CACHE") {
+        return (!dir.is_empty()).then(|| PathBuf::from(dir));
+    }
+    let xdg = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()).map(PathBuf::from);
+    let base = xdg.or_else(|| {
+        std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| Path::new(&h).join(".cache"))
+    })?;
+    Some(base.join("crashcatch").join("dwarf"))
+}
+
+/// The inflated bytes of section `name` (`len` bytes inflated) of the file with `build_id`:
+/// mapped from the cache when it holds them, else `inflate()`d and stored for next time.
+pub fn inflated(
+    root: Option<&Path>,
+    build_id: &str,
+    name: &str,
+    len: u64,
+    inflate: impl FnOnce() -> Option<Vec<u8>>,
+) -> Option<Bytes> {
+    let usable = build_id.len() >= 8 && build_id.bytes().all(|b| b.is_ascii_hexdigit());
+    let dir = root.filter(|_| usable).map(|r| (r, r.join(build_id)));
+    let file_name = name.trim_start_matches('.');
+    if let Some(bytes) = dir.as_ref().and_then(|(_, d)| read(&d.join(file_name), len)) {
+        return Some(bytes);
+    }
+    let data = inflate()?;
+    if let Some((root, dir)) = dir.filter(|_| data.len() as u64 == len && len <= MAX_CACHE_BYTES / 4) {
+        // Best effort: an unwritable cache only means inflating again next time.
+        if write(root, &dir, file_name, &data).is_ok() {
+            trim(root, MAX_CACHE_BYTES);
+        }
+    }
+    Some(Bytes::Owned(Arc::new(data)))
+}
+
+/// The entry at `path` if it holds `len` bytes whose CRC32 checks.
+fn read(path: &Path, len: u64) -> Option<Bytes> {
+    let file = fs::File::open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.uid() != euid() || meta.len() != HEADER as u64 + len {
+        return None;
+    }
+    // SAFETY: a read-only private mapping of a cache entry, which is only ever replaced by
+    // a rename, never written in place (a mapping keeps the old file's pages).
+    let map = unsafe { Mmap::map(&file) }.ok()?;
+    let header = map.get(..HEADER)?;
+    let stored_len = u64::from_le_bytes(header.get(8..16)?.try_into().ok()?);
+    let crc = u32::from_le_bytes(header.get(16..20)?.try_into().ok()?);
+    let payload = map.get(HEADER..)?;
+    if &header[..8] != MAGIC || stored_len != len || crc32fast::hash(payload) != crc {
+        return None;
+    }
+    let end = map.len();
+    Some(Bytes::Mapped(Arc::new(map), HEADER..end))
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory of ours.
+    unsafe { libc::geteuid() }
+}
+
+/// A directory for the cache: made 0700 if missing, refused unless it is ours.
+fn own_dir(dir: &Path) -> std::io::Result<()> {
+    match fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.is_dir() || meta.uid() != euid() {
+        return Err(std::io::Error::other("not our directory"));
+    }
+    Ok(())
+}
+
+fn write(root: &Path, dir: &Path, name: &str, data: &[u8]) -> std::io::Result<()> {
+    own_dir(root)?;
+    own_dir(dir)?;
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let mut header = [0u8; HEADER];
+        header[..8].copy_from_slice(MAGIC);
+        header[8..16].copy_from_slice(&(data.len() as u64).to_le_bytes());
+        header[16..20].copy_from_slice(&crc32fast::hash(data).to_le_bytes());
+        file.write_all(&header)?;
+        file.write_all(data)?;
+        fs::rename(&tmp, dir.join(name))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Removes the least recently written build ids until the cache holds at most `cap` bytes.
+fn trim(root: &Path, cap: u64) {
+    let Ok(entries) = fs::read_dir(root) else { return };
+    let mut dirs: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| {
+            let files = fs::read_dir(e.path()).into_iter().flatten().flatten();
+            let (size, newest) =
+                files.filter_map(|f| f.metadata().ok()).fold((0, std::time::UNIX_EPOCH), |acc, m| {
+                    (acc.0 + m.len(), acc.1.max(m.modified().unwrap_or(std::time::UNIX_EPOCH)))
+                });
+            (newest, size, e.path())
+        })
+        .collect();
+    let mut total: u64 = dirs.iter().map(|d| d.1).sum();
+    dirs.sort();
+    for (_, size, path) in dirs {
+        if total <= cap {
+            break;
+        }
+        if fs::remove_dir_all(&path).is_ok() {
+            total -= size;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("crashcatch-dwarf-cache-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    const ID: &str = "0123456789abcdef";
+
+    fn get(root: Option<&Path>, data: &[u8], calls: &Cell<u32>) -> Vec<u8> {
+        let inflate = || {
+            calls.set(calls.get() + 1);
+            Some(data.to_vec())
+        };
+        inflated(root, ID, ".debug_info", data.len() as u64, inflate).unwrap().to_vec()
+    }
+
+    #[test]
+    fn the_second_run_maps_what_the_first_inflated() {
+        let root = scratch("reuse");
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
+        let calls = Cell::new(0);
+        assert_eq!(get(Some(&root), &data, &calls), data);
+        let entry = root.join(ID).join("debug_info");
+        assert_eq!(fs::metadata(&entry).unwrap().len(), (HEADER + data.len()) as u64);
+        assert_eq!(fs::metadata(&root).unwrap().mode() & 0o777, 0o700);
+        let again = inflated(Some(&root), ID, ".debug_info", data.len() as u64, || None).unwrap();
+        assert!(matches!(again, Bytes::Mapped(..)));
+        assert_eq!(&again[..], &data[..]);
+        assert_eq!(calls.get(), 1);
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_corrupt_or_truncated_entry_is_inflated_again_and_replaced() {
+        let root = scratch("corrupt");
+        let data = vec![42u8; 5000];
+        let calls = Cell::new(0);
+        get(Some(&root), &data, &calls);
+        let entry = root.join(ID).join("debug_info");
+        let mut bytes = fs::read(&entry).unwrap();
+        bytes[HEADER + 100] ^= 1;
+        fs::write(&entry, &bytes).unwrap();
+        assert_eq!(get(Some(&root), &data, &calls), data);
+        fs::write(&entry, &bytes[..HEADER + 10]).unwrap();
+        assert_eq!(get(Some(&root), &data, &calls), data);
+        assert_eq!(calls.get(), 3);
+        // Rewritten whole: the next read maps it again.
+        assert_eq!(get(Some(&root), &data, &calls), data);
+        assert_eq!(calls.get(), 3);
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn an_unusable_cache_still_gives_the_bytes() {
+        // A root that is a file (as a read-only or full disk, nothing can be made under it).
+        let file = scratch("file");
+        fs::write(&file, b"not a directory").unwrap();
+        let data = vec![1u8, 2, 3, 4];
+        let calls = Cell::new(0);
+        assert_eq!(get(Some(&file), &data, &calls), data);
+        assert_eq!(get(None, &data, &calls), data);
+        // Not a build id: never a path.
+        let root = scratch("badid");
+        let got = inflated(Some(&root), "../../etc", ".debug_info", 4, || Some(data.clone())).unwrap();
+        assert_eq!(&got[..], &data[..]);
+        assert!(!root.exists());
+        let _ = fs::remove_file(&file);
+    }
+
+    #[test]
+    fn the_oldest_build_ids_go_beyond_the_cap() {
+        let root = scratch("trim");
+        for (i, id) in ["aaaaaaaa", "bbbbbbbb", "cccccccc"].iter().enumerate() {
+            write(&root, &root.join(id), "debug_info", &vec![0u8; 1000]).unwrap();
+            let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 * (i as u64 + 1));
+            fs::File::open(root.join(id).join("debug_info")).unwrap().set_modified(when).unwrap();
+        }
+        trim(&root, 2100);
+        assert!(!root.join("aaaaaaaa").exists());
+        assert!(root.join("bbbbbbbb").exists() && root.join("cccccccc").exists());
+        let _ = fs::remove_dir_all(&root);
+    }
+}
