@@ -131,7 +131,12 @@ def test_a_dump_needs_the_sysroot_for_files_only_the_process_sees(interp, hidden
     assert without.returncode == 0, without.stderr
     doc = json.loads(without.stdout)
     frames = buggyext_frames(doc)
-    assert all(fs and all(f == (None, "", None) for f in fs) for fs in frames), frames
+    assert all(all(f == (None, "", None) for f in fs) for fs in frames), frames
+    if not interp.root:
+        # Here libc and the interpreter are found, so the unwind reaches the unnamed module.
+        # In a chroot the dump records the paths the dumper saw (under the chroot's directory
+        # on the host's mount): without --sysroot no module file is found, nor unwound into.
+        assert all(frames), frames
     missing = [m for m in doc["modules_without_symbols"] if private + "/buggyext" in m]
     assert missing and "No such file or directory" in missing[0] and "--sysroot" in missing[0], missing
     still_answers(proc)

@@ -172,6 +172,44 @@ fn space_of(maps: &[modfiles::Mapping]) -> Space {
 }
 
 /// Why a thread has no native stack.
+/// Stack slots looked at above the stack pointer for a frame record, and links of the chain
+/// checked before one is believed.
+const FRAME_SCAN_BYTES: u64 = 16 * 1024;
+const FRAME_CHAIN_CHECKED: usize = 2;
+/// Frame records tried per thread.
+const FRAME_GUESSES: usize = 4;
+
+/// Frame pointers for a thread stopped in a system call, which the kernel does not show:
+/// the first [`FRAME_GUESSES`] stack slots above `sp` holding a frame record (the caller's
+/// saved rbp, higher on the same stack, then a return address into code) whose chain holds
+/// for [`FRAME_CHAIN_CHECKED`] links. Without one the unwind stops at the first frame whose
+/// CFA is computed from rbp (code built with frame pointers).
+fn guess_frame_pointers(mem: &dyn Memory, space: &Space, sp: u64) -> Vec<u64> {
+    let (_, top) = space.stack_of(sp);
+    let is_record = |at: u64| -> Option<u64> {
+        let next = mem.read_u64(at)?;
+        let ret = mem.read_u64(at.checked_add(8)?)?;
+        (space.is_code(ret) && (next == 0 || (next > at && next < top))).then_some(next)
+    };
+    let holds = |start: u64| {
+        let mut at = start;
+        for _ in 0..FRAME_CHAIN_CHECKED {
+            match is_record(at) {
+                Some(0) => return true,
+                Some(next) => at = next,
+                None => return false,
+            }
+        }
+        true
+    };
+    let end = sp.saturating_add(FRAME_SCAN_BYTES).min(top.saturating_sub(16));
+    (sp..end)
+        .step_by(8)
+        .filter(|&at| is_record(at).is_some_and(|n| n != 0) && holds(at))
+        .take(FRAME_GUESSES)
+        .collect()
+}
+
 const RUNNING: &str = "the thread was running (not blocked in a system call): its registers cannot be read \
                        without stopping it (`crashcatch symbolize --pid PID` without --nonblocking stops it)";
 
@@ -222,6 +260,25 @@ pub fn load(pid: i32, options: &Options) -> Result<Crash, LiveError> {
         .map(|&tid| syscall_registers(&proc_text(pid, tid, "syscall")?).map(|(sp, pc)| (pc, sp, 0)))
         .collect();
     let (mut natives, cut) = unwind_all(&modules, &mem, &space, &registers);
+    // The kernel gives no rbp: code built with frame pointers (CFA from rbp) stops the unwind.
+    // Again with each frame pointer the stack itself suggests; the longest unwind is kept.
+    let guesses: Vec<Vec<u64>> = registers
+        .iter()
+        .map(|r| r.map(|(_, sp, _)| guess_frame_pointers(&mem, &space, sp)).unwrap_or_default())
+        .collect();
+    for round in 0..FRAME_GUESSES {
+        let guessed: Vec<Option<Registers>> =
+            registers.iter().zip(&guesses).map(|(r, g)| Some(((*r)?.0, (*r)?.1, *g.get(round)?))).collect();
+        if guessed.iter().all(Option::is_none) {
+            break;
+        }
+        let (again, _) = unwind_all(&modules, &mem, &space, &guessed);
+        for (native, other) in natives.iter_mut().zip(again) {
+            if other.frames.len() > native.frames.len() {
+                *native = other;
+            }
+        }
+    }
     for (native, regs) in natives.iter_mut().zip(&registers) {
         if regs.is_none() {
             native.stopped = Some(RUNNING.to_string());
@@ -293,6 +350,39 @@ pub fn load(pid: i32, options: &Options) -> Result<Crash, LiveError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stack of 8-byte words from `base`.
+    struct Words(u64, Vec<u64>);
+    impl Memory for Words {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+            let bytes: Vec<u8> = self.1.iter().flat_map(|w| w.to_le_bytes()).collect();
+            let Some(off) = addr.checked_sub(self.0).map(|o| o as usize) else { return false };
+            let Some(src) = bytes.get(off..off + buf.len()) else { return false };
+            buf.copy_from_slice(src);
+            true
+        }
+    }
+
+    #[test]
+    fn frame_pointers_are_the_frame_records_whose_chain_holds() {
+        let (base, code) = (0x7000u64, 0x1000u64);
+        let space = Space::new(vec![(code, code + 0x1000)], Some(vec![(base, base + 0x100)]));
+        let slot = |i: u64| base + 8 * i;
+        let mut words = vec![0u64; 0x20];
+        // A stale pair that looks like a record but whose next link is not one.
+        words[1] = slot(4);
+        words[2] = code + 0x10;
+        // The real chain: slot 6 → slot 10 → slot 14 → end (0), each with a return address.
+        for (at, next) in [(6usize, slot(10)), (10, slot(14)), (14, 0)] {
+            words[at] = next;
+            words[at + 1] = code + 0x20;
+        }
+        let mem = Words(base, words);
+        assert_eq!(guess_frame_pointers(&mem, &space, base), vec![slot(6), slot(10)]);
+        // Nothing that looks like a record: no guess.
+        let empty = Words(base, vec![0u64; 0x20]);
+        assert!(guess_frame_pointers(&empty, &space, base).is_empty());
+    }
 
     #[test]
     fn registers_of_blocked_threads_only() {
