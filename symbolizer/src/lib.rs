@@ -16,6 +16,7 @@ pub mod dwarf;
 pub mod elf;
 pub mod from_core;
 pub mod link_map;
+pub mod list;
 pub mod memory;
 pub mod merge;
 pub mod modsyms;
