@@ -54,6 +54,9 @@ def test_wheel_is_manylinux2014_and_complete(tmp_path):
         dynamic = subprocess.run(["objdump", "-T", str(tmp_path / name)], capture_output=True, text=True, check=True)
         versions = {tuple(map(int, v)) for v in re.findall(r"GLIBC_(\d+)\.(\d+)", dynamic.stdout)}
         assert versions and max(versions) <= (2, 17), (name, sorted(versions))
+        # A GNU build id, as every module a dump names should have (dumps, gdb, debuginfod).
+        notes = subprocess.run(["readelf", "-n", str(tmp_path / name)], capture_output=True, text=True, check=True)
+        assert re.search(r"Build ID: [0-9a-f]{40}", notes.stdout), (name, notes.stdout)
 
 
 @pytest.fixture(scope="module")

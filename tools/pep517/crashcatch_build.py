@@ -31,6 +31,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PACKAGE = os.path.join(ROOT, "collector", "python", "crashcatch")
 PROGRAMS = ("crashcatch-dump", "crashcatch-symbolize")
 CRATES = ("crashcatch-dumper", "crashcatch-symbolizer")
+# zig's linker writes no GNU build id unless asked (GNU ld as Debian's gcc runs it does):
+# dumps, debuggers and debuginfod identify modules by it.
+BUILD_ID = ["-C", "link-arg=-Wl,--build-id=sha1"]
 # Never in an sdist made without git (e.g. an sdist of an unpacked sdist).
 _NOT_SOURCE = {".git", "target", "build", "_bin", "_debugger", "__pycache__", "dist"}
 
@@ -64,12 +67,15 @@ def _run(command, **kwargs):
 
 def _stage_package_files(manylinux):
     """Builds the two programs and copies them and the debugger commands into the package."""
-    packages = [arg for crate in CRATES for arg in ("-p", crate)]
     if manylinux:
-        _run(["cargo", "zigbuild", "--release", "--target", "x86_64-unknown-linux-gnu.2.17", *packages])
+        # One `rustc` run per program: the link argument goes to the program alone, so the
+        # dependencies' builds are shared with the extension's.
+        for crate, program in zip(CRATES, PROGRAMS):
+            _run(["cargo-zigbuild", "rustc", "--release", "--target", "x86_64-unknown-linux-gnu.2.17",
+                  "-p", crate, "--bin", program, "--", *BUILD_ID])
         built = os.path.join(_target_dir(), "x86_64-unknown-linux-gnu", "release")
     else:
-        _run(["cargo", "build", "--release", *packages])
+        _run(["cargo", "build", "--release", *[arg for crate in CRATES for arg in ("-p", crate)]])
         built = os.path.join(_target_dir(), "release")
     bin_dir = os.path.join(PACKAGE, "_bin")
     os.makedirs(bin_dir, exist_ok=True)
@@ -100,7 +106,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     if manylinux:
         settings = dict(config_settings or {})
         settings["maturin.build-args"] = maturin.get_maturin_pep517_args(config_settings) + [
-            "--zig", "--compatibility", "manylinux2014", "--target", "x86_64-unknown-linux-gnu"]
+            "--zig", "--compatibility", "manylinux2014", "--target", "x86_64-unknown-linux-gnu", "--", *BUILD_ID]
         config_settings = settings
     return maturin.build_wheel(wheel_directory, config_settings, metadata_directory)
 
