@@ -31,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PACKAGE = os.path.join(ROOT, "collector", "python", "crashcatch")
 PROGRAMS = ("crashcatch-dump", "crashcatch-symbolize")
 CRATES = ("crashcatch-dumper", "crashcatch-symbolizer")
-# zig's linker writes no GNU build id unless asked (GNU ld as Debian's gcc runs it does):
+# zig's linker writes no GNU build id unless asked (Debian's gcc asks GNU ld for one):
 # dumps, debuggers and debuginfod identify modules by it.
 BUILD_ID = ["-C", "link-arg=-Wl,--build-id=sha1"]
 # Never in an sdist made without git (e.g. an sdist of an unpacked sdist).
@@ -42,9 +42,11 @@ _NOT_SOURCE = {".git", "target", "build", "_bin", "_debugger", "__pycache__", "d
 # --no-build-isolation` run by a venv's pip).
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
-# Passed through to maturin: everything else in this module's API is maturin's own.
+# maturin's own hooks where nothing needs building first; the build hooks below wrap maturin's.
 get_requires_for_build_sdist = maturin.get_requires_for_build_sdist
 prepare_metadata_for_build_wheel = maturin.prepare_metadata_for_build_wheel
+get_requires_for_build_editable = maturin.get_requires_for_build_editable
+prepare_metadata_for_build_editable = maturin.prepare_metadata_for_build_editable
 
 
 def _manylinux(config_settings):
@@ -109,6 +111,13 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
             "--zig", "--compatibility", "manylinux2014", "--target", "x86_64-unknown-linux-gnu", "--", *BUILD_ID]
         config_settings = settings
     return maturin.build_wheel(wheel_directory, config_settings, metadata_directory)
+
+
+def build_editable(wheel_directory, config_settings=None, metadata_directory=None):
+    """`pip install -e .`: the Python files stay in the source tree, the two programs and
+    the debugger commands are put next to them there (built for this machine)."""
+    _stage_package_files(False)
+    return maturin.build_editable(wheel_directory, config_settings, metadata_directory)
 
 
 def _source_files():
