@@ -24,24 +24,20 @@ tools_venv() {
         step "creating the tooling venv ($TOOLS_VENV)"
         python3 -m venv "$TOOLS_VENV"
     fi
-    # pybind11: headers for the test extension examples/pybindext.
-    "$TOOLS_VENV/bin/pip" install -q --disable-pip-version-check "maturin>=1.5,<2" pytest pytest-xdist pybind11
+    # pybind11: headers for the test extension examples/pybindext. ziglang, cargo-zigbuild:
+    # the manylinux2014 wheel's linker; build, auditwheel: the packaging tests.
+    "$TOOLS_VENV/bin/pip" install -q --disable-pip-version-check "maturin>=1.5,<2" pytest pytest-xdist pybind11 \
+        ziglang cargo-zigbuild build auditwheel
 }
 
-# Builds the crashcatch wheel into build/wheels and prints its path. The wheel carries the
-# dump helper (crashcatch-dump) and the symbolizer inside the package, next to the extension,
-# and the debugger commands (gdb-scripts/) in crashcatch/_debugger/.
+# Builds the crashcatch wheel into build/wheels and prints its path: `pip wheel .`, the
+# same PEP 517 build as `pip install .` (tools/pep517/crashcatch_build.py: the extension,
+# plus the dump helper, the symbolizer and the debugger commands inside the package), for
+# manylinux2014 (glibc >= 2.17, linked by zig).
 build_wheel() {
-    step "building the crashcatch wheel (release)" >&2
-    (cd "$REPO" && cargo build --release -p crashcatch-dumper -p crashcatch-symbolizer >&2)
-    mkdir -p "$REPO/collector/python/crashcatch/_bin"
-    install -s -m 755 "$REPO/target/release/crashcatch-dump" "$REPO/target/release/crashcatch-symbolize" \
-        "$REPO/collector/python/crashcatch/_bin/"
-    # The debugger commands: gdb-scripts/ is their one copy in git.
-    rm -rf "$REPO/collector/python/crashcatch/_debugger"
-    mkdir -p "$REPO/collector/python/crashcatch/_debugger"
-    cp "$REPO"/gdb-scripts/*.py "$REPO"/gdb-scripts/README.md "$REPO/collector/python/crashcatch/_debugger/"
+    step "building the crashcatch wheel (release, manylinux2014)" >&2
     rm -rf "$BUILD/wheels"
-    (cd "$REPO/collector" && "$TOOLS_VENV/bin/maturin" build --release -o "$BUILD/wheels" >&2)
+    (cd "$REPO" && CRASHCATCH_MANYLINUX=2014 "$TOOLS_VENV/bin/pip" wheel -q --disable-pip-version-check \
+        --no-build-isolation --no-deps -w "$BUILD/wheels" . >&2)
     ls "$BUILD"/wheels/crashcatch-*.whl
 }

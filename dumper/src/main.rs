@@ -481,7 +481,7 @@ fn dump_path(req: &Request, pid: i32) -> Result<PathBuf, DumpError> {
             .map_err(|e| DumpError::Dir(dir.clone(), e))?;
     }
     let prog = sanitize(field_str(&req.prog_name));
-    Ok(dir.join(format!("{prog}-{pid}-{}.dmp", utc_stamp(req.time_ns))))
+    Ok(dir.join(format!("{prog}-{pid}-{}.dmp", handoff::utc_stamp(req.time_ns))))
 }
 
 fn sanitize(name: &str) -> String {
@@ -492,28 +492,6 @@ fn sanitize(name: &str) -> String {
     } else {
         s
     }
-}
-
-/// `YYYYmmddTHHMMSS.mmmZ` from Unix nanoseconds (civil-from-days, no time crate needed).
-fn utc_stamp(ns: u64) -> String {
-    let secs = ns / 1_000_000_000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}.{:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        (ns / 1_000_000) % 1000
-    )
 }
 
 /// The crashing thread's signal context, as minidump-writer wants it.
@@ -569,13 +547,6 @@ fn crash_context(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_stamps() {
-        assert_eq!(utc_stamp(0), "19700101T000000.000Z");
-        // 2026-11-26 19:35:57.123 UTC
-        assert_eq!(utc_stamp(1_795_721_757_123_000_000), "20261126T193557.123Z");
-    }
 
     #[test]
     fn program_names_are_safe_file_names() {

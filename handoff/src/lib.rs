@@ -262,9 +262,39 @@ pub fn set_field(field: &mut [u8], s: &[u8]) -> bool {
     n == s.len()
 }
 
+/// `YYYYmmddTHHMMSS.mmmZ` from Unix nanoseconds: the time in a dump's file name (the
+/// helper names them; `crashcatch list` shows it) (civil-from-days, no time crate needed).
+pub fn utc_stamp(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}.{:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60,
+        (ns / 1_000_000) % 1000
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(utc_stamp(0), "19700101T000000.000Z");
+        // 2026-11-26 19:35:57.123 UTC
+        assert_eq!(utc_stamp(1_795_721_757_123_000_000), "20261126T193557.123Z");
+    }
 
     #[test]
     fn round_trip_through_bytes() {

@@ -18,6 +18,7 @@ pub mod elf;
 pub mod from_core;
 pub mod from_live;
 pub mod link_map;
+pub mod list;
 pub mod memory;
 pub mod merge;
 pub mod native;

@@ -1,13 +1,21 @@
-//! `crashcatch-symbolize`: the engine behind `crashcatch symbolize` (the `crashcatch`
-//! command runs it from the installed package).
+//! `crashcatch-symbolize`: the engine behind `crashcatch symbolize`, `core` and `list` (the
+//! `crashcatch` command runs it from the installed package). Its command line describes every
+//! `crashcatch` command, those the Python front runs itself too, so that `crashcatch --help`
+//! and the shell completions (`crashcatch completion SHELL`) cover them all.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use symbolizer::{render, terminal, Crash, Options};
+use symbolizer::{list, render, terminal, Crash, Options};
 
 #[derive(Parser)]
-#[command(name = "crashcatch", bin_name = "crashcatch", about = "Read crashcatch minidumps and core files")]
+#[command(
+    name = "crashcatch",
+    bin_name = "crashcatch",
+    about = "Crash reports for Python processes: run programs with crashcatch, read its minidumps and core files",
+    after_help = "`python -m crashcatch ...` is the same, without the console script."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -15,6 +23,28 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a Python script (or `-m MODULE`) with crashcatch enabled, and in the Python
+    /// processes it starts.
+    Run {
+        /// Run TARGET as a module.
+        #[arg(short = 'm')]
+        module: bool,
+        /// The script's path, or the module's name with -m.
+        target: String,
+        /// The script's arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// The dumps in the crash directory, newest first: time, program, pid, signal, size, and
+    /// the crash signature (the crashing thread's innermost Python and native frame).
+    List {
+        /// The crash directory (default: the one enable() uses, $CRASHCATCH_DUMP_DIR or
+        /// $XDG_CACHE_HOME/crashcatch/dumps).
+        dir: Option<PathBuf>,
+        /// Machine-readable output (schema "crashcatch-list/1").
+        #[arg(long)]
+        json: bool,
+    },
     /// Show what happened and every thread's stack, crashing thread first.
     Symbolize {
         /// The minidump (see `crashcatch: minidump written to …` in the report), or an ELF
@@ -25,10 +55,10 @@ enum Command {
         /// $XDG_CACHE_HOME/crashcatch/dumps).
         #[arg(long, conflicts_with = "dump")]
         last: bool,
-        /// A running process instead of a dump: with --nonblocking, read where it is without
-        /// stopping it. (`crashcatch symbolize --pid PID` without --nonblocking dumps the
-        /// process first, stopping its threads for a moment.)
-        #[arg(long, value_name = "PID", conflicts_with_all = ["dump", "last"], requires = "nonblocking")]
+        /// A running process instead of a dump: `crashcatch symbolize --pid PID` dumps it
+        /// first (its threads stopped for a moment; it goes on running) and reads that; with
+        /// --nonblocking, reads it where it is without stopping it.
+        #[arg(long, value_name = "PID", conflicts_with_all = ["dump", "last"])]
         pid: Option<i32>,
         /// With --pid: read the process's memory while it runs (no ptrace; works even when a
         /// debugger is attached). A thread blocked in a system call gets its Python and
@@ -74,6 +104,37 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
     },
+    /// Write a minidump of a running Python process from outside (it goes on running).
+    Dump {
+        /// The process to dump.
+        pid: u32,
+        /// The dump's path (default: PROGRAM-PID-TIME.dmp in the current directory).
+        #[arg(short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// gdb with crashcatch's commands loaded (py-bt, cc-bt, ...); every argument goes to gdb.
+    Gdb {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// lldb with crashcatch's commands loaded (the newest lldb with Python, or
+    /// $CRASHCATCH_LLDB); every argument goes to lldb.
+    Lldb {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Print the path of crashcatch's gdb commands (for `(gdb) source PATH`).
+    DebuggerScripts {
+        /// The gdb commands (the default).
+        #[arg(long, conflicts_with = "lldb")]
+        gdb: bool,
+        /// The lldb plugin instead (for `command script import PATH`).
+        #[arg(long)]
+        lldb: bool,
+    },
+    /// Print a shell completion script for every crashcatch command, e.g.
+    /// `crashcatch completion bash > ~/.local/share/bash-completion/completions/crashcatch`.
+    Completion { shell: clap_complete::Shell },
     /// The helper process of crashcatch's gdb commands (gdb-scripts/): speaks a line
     /// protocol on stdin/stdout, not for people.
     #[command(hide = true)]
@@ -120,27 +181,36 @@ fn main() {
     let (dump, last, pid, json, python_only, native_all, symbols_path, sysroot, layout_table) =
         match cli.command {
             Command::DebuggerHelper => return symbolizer::debugger::serve(),
+            Command::Symbolize { pid: Some(_), nonblocking: false, .. } => python_front("symbolize --pid"),
             Command::Symbolize {
                 dump,
                 last,
                 pid,
-                nonblocking: _,
                 json,
                 python_only,
                 native_all,
                 symbols_path,
                 sysroot,
                 layout_table,
+                ..
             } => (dump, last, pid, json, python_only, native_all, symbols_path, sysroot, layout_table),
             Command::Core { dump, output } => write_core(&dump, &output),
+            Command::List { dir, json } => list_dumps(dir, json),
+            Command::Completion { shell } => {
+                clap_complete::generate(shell, &mut Cli::command(), "crashcatch", &mut std::io::stdout());
+                return;
+            }
+            Command::Run { .. } => python_front("run"),
+            Command::Dump { .. } => python_front("dump"),
+            Command::Gdb { .. } => python_front("gdb"),
+            Command::Lldb { .. } => python_front("lldb"),
+            Command::DebuggerScripts { .. } => python_front("debugger-scripts"),
         };
     let path = match (dump, last, pid) {
         (_, _, Some(pid)) => PathBuf::from(format!("/proc/{pid}")),
         (Some(p), _, _) => p,
         (None, true, _) => newest_dump().unwrap_or_else(|e| fail(&e)),
-        (None, false, _) => {
-            fail("give a dump file, or --last for the newest one, or --pid PID --nonblocking")
-        }
+        (None, false, _) => fail("give a dump file, or --last for the newest one, or --pid PID"),
     };
     let layout_table = layout_table.map(|p| {
         std::fs::read_to_string(&p)
@@ -182,6 +252,23 @@ fn main() {
             ));
         }
     }
+}
+
+/// The commands the Python package's `crashcatch` runs itself (they need the interpreter
+/// or the package's files); this program only describes them.
+fn python_front(command: &str) -> ! {
+    fail(&format!("`{command}` is run by the `crashcatch` command of the Python package (or `python -m crashcatch`), not by this program"))
+}
+
+fn list_dumps(dir: Option<PathBuf>, json: bool) -> ! {
+    let dir = dir.unwrap_or_else(dump_dir);
+    let listed = list::list(&dir).unwrap_or_else(|e| fail(&e.to_string()));
+    if json {
+        println!("{}", terminal::json_text(&list::json(&listed)));
+    } else {
+        print!("{}", list::text(&dir, &listed));
+    }
+    std::process::exit(0);
 }
 
 fn write_core(dump: &std::path::Path, output: &std::path::Path) -> ! {

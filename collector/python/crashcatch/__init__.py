@@ -24,6 +24,7 @@ __all__ = [
 ]
 
 import os as _os
+import re as _re
 
 # faulthandler keeps a reference to the file objects it will write to, so that their file
 # descriptors stay open; so do we, per use. The native functions resolve `file` exactly as
@@ -52,6 +53,12 @@ _DIR_SIZE_FACTOR = 20
 # handoff::EnvironMode
 _ENVIRON_MODES = {"redact": 0, True: 1, False: 2}
 _dumps_configured = False
+_dump_dir_in_use = None
+_minidumps_on = False
+# enable() leaves this many of crashcatch's dumps in the dump directory (0: no limit).
+_DEFAULT_MAX_DUMPS = 50
+# The names the dump helper gives the dumps it writes into the dump directory.
+_DUMP_NAME = _re.compile(r"-[0-9]+-([0-9]{8}T[0-9]{6}\.[0-9]{3}Z)\.dmp\Z")
 
 
 def default_dump_dir():
@@ -82,10 +89,39 @@ def _size(name, value):
     return value
 
 
+def _count(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a number >= 0 (0: no limit), not {value!r}")
+    return value
+
+
+def _remove_old_dumps(directory, keep):
+    """Removes all but the `keep` newest of crashcatch's dumps in `directory` (by the time in
+    their names; 0: none removed). Other files, and links, are left alone; a file another
+    process removed first is no error."""
+    if not keep:
+        return
+    try:
+        entries = list(_os.scandir(directory))
+    except OSError:
+        return
+    dumps = []
+    for entry in entries:
+        found = _DUMP_NAME.search(entry.name)
+        if found and found.start() > 0 and entry.is_file(follow_symlinks=False):
+            dumps.append((found.group(1), entry.name, entry.path))
+    dumps.sort(reverse=True)
+    for _, _, path in dumps[keep:]:
+        try:
+            _os.remove(path)
+        except OSError:
+            pass
+
+
 def _configure_dumps(minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TIMEOUT, dump_environ="redact",
                      redact_environ=(), max_dump_size=_DEFAULT_MAX_DUMP_SIZE, max_dump_dir_size=None,
                      live_dump_interval=_DEFAULT_LIVE_DUMP_INTERVAL, dump_locals=False):
-    global _dumps_configured
+    global _dumps_configured, _dump_dir_in_use, _minidumps_on
     environ_mode = _environ_mode(dump_environ)
     if isinstance(redact_environ, (str, bytes)):
         raise ValueError("redact_environ must be a list of name patterns, not one string")
@@ -112,12 +148,13 @@ def _configure_dumps(minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TI
     _native.note_thread_names([(t.native_id, t.name) for t in _threading.enumerate()
                                if getattr(t, "native_id", None)])
     _dumps_configured = True
+    _dump_dir_in_use, _minidumps_on = directory, bool(minidump)
 
 
 def enable(file=None, all_threads=True, c_stack=True, *, max_threads=_MAX_THREADS,
            minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TIMEOUT, dump_environ="redact",
            redact_environ=(), max_dump_size=_DEFAULT_MAX_DUMP_SIZE, max_dump_dir_size=None,
-           live_dump_interval=_DEFAULT_LIVE_DUMP_INTERVAL, dump_locals=False):
+           live_dump_interval=_DEFAULT_LIVE_DUMP_INTERVAL, dump_locals=False, max_dumps=_DEFAULT_MAX_DUMPS):
     """Report fatal signals (SIGSEGV, SIGFPE, SIGABRT, SIGBUS, SIGILL) to ``file``
     (default: sys.stderr).
 
@@ -138,9 +175,16 @@ def enable(file=None, all_threads=True, c_stack=True, *, max_threads=_MAX_THREAD
     dumps take more (default: 20 * max_dump_size, 0: no limit).
     ``live_dump_interval``: live dumps (register(), dump_traceback_later()) are written at
     most once per this many seconds (0: no limit); write_minidump() is not limited.
+    ``max_dumps``: enable() removes the oldest of crashcatch's dumps in ``dump_dir`` so that
+    the ``max_dumps`` newest are left (default 50, 0: no limit). Only files named as
+    crashcatch names them (PROGRAM-PID-YYYYmmddTHHMMSS.mmmZ.dmp) are counted or removed;
+    nothing is removed when the process crashes.
     """
+    max_dumps = _count("max_dumps", max_dumps)
     _configure_dumps(minidump, dump_dir, dump_timeout, dump_environ, redact_environ, max_dump_size,
                      max_dump_dir_size, live_dump_interval, dump_locals)
+    if _minidumps_on:
+        _remove_old_dumps(_dump_dir_in_use, max_dumps)
     _files["fatal"] = _native.enable(file, bool(all_threads), bool(c_stack), max_threads)
     _hook_thread_start()
 

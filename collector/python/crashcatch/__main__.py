@@ -14,6 +14,9 @@
     crashcatch dump PID [-o FILE]        write a minidump of a running Python process from
                                          outside (it goes on running)
     crashcatch core DUMP -o FILE         write a minidump as an ELF core file for gdb
+    crashcatch list [DIR] [--json]       the dumps in the crash directory, newest first, with
+                                         their crash signatures
+    crashcatch completion SHELL          a completion script for bash, zsh, fish, ...
     crashcatch gdb ARGS...               gdb with crashcatch's commands loaded (py-bt, cc-bt, ...);
                                          every argument goes to gdb
     crashcatch lldb ARGS...              lldb with crashcatch's commands loaded (the newest
@@ -21,6 +24,8 @@
     crashcatch debugger-scripts [--lldb] the path of the gdb commands, for `(gdb) source PATH`
                                          (--lldb: of the lldb plugin, for `command script import`)
     python -m crashcatch ...             the same, without the console script
+
+`crashcatch --help` (answered by the native program) lists them all.
 """
 import argparse
 import glob
@@ -31,8 +36,6 @@ import runpy
 import shutil
 import sys
 
-# Commands the native program shipped in this package runs.
-_NATIVE_COMMANDS = ("symbolize", "core")
 _SYMBOLIZER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "crashcatch-symbolize")
 _DUMPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bin", "crashcatch-dump")
 # gdb-scripts/ of the source tree, copied here when the wheel is built.
@@ -174,9 +177,15 @@ def _enable_in_children():
     os.environ["CRASHCATCH_RUN_CHILDREN"] = "1"
 
 
-def _run(args):
+def _run(argv):
     import crashcatch
 
+    parser = argparse.ArgumentParser(prog="crashcatch run",
+                                     description="Run a script or module with crashcatch enabled.")
+    parser.add_argument("-m", dest="module", action="store_true", help="run TARGET as a module")
+    parser.add_argument("target", help="script path, or module name with -m")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
+    args = parser.parse_args(argv)
     # sys.argv first: enable() names the dumps after sys.argv[0], the program being run
     # (not `crashcatch` or `__main__.py`).
     sys.argv = [args.target, *args.args]
@@ -189,52 +198,32 @@ def _run(args):
     return 0
 
 
+def _debugger_scripts(flags):
+    if flags not in ([], ["--gdb"], ["--lldb"]):
+        print("usage: crashcatch debugger-scripts [--gdb | --lldb]", file=sys.stderr)
+        return 2
+    script = _debugger_script("lldb" if flags == ["--lldb"] else "gdb")
+    if script is None:
+        return 2
+    print(script)
+    return 0
+
+
+# The commands run here, in Python; the native program runs the others (symbolize, core,
+# list, completion) and answers --help for all of them: its command line describes every
+# command, so `crashcatch --help` and `crashcatch completion SHELL` cover these too.
+_PYTHON_COMMANDS = {"run": _run, "dump": _dump, "gdb": _gdb, "lldb": _lldb, "debugger-scripts": _debugger_scripts}
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["symbolize"] and "--pid" in argv and "--nonblocking" not in argv:
         return _symbolize_pid(argv[1:])
-    if argv[:1] == ["dump"]:
-        return _dump(argv[1:])
-    if argv and argv[0] in _NATIVE_COMMANDS:
-        # The symbolizer is a native program shipped in this package.
-        if not _native_program(_SYMBOLIZER):
-            return 2
-        os.execv(_SYMBOLIZER, ["crashcatch", *argv])
-    if argv and argv[0] == "gdb":
-        return _gdb(argv[1:])
-    if argv and argv[0] == "lldb":
-        return _lldb(argv[1:])
-    if argv and argv[0] == "debugger-scripts":
-        flags = argv[1:]
-        if flags not in ([], ["--gdb"], ["--lldb"]):
-            print("usage: crashcatch debugger-scripts [--gdb | --lldb]", file=sys.stderr)
-            return 2
-        script = _debugger_script("lldb" if flags == ["--lldb"] else "gdb")
-        if script is None:
-            return 2
-        print(script)
-        return 0
-    parser = argparse.ArgumentParser(prog="crashcatch", description="Crash reports for Python processes.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("symbolize", help="read a minidump (crashcatch symbolize --help)")
-    commands.add_parser("dump", help="write a minidump of a running Python process (crashcatch dump --help)")
-    commands.add_parser("core", help="write a minidump as an ELF core file for gdb (crashcatch core --help)")
-    commands.add_parser("gdb", help="gdb with crashcatch's commands (py-bt, cc-bt, ...); arguments go to gdb")
-    commands.add_parser("lldb", help="lldb with crashcatch's commands (py-bt, cc-bt, ...); arguments go to lldb")
-    commands.add_parser(
-        "debugger-scripts",
-        help="print the path of crashcatch's gdb commands (for `source`); --lldb: the lldb plugin's "
-        "(for `command script import`)",
-    )
-    run = commands.add_parser("run", help="run a script or module with crashcatch enabled")
-    run.add_argument("-m", dest="module", action="store_true", help="run TARGET as a module")
-    run.add_argument("target", help="script path, or module name with -m")
-    run.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
-    args = parser.parse_args(argv)
-    if args.command == "run":
-        return _run(args)
-    parser.error(f"unknown command {args.command}")
-    return 2
+    if argv and argv[0] in _PYTHON_COMMANDS:
+        return _PYTHON_COMMANDS[argv[0]](argv[1:])
+    if not _native_program(_SYMBOLIZER):
+        return 2
+    os.execv(_SYMBOLIZER, ["crashcatch", *argv])
 
 
 if __name__ == "__main__":
