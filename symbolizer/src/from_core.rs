@@ -174,7 +174,10 @@ pub fn load(path: &Path, bytes: &[u8], options: &Options) -> Result<Crash, LoadE
     notes.extend(cut);
     let stacks_of_threads = thread_stacks(&space, &registers, &natives);
     let on_c_stack = |addr: u64| stacks_of_threads.iter().any(|&(lo, hi)| addr >= lo && addr < hi);
-    let state = python_state(&mem, &target, &symbol, &on_c_stack, options);
+    let mut state = python_state(&mem, &target, &symbol, &on_c_stack, options);
+    if let Some(m) = &python_module {
+        state.complete_version(&m.data);
+    }
     let version = state.version.clone();
     // ≤3.10 names a thread state's thread by pthread_t: its fs_base.
     let threads: Vec<Thread> = core
@@ -309,6 +312,18 @@ pub(crate) fn python_state(
 }
 
 impl PythonState {
+    /// "3.X" made "3.X.Y" from the version string in the interpreter's file `data` (≤3.10
+    /// has no `Py_Version`).
+    pub(crate) fn complete_version(&mut self, data: &[u8]) {
+        if self.version.matches('.').count() != 1 {
+            return;
+        }
+        let minor = self.version.strip_prefix("3.").and_then(|m| m.parse().ok());
+        if let Some(micro) = minor.and_then(|m| modfiles::micro_version_in(data, m)) {
+            self.version = format!("{}.{micro}", self.version);
+        }
+    }
+
     /// The Python stack of OS thread `tid`, whose pthread_t is `pthread` when known
     /// (≤3.10 thread states record only that).
     pub(crate) fn stack_of(&self, tid: u32, pthread: Option<u64>) -> Option<PyThreadStack> {

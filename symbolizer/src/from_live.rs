@@ -287,13 +287,7 @@ pub fn load(pid: i32, options: &Options) -> Result<Crash, LiveError> {
     let stacks_of_threads = thread_stacks(&space, &registers, &natives);
     let on_c_stack = |addr: u64| stacks_of_threads.iter().any(|&(lo, hi)| addr >= lo && addr < hi);
     let mut state = python_state(&mem, &target, &symbol, &on_c_stack, options);
-    if state.version.matches('.').count() == 1 {
-        // ≤3.10 has no Py_Version: the version string in the interpreter's file.
-        let minor = state.version.strip_prefix("3.").and_then(|m| m.parse().ok());
-        if let Some(micro) = minor.and_then(|m| modfiles::micro_version_in(&python_module.data, m)) {
-            state.version = format!("{}.{micro}", state.version);
-        }
-    }
+    state.complete_version(&python_module.data);
     // ≤3.10 thread states record the thread's pthread_t, which glibc's struct pthread
     // (at that address) says the OS id of.
     let pthread_tids: Vec<(u64, u32)> = state
