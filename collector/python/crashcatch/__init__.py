@@ -139,6 +139,9 @@ def _configure_dumps(minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TI
         except OSError:
             pass  # the helper retries, and its report line says why if it cannot
     prog = _os.path.basename(_sys.argv[0]) if _sys.argv and _sys.argv[0] not in ("", "-c", "-m") else ""
+    if prog == "__main__.py":
+        # `python -m pytest`: name the dumps after the package run (pytest), not its __main__.py.
+        prog = _os.path.basename(_os.path.dirname(_sys.argv[0]))
     prog = prog or _os.path.basename(_sys.executable) or "python"
     _native.set_live_dump_interval(float(live_dump_interval))
     _native.configure_minidumps(bool(minidump), directory, _HELPER, float(dump_timeout), prog,
