@@ -217,6 +217,11 @@ def test_a_truncated_compressed_core_is_an_error_after_what_it_held(interp, suff
     out = symbolize(interp, packed_path)
     assert out.returncode == 2 and "panicked" not in out.stderr, (out.stdout, out.stderr)
     tool = {"zst": "zstd"}.get(suffix, suffix)
+    if suffix == "zst" and not out.stdout:
+        # ruzstd hands out nothing of a frame's last window (2-8 MiB) before the frame ends:
+        # a cut inside the first window leaves nothing to print, only the message.
+        assert f"cannot decompress it: {tool}: " in out.stderr and f"`{tool} -t`" in out.stderr, out.stderr
+        return
     assert f"the {tool}-compressed file is truncated or damaged after" in out.stderr, out.stderr
     # What it held up to the cut: the core's headers and notes at least.
     assert out.stdout.startswith("Process crashed with SIGSEGV"), out.stdout

@@ -22,7 +22,9 @@ cargo test --workspace --release
 WHEEL=$(build_wheel)
 
 step "building the test tools"
-cargo build --release -p dumpcheck
+# dumpcheck, and the two programs at target/release for the tests that run them from
+# outside any interpreter's venv (the wheel's copies are built for manylinux2014 apart).
+cargo build --release -p dumpcheck -p crashcatch-dumper -p crashcatch-symbolizer
 
 step "preparing every interpreter (venv + wheel + buggyext)"
 "$TOOLS_VENV/bin/python" tests/prepare_envs.py "$WHEEL"
