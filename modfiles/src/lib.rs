@@ -102,7 +102,7 @@ pub fn open_as_seen_by(pid: Option<i32>, path: &str, start: u64) -> Option<memma
 }
 
 /// `/proc/PID/map_files/START-END` for the mapping that starts at `start`.
-fn map_files_entry(pid: i32, start: u64) -> Option<PathBuf> {
+pub fn map_files_entry(pid: i32, start: u64) -> Option<PathBuf> {
     let prefix = format!("{start:x}-");
     let entries = std::fs::read_dir(format!("/proc/{pid}/map_files")).ok()?;
     entries.flatten().find(|e| e.file_name().to_string_lossy().starts_with(&prefix)).map(|e| e.path())

@@ -75,16 +75,10 @@ pub struct LoadedModule {
 fn process_mapped_file(sysroot: &Path, base: u64) -> Option<PathBuf> {
     let proc_dir = sysroot.strip_prefix("/proc").ok()?;
     let (pid, rest) = proc_dir.to_str()?.split_once('/')?;
-    if rest.trim_end_matches('/') != "root" || !pid.bytes().all(|b| b.is_ascii_digit()) {
+    if rest.trim_end_matches('/') != "root" {
         return None;
     }
-    let dir = PathBuf::from(format!("/proc/{pid}/map_files"));
-    let prefix = format!("{base:x}-");
-    let entry = std::fs::read_dir(&dir)
-        .ok()?
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))?;
-    Some(entry.path())
+    modfiles::map_files_entry(pid.parse().ok()?, base)
 }
 
 impl ModuleFile {
