@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Builds (once) a Debian sid chroot holding the distro's stripped CPython 3.13/3.14/3.15,
 # their test suites (for test_faulthandler), C and C++ compilers for the test extensions,
-# and the debuggers (gdb, lldb-22) the debugger tests run inside the chroot.
+# the debuggers (gdb, lldb-22) the debugger tests run inside the chroot, and strace for the
+# tests that check which files the symbolizer opens.
 # Usage: tools/setup-sid-chroot.sh DIR        (idempotent; ~30-60 s the first time)
 set -euo pipefail
 dir=${1:?usage: setup-sid-chroot.sh DIR}
 stamp="$dir/.crashcatch-ready"
 versions="3.13 3.14 3.15"
 # lldb-22: the first lldb with scripted frame providers (python3-lldb-NN conflict: one only).
-pkgs="gcc,g++,libc6-dev,gdb,lldb-22,python3-lldb-22"
+pkgs="gcc,g++,libc6-dev,gdb,strace,lldb-22,python3-lldb-22"
 for v in $versions; do
     pkgs="$pkgs,python$v,python$v-dev,python$v-venv,libpython$v-testsuite"
 done
