@@ -168,6 +168,7 @@ layout_struct! {
     code_nlocals = "code.nlocals",
     // Instance attributes (objects::instance_attr, dict.rs split tables).
     type_tp_basicsize = "type.tp_basicsize",
+    type_tp_itemsize = "type.tp_itemsize",
     type_tp_dictoffset = "type.tp_dictoffset",
     heaptype_ht_cached_keys = "heaptype.ht_cached_keys",
     type_managed_dict_flag = "type.managed_dict_flag",

@@ -201,6 +201,7 @@ int main(void) {
      * dict or a values array before the object (the pre-header); 3.13+: values inline
      * after tp_basicsize. Split tables take their keys from the type's ht_cached_keys. */
     OFF("type.tp_basicsize", PyTypeObject, tp_basicsize);
+    OFF("type.tp_itemsize", PyTypeObject, tp_itemsize);
     OFF("type.tp_dictoffset", PyTypeObject, tp_dictoffset);
     OFF("heaptype.ht_cached_keys", PyHeapTypeObject, ht_cached_keys);
 #ifdef Py_TPFLAGS_MANAGED_DICT

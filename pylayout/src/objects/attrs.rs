@@ -1,7 +1,8 @@
 //! Attributes of instances (`obj.name` without running Python): where CPython keeps an
 //! instance's attributes depends on the version and the type.
 //!
-//! * a dict at `tp_dictoffset` (every version; the only way up to 3.10, and modules);
+//! * a dict at `tp_dictoffset` (every version; the only way up to 3.10, and modules), counted
+//!   from the object's end when negative (subclasses of int, tuple, bytes up to 3.11);
 //! * 3.11/3.12 `Py_TPFLAGS_MANAGED_DICT`: a dict pointer before the object (the pre-header);
 //!   while no dict object exists, a values array (3.11: its own word, 3.12: the same word
 //!   odd: the values' address - 1) whose keys are the type's `ht_cached_keys`;
@@ -54,12 +55,30 @@ fn attrs_of(mem: &dyn Memory, layout: &Layout, obj: u64) -> Option<Attrs> {
         let values = mem.read_u64(obj.checked_sub(u64::from(layout.object_values_before?))?)?;
         return (values != 0).then_some(Attrs::Split { keys: cached_keys()?, values });
     }
-    // tp_dictoffset < 0 (counted from the end of a variable-size object) is not followed.
     let offset = mem.ptr_at(ty, layout.type_tp_dictoffset?)? as i64;
-    if offset <= 0 || offset > 1 << 20 {
-        return None;
-    }
-    mem.ptr_at(obj, offset as u32).filter(|&d| d != 0).map(Attrs::Dict)
+    let at = match offset {
+        1..=MAX_OFFSET => obj.checked_add(offset as u64)?,
+        MIN_OFFSET..=-1 => {
+            obj.checked_add(var_size(mem, layout, ty, obj)?)?.checked_sub(offset.unsigned_abs())?
+        }
+        _ => return None,
+    };
+    mem.read_u64(at).filter(|&d| d != 0).map(Attrs::Dict)
+}
+
+/// A dict offset beyond these is not a real type's (a torn or foreign read).
+const MAX_OFFSET: i64 = 1 << 20;
+const MIN_OFFSET: i64 = -MAX_OFFSET;
+
+/// The allocated size of the variable-size object at `obj`, as CPython computes it to find
+/// a negative `tp_dictoffset` (counted from the end: subclasses of int, tuple, bytes up to
+/// 3.11; 3.12+ gives them managed dicts): basicsize + |ob_size| * itemsize, word-aligned.
+fn var_size(mem: &dyn Memory, layout: &Layout, ty: u64, obj: u64) -> Option<u64> {
+    let items = (mem.read_u64(obj.checked_add(u64::from(layout.varobject_ob_size?))?)? as i64).unsigned_abs();
+    let basic = mem.ptr_at(ty, layout.type_tp_basicsize?)?;
+    let itemsize = mem.ptr_at(ty, layout.type_tp_itemsize?)?;
+    let size = basic.checked_add(items.checked_mul(itemsize)?)?;
+    (size <= 1 << 32).then_some((size + 7) & !7)
 }
 
 /// The value under the str key `name` in the dict at `d` (combined or split table).

@@ -520,10 +520,34 @@ fn instance_attributes_through_tp_dictoffset() {
     m.put(obj, &[1, ty, dict, 0]);
     assert_eq!(instance_attr(&m, &l, &T, obj, "_active"), Some(value));
     assert_eq!(instance_attr(&m, &l, &T, obj, "_limbo"), None);
-    // A negative (from the end) or absurd offset is not followed.
-    for off in [(-8i64) as u64, 1 << 40] {
+    // An absurd offset is not followed.
+    for off in [1 << 40, (-(1i64 << 40)) as u64] {
         put_heap_type(&mut m, &l, ty, 0, 32, off, 0);
         assert_eq!(instance_attr(&m, &l, &T, obj, "_active"), None);
+    }
+}
+
+#[test]
+fn instance_attributes_counted_from_the_end() {
+    // Subclasses of tuple, int, bytes up to 3.11 (checked against real interpreters):
+    // tp_dictoffset -8, the dict in the last word of basicsize + |ob_size| * itemsize,
+    // rounded up to a word (a negative int's ob_size counts its digits too).
+    for (items, itemsize) in [(3u64, 8u64), (0, 8), (5, 4), ((-2i64) as u64, 4), (10, 1)] {
+        let (mut m, l) = fake_for(11);
+        let (ty, keys, obj, dict, name, value) =
+            (0xb0_0000, 0xb1_0000, 0xb2_0000, 0xb3_0000, 0xb4_0000, 0xb5_0000);
+        m.put_ascii(&l, name, "_active");
+        put_unicode_keys(&mut m, &l, keys, 1, &[(name, value)]);
+        put_dict(&mut m, &l, dict, 1, keys, 0);
+        put_heap_type(&mut m, &l, ty, 0, 32, (-8i64) as u64, 0);
+        m.put(ty + l.type_tp_itemsize.unwrap() as u64, &[itemsize]);
+        let size = (32 + (items as i64).unsigned_abs() * itemsize + 7) & !7;
+        let mut words = vec![0u64; (size / 8) as usize];
+        words[1] = ty;
+        words[(l.varobject_ob_size.unwrap() / 8) as usize] = items;
+        *words.last_mut().unwrap() = dict;
+        m.put(obj, &words);
+        assert_eq!(instance_attr(&m, &l, &T, obj, "_active"), Some(value), "{items} items of {itemsize}");
     }
 }
 
