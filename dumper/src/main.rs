@@ -138,7 +138,7 @@ fn run() -> Result<PathBuf, DumpError> {
     let addr = u64::from_str_radix(arg.trim_start_matches("0x"), 16).map_err(|_| DumpError::Usage)?;
     // SAFETY: getppid has no preconditions.
     let pid = unsafe { libc::getppid() };
-    let mem = ProcessMemory { pid };
+    let mem = ProcessMemory::new(pid);
     let mut raw = vec![0u8; std::mem::size_of::<Request>()];
     if !mem.read(addr, &mut raw) {
         return Err(DumpError::NoRequest(pid, std::io::Error::last_os_error().to_string()));
@@ -156,7 +156,7 @@ fn write_dump(
     started: std::time::Instant,
 ) -> Result<(PathBuf, std::time::Duration), DumpError> {
     let req = *req;
-    let mem = ProcessMemory { pid };
+    let mem = ProcessMemory::new(pid);
     let path = dump_path(&req, pid)?;
     // What output::publish would refuse at the end, refused before the work.
     if path.symlink_metadata().is_ok() {
@@ -213,6 +213,9 @@ fn write_dump(
     }
 
     let mut meta = metadata::build(&req, pid, &mem, layout.as_ref(), types, &py_threads);
+    // The reads the walk and the metadata took (procmem.rs's page cache), for the tests and
+    // benchmarks: a few per thread, not one per field.
+    meta["process_reads"] = json!(mem.syscalls());
     if walk_truncated {
         // The runtime's lists were cyclic or longer than pymem's caps.
         meta["python_walk_truncated"] = json!(true);
@@ -521,7 +524,7 @@ fn crash_context(
     // dump. Start the copied stack at the first readable page above it instead; the real
     // rsp goes back into the dump's context afterwards (context.rs).
     let sp = context.uc_mcontext.gregs[libc::REG_RSP as usize] as u64;
-    let mem = ProcessMemory { pid };
+    let mem = ProcessMemory::new(pid);
     let mut adjusted = None;
     if !mem.read(sp, &mut [0u8; 8]) {
         let first_page = (sp & !0xfff) + 0x1000;
