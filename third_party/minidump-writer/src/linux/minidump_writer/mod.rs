@@ -363,12 +363,19 @@ impl MinidumpWriter {
         let dirent = self.write_thread_list_stream(buffer)?;
         dir_section.write_to_file(buffer, Some(dirent))?;
 
-        let dirent = self.write_mappings(buffer)?;
-        dir_section.write_to_file(buffer, Some(dirent))?;
-
         self.write_app_memory(buffer)
             .map_err(WriterError::SectionAppMemoryError)?;
         dir_section.write_to_file(buffer, None)?;
+
+        // crashcatch patch: the registers, stacks and application memory are copied; the
+        // rest (modules, /proc files, thread names) does not need the threads stopped.
+        // Only without the process stop: a group-stopped process would stay stopped anyway.
+        if !self.stop_process {
+            self.resume_threads(error_graph::strategy::DontCare);
+        }
+
+        let dirent = self.write_mappings(buffer)?;
+        dir_section.write_to_file(buffer, Some(dirent))?;
 
         let dirent = self.write_memory_list_stream(buffer)?;
         dir_section.write_to_file(buffer, Some(dirent))?;
@@ -537,6 +544,12 @@ impl MinidumpWriter {
         process_inspector
             .suspend_thread(tid)
             .map_err(WriterError::SuspendThreadFailed)?;
+        Self::check_suspended(process_inspector, tid)
+    }
+
+    /// What `suspend_thread` checks once the thread is stopped (crashcatch patch: split out
+    /// for `suspend_threads`, which interrupts every thread before waiting for any).
+    fn check_suspended(process_inspector: &ProcessInspector, tid: Pid) -> Result<(), WriterError> {
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         {
             // On x86, the stack pointer is NULL or -1, when executing trusted code in
@@ -582,15 +595,43 @@ impl MinidumpWriter {
         // If the thread either disappeared before we could attach to it, or if
         // it was part of the seccomp sandbox's trusted code, it is OK to
         // silently drop it from the minidump.
-        self.threads.retain(
-            |x| match Self::suspend_thread(&self.process_inspector, x.tid) {
+        //
+        // crashcatch patch: without the process stop, every thread is interrupted first and
+        // then each stop is waited for, so the threads stop together: the first one stopped
+        // does not wait for a round trip per other thread.
+        if self.stop_process {
+            self.threads.retain(
+                |x| match Self::suspend_thread(&self.process_inspector, x.tid) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        soft_errors.push(e);
+                        false
+                    }
+                },
+            );
+        } else {
+            let inspector = &self.process_inspector;
+            self.threads.retain(|x| match inspector.interrupt_thread(x.tid) {
                 Ok(()) => true,
                 Err(e) => {
-                    soft_errors.push(e);
+                    soft_errors.push(WriterError::SuspendThreadFailed(e));
                     false
                 }
-            },
-        );
+            });
+            self.threads.retain(|x| {
+                let stopped = inspector
+                    .wait_for_stop(x.tid)
+                    .map_err(WriterError::SuspendThreadFailed)
+                    .and_then(|()| Self::check_suspended(inspector, x.tid));
+                match stopped {
+                    Ok(()) => true,
+                    Err(e) => {
+                        soft_errors.push(e);
+                        false
+                    }
+                }
+            });
+        }
 
         self.threads_suspended = true;
 
