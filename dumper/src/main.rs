@@ -147,8 +147,8 @@ fn run() -> Result<PathBuf, DumpError> {
     write_dump(&req, pid, deadline_ms, started).map(|(path, _)| path)
 }
 
-/// Writes the dump `req` asks for of process `pid`; its path, and how long minidump-writer
-/// took (the threads are stopped at most that long).
+/// Writes the dump `req` asks for of process `pid`; its path, and how long the threads were
+/// stopped at most.
 fn write_dump(
     req: &Request,
     pid: i32,
@@ -366,7 +366,8 @@ struct Dump<'a> {
     overflowed: Option<&'a Capping>,
     /// (real rsp, rsp given to the writer) when the real one was in a guard region.
     sp_adjusted: Option<(u64, u64)>,
-    /// How long minidump-writer took for the last image: the longest any thread was stopped.
+    /// How long the threads were stopped for the last image (minidump-writer's whole run
+    /// if it cannot say): the longest any thread was stopped.
     pause: std::cell::Cell<std::time::Duration>,
 }
 
@@ -399,13 +400,15 @@ impl Dump<'_> {
         }
         let mut cursor = stall::Stall::from_env(std::io::Cursor::new(Vec::new()));
         let writing = std::time::Instant::now();
-        config.write(&mut cursor).map_err(|e| DumpError::Writer(error_chain(&e)))?;
-        self.pause.set(writing.elapsed());
+        let (_, stopped) = config.write_timed(&mut cursor).map_err(|e| DumpError::Writer(error_chain(&e)))?;
+        // From the first thread's interruption to the last one's resumption (the writer lets
+        // the threads go before it reads the modules and /proc files: third_party/README.md).
+        self.pause.set(stopped.unwrap_or_else(|| writing.elapsed()));
         let mut image = cursor.into_inner().into_inner();
         let mut meta = meta.clone();
         if Kind::from_u32(req.kind) == Some(Kind::External) {
-            // Threads are stopped one by one while the writer copies them, so no thread
-            // was stopped longer than the whole write.
+            // Threads are stopped together while the writer copies them: none was stopped
+            // longer than from the first interruption to the last resumption.
             meta["threads_stopped_max_ms"] = json!(self.pause.get().as_secs_f64() * 1000.0);
         }
         if let Some(capping) = self.overflowed {

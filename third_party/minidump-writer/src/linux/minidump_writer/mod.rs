@@ -83,6 +83,10 @@ pub struct MinidumpWriterConfig {
 pub struct MinidumpWriter {
     pub process_id: Pid,
     threads_suspended: bool,
+    /// When the first thread was interrupted, and how long until all were resumed
+    /// (crashcatch patch: `write_timed`).
+    suspend_started: Option<std::time::Instant>,
+    suspended_for: Option<Duration>,
     pub threads: Vec<Thread>,
     pub auxv: AuxvDumpInfo,
     pub mappings: Vec<MappingInfo>,
@@ -208,6 +212,15 @@ impl MinidumpWriterConfig {
     /// Generates a minidump and writes to the destination provided. Returns the in-memory
     /// version of the minidump as well.
     pub fn write(self, destination: &mut (impl Write + Seek)) -> Result<Vec<u8>, WriterError> {
+        self.write_timed(destination).map(|(image, _)| image)
+    }
+    /// [`Self::write`], and how long the threads were suspended: from the first thread's
+    /// interruption to the last one's resumption (crashcatch patch); None if they were
+    /// still suspended when the writer returned (an error).
+    pub fn write_timed(
+        self,
+        destination: &mut (impl Write + Seek),
+    ) -> Result<(Vec<u8>, Option<Duration>), WriterError> {
         let mut soft_errors = ErrorList::default();
 
         let mut writer = self.build();
@@ -215,7 +228,7 @@ impl MinidumpWriterConfig {
 
         let mut buffer = Buffer::with_capacity(0);
         writer.write_dump(&mut buffer, destination, soft_errors)?;
-        Ok(buffer.into())
+        Ok((buffer.into(), writer.suspended_for))
     }
     /// Allows testing code to inspect the pre-output state of the MinidumpWriter
     pub fn build_for_testing(
@@ -235,6 +248,8 @@ impl MinidumpWriterConfig {
         MinidumpWriter {
             process_id: self.process_id,
             threads_suspended: Default::default(),
+            suspend_started: None,
+            suspended_for: None,
             threads: Default::default(),
             auxv,
             mappings: Default::default(),
@@ -595,6 +610,7 @@ impl MinidumpWriter {
         // If the thread either disappeared before we could attach to it, or if
         // it was part of the seccomp sandbox's trusted code, it is OK to
         // silently drop it from the minidump.
+        self.suspend_started = Some(std::time::Instant::now());
         //
         // crashcatch patch: without the process stop, every thread is interrupted first and
         // then each stop is waited for, so the threads stop together: the first one stopped
@@ -648,6 +664,9 @@ impl MinidumpWriter {
                     }
                 }
             }
+        }
+        if self.threads_suspended {
+            self.suspended_for = self.suspend_started.map(|t| t.elapsed());
         }
         self.threads_suspended = false;
     }
