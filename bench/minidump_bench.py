@@ -207,7 +207,6 @@ def bench_crash(args, work, env):
         print("  gcore core: not measured (gdb's gcore is not installed)")
 
 
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--python", default=os.path.join(REPO, "build", "demo-venv", "bin", "python"))
