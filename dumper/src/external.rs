@@ -83,7 +83,7 @@ pub fn request(opts: &Options) -> Result<Request, ExternalError> {
         std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim_end().to_string();
     let module = python_module(pid, &maps).ok_or(ExternalError::NotPython { pid, name: name.clone() })?;
     let sym = |n: &str| module.get(n).unwrap_or(0);
-    let mem = ProcessMemory { pid };
+    let mem = ProcessMemory::new(pid);
     let runtime = sym("_PyRuntime");
     if !mem.read(runtime, &mut [0u8; 8]) {
         return Err(memory_error(pid));

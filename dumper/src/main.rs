@@ -138,7 +138,7 @@ fn run() -> Result<PathBuf, DumpError> {
     let addr = u64::from_str_radix(arg.trim_start_matches("0x"), 16).map_err(|_| DumpError::Usage)?;
     // SAFETY: getppid has no preconditions.
     let pid = unsafe { libc::getppid() };
-    let mem = ProcessMemory { pid };
+    let mem = ProcessMemory::new(pid);
     let mut raw = vec![0u8; std::mem::size_of::<Request>()];
     if !mem.read(addr, &mut raw) {
         return Err(DumpError::NoRequest(pid, std::io::Error::last_os_error().to_string()));
@@ -147,8 +147,8 @@ fn run() -> Result<PathBuf, DumpError> {
     write_dump(&req, pid, deadline_ms, started).map(|(path, _)| path)
 }
 
-/// Writes the dump `req` asks for of process `pid`; its path, and how long minidump-writer
-/// took (the threads are stopped at most that long).
+/// Writes the dump `req` asks for of process `pid`; its path, and how long the threads were
+/// stopped at most.
 fn write_dump(
     req: &Request,
     pid: i32,
@@ -156,7 +156,7 @@ fn write_dump(
     started: std::time::Instant,
 ) -> Result<(PathBuf, std::time::Duration), DumpError> {
     let req = *req;
-    let mem = ProcessMemory { pid };
+    let mem = ProcessMemory::new(pid);
     let path = dump_path(&req, pid)?;
     // What output::publish would refuse at the end, refused before the work.
     if path.symlink_metadata().is_ok() {
@@ -213,6 +213,9 @@ fn write_dump(
     }
 
     let mut meta = metadata::build(&req, pid, &mem, layout.as_ref(), types, &py_threads);
+    // The reads the walk and the metadata took (procmem.rs's page cache), for the tests and
+    // benchmarks: a few per thread, not one per field.
+    meta["process_reads"] = json!(mem.syscalls());
     if walk_truncated {
         // The runtime's lists were cyclic or longer than pymem's caps.
         meta["python_walk_truncated"] = json!(true);
@@ -363,7 +366,8 @@ struct Dump<'a> {
     overflowed: Option<&'a Capping>,
     /// (real rsp, rsp given to the writer) when the real one was in a guard region.
     sp_adjusted: Option<(u64, u64)>,
-    /// How long minidump-writer took for the last image: the longest any thread was stopped.
+    /// How long the threads were stopped for the last image (minidump-writer's whole run
+    /// if it cannot say): the longest any thread was stopped.
     pause: std::cell::Cell<std::time::Duration>,
 }
 
@@ -396,13 +400,15 @@ impl Dump<'_> {
         }
         let mut cursor = stall::Stall::from_env(std::io::Cursor::new(Vec::new()));
         let writing = std::time::Instant::now();
-        config.write(&mut cursor).map_err(|e| DumpError::Writer(error_chain(&e)))?;
-        self.pause.set(writing.elapsed());
+        let (_, stopped) = config.write_timed(&mut cursor).map_err(|e| DumpError::Writer(error_chain(&e)))?;
+        // From the first thread's interruption to the last one's resumption (the writer lets
+        // the threads go before it reads the modules and /proc files: third_party/README.md).
+        self.pause.set(stopped.unwrap_or_else(|| writing.elapsed()));
         let mut image = cursor.into_inner().into_inner();
         let mut meta = meta.clone();
         if Kind::from_u32(req.kind) == Some(Kind::External) {
-            // Threads are stopped one by one while the writer copies them, so no thread
-            // was stopped longer than the whole write.
+            // Threads are stopped together while the writer copies them: none was stopped
+            // longer than from the first interruption to the last resumption.
             meta["threads_stopped_max_ms"] = json!(self.pause.get().as_secs_f64() * 1000.0);
         }
         if let Some(capping) = self.overflowed {
@@ -521,7 +527,7 @@ fn crash_context(
     // dump. Start the copied stack at the first readable page above it instead; the real
     // rsp goes back into the dump's context afterwards (context.rs).
     let sp = context.uc_mcontext.gregs[libc::REG_RSP as usize] as u64;
-    let mem = ProcessMemory { pid };
+    let mem = ProcessMemory::new(pid);
     let mut adjusted = None;
     if !mem.read(sp, &mut [0u8; 8]) {
         let first_page = (sp & !0xfff) + 0x1000;

@@ -1,12 +1,81 @@
 //! Reading another process's memory, and the readable regions of its address space.
+//!
+//! Reads go through a page cache: the Python walk reads a few fields of each structure,
+//! and one `process_vm_readv` per field made ~160 system calls per thread (issue 14).
+//! A page is fetched whole the first time any of its bytes is read, so a thread state,
+//! its frames and the code objects they share cost a few reads per thread. Protection is
+//! per page, so a read succeeds exactly when it did without the cache; what the cache adds
+//! is one snapshot per page for the whole dump (a field read twice reads the same value).
 
 use pylayout::Memory;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::io;
 
+const PAGE: u64 = 4096;
+/// Reads longer than this go straight to the process (a report buffer, a thread-name
+/// table, a local's contents): read once, they gain nothing from the cache.
+const CACHED_READ_MAX: usize = 2 * PAGE as usize;
+/// Pages kept at most (64 MiB); past it reads go straight to the process.
+const MAX_PAGES: usize = 16 * 1024;
+
+/// A cached page: its bytes, or None where the process could not be read.
+type Page = Option<Box<[u8; PAGE as usize]>>;
+
 /// `process_vm_readv` on another process (which we have stopped with ptrace, or which is
-/// our parent waiting for us).
+/// our parent waiting for us), through a page cache.
 pub struct ProcessMemory {
     pub pid: i32,
+    pages: RefCell<HashMap<u64, Page>>,
+    /// `process_vm_readv` calls made, for the tests and the benchmark.
+    syscalls: Cell<u64>,
+}
+
+impl ProcessMemory {
+    pub fn new(pid: i32) -> Self {
+        ProcessMemory { pid, pages: RefCell::new(HashMap::new()), syscalls: Cell::new(0) }
+    }
+
+    /// How many `process_vm_readv` calls this reader made.
+    pub fn syscalls(&self) -> u64 {
+        self.syscalls.get()
+    }
+
+    /// `buf.len()` bytes at `addr`, read from the process now.
+    fn read_direct(&self, addr: u64, buf: &mut [u8]) -> bool {
+        self.syscalls.set(self.syscalls.get() + 1);
+        let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: buf.len() };
+        // SAFETY: the iovecs describe `buf` (ours) and a remote range the kernel checks.
+        let n = unsafe { libc::process_vm_readv(self.pid, &local, 1, &remote, 1, 0) };
+        n == buf.len() as isize
+    }
+
+    /// The page at `base` (a multiple of PAGE), fetched on first use.
+    fn fetch(&self, base: u64) -> Page {
+        let mut page = Box::new([0u8; PAGE as usize]);
+        self.read_direct(base, &mut page[..]).then_some(page)
+    }
+
+    /// Copies [addr, addr + buf.len()) out of cached pages; false if one is unreadable.
+    fn read_cached(&self, addr: u64, buf: &mut [u8]) -> bool {
+        let mut pages = self.pages.borrow_mut();
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = addr + done as u64;
+            let (base, offset) = (at & !(PAGE - 1), (at & (PAGE - 1)) as usize);
+            let n = (PAGE as usize - offset).min(buf.len() - done);
+            if !pages.contains_key(&base) && pages.len() >= MAX_PAGES {
+                drop(pages);
+                return self.read_direct(addr, buf);
+            }
+            let page = pages.entry(base).or_insert_with(|| self.fetch(base));
+            let Some(bytes) = page else { return false };
+            buf[done..done + n].copy_from_slice(&bytes[offset..offset + n]);
+            done += n;
+        }
+        true
+    }
 }
 
 impl Memory for ProcessMemory {
@@ -14,11 +83,10 @@ impl Memory for ProcessMemory {
         if buf.is_empty() {
             return true;
         }
-        let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-        let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: buf.len() };
-        // SAFETY: the iovecs describe `buf` (ours) and a remote range the kernel checks.
-        let n = unsafe { libc::process_vm_readv(self.pid, &local, 1, &remote, 1, 0) };
-        n == buf.len() as isize
+        if buf.len() > CACHED_READ_MAX || addr.checked_add(buf.len() as u64).is_none() {
+            return self.read_direct(addr, buf);
+        }
+        self.read_cached(addr, buf)
     }
 }
 
@@ -57,6 +125,76 @@ fn parse_maps(maps: &str) -> Vec<Region> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two pages of ours, the second unreadable; freed on drop.
+    struct Guarded(*mut u8);
+
+    impl Guarded {
+        fn new() -> Guarded {
+            // SAFETY: a fresh anonymous mapping, its second page then made unreadable.
+            unsafe {
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    2 * PAGE as usize,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                assert_ne!(p, libc::MAP_FAILED);
+                for i in 0..PAGE as usize {
+                    *p.cast::<u8>().add(i) = i as u8;
+                }
+                assert_eq!(
+                    libc::mprotect(p.cast::<u8>().add(PAGE as usize).cast(), PAGE as usize, libc::PROT_NONE),
+                    0
+                );
+                Guarded(p.cast())
+            }
+        }
+    }
+
+    impl Drop for Guarded {
+        fn drop(&mut self) {
+            // SAFETY: unmapping our own mapping.
+            unsafe { libc::munmap(self.0.cast(), 2 * PAGE as usize) };
+        }
+    }
+
+    #[test]
+    fn cached_reads_succeed_and_fail_as_direct_ones() {
+        let g = Guarded::new();
+        let base = g.0 as u64;
+        let mem = ProcessMemory::new(std::process::id() as i32);
+        let mut buf = [0u8; 16];
+        for (addr, len) in
+            [(base, 16), (base + PAGE - 16, 16), (base + PAGE - 8, 16), (base + PAGE, 8), (base + 100, 8)]
+        {
+            let cached = mem.read(addr, &mut buf[..len]);
+            let direct = mem.read_direct(addr, &mut [0u8; 16][..len]);
+            assert_eq!(cached, direct, "read of {len} bytes at page offset {}", addr - base);
+        }
+        assert!(mem.read(base + PAGE - 16, &mut buf));
+        assert_eq!(buf[0], (PAGE - 16) as u8);
+        assert!(!mem.read(base + PAGE - 8, &mut buf), "a read into the unreadable page fails");
+    }
+
+    #[test]
+    fn a_page_is_read_once() {
+        let g = Guarded::new();
+        let base = g.0 as u64;
+        let mem = ProcessMemory::new(std::process::id() as i32);
+        for i in 0..100 {
+            assert_eq!(
+                mem.read_u64(base + 8 * i),
+                Some(u64::from_le_bytes(std::array::from_fn(|j| (8 * i as usize + j) as u8)))
+            );
+        }
+        assert_eq!(mem.syscalls(), 1);
+        // A large read goes straight to the process (and fails as a direct one does).
+        assert!(!mem.read(base, &mut vec![0u8; CACHED_READ_MAX + 1]));
+        assert_eq!(mem.syscalls(), 2);
+    }
 
     #[test]
     fn maps_keep_only_readable_regions() {

@@ -54,6 +54,14 @@ impl Backend {
     /// tracer dies at any point the kernel resumes the thread (a pending `SIGSTOP` from
     /// `PTRACE_ATTACH` would instead stop the whole process for good).
     pub fn suspend_thread(&self, tid: libc::pid_t) -> Result<(), Error> {
+        self.interrupt_thread(tid)?;
+        self.wait_for_stop(tid)
+    }
+
+    /// The first half of [`Self::suspend_thread`]: seizes and interrupts the thread without
+    /// waiting for it to stop (crashcatch patch), so that many threads can be interrupted
+    /// first and all stop together.
+    pub fn interrupt_thread(&self, tid: libc::pid_t) -> Result<(), Error> {
         self.standard_syscall(|| unsafe {
             ptrace(libc::PTRACE_SEIZE, tid, ptr::null_mut(), ptr::null_mut())
         })
@@ -64,7 +72,12 @@ impl Backend {
             let _ = self.ptrace_detach(tid);
             return Err(Error::PtraceAttachFailed(e));
         }
+        Ok(())
+    }
 
+    /// The second half of [`Self::suspend_thread`]: waits until the interrupted thread
+    /// is stopped (crashcatch patch).
+    pub fn wait_for_stop(&self, tid: libc::pid_t) -> Result<(), Error> {
         loop {
             let mut status = 0;
             if let Err(e) =

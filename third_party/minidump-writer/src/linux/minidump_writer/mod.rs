@@ -83,6 +83,10 @@ pub struct MinidumpWriterConfig {
 pub struct MinidumpWriter {
     pub process_id: Pid,
     threads_suspended: bool,
+    /// When the first thread was interrupted, and how long until all were resumed
+    /// (crashcatch patch: `write_timed`).
+    suspend_started: Option<std::time::Instant>,
+    suspended_for: Option<Duration>,
     pub threads: Vec<Thread>,
     pub auxv: AuxvDumpInfo,
     pub mappings: Vec<MappingInfo>,
@@ -208,6 +212,15 @@ impl MinidumpWriterConfig {
     /// Generates a minidump and writes to the destination provided. Returns the in-memory
     /// version of the minidump as well.
     pub fn write(self, destination: &mut (impl Write + Seek)) -> Result<Vec<u8>, WriterError> {
+        self.write_timed(destination).map(|(image, _)| image)
+    }
+    /// [`Self::write`], and how long the threads were suspended: from the first thread's
+    /// interruption to the last one's resumption (crashcatch patch); None if they were
+    /// still suspended when the writer returned (an error).
+    pub fn write_timed(
+        self,
+        destination: &mut (impl Write + Seek),
+    ) -> Result<(Vec<u8>, Option<Duration>), WriterError> {
         let mut soft_errors = ErrorList::default();
 
         let mut writer = self.build();
@@ -215,7 +228,7 @@ impl MinidumpWriterConfig {
 
         let mut buffer = Buffer::with_capacity(0);
         writer.write_dump(&mut buffer, destination, soft_errors)?;
-        Ok(buffer.into())
+        Ok((buffer.into(), writer.suspended_for))
     }
     /// Allows testing code to inspect the pre-output state of the MinidumpWriter
     pub fn build_for_testing(
@@ -235,6 +248,8 @@ impl MinidumpWriterConfig {
         MinidumpWriter {
             process_id: self.process_id,
             threads_suspended: Default::default(),
+            suspend_started: None,
+            suspended_for: None,
             threads: Default::default(),
             auxv,
             mappings: Default::default(),
@@ -363,12 +378,19 @@ impl MinidumpWriter {
         let dirent = self.write_thread_list_stream(buffer)?;
         dir_section.write_to_file(buffer, Some(dirent))?;
 
-        let dirent = self.write_mappings(buffer)?;
-        dir_section.write_to_file(buffer, Some(dirent))?;
-
         self.write_app_memory(buffer)
             .map_err(WriterError::SectionAppMemoryError)?;
         dir_section.write_to_file(buffer, None)?;
+
+        // crashcatch patch: the registers, stacks and application memory are copied; the
+        // rest (modules, /proc files, thread names) does not need the threads stopped.
+        // Only without the process stop: a group-stopped process would stay stopped anyway.
+        if !self.stop_process {
+            self.resume_threads(error_graph::strategy::DontCare);
+        }
+
+        let dirent = self.write_mappings(buffer)?;
+        dir_section.write_to_file(buffer, Some(dirent))?;
 
         let dirent = self.write_memory_list_stream(buffer)?;
         dir_section.write_to_file(buffer, Some(dirent))?;
@@ -537,6 +559,12 @@ impl MinidumpWriter {
         process_inspector
             .suspend_thread(tid)
             .map_err(WriterError::SuspendThreadFailed)?;
+        Self::check_suspended(process_inspector, tid)
+    }
+
+    /// What `suspend_thread` checks once the thread is stopped (crashcatch patch: split out
+    /// for `suspend_threads`, which interrupts every thread before waiting for any).
+    fn check_suspended(process_inspector: &ProcessInspector, tid: Pid) -> Result<(), WriterError> {
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         {
             // On x86, the stack pointer is NULL or -1, when executing trusted code in
@@ -582,15 +610,44 @@ impl MinidumpWriter {
         // If the thread either disappeared before we could attach to it, or if
         // it was part of the seccomp sandbox's trusted code, it is OK to
         // silently drop it from the minidump.
-        self.threads.retain(
-            |x| match Self::suspend_thread(&self.process_inspector, x.tid) {
+        self.suspend_started = Some(std::time::Instant::now());
+        //
+        // crashcatch patch: without the process stop, every thread is interrupted first and
+        // then each stop is waited for, so the threads stop together: the first one stopped
+        // does not wait for a round trip per other thread.
+        if self.stop_process {
+            self.threads.retain(
+                |x| match Self::suspend_thread(&self.process_inspector, x.tid) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        soft_errors.push(e);
+                        false
+                    }
+                },
+            );
+        } else {
+            let inspector = &self.process_inspector;
+            self.threads.retain(|x| match inspector.interrupt_thread(x.tid) {
                 Ok(()) => true,
                 Err(e) => {
-                    soft_errors.push(e);
+                    soft_errors.push(WriterError::SuspendThreadFailed(e));
                     false
                 }
-            },
-        );
+            });
+            self.threads.retain(|x| {
+                let stopped = inspector
+                    .wait_for_stop(x.tid)
+                    .map_err(WriterError::SuspendThreadFailed)
+                    .and_then(|()| Self::check_suspended(inspector, x.tid));
+                match stopped {
+                    Ok(()) => true,
+                    Err(e) => {
+                        soft_errors.push(e);
+                        false
+                    }
+                }
+            });
+        }
 
         self.threads_suspended = true;
 
@@ -607,6 +664,9 @@ impl MinidumpWriter {
                     }
                 }
             }
+        }
+        if self.threads_suspended {
+            self.suspended_for = self.suspend_started.map(|t| t.elapsed());
         }
         self.threads_suspended = false;
     }

@@ -68,6 +68,20 @@ impl ProcessInspector {
         }
     }
 
+    /// Seizes and interrupts a thread without waiting for its stop (crashcatch patch).
+    pub fn interrupt_thread(&self, tid: libc::pid_t) -> Result<(), Error> {
+        match &self.backend {
+            Backend::Local { backend, .. } => backend.interrupt_thread(tid).map_err(Error::Local),
+        }
+    }
+
+    /// Waits for a thread [`Self::interrupt_thread`] interrupted to stop (crashcatch patch).
+    pub fn wait_for_stop(&self, tid: libc::pid_t) -> Result<(), Error> {
+        match &self.backend {
+            Backend::Local { backend, .. } => backend.wait_for_stop(tid).map_err(Error::Local),
+        }
+    }
+
     pub fn resume_thread(&self, tid: libc::pid_t) -> Result<(), Error> {
         match &self.backend {
             Backend::Local { backend, .. } => backend.resume_thread(tid).map_err(Error::Local),
