@@ -2,13 +2,22 @@
 crashcatch with its minidump (the default).
 
     python bench/crash_to_exit.py [--python VENV_PYTHON] [--ext-dir DIR] [--runs N]
+                                  [--threads 1,100,500,1000] [--no-strace]
 
-The child writes CLOCK_MONOTONIC (system-wide) just before calling buggyext.segfault();
-the parent takes the same clock when waitpid() returns. Reports the median and p90 over
-N runs for 1 and 100 threads (the extra threads sit in Python code, so every report has
-100 tracebacks to write). Output goes to /dev/null-backed files, as a service's stderr would.
+The child writes CLOCK_MONOTONIC (system-wide) and its own CPU time just before calling
+buggyext.segfault(); the parent takes the same clock when wait4() returns, and the child's
+CPU time (its threads and the dump helper it reaped) from wait4's rusage. Reports the
+median and p90 of the wall time and the median CPU time (user + sys) from the crash to the
+exit, over N runs per thread count (the extra threads sit in Python code, so every report
+has a traceback per thread to write; faulthandler and crashcatch stop at 100 by default).
+Output goes to /dev/null-backed files, as a service's stderr would.
+
+Then, as a figure the machine's load cannot change, one run of each crashcatch mode under
+`strace -f` counts the process_vm_readv calls: the handler's own (the process reading
+itself) and the dump helper's (reading the process).
 """
 import argparse
+import collections
 import os
 import shutil
 import statistics
@@ -39,25 +48,55 @@ def idle():
 for _ in range(nthreads - 1):
     threading.Thread(target=idle, daemon=True).start()
 ready.wait()
-os.write(int(os.environ["CLOCK_FD"]), str(time.clock_gettime_ns(time.CLOCK_MONOTONIC)).encode())
+# Every other thread waits in stop.wait(), so each report shows the same stacks.
+while len(stop._cond._waiters) < nthreads - 1:
+    time.sleep(0.001)
+os.write(int(os.environ["CLOCK_FD"]),
+         f"{time.clock_gettime_ns(time.CLOCK_MONOTONIC)} {time.process_time_ns()}".encode())
 buggyext.segfault()
 """
 
 
 def one(python, ext_dir, mode, nthreads, script):
+    """(wall ms, CPU ms) from the crash to the exit."""
     r, w = os.pipe()
     env = dict(os.environ, PYTHONPATH=ext_dir, CLOCK_FD=str(w), CRASHCATCH_DUMP_DIR=DUMP_DIR)
     with open(os.devnull, "w") as devnull:
         p = subprocess.Popen([python, script, mode, str(nthreads)], pass_fds=(w,), env=env,
                              stdout=devnull, stderr=devnull)
         os.close(w)
-        p.wait()
+        _, status, usage = os.wait4(p.pid, 0)
         end = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-    start = int(os.read(r, 64) or 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+    start, cpu_start = (int(x) for x in (os.read(r, 64) or b"0 0").split())
     os.close(r)
     if p.returncode != -11 or not start:
         raise SystemExit(f"{mode}/{nthreads}: unexpected exit {p.returncode}")
-    return (end - start) / 1e6
+    cpu_end = (usage.ru_utime + usage.ru_stime) * 1e9
+    return (end - start) / 1e6, (cpu_end - cpu_start) / 1e6
+
+
+def count_reads(python, ext_dir, mode, nthreads, script):
+    """process_vm_readv calls in one run under strace: (the process's own, the helper's)."""
+    with tempfile.NamedTemporaryFile(suffix=".strace") as log:
+        r, w = os.pipe()
+        env = dict(os.environ, PYTHONPATH=ext_dir, CLOCK_FD=str(w), CRASHCATCH_DUMP_DIR=DUMP_DIR)
+        with open(os.devnull, "w") as devnull:
+            subprocess.run(["strace", "-f", "-qq", "-e", "trace=process_vm_readv,execve", "-o", log.name,
+                            python, script, mode, str(nthreads)], pass_fds=(w,), env=env,
+                           stdout=devnull, stderr=devnull)
+        os.close(w)
+        os.close(r)
+        counts = collections.Counter()
+        helpers = set()
+        for line in open(log.name, errors="replace"):
+            caller, _, call = line.partition(" ")
+            call = call.lstrip()
+            if call.startswith("execve(") and "crashcatch-dump" in call:
+                helpers.add(caller)
+            elif call.startswith("process_vm_readv("):
+                counts["helper" if caller in helpers else "own"] += 1
+    return counts["own"], counts["helper"]
 
 
 def main():
@@ -65,18 +104,33 @@ def main():
     ap.add_argument("--python", default=os.path.join(REPO, "build", "demo-venv", "bin", "python"))
     ap.add_argument("--ext-dir", default=os.path.join(REPO, "build", "demo-ext"))
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--threads", default="1,100,500,1000")
+    ap.add_argument("--no-strace", action="store_true", help="skip the read counts")
     args = ap.parse_args()
+    threads = [int(n) for n in args.threads.split(",")]
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(SCRIPT)
-    print(f"crash-to-exit time, ms (median / p90 of {args.runs} runs), {args.python}")
+    print(f"crash-to-exit, ms: wall median / p90 (CPU median) of {args.runs} runs, {args.python}")
     modes = ("none", "faulthandler", "crashcatch-text", "crashcatch")
-    print(f"{'threads':>8} {'no handler':>16} {'faulthandler':>16} {'crashcatch text':>16} {'+ minidump':>16}")
-    for nthreads in (1, 100):
+    heads = ("no handler", "faulthandler", "crashcatch text", "+ minidump")
+    print(f"{'threads':>8} " + " ".join(f"{h:>24}" for h in heads))
+    for nthreads in threads:
         cells = []
         for mode in modes:
-            times = sorted(one(args.python, args.ext_dir, mode, nthreads, f.name) for _ in range(args.runs))
-            cells.append(f"{statistics.median(times):7.2f} / {times[int(len(times) * 0.9) - 1]:6.2f}")
-        print(f"{nthreads:>8} " + " ".join(f"{c:>16}" for c in cells))
+            runs = [one(args.python, args.ext_dir, mode, nthreads, f.name) for _ in range(args.runs)]
+            walls = sorted(wall for wall, _ in runs)
+            cpu = statistics.median(cpu for _, cpu in runs)
+            cells.append(f"{statistics.median(walls):7.2f} / {walls[int(len(walls) * 0.9) - 1]:6.2f} ({cpu:6.2f})")
+        print(f"{nthreads:>8} " + " ".join(f"{c:>24}" for c in cells), flush=True)
+    if not args.no_strace and shutil.which("strace"):
+        print("\nprocess_vm_readv calls in one run (strace -f): the handler's own / the dump helper's")
+        print(f"{'threads':>8} {'crashcatch text':>24} {'+ minidump':>24}")
+        for nthreads in threads:
+            cells = []
+            for mode in modes[2:]:
+                own, helper = count_reads(args.python, args.ext_dir, mode, nthreads, f.name)
+                cells.append(f"{own} / {helper}")
+            print(f"{nthreads:>8} " + " ".join(f"{c:>24}" for c in cells), flush=True)
     os.unlink(f.name)
     shutil.rmtree(DUMP_DIR, ignore_errors=True)
 

@@ -102,8 +102,10 @@ const REPORT_LOCK_WAIT_MS: u32 = 5_000;
 fn report(opts: &Options, header: &str, locked: bool) {
     let mut out = if locked { Out::capturing(opts.fd) } else { Out::new(opts.fd) };
     out.str(header);
-    // The watchdog thread is nobody's "current thread".
-    pytrace::dump_all_threads(&mut out, opts.target, None, opts.max_threads);
+    // The watchdog thread is nobody's "current thread". Holding the report lock, it may
+    // read through the report page cache.
+    let cached = locked.then(|| opts.target.for_report());
+    pytrace::dump_all_threads(&mut out, cached.as_ref().unwrap_or(opts.target), None, opts.max_threads);
     out.flush();
     if opts.c_stack && locked {
         peers::dump_other_threads(&mut out, opts.target, opts.max_threads);

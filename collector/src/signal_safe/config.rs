@@ -43,6 +43,16 @@ pub struct Target {
     pub this_thread_state: u64,
 }
 
+impl Target {
+    /// This target read through the report page cache, emptied first: a frame, a code
+    /// object or a string then costs one read of its page, not one per field. Only for
+    /// the holder of the report lock, for the one report it is writing.
+    pub fn for_report(&self) -> Target {
+        super::pagecache::begin_report();
+        Target { mem: SelfMemory { cached: !self.mem.direct, ..self.mem }, ..*self }
+    }
+}
+
 /// CPython's exported functions that print a fatal-error report and then abort() (all of
 /// them reach the static `fatal_error()`; `Py_FatalError` is the pre-3.9 entry point).
 pub const FATAL_ERROR_FUNCTIONS: [&str; 6] = [

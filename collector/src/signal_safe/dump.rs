@@ -116,7 +116,7 @@ pub struct Event<'a> {
 /// Fills the dump-time fields of the request. `exact_path`: the file to create (empty:
 /// the helper names one in the dump directory).
 pub fn fill_request(event: &Event, exact_path: &[u8]) {
-    let mem = SelfMemory { direct: false };
+    let mem = SelfMemory::UNCACHED;
     // SAFETY: see `Cell`: the caller holds the report lock.
     let req = unsafe { &mut *REQUEST.0.get() };
     req.kind = event.kind as u32;

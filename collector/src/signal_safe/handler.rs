@@ -167,11 +167,11 @@ pub extern "C" fn fatal_handler(signo: i32, info: *mut libc::siginfo_t, ucontext
             let (info, uc) = unsafe { (info.as_ref(), (ucontext as *const libc::ucontext_t).as_ref()) };
             let mut out = Out::capturing(cfg.fd);
             ACTIVE_OUT.store(&mut out as *mut Out, Ordering::Release);
-            write_fatal_report(&mut out, cfg, signo, uc.map(Regs::from_ucontext));
+            let target = cfg.target.for_report();
+            write_fatal_report(&mut out, cfg, &target, signo, uc.map(Regs::from_ucontext));
             note::write(&mut out);
-            let tstate = pytrace::own_thread_state(cfg.target);
-            let event =
-                Event { kind: Kind::Fatal, signo, info, ucontext: uc, target: Some(cfg.target), tstate };
+            let tstate = pytrace::own_thread_state(&target);
+            let event = Event { kind: Kind::Fatal, signo, info, ucontext: uc, target: Some(&target), tstate };
             write_minidump(&mut out, event);
             if cfg.report_stack_use {
                 out.str("crashcatch: report stack used ");
@@ -191,8 +191,7 @@ pub extern "C" fn fatal_handler(signo: i32, info: *mut libc::siginfo_t, ucontext
     chain(signo, info);
 }
 
-fn write_fatal_report(out: &mut Out, cfg: &config::FatalConfig, signo: i32, regs: Option<Regs>) {
-    let t = cfg.target;
+fn write_fatal_report(out: &mut Out, cfg: &config::FatalConfig, t: &Target, signo: i32, regs: Option<Regs>) {
     if let (libc::SIGABRT, Some(regs)) = (signo, regs) {
         if pyfatal::reported_by_cpython(t, regs) {
             // CPython has printed its report (faulthandler, which it disabled, would print
@@ -313,14 +312,15 @@ pub extern "C" fn user_handler(signo: i32, info: *mut libc::siginfo_t, ucontext:
     if let Lock::Acquired = acquire(gettid(), USER_WAIT_MS) {
         stack::run(&mut || {
             let mut out = Out::capturing(cfg.fd);
-            write_tracebacks(&mut out, cfg.target, cfg.all_threads, cfg.max_threads);
+            let target = cfg.target.for_report();
+            write_tracebacks(&mut out, &target, cfg.all_threads, cfg.max_threads);
             out.flush();
             if cfg.minidump && dump::live_dump_allowed(&mut out) {
                 // SAFETY: the kernel passes valid siginfo_t and ucontext_t to SA_SIGINFO handlers.
                 let (info, uc) = unsafe { (info.as_ref(), (ucontext as *const libc::ucontext_t).as_ref()) };
-                let tstate = pytrace::own_thread_state(cfg.target);
+                let tstate = pytrace::own_thread_state(&target);
                 let event =
-                    Event { kind: Kind::Signal, signo, info, ucontext: uc, target: Some(cfg.target), tstate };
+                    Event { kind: Kind::Signal, signo, info, ucontext: uc, target: Some(&target), tstate };
                 write_minidump(&mut out, event);
             }
         });

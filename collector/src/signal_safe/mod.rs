@@ -30,6 +30,7 @@ pub mod memory;
 pub mod mounts;
 pub mod note;
 pub mod out;
+pub mod pagecache;
 pub mod peers;
 pub mod pyfatal;
 pub mod pytrace;
