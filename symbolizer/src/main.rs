@@ -14,7 +14,7 @@ use symbolizer::{list, render, terminal, Crash, Options};
     name = "crashcatch",
     bin_name = "crashcatch",
     about = "Crash reports for Python processes: run programs with crashcatch, read its minidumps and core files",
-    after_help = "`python -m crashcatch ...` is the same, without the console script."
+    after_help = "`python -m crashcatch ...` is the same, run by that Python."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -257,7 +257,9 @@ fn main() {
 /// The commands the Python package's `crashcatch` runs itself (they need the interpreter
 /// or the package's files); this program only describes them.
 fn python_front(command: &str) -> ! {
-    fail(&format!("`{command}` is run by the `crashcatch` command of the Python package (or `python -m crashcatch`), not by this program"))
+    fail(&format!(
+        "`{command}` is run by Python: use the installed `crashcatch` command, or `python -m crashcatch`"
+    ))
 }
 
 fn list_dumps(dir: Option<PathBuf>, json: bool) -> ! {
