@@ -257,9 +257,7 @@ fn main() {
 /// The commands the Python package's `crashcatch` runs itself (they need the interpreter
 /// or the package's files); this program only describes them.
 fn python_front(command: &str) -> ! {
-    fail(&format!(
-        "`{command}` is run by Python: use the installed `crashcatch` command, or `python -m crashcatch`"
-    ))
+    fail(&format!("`{command}` is run by the `crashcatch` command of the Python package (or `python -m crashcatch`), not by this program"))
 }
 
 fn list_dumps(dir: Option<PathBuf>, json: bool) -> ! {
