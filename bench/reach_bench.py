@@ -7,8 +7,8 @@ crashcatch, pystack, py-spy and gdb side by side. Run by hand, not a test.
 core: one crash of a process that never imported crashcatch (4 Python threads waiting, the
   main thread Python -> buggyext.call_back (C) -> crashing_callback (Python) -> segfault(3)
   (C) -> deref_null), its kernel core (plain core_pattern, RLIMIT_CORE lifted) read by
-  `crashcatch symbolize CORE` (the installed command users run, a Python console script that
-  execs the native program; and that bare program), `pystack core --native`,
+  `crashcatch symbolize CORE` (the installed command users run, a native launcher that execs
+  the package's program; and that bare program), `pystack core --native`,
   `py-spy dump --core` (Python frames only) and gdb `thread apply all bt`.
 live: a running process (no crashcatch) with N Python threads each in buggyext.call_back (C)
   -> wait_in_c (Python) -> os.read on a pipe (C), the main thread reading stdin:

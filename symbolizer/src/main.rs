@@ -14,7 +14,7 @@ use symbolizer::{list, render, terminal, Crash, Options};
     name = "crashcatch",
     bin_name = "crashcatch",
     about = "Crash reports for Python processes: run programs with crashcatch, read its minidumps and core files",
-    after_help = "`python -m crashcatch ...` is the same, without the console script."
+    after_help = "`python -m crashcatch ...` is the same, run by that Python."
 )]
 struct Cli {
     #[command(subcommand)]

@@ -2,9 +2,10 @@
 
 maturin builds the extension (collector/) and packs collector/python/crashcatch; the package
 also carries the dump helper (`crashcatch-dump`), the symbolizer (`crashcatch-symbolize`)
-and the debugger commands (gdb-scripts/), which maturin cannot build or bundle. So before
-maturin runs, this backend builds the two programs with cargo and copies them, and the
-debugger commands, into the package directory (where maturin picks them up). The sdist is
+and the debugger commands (gdb-scripts/), and the wheel the `crashcatch` command (launcher/),
+which maturin cannot build or bundle. So before maturin runs, this backend builds the three
+programs with cargo and copies them, and the debugger commands, into the package directory
+and the wheel's scripts directory (where maturin picks them up). The sdist is
 the whole workspace (every crate, third_party/, the tests), so that `pip install` of it
 builds the same complete package.
 
@@ -31,6 +32,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PACKAGE = os.path.join(ROOT, "collector", "python", "crashcatch")
 PROGRAMS = ("crashcatch-dump", "crashcatch-symbolize")
 CRATES = ("crashcatch-dumper", "crashcatch-symbolizer")
+# The `crashcatch` command itself (launcher/): a native program in the wheel's .data/scripts/
+# (maturin's `data` directory, pyproject.toml), which pip installs in the scripts directory.
+LAUNCHER_CRATE, LAUNCHER = "crashcatch-launcher", "crashcatch"
+SCRIPTS = os.path.join(ROOT, "build", "wheel-data", "scripts")
+# maturin wants the data directory to exist for every hook, the metadata ones too.
+os.makedirs(SCRIPTS, exist_ok=True)
 # zig's linker writes no GNU build id unless asked (Debian's gcc asks GNU ld for one):
 # dumps, debuggers and debuginfod identify modules by it.
 BUILD_ID = ["-C", "link-arg=-Wl,--build-id=sha1"]
@@ -72,22 +79,23 @@ def _stage_package_files(manylinux):
     if manylinux:
         # One `rustc` run per program: the link argument goes to the program alone, so the
         # dependencies' builds are shared with the extension's.
-        for crate, program in zip(CRATES, PROGRAMS):
+        for crate, program in zip(CRATES + (LAUNCHER_CRATE,), PROGRAMS + (LAUNCHER,)):
             _run(["cargo-zigbuild", "rustc", "--release", "--target", "x86_64-unknown-linux-gnu.2.17",
                   "-p", crate, "--bin", program, "--", *BUILD_ID])
         built = os.path.join(_target_dir(), "x86_64-unknown-linux-gnu", "release")
     else:
-        _run(["cargo", "build", "--release", *[arg for crate in CRATES for arg in ("-p", crate)]])
+        _run(["cargo", "build", "--release", *[arg for crate in CRATES + (LAUNCHER_CRATE,) for arg in ("-p", crate)]])
         built = os.path.join(_target_dir(), "release")
     bin_dir = os.path.join(PACKAGE, "_bin")
-    os.makedirs(bin_dir, exist_ok=True)
-    for program in PROGRAMS:
-        shutil.copy2(os.path.join(built, program), os.path.join(bin_dir, program))
+    for directory, program in [(bin_dir, p) for p in PROGRAMS] + [(SCRIPTS, LAUNCHER)]:
+        os.makedirs(directory, exist_ok=True)
+        copy = os.path.join(directory, program)
+        shutil.copy2(os.path.join(built, program), copy)
         # The release profile keeps symbols for our own frames in C stacks; the wheel's copies
         # need none (the dump helper's frames are never reported).
         if shutil.which("strip"):
-            _run(["strip", os.path.join(bin_dir, program)])
-        os.chmod(os.path.join(bin_dir, program), 0o755)
+            _run(["strip", copy])
+        os.chmod(copy, 0o755)
     # gdb-scripts/ is the one copy of the debugger commands in git.
     debugger = os.path.join(PACKAGE, "_debugger")
     shutil.rmtree(debugger, ignore_errors=True)

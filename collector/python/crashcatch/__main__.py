@@ -23,7 +23,8 @@
                                          lldb with Python, or $CRASHCATCH_LLDB)
     crashcatch debugger-scripts [--lldb] the path of the gdb commands, for `(gdb) source PATH`
                                          (--lldb: of the lldb plugin, for `command script import`)
-    python -m crashcatch ...             the same, without the console script
+    python -m crashcatch ...             the same (the installed `crashcatch` is a native program
+                                         that runs this for the commands above it cannot run)
 
 `crashcatch --help` (answered by the native program) lists them all.
 """
