@@ -29,22 +29,27 @@ struct NameTable(std::cell::UnsafeCell<[handoff::ThreadName; THREAD_NAMES]>);
 unsafe impl Sync for NameTable {}
 static NAMES: NameTable =
     NameTable(std::cell::UnsafeCell::new([handoff::ThreadName { tid: 0, name: [0; 60] }; THREAD_NAMES]));
-static NAMES_LOCK: Mutex<usize> = Mutex::new(0);
+static NAMES_LOCK: Mutex<()> = Mutex::new(());
+
+/// Where a thread's name goes: its home entry `tid % THREAD_NAMES`, or after it when that
+/// is taken and a later one is free. A thread start touches a few entries (scanning the
+/// whole 64 KiB table was most of the cost of a thread start).
+const NAME_PROBES: usize = 16;
 
 /// Records (or updates) the Python name of OS thread `tid`.
 pub fn note_thread_name(tid: i32, name: &str) {
-    let mut next = NAMES_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _lock = NAMES_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     // SAFETY: the only writer, under the mutex.
     let table = unsafe { &mut *NAMES.0.get() };
-    let slot = match table.iter().position(|e| e.tid == tid) {
-        Some(i) => i,
-        None => {
-            // Round-robin over the table: the oldest entries are for long-gone threads.
-            let i = *next % THREAD_NAMES;
-            *next += 1;
-            i
-        }
-    };
+    let home = tid.unsigned_abs() as usize % THREAD_NAMES;
+    let window = (home..home + NAME_PROBES).map(|i| i % THREAD_NAMES);
+    // Thread ids are handed out in sequence: when every entry is taken, the home entry
+    // holds the thread `THREAD_NAMES` (or a multiple) ids older, most likely gone.
+    let slot = window
+        .clone()
+        .find(|&i| table[i].tid == tid)
+        .or_else(|| window.clone().find(|&i| table[i].tid == 0))
+        .unwrap_or(home);
     table[slot].tid = 0;
     handoff::set_field(&mut table[slot].name, name.as_bytes());
     table[slot].tid = tid;
@@ -224,5 +229,40 @@ pub fn dump_locked(kind: Kind, exact_path: Option<&str>) -> Result<String, Strin
         Ok(line)
     } else {
         Err(line.trim_end().trim_start_matches("crashcatch: no minidump: ").to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries_of(tid: i32) -> Vec<Vec<u8>> {
+        let _lock = NAMES_LOCK.lock().unwrap();
+        // SAFETY: read under the writers' mutex.
+        let table = unsafe { &*NAMES.0.get() };
+        table
+            .iter()
+            .filter(|e| e.tid == tid)
+            .map(|e| e.name.split(|&b| b == 0).next().unwrap().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn a_thread_has_one_entry_holding_its_latest_name() {
+        // Ids far from other tests' (the table is process-wide), two tables' worth of them.
+        let first = 1_000_000;
+        for tid in first..first + 2 * THREAD_NAMES as i32 {
+            note_thread_name(tid, &format!("worker-{tid}"));
+        }
+        let last = first + 2 * THREAD_NAMES as i32 - 1;
+        note_thread_name(last, "renamed");
+        assert_eq!(entries_of(last), [b"renamed".to_vec()]);
+        for tid in last - THREAD_NAMES as i32 + 1..last {
+            assert_eq!(
+                entries_of(tid),
+                [format!("worker-{tid}").into_bytes()],
+                "the newest ids are all kept"
+            );
+        }
     }
 }

@@ -24,7 +24,7 @@ impl AltStackRun {
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
         // A thread without an alternate stack still runs; it only loses overflow reports.
-        let _ = altstack::ensure();
+        let _ = altstack::on_thread_start();
         // threading.Thread runs its bound _bootstrap method: name the thread for dumps.
         if let Ok(name) = self.function.bind(py).getattr("__self__").and_then(|t| t.getattr("name")) {
             if let Ok(name) = name.extract::<String>() {
