@@ -3,6 +3,7 @@
 //! keep writing to a file later return the file object, which the Python layer keeps alive.
 
 mod altstack;
+mod forklock;
 mod minidumps;
 mod prepare;
 mod pyfile;

@@ -1,6 +1,7 @@
 //! Minidump settings prepared at enable time, and dumps taken outside signal handlers
 //! (`write_minidump()`, timeouts), through the handlers' own helper code.
 
+use crate::forklock::ForkLock;
 use crate::signal_safe::config::{self, Target};
 use crate::signal_safe::dump::{self, Event, HelperConfig, HELPER};
 use crate::signal_safe::handler;
@@ -11,14 +12,13 @@ use std::ffi::CString;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// Annotation bytes kept (`key\0value\0` pairs).
 pub const ANNOTATIONS_SIZE: usize = 16 * 1024;
-static ANNOTATIONS: Mutex<()> = Mutex::new(());
+static ANNOTATIONS: ForkLock = ForkLock::new();
 struct AnnotationBuf(std::cell::UnsafeCell<[u8; ANNOTATIONS_SIZE]>);
-// SAFETY: written under the ANNOTATIONS mutex; the helper reads it from another process.
+// SAFETY: written under the ANNOTATIONS lock; the helper reads it from another process.
 unsafe impl Sync for AnnotationBuf {}
 static ANNOTATION_BYTES: AnnotationBuf = AnnotationBuf(std::cell::UnsafeCell::new([0; ANNOTATIONS_SIZE]));
 
@@ -29,7 +29,7 @@ struct NameTable(std::cell::UnsafeCell<[handoff::ThreadName; THREAD_NAMES]>);
 unsafe impl Sync for NameTable {}
 static NAMES: NameTable =
     NameTable(std::cell::UnsafeCell::new([handoff::ThreadName { tid: 0, name: [0; 60] }; THREAD_NAMES]));
-static NAMES_LOCK: Mutex<()> = Mutex::new(());
+static NAMES_LOCK: ForkLock = ForkLock::new();
 
 /// Where a thread's name goes: its home entry `tid % THREAD_NAMES`, or after it when that
 /// is taken and a later one is free. A thread start touches a few entries (scanning the
@@ -38,8 +38,8 @@ const NAME_PROBES: usize = 16;
 
 /// Records (or updates) the Python name of OS thread `tid`.
 pub fn note_thread_name(tid: i32, name: &str) {
-    let _lock = NAMES_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: the only writer, under the mutex.
+    let _lock = NAMES_LOCK.lock();
+    // SAFETY: the only writer, under the lock.
     let table = unsafe { &mut *NAMES.0.get() };
     let home = tid.unsigned_abs() as usize % THREAD_NAMES;
     let window = (home..home + NAME_PROBES).map(|i| i % THREAD_NAMES);
@@ -179,8 +179,8 @@ pub fn set_annotations(packed: &[u8]) -> Result<(), String> {
             packed.len()
         ));
     }
-    let _guard = ANNOTATIONS.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: the only writer, under the mutex.
+    let _guard = ANNOTATIONS.lock();
+    // SAFETY: the only writer, under the lock.
     unsafe { (&mut *ANNOTATION_BYTES.0.get())[..packed.len()].copy_from_slice(packed) };
     // SAFETY: as in configure().
     unsafe { (*dump::request_ptr()).annotations_len = packed.len() as u64 };
@@ -237,8 +237,8 @@ mod tests {
     use super::*;
 
     fn entries_of(tid: i32) -> Vec<Vec<u8>> {
-        let _lock = NAMES_LOCK.lock().unwrap();
-        // SAFETY: read under the writers' mutex.
+        let _lock = NAMES_LOCK.lock();
+        // SAFETY: read under the writers' lock.
         let table = unsafe { &*NAMES.0.get() };
         table
             .iter()
