@@ -8,6 +8,11 @@
 //! and dropped, only for addresses aranges do not cover); then that unit's DIE tree is
 //! descended only into the entries that contain the address.
 //!
+//! Nothing is read up front beyond .debug_aranges: a unit's abbreviations are parsed when the
+//! unit is (and kept, for dwz'd files whose units share them), not for every unit as gimli's
+//! `populate_abbreviations_cache` does by reading every unit's header, which faults most of a
+//! large .debug_info into memory (a page per unit, and the kernel maps 64 KiB around each).
+//!
 //! A function can also sit where no containing entry leads: C++ puts the functions of a
 //! lambda's closure type or of a local class inside the class, inside the function that
 //! defines it, whose own code is elsewhere (pybind11's dispatch lambda `_FUN`, in
@@ -16,10 +21,13 @@
 
 use crate::demangle::demangle;
 use crate::elf::Reader;
-use gimli::{AttributeValue, DebugInfoOffset, DwAt, Reader as _, Unit, UnitOffset};
+use gimli::{
+    Abbreviations, AttributeValue, DebugAbbrevOffset, DebugInfoOffset, DwAt, Reader as _, Unit, UnitOffset,
+};
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// One frame at an address: the function, or a call inlined in it (`inlined`).
 #[derive(Clone, Debug)]
@@ -48,6 +56,10 @@ pub struct LazyDwarf {
     /// The same from every unit's root entry, made the first time aranges miss.
     scanned: OnceCell<Ranges<DebugInfoOffset>>,
     units: RefCell<HashMap<DebugInfoOffset, Rc<Unit<Reader>>>>,
+    /// The abbreviations of the units parsed so far, by .debug_abbrev offset.
+    abbreviations: RefCell<HashMap<DebugAbbrevOffset, Arc<Abbreviations>>>,
+    /// Where each unit starts, sorted: made the first time a reference crosses units.
+    unit_starts: OnceCell<Vec<DebugInfoOffset>>,
     /// (start, end, subprogram) of every subprogram of a unit, sorted by start: made for the
     /// units where the descent from the root missed an address.
     subprograms: RefCell<HashMap<DebugInfoOffset, Rc<Ranges<UnitOffset>>>>,
@@ -72,6 +84,8 @@ impl LazyDwarf {
             aranges,
             scanned: OnceCell::new(),
             units: RefCell::new(HashMap::new()),
+            abbreviations: RefCell::new(HashMap::new()),
+            unit_starts: OnceCell::new(),
             subprograms: RefCell::new(HashMap::new()),
         }
     }
@@ -96,9 +110,20 @@ impl LazyDwarf {
             return Some(u.clone());
         }
         let header = self.dwarf.debug_info.header_from_offset(offset).ok()?;
-        let unit = Rc::new(self.dwarf.unit(header).ok()?);
+        let abbreviations = self.abbreviations(header.debug_abbrev_offset())?;
+        let unit = Rc::new(Unit::new_with_abbreviations(&self.dwarf, header, abbreviations).ok()?);
         self.units.borrow_mut().insert(offset, unit.clone());
         Some(unit)
+    }
+
+    /// The abbreviations at `offset`, parsed the first time a unit uses them.
+    fn abbreviations(&self, offset: DebugAbbrevOffset) -> Option<Arc<Abbreviations>> {
+        if let Some(known) = self.abbreviations.borrow().get(&offset) {
+            return Some(known.clone());
+        }
+        let parsed = Arc::new(self.dwarf.debug_abbrev.abbreviations(offset).ok()?);
+        self.abbreviations.borrow_mut().insert(offset, parsed.clone());
+        Some(parsed)
     }
 
     /// Every unit's root ranges (each unit parsed, then dropped).
@@ -238,18 +263,13 @@ impl LazyDwarf {
         dwarf: &gimli::Dwarf<Reader>,
         offset: DebugInfoOffset,
     ) -> Option<(Rc<Unit<Reader>>, UnitOffset)> {
-        let mut headers = dwarf.units();
-        let mut holder = None;
-        while let Ok(Some(header)) = headers.next() {
-            match header.debug_info_offset() {
-                Some(start) if start.0 <= offset.0 => holder = Some(start),
-                _ => break,
-            }
-        }
         let unit = if std::ptr::eq(dwarf, &self.dwarf) {
-            self.unit(holder?)?
+            let starts = self.unit_starts.get_or_init(|| unit_starts(dwarf, None));
+            let holder = starts.get(starts.partition_point(|s| s.0 <= offset.0).checked_sub(1)?)?;
+            self.unit(*holder)?
         } else {
-            Rc::new(dwarf.unit(dwarf.debug_info.header_from_offset(holder?).ok()?).ok()?)
+            let holder = *unit_starts(dwarf, Some(offset)).last()?;
+            Rc::new(dwarf.unit(dwarf.debug_info.header_from_offset(holder).ok()?).ok()?)
         };
         let in_unit = offset.to_unit_offset(&unit.header)?;
         Some((unit, in_unit))
@@ -298,6 +318,19 @@ impl LazyDwarf {
         push_path(&mut path, &text(file.path_name())?);
         Some(path)
     }
+}
+
+/// Where the units of `dwarf` start, in order; only those at or below `up_to` when given.
+fn unit_starts(dwarf: &gimli::Dwarf<Reader>, up_to: Option<DebugInfoOffset>) -> Vec<DebugInfoOffset> {
+    let mut starts = Vec::new();
+    let mut headers = dwarf.units();
+    while let Ok(Some(header)) = headers.next() {
+        match header.debug_info_offset() {
+            Some(start) if up_to.is_none_or(|end| start.0 <= end.0) => starts.push(start),
+            _ => break,
+        }
+    }
+    starts
 }
 
 fn push_path(path: &mut String, part: &str) {
@@ -429,8 +462,7 @@ int outer(int x) {
         let file = ElfFile::open(&library).unwrap();
         let dwarf = LazyDwarf::new(file.dwarf().unwrap());
         let symbols = file.symbols();
-        let address_of =
-            |mangled: &str| symbols.symbols().iter().find(|s| &*s.name == mangled).unwrap().address;
+        let address_of = |mangled: &str| symbols.iter().find(|(_, name)| *name == mangled).unwrap().0.address;
         for (mangled, name, marker) in [
             ("_ZZ5outeriEN5Local5twiceEi", "twice", "twice"),
             ("_ZZ5outeriENKUlvE_clEv", "operator()", "lambda"),
