@@ -207,6 +207,33 @@ mod tests {
         let _ = fs::remove_dir_all(&root);
     }
 
+    /// Resident kB of this process's mapping of `path` (/proc/self/smaps).
+    fn resident_kib(path: &Path) -> Option<u64> {
+        let smaps = fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut lines = smaps.lines().skip_while(|l| !l.ends_with(path.to_str().unwrap()));
+        lines.next()?;
+        let rss = lines.find(|l| l.starts_with("Rss:"))?;
+        rss.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    #[test]
+    fn checking_an_entry_does_not_bring_its_pages_into_memory() {
+        let root = scratch("resident");
+        let data: Vec<u8> = (0..(4u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let calls = Cell::new(0);
+        get(Some(&root), &data, &calls);
+        let entry = root.join(ID).join("debug_info");
+        let mapped = inflated(Some(&root), ID, ".debug_info", data.len() as u64, || None).unwrap();
+        assert!(matches!(mapped, Bytes::Mapped(..)));
+        // Its checksum was checked, yet only the pages a reader touches are resident: hashing
+        // the mapping made all 4 MiB of it so (and libc's 8 MB in every run).
+        let resident = resident_kib(&entry).expect("the entry is mapped");
+        assert!(resident < 1024, "{resident} kB of the 4 MiB entry resident after checking it");
+        assert_eq!(&mapped[..], &data[..]);
+        assert_eq!(calls.get(), 1);
+        let _ = fs::remove_dir_all(&root);
+    }
+
     #[test]
     fn a_corrupt_or_truncated_entry_is_inflated_again_and_replaced() {
         let root = scratch("corrupt");
