@@ -579,6 +579,8 @@ int outer(int x) {
 
         // in_a's unit is in aranges: only it is parsed (its abbreviations too), nothing scanned.
         let file = ElfFile::open(&partial).unwrap();
+        // C only: no C++ name the symbol table could give, so it is never made for DWARF's names.
+        assert!(!file.lazy_symbols().has_mangled());
         let dwarf = LazyDwarf::new(file.dwarf().unwrap());
         assert!(!dwarf.aranges.is_empty());
         assert_eq!(body_frame(&file, &dwarf, "in_a"), expected("in_a", "a.c"));
@@ -612,6 +614,7 @@ int outer(int x) {
         assert!(built.success());
         let file = ElfFile::open(&library).unwrap();
         let dwarf = LazyDwarf::new(file.dwarf().unwrap());
+        assert!(file.lazy_symbols().has_mangled());
         let symbols = file.symbols();
         let address_of = |mangled: &str| symbols.iter().find(|(_, name)| *name == mangled).unwrap().0.address;
         for (mangled, name, marker) in [

@@ -6,7 +6,10 @@
 
 use gimli::SectionId;
 use memmap2::Mmap;
-use object::{Object, ObjectSection, ObjectSegment, SectionKind, SymbolMap, SymbolMapEntry};
+use object::{
+    Object, ObjectSection, ObjectSegment, ObjectSymbol, ObjectSymbolTable, SectionKind, SymbolMap,
+    SymbolMapEntry,
+};
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::ops::{Deref, Range};
@@ -314,7 +317,7 @@ impl ElfFile {
 
     /// The same, made the first time it is asked for.
     pub fn lazy_symbols(&self) -> LazySymbols {
-        LazySymbols { file: Some(self.map.clone()), table: OnceCell::new() }
+        LazySymbols { file: Some(self.map.clone()), table: OnceCell::new(), mangled: OnceCell::new() }
     }
 }
 
@@ -335,19 +338,31 @@ fn symbols_of(file: &Arc<Mmap>) -> Symbols {
 }
 
 /// A file's [`Symbols`], made on first use: a module whose frames DWARF names fully (C++
-/// linkage names) never needs its table.
+/// linkage names, or C where the table has no C++ name to offer) never needs its table.
 pub struct LazySymbols {
     file: Option<Arc<Mmap>>,
     table: OnceCell<Symbols>,
+    mangled: OnceCell<bool>,
 }
 
 impl LazySymbols {
     pub fn none() -> LazySymbols {
-        LazySymbols { file: None, table: OnceCell::new() }
+        LazySymbols { file: None, table: OnceCell::new(), mangled: OnceCell::new() }
     }
 
     pub fn get(&self) -> &Symbols {
         self.table.get_or_init(|| self.file.as_ref().map_or_else(Symbols::empty, symbols_of))
+    }
+
+    /// Whether the table [`Symbols`] are made from has a C++ (`_Z`) name: one pass over the
+    /// raw names, without sorting them or checking their UTF-8 (libpython has none of its
+    /// 17,000, and needs no table then).
+    pub fn has_mangled(&self) -> bool {
+        *self.mangled.get_or_init(|| {
+            let Some(Ok(obj)) = self.file.as_ref().map(|f| object::File::parse(&f[..])) else { return false };
+            let Some(table) = obj.symbol_table().or_else(|| obj.dynamic_symbol_table()) else { return false };
+            table.symbols().any(|s| s.name_bytes().is_ok_and(|n| n.starts_with(b"_Z")))
+        })
     }
 }
 

@@ -50,7 +50,7 @@ impl Symbolizer {
             // local class's `add`): their symbol has the whole of it, as c++filt shows it.
             // A C symbol is no better than DWARF's name (and may be an alias), so only a
             // mangled one is used, and only if it has a size (it really covers `probe`).
-            if !function.qualified {
+            if !function.qualified && self.symtab.has_mangled() {
                 if let Some((_, name)) = symbol().filter(|(s, name)| s.size > 0 && name.starts_with("_Z")) {
                     function.function = Some(demangle(name));
                     function.qualified = true;
