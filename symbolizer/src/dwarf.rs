@@ -8,6 +8,11 @@
 //! and dropped, only for addresses aranges do not cover); then that unit's DIE tree is
 //! descended only into the entries that contain the address.
 //!
+//! Nothing is read up front beyond .debug_aranges: a unit's abbreviations are parsed when the
+//! unit is (and kept, for dwz'd files whose units share them), not for every unit as gimli's
+//! `populate_abbreviations_cache` does by reading every unit's header, which faults most of a
+//! large .debug_info into memory (a page per unit, and the kernel maps 64 KiB around each).
+//!
 //! A function can also sit where no containing entry leads: C++ puts the functions of a
 //! lambda's closure type or of a local class inside the class, inside the function that
 //! defines it, whose own code is elsewhere (pybind11's dispatch lambda `_FUN`, in
@@ -16,10 +21,13 @@
 
 use crate::demangle::demangle;
 use crate::elf::Reader;
-use gimli::{AttributeValue, DebugInfoOffset, DwAt, Reader as _, Unit, UnitOffset};
+use gimli::{
+    Abbreviations, AttributeValue, DebugAbbrevOffset, DebugInfoOffset, DwAt, Reader as _, Unit, UnitOffset,
+};
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// One frame at an address: the function, or a call inlined in it (`inlined`).
 #[derive(Clone, Debug)]
@@ -48,6 +56,12 @@ pub struct LazyDwarf {
     /// The same from every unit's root entry, made the first time aranges miss.
     scanned: OnceCell<Ranges<DebugInfoOffset>>,
     units: RefCell<HashMap<DebugInfoOffset, Rc<Unit<Reader>>>>,
+    /// The abbreviations of the units parsed so far, by .debug_abbrev offset.
+    abbreviations: RefCell<HashMap<DebugAbbrevOffset, Arc<Abbreviations>>>,
+    /// Where each unit starts, sorted: made the first time a reference crosses units.
+    unit_starts: OnceCell<Vec<DebugInfoOffset>>,
+    /// See `top_level`.
+    top_level: RefCell<HashMap<DebugInfoOffset, Rc<Vec<gimli::Result<Candidate>>>>>,
     /// (start, end, subprogram) of every subprogram of a unit, sorted by start: made for the
     /// units where the descent from the root missed an address.
     subprograms: RefCell<HashMap<DebugInfoOffset, Rc<Ranges<UnitOffset>>>>,
@@ -72,6 +86,9 @@ impl LazyDwarf {
             aranges,
             scanned: OnceCell::new(),
             units: RefCell::new(HashMap::new()),
+            abbreviations: RefCell::new(HashMap::new()),
+            unit_starts: OnceCell::new(),
+            top_level: RefCell::new(HashMap::new()),
             subprograms: RefCell::new(HashMap::new()),
         }
     }
@@ -96,9 +113,20 @@ impl LazyDwarf {
             return Some(u.clone());
         }
         let header = self.dwarf.debug_info.header_from_offset(offset).ok()?;
-        let unit = Rc::new(self.dwarf.unit(header).ok()?);
+        let abbreviations = self.abbreviations(header.debug_abbrev_offset())?;
+        let unit = Rc::new(Unit::new_with_abbreviations(&self.dwarf, header, abbreviations).ok()?);
         self.units.borrow_mut().insert(offset, unit.clone());
         Some(unit)
+    }
+
+    /// The abbreviations at `offset`, parsed the first time a unit uses them.
+    fn abbreviations(&self, offset: DebugAbbrevOffset) -> Option<Arc<Abbreviations>> {
+        if let Some(known) = self.abbreviations.borrow().get(&offset) {
+            return Some(known.clone());
+        }
+        let parsed = Arc::new(self.dwarf.debug_abbrev.abbreviations(offset).ok()?);
+        self.abbreviations.borrow_mut().insert(offset, parsed.clone());
+        Some(parsed)
     }
 
     /// Every unit's root ranges (each unit parsed, then dropped).
@@ -120,6 +148,30 @@ impl LazyDwarf {
             out.sort_unstable_by_key(|r| r.0);
             out
         })
+    }
+
+    /// The code and scope entries right under the root of the unit at `offset`, in order (an
+    /// error where reading them failed): the first level of `descend`, whose every lookup read
+    /// all of them again (with the types and declarations between them).
+    fn top_level(&self, offset: DebugInfoOffset, unit: &Unit<Reader>) -> Rc<Vec<gimli::Result<Candidate>>> {
+        if let Some(known) = self.top_level.borrow().get(&offset) {
+            return known.clone();
+        }
+        let mut found = Vec::new();
+        let read = (|| -> gimli::Result<()> {
+            let mut tree = unit.entries_tree(None)?;
+            let mut children = tree.root()?.children();
+            while let Some(child) = children.next()? {
+                found.extend(candidate(&self.dwarf, unit, child.entry()));
+            }
+            Ok(())
+        })();
+        if let Err(e) = read {
+            found.push(Err(e));
+        }
+        let found = Rc::new(found);
+        self.top_level.borrow_mut().insert(offset, found.clone());
+        found
     }
 
     /// Every subprogram of the unit at `offset` with its ranges (the whole tree walked once).
@@ -154,8 +206,16 @@ impl LazyDwarf {
     ) -> gimli::Result<Vec<Named>> {
         // The chain of entries containing `probe`: a subprogram, then inlined calls in it.
         let mut chain: Vec<(UnitOffset, Option<(u64, u32)>)> = Vec::new();
-        let mut tree = unit.entries_tree(None)?;
-        descend(&self.dwarf, unit, tree.root()?, probe, &mut chain, 0)?;
+        // `descend` from the root, its first level read once per unit.
+        for child in self.top_level(offset, unit).iter() {
+            let inside = |chain: &mut Vec<_>| {
+                let mut tree = unit.entries_tree(Some(child.as_ref().map_err(|e| *e)?.offset))?;
+                descend(&self.dwarf, unit, tree.root()?, probe, chain, 1)
+            };
+            if step(child.as_ref().map_err(|e| *e)?, probe, &mut chain, inside)? {
+                break;
+            }
+        }
         if chain.is_empty() {
             // A function nested in a class or another function: found by its ranges.
             if let Some(&function) = covering(&self.subprograms(offset, unit), probe).first() {
@@ -238,18 +298,13 @@ impl LazyDwarf {
         dwarf: &gimli::Dwarf<Reader>,
         offset: DebugInfoOffset,
     ) -> Option<(Rc<Unit<Reader>>, UnitOffset)> {
-        let mut headers = dwarf.units();
-        let mut holder = None;
-        while let Ok(Some(header)) = headers.next() {
-            match header.debug_info_offset() {
-                Some(start) if start.0 <= offset.0 => holder = Some(start),
-                _ => break,
-            }
-        }
         let unit = if std::ptr::eq(dwarf, &self.dwarf) {
-            self.unit(holder?)?
+            let starts = self.unit_starts.get_or_init(|| unit_starts(dwarf, None));
+            let holder = starts.get(starts.partition_point(|s| s.0 <= offset.0).checked_sub(1)?)?;
+            self.unit(*holder)?
         } else {
-            Rc::new(dwarf.unit(dwarf.debug_info.header_from_offset(holder?).ok()?).ok()?)
+            let holder = *unit_starts(dwarf, Some(offset)).last()?;
+            Rc::new(dwarf.unit(dwarf.debug_info.header_from_offset(holder).ok()?).ok()?)
         };
         let in_unit = offset.to_unit_offset(&unit.header)?;
         Some((unit, in_unit))
@@ -300,6 +355,19 @@ impl LazyDwarf {
     }
 }
 
+/// Where the units of `dwarf` start, in order; only those at or below `up_to` when given.
+fn unit_starts(dwarf: &gimli::Dwarf<Reader>, up_to: Option<DebugInfoOffset>) -> Vec<DebugInfoOffset> {
+    let mut starts = Vec::new();
+    let mut headers = dwarf.units();
+    while let Ok(Some(header)) = headers.next() {
+        match header.debug_info_offset() {
+            Some(start) if up_to.is_none_or(|end| start.0 <= end.0) => starts.push(start),
+            _ => break,
+        }
+    }
+    starts
+}
+
 fn push_path(path: &mut String, part: &str) {
     if part.starts_with('/') {
         *path = part.to_string();
@@ -327,6 +395,72 @@ fn covering<T: Copy + PartialEq>(ranges: &[(u64, u64, T)], probe: u64) -> Vec<T>
     out
 }
 
+/// An entry `descend` looks into: code (a subprogram or an inlined call) or a scope that may
+/// hold code, with its ranges.
+struct Candidate {
+    offset: UnitOffset,
+    is_code: bool,
+    /// An inlined call's call site (file, line).
+    call_site: Option<(u64, u32)>,
+    ranges: Vec<(u64, u64)>,
+}
+
+/// `entry` as a [`Candidate`]; None when it is neither code nor a scope.
+fn candidate(
+    dwarf: &gimli::Dwarf<Reader>,
+    unit: &Unit<Reader>,
+    entry: &gimli::DebuggingInformationEntry<Reader>,
+) -> Option<gimli::Result<Candidate>> {
+    let tag = entry.tag();
+    let is_code = matches!(tag, gimli::DW_TAG_subprogram | gimli::DW_TAG_inlined_subroutine);
+    let scope = matches!(
+        tag,
+        gimli::DW_TAG_lexical_block
+            | gimli::DW_TAG_namespace
+            | gimli::DW_TAG_module
+            | gimli::DW_TAG_try_block
+            | gimli::DW_TAG_catch_block
+    );
+    if !is_code && !scope {
+        return None;
+    }
+    let ranges = (|| -> gimli::Result<Vec<(u64, u64)>> {
+        let mut found = Vec::new();
+        let mut ranges = dwarf.die_ranges(unit, entry)?;
+        while let Some(r) = ranges.next()? {
+            found.push((r.begin, r.end));
+        }
+        Ok(found)
+    })();
+    Some(ranges.map(|ranges| Candidate {
+        offset: entry.offset(),
+        is_code,
+        call_site: (tag == gimli::DW_TAG_inlined_subroutine).then(|| call_site(entry)).flatten(),
+        ranges,
+    }))
+}
+
+/// One step of `descend`: when `child` contains `probe` (or is a scope without ranges, as
+/// namespaces are, which may hold code), pushes it onto `chain` if it is code and walks into
+/// it with `inside`. True when the walk ends there.
+fn step(
+    child: &Candidate,
+    probe: u64,
+    chain: &mut Vec<(UnitOffset, Option<(u64, u32)>)>,
+    inside: impl FnOnce(&mut Vec<(UnitOffset, Option<(u64, u32)>)>) -> gimli::Result<()>,
+) -> gimli::Result<bool> {
+    let contains = child.ranges.iter().any(|&(begin, end)| begin <= probe && probe < end);
+    if !contains && (child.is_code || !child.ranges.is_empty()) {
+        return Ok(false);
+    }
+    if child.is_code {
+        chain.push((child.offset, child.call_site));
+    }
+    let before = chain.len();
+    inside(chain)?;
+    Ok(contains && (child.is_code || chain.len() > before))
+}
+
 /// Walks down from `node` into the entries containing `probe`, appending each subprogram
 /// or inlined call on the way (with the call site of inlined ones) to `chain`.
 fn descend(
@@ -342,37 +476,9 @@ fn descend(
     }
     let mut children = node.children();
     while let Some(child) = children.next()? {
-        let entry = child.entry();
-        let tag = entry.tag();
-        let is_code = matches!(tag, gimli::DW_TAG_subprogram | gimli::DW_TAG_inlined_subroutine);
-        let scope = matches!(
-            tag,
-            gimli::DW_TAG_lexical_block
-                | gimli::DW_TAG_namespace
-                | gimli::DW_TAG_module
-                | gimli::DW_TAG_try_block
-        ) || matches!(tag, gimli::DW_TAG_catch_block);
-        if !is_code && !scope {
-            continue;
-        }
-        let mut ranges = dwarf.die_ranges(unit, entry)?;
-        let mut has_ranges = false;
-        let mut contains = false;
-        while let Some(r) = ranges.next()? {
-            has_ranges = true;
-            contains |= r.begin <= probe && probe < r.end;
-        }
-        // Scopes without ranges (namespaces) may hold code; code without ranges is abstract.
-        if contains || (scope && !has_ranges) {
-            if is_code {
-                let call_site = (tag == gimli::DW_TAG_inlined_subroutine).then(|| call_site(entry)).flatten();
-                chain.push((entry.offset(), call_site));
-            }
-            let before = chain.len();
-            descend(dwarf, unit, child, probe, chain, depth + 1)?;
-            if contains && (is_code || chain.len() > before) {
-                return Ok(());
-            }
+        let Some(found) = candidate(dwarf, unit, child.entry()) else { continue };
+        if step(&found?, probe, chain, |chain| descend(dwarf, unit, child, probe, chain, depth + 1))? {
+            return Ok(());
         }
     }
     Ok(())
@@ -413,6 +519,86 @@ int outer(int x) {
         index as u32 + 1
     }
 
+    /// Two units; `in_b`'s is left out of .debug_aranges (its object's aranges removed
+    /// before linking), as some toolchains do (clang without -gdwarf-aranges).
+    const UNIT_A: &str = "__attribute__((noinline)) int in_a(int x) {\n    return x * 3;  // @a\n}\n";
+    const UNIT_B: &str = "__attribute__((noinline)) int in_b(int x) {\n    return x + 7;  // @b\n}\n";
+
+    fn run(program: &str, args: &[&std::ffi::OsStr]) {
+        let status = std::process::Command::new(program)
+            .args(args)
+            .status()
+            .unwrap_or_else(|e| panic!("these tests need {program} (gcc, binutils): {e}"));
+        assert!(status.success(), "{program} {args:?}");
+    }
+
+    /// (function, file name, line) of the outermost frame at the first address of `function`
+    /// (a symbol) whose line is 2, the body's.
+    fn body_frame(file: &ElfFile, dwarf: &LazyDwarf, function: &str) -> (String, String, u32) {
+        let symbols = file.symbols();
+        let start = symbols.iter().find(|(_, name)| *name == function).unwrap().0.address;
+        let frames = (start..start + 64)
+            .map(|a| dwarf.frames(a))
+            .find(|f| f.last().is_some_and(|f| f.line == Some(2)));
+        let frame = frames.unwrap_or_else(|| panic!("{function}: no frame on line 2")).pop().unwrap();
+        let file_name =
+            frame.file.as_deref().and_then(|f| f.rsplit('/').next()).unwrap_or_default().to_string();
+        (frame.function.unwrap_or_default(), file_name, frame.line.unwrap())
+    }
+
+    #[test]
+    fn the_unit_comes_from_aranges_else_from_every_units_ranges() {
+        let dir = std::env::temp_dir().join(format!("crashcatch-aranges-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = |name: &str| dir.join(name);
+        for (name, source) in [("a", UNIT_A), ("b", UNIT_B)] {
+            std::fs::write(path(&format!("{name}.c")), source).unwrap();
+            let (c, o) = (path(&format!("{name}.c")), path(&format!("{name}.o")));
+            run(
+                "gcc",
+                &[
+                    "-c".as_ref(),
+                    "-g".as_ref(),
+                    "-O0".as_ref(),
+                    "-fPIC".as_ref(),
+                    "-o".as_ref(),
+                    o.as_ref(),
+                    c.as_ref(),
+                ],
+            );
+        }
+        run("objcopy", &["--remove-section=.debug_aranges".as_ref(), path("b.o").as_ref()]);
+        let (partial, none) = (path("partial.so"), path("none.so"));
+        let link = [path("a.o"), path("b.o")];
+        run(
+            "gcc",
+            &["-shared".as_ref(), "-o".as_ref(), partial.as_ref(), link[0].as_ref(), link[1].as_ref()],
+        );
+        run("objcopy", &["--remove-section=.debug_aranges".as_ref(), partial.as_ref(), none.as_ref()]);
+        let expected = |f: &str, file: &str| (f.to_string(), file.to_string(), 2);
+
+        // in_a's unit is in aranges: only it is parsed (its abbreviations too), nothing scanned.
+        let file = ElfFile::open(&partial).unwrap();
+        // C only: no C++ name the symbol table could give, so it is never made for DWARF's names.
+        assert!(!file.lazy_symbols().has_mangled());
+        let dwarf = LazyDwarf::new(file.dwarf().unwrap());
+        assert!(!dwarf.aranges.is_empty());
+        assert_eq!(body_frame(&file, &dwarf, "in_a"), expected("in_a", "a.c"));
+        assert_eq!((dwarf.units.borrow().len(), dwarf.abbreviations.borrow().len()), (1, 1));
+        assert!(dwarf.scanned.get().is_none());
+        // in_b's is not: found by every unit's root ranges.
+        assert_eq!(body_frame(&file, &dwarf, "in_b"), expected("in_b", "b.c"));
+        assert!(dwarf.scanned.get().is_some_and(|s| s.len() >= 2));
+
+        // No .debug_aranges at all: both by the scan.
+        let file = ElfFile::open(&none).unwrap();
+        let dwarf = LazyDwarf::new(file.dwarf().unwrap());
+        assert!(dwarf.aranges.is_empty());
+        assert_eq!(body_frame(&file, &dwarf, "in_b"), expected("in_b", "b.c"));
+        assert_eq!(body_frame(&file, &dwarf, "in_a"), expected("in_a", "a.c"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn functions_nested_in_classes_inside_functions_are_found() {
         let dir = std::env::temp_dir().join(format!("crashcatch-dwarf-test-{}", std::process::id()));
@@ -428,9 +614,9 @@ int outer(int x) {
         assert!(built.success());
         let file = ElfFile::open(&library).unwrap();
         let dwarf = LazyDwarf::new(file.dwarf().unwrap());
+        assert!(file.lazy_symbols().has_mangled());
         let symbols = file.symbols();
-        let address_of =
-            |mangled: &str| symbols.symbols().iter().find(|s| &*s.name == mangled).unwrap().address;
+        let address_of = |mangled: &str| symbols.iter().find(|(_, name)| *name == mangled).unwrap().0.address;
         for (mangled, name, marker) in [
             ("_ZZ5outeriEN5Local5twiceEi", "twice", "twice"),
             ("_ZZ5outeriENKUlvE_clEv", "operator()", "lambda"),

@@ -16,7 +16,7 @@
 use crate::elf::Bytes;
 use memmap2::Mmap;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,24 +65,43 @@ pub fn inflated(
 }
 
 /// The entry at `path` if it holds `len` bytes whose CRC32 checks.
+///
+/// The checksum is taken over the file read in chunks, not over its mapping: hashing the
+/// mapping would fault every page of it into this process (libc's inflated DWARF is 8 MB),
+/// where a run reads only the few units its frames are in. The mapping is of the same open
+/// file, which a rename never changes.
 fn read(path: &Path, len: u64) -> Option<Bytes> {
-    let file = fs::File::open(path).ok()?;
+    let mut file = fs::File::open(path).ok()?;
     let meta = file.metadata().ok()?;
     if !meta.is_file() || meta.uid() != euid() || meta.len() != HEADER as u64 + len {
+        return None;
+    }
+    let mut header = [0u8; HEADER];
+    file.read_exact(&mut header).ok()?;
+    let stored_len = u64::from_le_bytes(header[8..16].try_into().ok()?);
+    let crc = u32::from_le_bytes(header[16..20].try_into().ok()?);
+    if &header[..8] != MAGIC || stored_len != len || payload_crc(&mut file)? != crc {
         return None;
     }
     // SAFETY: a read-only private mapping of a cache entry, which is only ever replaced by
     // a rename, never written in place (a mapping keeps the old file's pages).
     let map = unsafe { Mmap::map(&file) }.ok()?;
-    let header = map.get(..HEADER)?;
-    let stored_len = u64::from_le_bytes(header.get(8..16)?.try_into().ok()?);
-    let crc = u32::from_le_bytes(header.get(16..20)?.try_into().ok()?);
-    let payload = map.get(HEADER..)?;
-    if &header[..8] != MAGIC || stored_len != len || crc32fast::hash(payload) != crc {
-        return None;
-    }
     let end = map.len();
-    Some(Bytes::Mapped(Arc::new(map), HEADER..end))
+    (end == HEADER + usize::try_from(len).ok()?).then(|| Bytes::Mapped(Arc::new(map), HEADER..end))
+}
+
+/// CRC32 of the rest of `file`, read through a small buffer.
+fn payload_crc(file: &mut fs::File) -> Option<u32> {
+    let mut hasher = crc32fast::Hasher::new();
+    let mut chunk = vec![0u8; 256 << 10];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => return Some(hasher.finalize()),
+            Ok(n) => hasher.update(chunk.get(..n)?),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
 }
 
 fn euid() -> u32 {
@@ -184,6 +203,33 @@ mod tests {
         let again = inflated(Some(&root), ID, ".debug_info", data.len() as u64, || None).unwrap();
         assert!(matches!(again, Bytes::Mapped(..)));
         assert_eq!(&again[..], &data[..]);
+        assert_eq!(calls.get(), 1);
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    /// Resident kB of this process's mapping of `path` (/proc/self/smaps).
+    fn resident_kib(path: &Path) -> Option<u64> {
+        let smaps = fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut lines = smaps.lines().skip_while(|l| !l.ends_with(path.to_str().unwrap()));
+        lines.next()?;
+        let rss = lines.find(|l| l.starts_with("Rss:"))?;
+        rss.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    #[test]
+    fn checking_an_entry_does_not_bring_its_pages_into_memory() {
+        let root = scratch("resident");
+        let data: Vec<u8> = (0..(4u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let calls = Cell::new(0);
+        get(Some(&root), &data, &calls);
+        let entry = root.join(ID).join("debug_info");
+        let mapped = inflated(Some(&root), ID, ".debug_info", data.len() as u64, || None).unwrap();
+        assert!(matches!(mapped, Bytes::Mapped(..)));
+        // Its checksum was checked, yet only the pages a reader touches are resident: hashing
+        // the mapping made all 4 MiB of it so (and libc's 8 MB in every run).
+        let resident = resident_kib(&entry).expect("the entry is mapped");
+        assert!(resident < 1024, "{resident} kB of the 4 MiB entry resident after checking it");
+        assert_eq!(&mapped[..], &data[..]);
         assert_eq!(calls.get(), 1);
         let _ = fs::remove_dir_all(&root);
     }

@@ -6,8 +6,12 @@
 
 use gimli::SectionId;
 use memmap2::Mmap;
-use object::{Object, ObjectSection, ObjectSegment, SectionKind, SymbolMap, SymbolMapEntry};
+use object::{
+    Object, ObjectSection, ObjectSegment, ObjectSymbol, ObjectSymbolTable, SectionKind, SymbolMap,
+    SymbolMapEntry,
+};
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::ops::{Deref, Range};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,11 +58,41 @@ unsafe impl gimli::CloneStableDeref for Bytes {}
 /// The DWARF reader used over [`Bytes`].
 pub type Reader = gimli::EndianReader<gimli::RunTimeEndian, Bytes>;
 
-/// A symbol table entry, owned (built only for modules that have frames to name).
+/// A symbol table entry; its name is a range of the file's mapping (a copy of every name of
+/// libpython's 17,000 symbols was a third of building its table).
 pub struct Sym {
     pub address: u64,
     pub size: u64,
-    pub name: Box<str>,
+    name: Range<usize>,
+}
+
+/// A file's symbol table by address (built only for modules that have frames to name).
+pub struct Symbols {
+    map: SymbolMap<Sym>,
+    /// The mapping the names are in.
+    file: Option<Arc<Mmap>>,
+}
+
+impl Symbols {
+    pub fn empty() -> Symbols {
+        Symbols { map: SymbolMap::new(Vec::new()), file: None }
+    }
+
+    /// The symbol containing `address`, and its name.
+    pub fn containing(&self, address: u64) -> Option<(&Sym, &str)> {
+        self.map.containing(address).map(|s| (s, self.name(s)))
+    }
+
+    /// Every symbol with its name, by address.
+    pub fn iter(&self) -> impl Iterator<Item = (&Sym, &str)> {
+        self.map.symbols().iter().map(|s| (s, self.name(s)))
+    }
+
+    fn name(&self, sym: &Sym) -> &str {
+        let bytes = self.file.as_ref().and_then(|f| f.get(sym.name.clone())).unwrap_or_default();
+        // Checked when the table was made: object gives only UTF-8 names.
+        std::str::from_utf8(bytes).unwrap_or_default()
+    }
 }
 
 impl SymbolMapEntry for Sym {
@@ -277,12 +311,58 @@ impl ElfFile {
     }
 
     /// Symbol table (.symtab, else .dynsym) entries, sized, by address.
-    pub fn symbols(&self) -> SymbolMap<Sym> {
-        let Ok(obj) = self.parse() else { return SymbolMap::new(Vec::new()) };
-        let map = obj.symbol_map();
-        let owned =
-            map.symbols().iter().map(|s| Sym { address: s.address(), size: s.size(), name: s.name().into() });
-        SymbolMap::new(owned.collect())
+    pub fn symbols(&self) -> Symbols {
+        symbols_of(&self.map)
+    }
+
+    /// The same, made the first time it is asked for.
+    pub fn lazy_symbols(&self) -> LazySymbols {
+        LazySymbols { file: Some(self.map.clone()), table: OnceCell::new(), mangled: OnceCell::new() }
+    }
+}
+
+fn symbols_of(file: &Arc<Mmap>) -> Symbols {
+    let Ok(obj) = object::File::parse(&file[..]) else { return Symbols::empty() };
+    let start = file.as_ptr() as usize;
+    // Names lie in the mapping (string tables are not compressed); any other is left out.
+    let in_map = |name: &str| {
+        let offset = (name.as_ptr() as usize).checked_sub(start)?;
+        (offset.checked_add(name.len())? <= file.len()).then(|| offset..offset + name.len())
+    };
+    let map = obj.symbol_map();
+    let entries = map
+        .symbols()
+        .iter()
+        .filter_map(|s| Some(Sym { address: s.address(), size: s.size(), name: in_map(s.name())? }));
+    Symbols { map: SymbolMap::new(entries.collect()), file: Some(file.clone()) }
+}
+
+/// A file's [`Symbols`], made on first use: a module whose frames DWARF names fully (C++
+/// linkage names, or C where the table has no C++ name to offer) never needs its table.
+pub struct LazySymbols {
+    file: Option<Arc<Mmap>>,
+    table: OnceCell<Symbols>,
+    mangled: OnceCell<bool>,
+}
+
+impl LazySymbols {
+    pub fn none() -> LazySymbols {
+        LazySymbols { file: None, table: OnceCell::new(), mangled: OnceCell::new() }
+    }
+
+    pub fn get(&self) -> &Symbols {
+        self.table.get_or_init(|| self.file.as_ref().map_or_else(Symbols::empty, symbols_of))
+    }
+
+    /// Whether the table [`Symbols`] are made from has a C++ (`_Z`) name: one pass over the
+    /// raw names, without sorting them or checking their UTF-8 (libpython has none of its
+    /// 17,000, and needs no table then).
+    pub fn has_mangled(&self) -> bool {
+        *self.mangled.get_or_init(|| {
+            let Some(Ok(obj)) = self.file.as_ref().map(|f| object::File::parse(&f[..])) else { return false };
+            let Some(table) = obj.symbol_table().or_else(|| obj.dynamic_symbol_table()) else { return false };
+            table.symbols().any(|s| s.name_bytes().is_ok_and(|n| n.starts_with(b"_Z")))
+        })
     }
 }
 
@@ -301,7 +381,7 @@ mod tests {
         let (_, eh_frame) = file.cfi.eh_frame.as_ref().expect(".eh_frame");
         assert!(matches!(eh_frame, Bytes::Mapped(..)) && !eh_frame.is_empty());
         assert!(file.has_dwarf && file.dwarf().is_ok());
-        assert!(!file.symbols().symbols().is_empty());
+        assert!(file.symbols().iter().any(|(_, name)| name.contains("main")));
     }
 
     #[test]

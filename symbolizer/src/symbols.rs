@@ -5,8 +5,7 @@
 use crate::debuginfo::{self, Search};
 use crate::demangle::demangle;
 use crate::dwarf::{LazyDwarf, Named};
-use crate::elf::{ElfFile, Sym};
-use object::SymbolMap;
+use crate::elf::{ElfFile, LazySymbols};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -24,7 +23,8 @@ pub struct Symbolizer {
     /// classic executable (Debian's python3.11). File address = runtime - base + base_svma.
     pub base_svma: u64,
     dwarf: Option<LazyDwarf>,
-    symtab: SymbolMap<Sym>,
+    /// The symbol table, made the first time a frame needs it.
+    symtab: LazySymbols,
     /// Names already looked up, by file address: every thread returns to the same places
     /// (and a recursion to one place thousands of times), and a DWARF lookup walks a unit.
     named: RefCell<HashMap<u64, Vec<Named>>>,
@@ -43,22 +43,22 @@ impl Symbolizer {
     }
 
     fn look_up(&self, probe: u64) -> Vec<Named> {
-        let symbol = self.symtab.containing(probe);
+        let symbol = || self.symtab.get().containing(probe);
         let mut frames = self.dwarf.as_ref().map(|d| d.frames(probe)).unwrap_or_default();
         if let Some(function) = frames.last_mut() {
             // DWARF gives some C++ functions only their own name (`_FUN`, `operator()`, a
             // local class's `add`): their symbol has the whole of it, as c++filt shows it.
             // A C symbol is no better than DWARF's name (and may be an alias), so only a
             // mangled one is used, and only if it has a size (it really covers `probe`).
-            if !function.qualified {
-                if let Some(sym) = symbol.filter(|s| s.size > 0 && s.name.starts_with("_Z")) {
-                    function.function = Some(demangle(&sym.name));
+            if !function.qualified && self.symtab.has_mangled() {
+                if let Some((_, name)) = symbol().filter(|(s, name)| s.size > 0 && name.starts_with("_Z")) {
+                    function.function = Some(demangle(name));
                     function.qualified = true;
                 }
             }
             return frames;
         }
-        let function = symbol.map(|sym| demangle(&sym.name));
+        let function = symbol().map(|(_, name)| demangle(name));
         vec![Named { function, file: None, line: None, inlined: false, qualified: false }]
     }
 }
@@ -97,7 +97,6 @@ fn symbolizer(
                 refused.push(e);
             }
         }
-        dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::Duplicates);
         Some(LazyDwarf::new(dwarf))
     });
     let table = debug.filter(|d| d.has_symtab).or(binary);
@@ -106,7 +105,7 @@ fn symbolizer(
         source: if dwarf.is_some() { source } else { debuginfo::SYMBOL_TABLE_ONLY },
         base_svma: binary.or(debug).and_then(|f| f.base_svma).unwrap_or(0),
         dwarf,
-        symtab: table.map(ElfFile::symbols).unwrap_or_else(|| SymbolMap::new(Vec::new())),
+        symtab: table.map_or_else(LazySymbols::none, ElfFile::lazy_symbols),
         named: RefCell::new(HashMap::new()),
     }
 }
