@@ -10,6 +10,8 @@ use {
     },
 };
 
+// crashcatch patch: x86_64 no longer reads /proc/TID/status (x86.rs).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 type Result<T> = std::result::Result<T, ThreadInfoError>;
 
 #[derive(thiserror::Error, Debug, serde::Serialize)]
@@ -54,6 +56,7 @@ cfg_if::cfg_if! {
     }
 }
 
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 fn get_ppid_and_tgid(process_inspector: &ProcessInspector, tid: Pid) -> Result<(Pid, Pid)> {
     let mut ppid = -1;
     let mut tgid = -1;

@@ -18,7 +18,9 @@ pub struct ThreadInfoX86 {
 
 impl ThreadInfoX86 {
     pub fn create(process_inspector: &ProcessInspector, tid: Pid) -> Result<Self, ThreadInfoError> {
-        let (ppid, tgid) = super::get_ppid_and_tgid(process_inspector, tid)?;
+        // crashcatch patch: no /proc/TID/status read per stopped thread (an open, reads and a
+        // close while every thread waits; the two ids are written nowhere): -1 for both.
+        let (ppid, tgid) = (-1, -1);
         let regs = process_inspector
             .get_gen_regs(tid)
             .map_err(ThreadInfoError::PtraceError)?;
@@ -37,16 +39,9 @@ impl ThreadInfoX86 {
             }
         };
 
-        let mut dregs: [RegType; NUM_DEBUG_REGISTERS] = [0; NUM_DEBUG_REGISTERS];
-
-        let debug_offset = mem::offset_of!(user, u_debugreg);
-        for (idx, dreg) in dregs.iter_mut().enumerate() {
-            let chunk = process_inspector
-                .ptrace_peekuser(tid, debug_offset + idx * mem::size_of::<RegType>())
-                .map_err(ThreadInfoError::PtraceError)?;
-
-            *dreg = RegType::from_ne_bytes(chunk[0..mem::size_of::<RegType>()].try_into().unwrap());
-        }
+        // crashcatch patch: the debug registers (hardware watchpoints, set only by a debugger)
+        // are not read: eight PTRACE_PEEKUSER calls per stopped thread; they stay zero.
+        let dregs: [RegType; NUM_DEBUG_REGISTERS] = [0; NUM_DEBUG_REGISTERS];
 
         #[cfg(target_arch = "x86_64")]
         let stack_pointer = regs.rsp as usize;
