@@ -19,6 +19,7 @@
 
 use crate::shrink::{u32_at, u64_at};
 use crate::streams;
+use std::collections::{BTreeMap, HashSet};
 
 const THREAD_LIST: u32 = 3;
 const MEMORY_LIST: u32 = 5;
@@ -26,7 +27,7 @@ const THREAD_ENTRY: usize = 48;
 const MEMORY_ENTRY: usize = 16;
 
 /// One memory list entry: where the range starts, its size, where its bytes are in the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Range {
     start: u64,
     size: u32,
@@ -113,13 +114,14 @@ fn thread_stacks(image: &[u8], loc: u32) -> Option<Vec<Range>> {
 
 /// `ranges` in their order, each stack whole and every other range without what a stack or
 /// an earlier range holds (cut, split or dropped); and how many ranges changed.
+/// Linear in the ranges but for the logarithmic lookups: a 1000-thread dump lists thousands.
 fn disjoint(ranges: &[Range], stacks: &[Range]) -> (Vec<Range>, usize) {
-    let is_stack = |r: &Range| stacks.iter().any(|s| s == r && s.size > 0);
-    let mut claimed: Vec<(u64, u64)> =
-        ranges.iter().filter(|r| is_stack(r)).map(|r| (r.start, r.end())).collect();
+    let stacks: HashSet<Range> = stacks.iter().filter(|s| s.size > 0).copied().collect();
+    let mut claimed = Claimed::default();
+    ranges.iter().filter(|r| stacks.contains(r)).for_each(|r| claimed.add(r.start, r.end()));
     let (mut kept, mut changed) = (Vec::with_capacity(ranges.len()), 0);
     for r in ranges {
-        if is_stack(r) {
+        if stacks.contains(r) {
             kept.push(*r);
             continue;
         }
@@ -127,19 +129,48 @@ fn disjoint(ranges: &[Range], stacks: &[Range]) -> (Vec<Range>, usize) {
         if pieces != [*r] {
             changed += 1;
         }
-        claimed.extend(pieces.iter().map(|p| (p.start, p.end())));
+        pieces.iter().for_each(|p| claimed.add(p.start, p.end()));
         kept.extend(pieces);
     }
     (kept, changed)
 }
 
-/// The parts of `r` outside every range of `claimed`.
-fn uncovered(r: &Range, claimed: &[(u64, u64)]) -> Vec<Range> {
-    let mut covers: Vec<(u64, u64)> =
-        claimed.iter().filter(|&&(s, e)| s < r.end() && e > r.start).copied().collect();
-    covers.sort_unstable();
+/// The union of the ranges claimed so far: disjoint [start, end) intervals by start.
+#[derive(Default)]
+struct Claimed(BTreeMap<u64, u64>);
+
+impl Claimed {
+    fn add(&mut self, mut start: u64, mut end: u64) {
+        if start >= end {
+            return;
+        }
+        // Merged with an interval that starts before and reaches it, and those it reaches.
+        if let Some((&s, &e)) = self.0.range(..=start).next_back() {
+            if e >= start {
+                self.0.remove(&s);
+                (start, end) = (s, end.max(e));
+            }
+        }
+        let reached: Vec<u64> = self.0.range(start..=end).map(|(&s, _)| s).collect();
+        for s in reached {
+            if let Some(e) = self.0.remove(&s) {
+                end = end.max(e);
+            }
+        }
+        self.0.insert(start, end);
+    }
+
+    /// The intervals that overlap [start, end), in order.
+    fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let before = self.0.range(..start).next_back().filter(|&(_, &e)| e > start);
+        before.into_iter().chain(self.0.range(start..end.max(start))).map(|(&s, &e)| (s, e))
+    }
+}
+
+/// The parts of `r` outside every claimed interval.
+fn uncovered(r: &Range, claimed: &Claimed) -> Vec<Range> {
     let (mut pieces, mut at) = (Vec::new(), r.start);
-    for (s, e) in covers {
+    for (s, e) in claimed.overlapping(r.start, r.end()) {
         if s > at {
             pieces.push(r.part(at, s));
         }
@@ -190,6 +221,38 @@ mod tests {
         assert_eq!(changed, 2);
         let pieces = [range(0x1000, 0x1000, 5000), range(0x3000, 0x1000, 5000 + 0x2000)];
         assert_eq!(kept, vec![pieces[0], pieces[1], stack, range(0x4000, 0x800, 9000 + 0x800)]);
+    }
+
+    #[test]
+    fn claimed_intervals_merge_and_overlaps_are_found_on_both_sides() {
+        let mut c = Claimed::default();
+        c.add(0x100, 0x200);
+        c.add(0x300, 0x400);
+        c.add(0x180, 0x300); // bridges the two
+        c.add(0x500, 0x500); // empty: nothing
+        assert_eq!(c.0.iter().map(|(&s, &e)| (s, e)).collect::<Vec<_>>(), [(0x100, 0x400)]);
+        assert_eq!(c.overlapping(0x3ff, 0x600).collect::<Vec<_>>(), [(0x100, 0x400)]);
+        assert_eq!(c.overlapping(0x400, 0x600).count(), 0);
+        assert_eq!(c.overlapping(0x50, 0x100).count(), 0);
+        assert_eq!(c.overlapping(0x50, 0x50).count(), 0);
+    }
+
+    #[test]
+    fn thousands_of_stacks_and_ranges_give_what_the_pairwise_cut_gives() {
+        // 2000 stacks, and for each a range inside it, one across its end and one elsewhere.
+        let stacks: Vec<Range> = (0..2000u64).map(|i| range(0x10_0000 + i * 0x4000, 0x2000, 0)).collect();
+        let mut ranges = stacks.clone();
+        for s in &stacks {
+            ranges.push(range(s.start + 0x10, 0x20, 1));
+            ranges.push(range(s.end() - 0x10, 0x20, 2));
+            ranges.push(range(s.end() + 0x800, 0x10, 3));
+        }
+        let (kept, changed) = disjoint(&ranges, &stacks);
+        assert_eq!(changed, 4000);
+        assert_eq!(kept.len(), 2000 + 2000 * 2);
+        let mut spans: Vec<(u64, u64)> = kept.iter().map(|r| (r.start, r.end())).collect();
+        spans.sort_unstable();
+        assert!(spans.windows(2).all(|w| w[0].1 <= w[1].0), "overlapping ranges left");
     }
 
     #[test]
