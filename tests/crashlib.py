@@ -167,6 +167,15 @@ def run_script(interp, code, *, timeout=120, env=None, files=(), args=(), core=F
     return Run(returncode, r.stdout, r.stderr, p.script, contents, p.dumps(interp), max_rss)
 
 
+def strace_script(interp, p, calls, trace, *, timeout=120):
+    """Runs the prepared script `p` (prepare_script) under the host's strace, which follows
+    a chroot's process too, recording the system calls `calls` (strace's `trace=` list) of
+    every thread and child in the file `trace`. Returns the run and the recorded text."""
+    r = subprocess.run(["strace", "-f", "-qq", "-e", f"trace={calls}", "-o", str(trace)]
+                       + interp.command(p.argv, p.cwd), env=p.env, capture_output=True, text=True, timeout=timeout)
+    return r, trace.read_text() if trace.exists() else ""
+
+
 def script_line(code, marker):
     """1-based line number of the line ending in `# @marker` in the dedented script."""
     for i, line in enumerate(textwrap.dedent(code).lstrip().splitlines(), 1):

@@ -5,11 +5,10 @@ out the stacks of threads that do not exist in them. One crash per child process
 import re
 import shutil
 import signal
-import subprocess
 
 import pytest
 
-from crashlib import c_stack, current_thread_frames, prepare_script, run_script, script_line
+from crashlib import c_stack, current_thread_frames, prepare_script, run_script, script_line, strace_script
 
 # What each script uses to see its thread's alternate stack (None when it has none).
 ALTSTACK = """
@@ -181,11 +180,8 @@ def test_thread_starts_reuse_stacks_instead_of_mapping_them(interp, tmp_path):
         t.join()
     """
     p = prepare_script(interp, code)
-    trace = tmp_path / "altstack.trace"
-    r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=mmap,munmap,sigaltstack", "-o", str(trace)]
-                       + interp.command(p.argv, p.cwd), env=p.env, capture_output=True, text=True, timeout=120)
+    r, calls = strace_script(interp, p, "mmap,munmap,sigaltstack", tmp_path / "altstack.trace")
     assert r.returncode == 0, r.stderr
-    calls = trace.read_text()
     maps = re.findall(rf"mmap\(NULL, {STACK_MAPPING}, [^)]*MAP_STACK", calls)
     unmaps = re.findall(rf"munmap\(0x[0-9a-f]+, {STACK_MAPPING}\)", calls)
     altstacks = re.findall(r"sigaltstack\(", calls)

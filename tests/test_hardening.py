@@ -8,7 +8,7 @@ import time
 import pytest
 
 from crashlib import (C_HEADER, c_stack, current_thread_frames, prepare_script, run_script,
-                      script_line)
+                      script_line, strace_script)
 
 STALL = {"CRASHCATCH_TEST_HELPER_STALL_MS": "20000"}
 MALLOC_DEBUG = "/lib/x86_64-linux-gnu/libc_malloc_debug.so.0"
@@ -511,12 +511,9 @@ def test_the_ptracer_setting_is_left_alone_without_yama(interp, tmp_path):
     crashcatch.write_minidump()
     """
     p = prepare_script(interp, code)
-    trace = tmp_path / "prctl.trace"
-    r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=prctl", "-o", str(trace)]
-                       + interp.command(p.argv, p.cwd), env=p.env, capture_output=True, text=True, timeout=60)
+    r, calls = strace_script(interp, p, "prctl", tmp_path / "prctl.trace", timeout=60)
     assert r.returncode == 0, r.stderr
     assert len(p.dumps(interp)) == 1, r.stderr
-    calls = trace.read_text()
     assert "PR_GET_DUMPABLE" in calls, calls  # the trace did see the dump's prctl calls
     assert "PR_SET_PTRACER" not in calls, calls
 
