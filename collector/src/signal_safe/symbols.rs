@@ -13,8 +13,12 @@ use super::mounts;
 use super::unwind::Frame;
 use pylayout::Memory;
 
-/// Symbols read per chunk.
-const CHUNK_SYMS: usize = 170;
+/// Symbols read per chunk (8 KiB of the alternate stack; libpython's `.symtab` takes ~45).
+const CHUNK_SYMS: usize = 341;
+/// Section headers read per `pread` (4 KiB; most files have fewer).
+const SHDRS_PER_READ: u64 = 64;
+/// Program headers looked at, all read at once.
+const MAX_PHDRS: u64 = 64;
 const SYM_SIZE: u64 = 24;
 
 /// Where a symbol table's bytes come from: a file (offsets) or our memory (addresses).
@@ -254,14 +258,22 @@ fn file_table(f: &File, mem: &SelfMemory, m: &Module) -> Option<Table> {
     if shentsize != 64 {
         return None;
     }
-    let mut sh = [0u8; 64];
-    for i in 0..shnum.min(4096) {
-        if !f.read_at(shoff + i * 64, &mut sh) {
+    // The headers a batch at a time: one `pread` for most files, not one per section.
+    let mut batch = [0u8; (SHDRS_PER_READ * 64) as usize];
+    let shnum = shnum.min(4096);
+    let mut first = 0u64;
+    while first < shnum {
+        let n = (shnum - first).min(SHDRS_PER_READ);
+        let bytes = &mut batch[..(n * 64) as usize];
+        if !f.read_at(shoff + first * 64, bytes) {
             return None;
         }
-        if u32_at(&sh, 4) == 2 {
+        for sh in bytes.chunks_exact(64) {
+            if u32_at(sh, 4) != 2 {
+                continue;
+            }
             // SHT_SYMTAB; sh_link names its string table.
-            let (symtab, size, link) = (u64_at(&sh, 24), u64_at(&sh, 32), u32_at(&sh, 40) as u64);
+            let (symtab, size, link) = (u64_at(sh, 24), u64_at(sh, 32), u32_at(sh, 40) as u64);
             let mut strsh = [0u8; 64];
             if !f.read_at(shoff + link * 64, &mut strsh) {
                 return None;
@@ -273,6 +285,7 @@ fn file_table(f: &File, mem: &SelfMemory, m: &Module) -> Option<Table> {
                 strsz: u64_at(&strsh, 32),
             });
         }
+        first += n;
     }
     None
 }
@@ -281,15 +294,16 @@ fn file_table(f: &File, mem: &SelfMemory, m: &Module) -> Option<Table> {
 /// as the loaded image's. Files without notes are accepted.
 fn notes_match(mem: &SelfMemory, m: &Module, f: &File, ehdr: &[u8]) -> bool {
     let (phoff, phnum) = (u64_at(ehdr, 32), u16_at(ehdr, 56) as u64);
-    let mut ph = [0u8; 56];
-    for i in 0..phnum.min(64) {
-        if !f.read_at(phoff + i * 56, &mut ph) {
-            return false;
-        }
-        if u32_at(&ph, 0) != 4 {
+    let mut all = [0u8; (MAX_PHDRS * 56) as usize];
+    let bytes = &mut all[..(phnum.min(MAX_PHDRS) * 56) as usize];
+    if !f.read_at(phoff, bytes) {
+        return false;
+    }
+    for ph in bytes.chunks_exact(56) {
+        if u32_at(ph, 0) != 4 {
             continue; // not PT_NOTE
         }
-        let (offset, vaddr, size) = (u64_at(&ph, 8), u64_at(&ph, 16), u64_at(&ph, 32).min(128) as usize);
+        let (offset, vaddr, size) = (u64_at(ph, 8), u64_at(ph, 16), u64_at(ph, 32).min(128) as usize);
         let (mut on_disk, mut loaded) = ([0u8; 128], [0u8; 128]);
         return f.read_at(offset, &mut on_disk[..size])
             && mem.read(m.bias.wrapping_add(vaddr), &mut loaded[..size])
