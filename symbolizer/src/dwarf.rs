@@ -21,6 +21,7 @@
 
 use crate::demangle::demangle;
 use crate::elf::Reader;
+use crate::line_table::LineTable;
 use gimli::{
     Abbreviations, AttributeValue, DebugAbbrevOffset, DebugInfoOffset, DwAt, Reader as _, Unit, UnitOffset,
 };
@@ -65,6 +66,8 @@ pub struct LazyDwarf {
     /// (start, end, subprogram) of every subprogram of a unit, sorted by start: made for the
     /// units where the descent from the root missed an address.
     subprograms: RefCell<HashMap<DebugInfoOffset, Rc<Ranges<UnitOffset>>>>,
+    /// The line tables of the units looked up so far, decoded as far as the lookups needed.
+    line_tables: RefCell<HashMap<DebugInfoOffset, LineTable>>,
 }
 
 impl LazyDwarf {
@@ -90,6 +93,7 @@ impl LazyDwarf {
             unit_starts: OnceCell::new(),
             top_level: RefCell::new(HashMap::new()),
             subprograms: RefCell::new(HashMap::new()),
+            line_tables: RefCell::new(HashMap::new()),
         }
     }
 
@@ -230,7 +234,7 @@ impl LazyDwarf {
         let mut frames = Vec::with_capacity(chain.len());
         // The innermost frame's line is the line table's; each outer frame's is the call
         // site of the frame it holds.
-        let mut location = self.line_at(unit, probe);
+        let mut location = self.line_at(offset, unit, probe);
         for (depth, (offset, call_site)) in chain.iter().enumerate().rev() {
             let entry = unit.entry(*offset)?;
             let name = self.name(&self.dwarf, unit, &entry, 0);
@@ -310,22 +314,20 @@ impl LazyDwarf {
         Some((unit, in_unit))
     }
 
-    /// (file, line) of the line-table row covering `probe`.
-    fn line_at(&self, unit: &Unit<Reader>, probe: u64) -> Option<(String, u32)> {
-        let program = unit.line_program.clone()?;
-        let mut rows = program.rows();
-        let mut previous: Option<(u64, u64, u32)> = None;
-        while let Ok(Some((_, row))) = rows.next_row() {
-            if let Some((address, file, line)) = previous {
-                if address <= probe && probe < row.address() {
-                    // Line 0: code with no source line (compiler-generated).
-                    return (line != 0).then(|| Some((self.file_name(unit, file)?, line))).flatten();
+    /// (file, line) of the line-table row covering `probe` in the unit at `offset`.
+    fn line_at(&self, offset: DebugInfoOffset, unit: &Unit<Reader>, probe: u64) -> Option<(String, u32)> {
+        let row = {
+            let mut tables = self.line_tables.borrow_mut();
+            let table = match tables.entry(offset) {
+                std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+                std::collections::hash_map::Entry::Vacant(new) => {
+                    new.insert(LineTable::new(unit.line_program.clone()?))
                 }
-            }
-            previous = (!row.end_sequence())
-                .then(|| (row.address(), row.file_index(), row.line().map_or(0, |l| l.get() as u32)));
-        }
-        None
+            };
+            table.find(probe)?
+        };
+        // Line 0: code with no source line (compiler-generated).
+        (row.line != 0).then(|| Some((self.file_name(unit, row.file)?, row.line))).flatten()
     }
 
     /// A line-program file as addr2line writes it: comp_dir, then the directory, then the
