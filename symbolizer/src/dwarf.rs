@@ -163,10 +163,8 @@ impl LazyDwarf {
         }
         let mut found = Vec::new();
         let read = (|| -> gimli::Result<()> {
-            let mut tree = unit.entries_tree(None)?;
-            let mut children = tree.root()?.children();
-            while let Some(child) = children.next()? {
-                found.extend(candidate(&self.dwarf, unit, child.entry()));
+            for at in root_children_to_read(unit)? {
+                found.extend(candidate(&self.dwarf, unit, &unit.entry(at)?));
             }
             Ok(())
         })();
@@ -357,6 +355,70 @@ impl LazyDwarf {
     }
 }
 
+/// The entries right under the root of `unit` that can be [`candidate`]s, found by their
+/// abbreviations alone: scopes, and code with an address range (code without one, such as
+/// the declarations of every function a header declares, can hold no address). Every other
+/// entry is skipped without its attributes being read, and its children by DW_AT_sibling
+/// where it has one: reading each top-level entry whole was a quarter of a run's
+/// instructions (a CPython unit has thousands of them, mostly from the headers).
+fn root_children_to_read(unit: &Unit<Reader>) -> gimli::Result<Vec<UnitOffset>> {
+    let mut wanted = Vec::new();
+    let mut raw = unit.entries_raw(None)?;
+    let Some(root) = raw.read_abbreviation()? else { return Ok(wanted) };
+    raw.skip_attributes(root.attributes())?;
+    if !root.has_children() {
+        return Ok(wanted);
+    }
+    // The depth of the root's children in `raw` (which restarts at 0 when it jumps to a sibling).
+    let mut level = raw.next_depth();
+    while !raw.is_empty() {
+        let at = raw.next_offset();
+        let Some(abbreviation) = raw.read_abbreviation()? else { break };
+        let specs = abbreviation.attributes();
+        let has = |name| specs.iter().any(|s| s.name() == name);
+        let tag = abbreviation.tag();
+        let code = matches!(tag, gimli::DW_TAG_subprogram | gimli::DW_TAG_inlined_subroutine);
+        if (code && (has(gimli::DW_AT_low_pc) || has(gimli::DW_AT_ranges))) || (!code && is_scope(tag)) {
+            wanted.push(at);
+        }
+        let mut sibling = None;
+        for spec in specs {
+            if abbreviation.has_children() && spec.name() == gimli::DW_AT_sibling {
+                if let AttributeValue::UnitRef(next) = raw.read_attribute(*spec)?.value() {
+                    sibling = Some(next);
+                }
+            } else {
+                raw.skip_attributes(std::slice::from_ref(spec))?;
+            }
+        }
+        if !abbreviation.has_children() {
+            continue;
+        }
+        if let Some(next) = sibling.filter(|next| next.0 > at.0) {
+            raw = unit.entries_raw(Some(next))?;
+            level = raw.next_depth();
+            continue;
+        }
+        while raw.next_depth() > level && !raw.is_empty() {
+            if let Some(descendant) = raw.read_abbreviation()? {
+                raw.skip_attributes(descendant.attributes())?;
+            }
+        }
+    }
+    Ok(wanted)
+}
+
+fn is_scope(tag: gimli::DwTag) -> bool {
+    matches!(
+        tag,
+        gimli::DW_TAG_lexical_block
+            | gimli::DW_TAG_namespace
+            | gimli::DW_TAG_module
+            | gimli::DW_TAG_try_block
+            | gimli::DW_TAG_catch_block
+    )
+}
+
 /// Where the units of `dwarf` start, in order; only those at or below `up_to` when given.
 fn unit_starts(dwarf: &gimli::Dwarf<Reader>, up_to: Option<DebugInfoOffset>) -> Vec<DebugInfoOffset> {
     let mut starts = Vec::new();
@@ -415,14 +477,7 @@ fn candidate(
 ) -> Option<gimli::Result<Candidate>> {
     let tag = entry.tag();
     let is_code = matches!(tag, gimli::DW_TAG_subprogram | gimli::DW_TAG_inlined_subroutine);
-    let scope = matches!(
-        tag,
-        gimli::DW_TAG_lexical_block
-            | gimli::DW_TAG_namespace
-            | gimli::DW_TAG_module
-            | gimli::DW_TAG_try_block
-            | gimli::DW_TAG_catch_block
-    );
+    let scope = is_scope(tag);
     if !is_code && !scope {
         return None;
     }
