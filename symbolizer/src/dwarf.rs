@@ -381,15 +381,18 @@ fn root_children_to_read(unit: &Unit<Reader>) -> gimli::Result<Vec<UnitOffset>> 
         if (code && (has(gimli::DW_AT_low_pc) || has(gimli::DW_AT_ranges))) || (!code && is_scope(tag)) {
             wanted.push(at);
         }
+        // The attributes before DW_AT_sibling skipped together, it read, those after skipped.
         let mut sibling = None;
-        for spec in specs {
-            if abbreviation.has_children() && spec.name() == gimli::DW_AT_sibling {
-                if let AttributeValue::UnitRef(next) = raw.read_attribute(*spec)?.value() {
+        let at_sibling = specs.iter().position(|s| s.name() == gimli::DW_AT_sibling);
+        match at_sibling.filter(|_| abbreviation.has_children()) {
+            Some(index) => {
+                raw.skip_attributes(&specs[..index])?;
+                if let AttributeValue::UnitRef(next) = raw.read_attribute(specs[index])?.value() {
                     sibling = Some(next);
                 }
-            } else {
-                raw.skip_attributes(std::slice::from_ref(spec))?;
+                raw.skip_attributes(&specs[index + 1..])?;
             }
+            None => raw.skip_attributes(specs)?,
         }
         if !abbreviation.has_children() {
             continue;
