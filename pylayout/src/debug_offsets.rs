@@ -7,9 +7,8 @@
 //! Where each offset sits inside that block is itself version knowledge: the table records it
 //! as `debug.<key>` next to `<key>` (tools/layouts/probe.c).
 
-use crate::layout::LayoutError;
+use crate::layout::{table_version, LayoutError};
 use crate::{Layout, Memory};
-use std::collections::HashMap;
 
 const COOKIE: &[u8; 8] = b"xdebugpy";
 
@@ -39,8 +38,7 @@ pub enum DebugOffsetsError {
 /// Where, inside the debug-offsets block, the offset of each table key lives, and where the
 /// block is inside `_PyRuntime`; from a table in the generator's format.
 pub fn positions(json: &str, minor: u8) -> Result<(u32, Vec<(String, u32)>), LayoutError> {
-    let table: HashMap<String, HashMap<String, serde_json::Value>> = serde_json::from_str(json)?;
-    let Some(map) = table.get(&format!("3.{minor}")) else { return Ok((0, Vec::new())) };
+    let Some(map) = table_version(json, &format!("3.{minor}"))?.0 else { return Ok((0, Vec::new())) };
     let block = map.get("runtime.debug_offsets").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
     let mut keys: Vec<(String, u32)> = map
         .iter()

@@ -4,6 +4,7 @@
 //! [`Layout`] is named after its key in that file with `.` replaced by `_`; a field is `None`
 //! when the structure member does not exist in that version.
 
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use std::collections::HashMap;
 
 /// The generated table, compiled in so the collector needs no data file at run time.
@@ -34,7 +35,53 @@ macro_rules! layout_struct {
             $( pub $field: Option<u32>, )*
         }
 
-        impl Layout {
+        /// The entries of version `key` ("3.13") of a table in the generator's format (None when it
+/// has none), and every version the table has. Only that version's entries are built: the
+/// others are checked as JSON and skipped (building all of them was most of the time it took
+/// to read the table, on every symbolizer run).
+pub(crate) fn table_version(
+    json: &str,
+    key: &str,
+) -> Result<(Option<HashMap<String, serde_json::Value>>, Vec<String>), serde_json::Error> {
+    let mut reader = serde_json::Deserializer::from_str(json);
+    let found = OneVersion(key).deserialize(&mut reader)?;
+    reader.end()?;
+    Ok(found)
+}
+
+/// Reads a table's top-level map, keeping the entries of one version.
+struct OneVersion<'k>(&'k str);
+
+impl<'de> DeserializeSeed<'de> for OneVersion<'_> {
+    type Value = (Option<HashMap<String, serde_json::Value>>, Vec<String>);
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, reader: D) -> Result<Self::Value, D::Error> {
+        reader.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OneVersion<'_> {
+    type Value = (Option<HashMap<String, serde_json::Value>>, Vec<String>);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a map of CPython versions to their layouts")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut versions: A) -> Result<Self::Value, A::Error> {
+        let (mut found, mut known) = (None, Vec::new());
+        while let Some(version) = versions.next_key::<String>()? {
+            if version == self.0 {
+                found = Some(versions.next_value()?);
+            } else {
+                versions.next_value::<IgnoredAny>()?;
+            }
+            known.push(version);
+        }
+        Ok((found, known))
+    }
+}
+
+impl Layout {
             fn from_map(minor: u8, map: &HashMap<String, serde_json::Value>) -> Layout {
                 let get = |k: &str| map.get(k).and_then(|v| v.as_u64()).map(|v| v as u32);
                 Layout { minor, $( $field: get($key), )* }
@@ -192,15 +239,13 @@ impl Layout {
 
     /// The layout of CPython `major.minor` from a table in the generator's JSON format.
     pub fn from_table(json: &str, major: u8, minor: u8) -> Result<Layout, LayoutError> {
-        let table: HashMap<String, HashMap<String, serde_json::Value>> = serde_json::from_str(json)?;
-        let key = format!("{major}.{minor}");
-        let Some(map) = table.get(&key).filter(|_| major == 3) else {
-            let mut known: Vec<&String> = table.keys().collect();
+        let (map, mut known) = table_version(json, &format!("{major}.{minor}"))?;
+        let Some(map) = map.filter(|_| major == 3) else {
             known.sort();
-            let known = known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
-            return Err(LayoutError::UnknownVersion(major, minor, known));
+            known.dedup();
+            return Err(LayoutError::UnknownVersion(major, minor, known.join(", ")));
         };
-        let layout = Layout::from_map(minor, map);
+        let layout = Layout::from_map(minor, &map);
         if layout.free_threaded == Some(1) || layout.trace_refs == Some(1) {
             return Err(LayoutError::UnsupportedBuild);
         }

@@ -21,6 +21,7 @@
 
 use crate::demangle::demangle;
 use crate::elf::Reader;
+use crate::line_table::LineTable;
 use gimli::{
     Abbreviations, AttributeValue, DebugAbbrevOffset, DebugInfoOffset, DwAt, Reader as _, Unit, UnitOffset,
 };
@@ -65,6 +66,8 @@ pub struct LazyDwarf {
     /// (start, end, subprogram) of every subprogram of a unit, sorted by start: made for the
     /// units where the descent from the root missed an address.
     subprograms: RefCell<HashMap<DebugInfoOffset, Rc<Ranges<UnitOffset>>>>,
+    /// The line tables of the units looked up so far, decoded as far as the lookups needed.
+    line_tables: RefCell<HashMap<DebugInfoOffset, LineTable>>,
 }
 
 impl LazyDwarf {
@@ -90,6 +93,7 @@ impl LazyDwarf {
             unit_starts: OnceCell::new(),
             top_level: RefCell::new(HashMap::new()),
             subprograms: RefCell::new(HashMap::new()),
+            line_tables: RefCell::new(HashMap::new()),
         }
     }
 
@@ -159,10 +163,8 @@ impl LazyDwarf {
         }
         let mut found = Vec::new();
         let read = (|| -> gimli::Result<()> {
-            let mut tree = unit.entries_tree(None)?;
-            let mut children = tree.root()?.children();
-            while let Some(child) = children.next()? {
-                found.extend(candidate(&self.dwarf, unit, child.entry()));
+            for at in root_children_to_read(unit)? {
+                found.extend(candidate(&self.dwarf, unit, &unit.entry(at)?));
             }
             Ok(())
         })();
@@ -230,7 +232,7 @@ impl LazyDwarf {
         let mut frames = Vec::with_capacity(chain.len());
         // The innermost frame's line is the line table's; each outer frame's is the call
         // site of the frame it holds.
-        let mut location = self.line_at(unit, probe);
+        let mut location = self.line_at(offset, unit, probe);
         for (depth, (offset, call_site)) in chain.iter().enumerate().rev() {
             let entry = unit.entry(*offset)?;
             let name = self.name(&self.dwarf, unit, &entry, 0);
@@ -310,22 +312,20 @@ impl LazyDwarf {
         Some((unit, in_unit))
     }
 
-    /// (file, line) of the line-table row covering `probe`.
-    fn line_at(&self, unit: &Unit<Reader>, probe: u64) -> Option<(String, u32)> {
-        let program = unit.line_program.clone()?;
-        let mut rows = program.rows();
-        let mut previous: Option<(u64, u64, u32)> = None;
-        while let Ok(Some((_, row))) = rows.next_row() {
-            if let Some((address, file, line)) = previous {
-                if address <= probe && probe < row.address() {
-                    // Line 0: code with no source line (compiler-generated).
-                    return (line != 0).then(|| Some((self.file_name(unit, file)?, line))).flatten();
+    /// (file, line) of the line-table row covering `probe` in the unit at `offset`.
+    fn line_at(&self, offset: DebugInfoOffset, unit: &Unit<Reader>, probe: u64) -> Option<(String, u32)> {
+        let row = {
+            let mut tables = self.line_tables.borrow_mut();
+            let table = match tables.entry(offset) {
+                std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+                std::collections::hash_map::Entry::Vacant(new) => {
+                    new.insert(LineTable::new(unit.line_program.clone()?))
                 }
-            }
-            previous = (!row.end_sequence())
-                .then(|| (row.address(), row.file_index(), row.line().map_or(0, |l| l.get() as u32)));
-        }
-        None
+            };
+            table.find(probe)?
+        };
+        // Line 0: code with no source line (compiler-generated).
+        (row.line != 0).then(|| Some((self.file_name(unit, row.file)?, row.line))).flatten()
     }
 
     /// A line-program file as addr2line writes it: comp_dir, then the directory, then the
@@ -353,6 +353,73 @@ impl LazyDwarf {
         push_path(&mut path, &text(file.path_name())?);
         Some(path)
     }
+}
+
+/// The entries right under the root of `unit` that can be [`candidate`]s, found by their
+/// abbreviations alone: scopes, and code with an address range (code without one, such as
+/// the declarations of every function a header declares, can hold no address). Every other
+/// entry is skipped without its attributes being read, and its children by DW_AT_sibling
+/// where it has one: reading each top-level entry whole was a quarter of a run's
+/// instructions (a CPython unit has thousands of them, mostly from the headers).
+fn root_children_to_read(unit: &Unit<Reader>) -> gimli::Result<Vec<UnitOffset>> {
+    let mut wanted = Vec::new();
+    let mut raw = unit.entries_raw(None)?;
+    let Some(root) = raw.read_abbreviation()? else { return Ok(wanted) };
+    raw.skip_attributes(root.attributes())?;
+    if !root.has_children() {
+        return Ok(wanted);
+    }
+    // The depth of the root's children in `raw` (which restarts at 0 when it jumps to a sibling).
+    let mut level = raw.next_depth();
+    while !raw.is_empty() {
+        let at = raw.next_offset();
+        let Some(abbreviation) = raw.read_abbreviation()? else { break };
+        let specs = abbreviation.attributes();
+        let has = |name| specs.iter().any(|s| s.name() == name);
+        let tag = abbreviation.tag();
+        let code = matches!(tag, gimli::DW_TAG_subprogram | gimli::DW_TAG_inlined_subroutine);
+        if (code && (has(gimli::DW_AT_low_pc) || has(gimli::DW_AT_ranges))) || (!code && is_scope(tag)) {
+            wanted.push(at);
+        }
+        // The attributes before DW_AT_sibling skipped together, it read, those after skipped.
+        let mut sibling = None;
+        let at_sibling = specs.iter().position(|s| s.name() == gimli::DW_AT_sibling);
+        match at_sibling.filter(|_| abbreviation.has_children()) {
+            Some(index) => {
+                raw.skip_attributes(&specs[..index])?;
+                if let AttributeValue::UnitRef(next) = raw.read_attribute(specs[index])?.value() {
+                    sibling = Some(next);
+                }
+                raw.skip_attributes(&specs[index + 1..])?;
+            }
+            None => raw.skip_attributes(specs)?,
+        }
+        if !abbreviation.has_children() {
+            continue;
+        }
+        if let Some(next) = sibling.filter(|next| next.0 > at.0) {
+            raw = unit.entries_raw(Some(next))?;
+            level = raw.next_depth();
+            continue;
+        }
+        while raw.next_depth() > level && !raw.is_empty() {
+            if let Some(descendant) = raw.read_abbreviation()? {
+                raw.skip_attributes(descendant.attributes())?;
+            }
+        }
+    }
+    Ok(wanted)
+}
+
+fn is_scope(tag: gimli::DwTag) -> bool {
+    matches!(
+        tag,
+        gimli::DW_TAG_lexical_block
+            | gimli::DW_TAG_namespace
+            | gimli::DW_TAG_module
+            | gimli::DW_TAG_try_block
+            | gimli::DW_TAG_catch_block
+    )
 }
 
 /// Where the units of `dwarf` start, in order; only those at or below `up_to` when given.
@@ -413,14 +480,7 @@ fn candidate(
 ) -> Option<gimli::Result<Candidate>> {
     let tag = entry.tag();
     let is_code = matches!(tag, gimli::DW_TAG_subprogram | gimli::DW_TAG_inlined_subroutine);
-    let scope = matches!(
-        tag,
-        gimli::DW_TAG_lexical_block
-            | gimli::DW_TAG_namespace
-            | gimli::DW_TAG_module
-            | gimli::DW_TAG_try_block
-            | gimli::DW_TAG_catch_block
-    );
+    let scope = is_scope(tag);
     if !is_code && !scope {
         return None;
     }

@@ -6,6 +6,8 @@
 //! `<root>/<build id>/<section name>`: a header (magic, the payload's length and CRC32) and
 //! the inflated bytes. A file is used only when its header matches what the section says
 //! and its CRC32 checks, so a corrupt or truncated entry is inflated again and rewritten.
+//! The CRC32 is taken once per entry, not on every run (it was 8% of a run's instructions):
+//! see [`verified`].
 //! Entries are written under a temporary name and renamed, so a mapping of one never sees it
 //! change. The root is per user (`$XDG_CACHE_HOME/crashcatch/dwarf`, else
 //! `~/.cache/crashcatch/dwarf`; `$CRASHCATCH_DWARF_CACHE` overrides it, empty turns the cache
@@ -80,8 +82,16 @@ fn read(path: &Path, len: u64) -> Option<Bytes> {
     file.read_exact(&mut header).ok()?;
     let stored_len = u64::from_le_bytes(header[8..16].try_into().ok()?);
     let crc = u32::from_le_bytes(header[16..20].try_into().ok()?);
-    if &header[..8] != MAGIC || stored_len != len || payload_crc(&mut file)? != crc {
+    if &header[..8] != MAGIC || stored_len != len {
         return None;
+    }
+    let stamp = Stamp::of(&meta, crc);
+    let marker = marker_path(path)?;
+    if !verified(&marker, &stamp) {
+        if payload_crc(&mut file)? != crc {
+            return None;
+        }
+        remember_verified(&file, &marker, &stamp);
     }
     // SAFETY: a read-only private mapping of a cache entry, which is only ever replaced by
     // a rename, never written in place (a mapping keeps the old file's pages).
@@ -90,8 +100,92 @@ fn read(path: &Path, len: u64) -> Option<Bytes> {
     (end == HEADER + usize::try_from(len).ok()?).then(|| Bytes::Mapped(Arc::new(map), HEADER..end))
 }
 
+/// What identifies an entry's file as the one whose CRC32 was checked: its inode, size and
+/// modification and change times, and the CRC32 its header gives.
+#[derive(PartialEq, Debug)]
+struct Stamp([u8; STAMP]);
+
+const MARKER_MAGIC: &[u8; 8] = b"CCDWOK01";
+/// Magic, then device, inode, size, mtime (s, ns), ctime (s, ns), CRC32: all u64 LE.
+const STAMP: usize = 8 + 8 * 8;
+/// How old an entry's change time must be for its check to be remembered (see [`verified`]).
+const SETTLED_SECS: i64 = 2;
+
+impl Stamp {
+    fn of(meta: &fs::Metadata, crc: u32) -> Stamp {
+        let mut bytes = [0u8; STAMP];
+        bytes[..8].copy_from_slice(MARKER_MAGIC);
+        let fields = [
+            meta.dev(),
+            meta.ino(),
+            meta.len(),
+            meta.mtime() as u64,
+            meta.mtime_nsec() as u64,
+            meta.ctime() as u64,
+            meta.ctime_nsec() as u64,
+            u64::from(crc),
+        ];
+        for (slot, field) in bytes[8..].chunks_exact_mut(8).zip(fields) {
+            slot.copy_from_slice(&field.to_le_bytes());
+        }
+        Stamp(bytes)
+    }
+}
+
+/// `.<entry>.verified`, beside the entry (dot files: never taken for entries).
+fn marker_path(entry: &Path) -> Option<PathBuf> {
+    let name = entry.file_name()?.to_str()?;
+    Some(entry.with_file_name(format!(".{name}.verified")))
+}
+
+/// Whether the entry stamped `stamp` is the file whose CRC32 an earlier run checked, by the
+/// marker that run left (ours, and holding exactly this stamp).
+///
+/// Why that is safe. The cache itself never changes an entry in place: it writes a new file
+/// and renames it over the old one, which gives a new inode, so the stamp no longer matches.
+/// Anything else that writes or truncates the file in place sets its change time to the
+/// current time, which no user can set back (utimensat sets only the modification time);
+/// and a marker is left only for an entry whose change time is [`SETTLED_SECS`] or more in
+/// the past, so even with the kernel's coarse clock for file times a later change gets a
+/// different change time. A file cut short by a crash while it was written never gets the
+/// entry's name (written under a temporary name, then renamed), and one cut short after is
+/// changed, as above. Before the marker is written the entry's data is synced to disk, so a
+/// power loss cannot leave a marker beside an entry whose data never reached the disk. A
+/// marker that is missing, not ours, cut short or stale only means the CRC32 is checked.
+fn verified(marker: &Path, stamp: &Stamp) -> bool {
+    let Ok(mut file) = fs::File::open(marker) else { return false };
+    let ours = file.metadata().is_ok_and(|m| m.is_file() && m.uid() == euid() && m.len() == STAMP as u64);
+    let mut stored = [0u8; STAMP];
+    ours && file.read_exact(&mut stored).is_ok() && Stamp(stored) == *stamp
+}
+
+/// Leaves the marker of an entry whose CRC32 just checked (best effort), once its change
+/// time is settled.
+fn remember_verified(entry: &fs::File, marker: &Path, stamp: &Stamp) {
+    let settled = entry.metadata().is_ok_and(|m| {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        m.ctime().saturating_add(SETTLED_SECS) <= now as i64
+    });
+    if !settled || entry.sync_data().is_err() {
+        return;
+    }
+    let Some(dir) = marker.parent() else { return };
+    let tmp = dir.join(format!(".verified.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        file.write_all(&stamp.0)?;
+        fs::rename(&tmp, marker)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+}
+
 /// CRC32 of the rest of `file`, read through a small buffer.
 fn payload_crc(file: &mut fs::File) -> Option<u32> {
+    #[cfg(test)]
+    tests::CRC_RUNS.with(|runs| runs.set(runs.get() + 1));
     let mut hasher = crc32fast::Hasher::new();
     let mut chunk = vec![0u8; 256 << 10];
     loop {
@@ -174,6 +268,11 @@ fn trim(root: &Path, cap: u64) {
 mod tests {
     use super::*;
     use std::cell::Cell;
+
+    thread_local! {
+        /// How many times this thread took an entry's CRC32.
+        pub(super) static CRC_RUNS: Cell<u32> = const { Cell::new(0) };
+    }
 
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("crashcatch-dwarf-cache-{name}-{}", std::process::id()));
@@ -282,6 +381,59 @@ mod tests {
         trim(&root, 2100);
         assert!(!root.join("aaaaaaaa").exists());
         assert!(root.join("bbbbbbbb").exists() && root.join("cccccccc").exists());
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    fn crc_runs() -> u32 {
+        CRC_RUNS.with(|runs| runs.get())
+    }
+
+    #[test]
+    fn an_entry_is_checksummed_until_a_check_is_remembered_and_any_change_after_is_noticed() {
+        let root = scratch("verified");
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i * 13) as u8).collect();
+        let calls = Cell::new(0);
+        get(Some(&root), &data, &calls);
+        let entry = root.join(ID).join("debug_info");
+        let marker = root.join(ID).join(".debug_info.verified");
+        // Just written: checked on every read, nothing remembered (its change time is not settled).
+        let before = crc_runs();
+        assert_eq!(get(Some(&root), &data, &calls), data);
+        assert_eq!(get(Some(&root), &data, &calls), data);
+        assert_eq!((crc_runs() - before, calls.get()), (2, 1));
+        assert!(!marker.exists());
+        // Settled: one more check, remembered; the reads after it take no CRC32.
+        std::thread::sleep(std::time::Duration::from_millis(SETTLED_SECS as u64 * 1000 + 200));
+        let before = crc_runs();
+        for _ in 0..3 {
+            assert_eq!(get(Some(&root), &data, &calls), data);
+        }
+        assert_eq!((crc_runs() - before, calls.get()), (1, 1));
+        assert!(marker.exists());
+        // Changed in place (same size; the header's CRC32 still says the old data's): noticed.
+        let mut bytes = fs::read(&entry).unwrap();
+        bytes[HEADER + 4000] ^= 0x55;
+        fs::OpenOptions::new().write(true).open(&entry).unwrap().write_all(&bytes).unwrap();
+        let before = crc_runs();
+        assert_eq!(get(Some(&root), &data, &calls), data);
+        assert_eq!((crc_runs() - before, calls.get()), (1, 2));
+        // A marker cut short or of another file: the CRC32 is taken again.
+        std::thread::sleep(std::time::Duration::from_millis(SETTLED_SECS as u64 * 1000 + 200));
+        assert_eq!(get(Some(&root), &data, &calls), data);
+        assert!(marker.exists());
+        let stamp = fs::read(&marker).unwrap();
+        fs::write(&marker, &stamp[..STAMP - 3]).unwrap();
+        let before = crc_runs();
+        assert_eq!(get(Some(&root), &data, &calls), data);
+        assert_eq!(crc_runs() - before, 1);
+        let mut other = stamp.clone();
+        other[8 + 8] ^= 1; // another inode
+        fs::write(&marker, &other).unwrap();
+        let before = crc_runs();
+        assert_eq!(get(Some(&root), &data, &calls), data);
+        assert_eq!(crc_runs() - before, 1);
+        assert_eq!(fs::read(&marker).unwrap(), stamp, "the marker is rewritten");
+        assert_eq!(calls.get(), 2);
         let _ = fs::remove_dir_all(&root);
     }
 }

@@ -17,6 +17,7 @@ pub mod dwarf_cache;
 pub mod elf;
 pub mod from_core;
 pub mod from_live;
+pub mod line_table;
 pub mod link_map;
 pub mod list;
 pub mod memory;
