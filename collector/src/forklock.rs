@@ -7,8 +7,40 @@
 //! the fork is rewritten or ignored, never followed).
 //!
 //! Critical sections are a few stores, so waiters yield rather than sleep.
+//!
+//! The process id is cached (a `getpid()` per lock was a system call per thread start):
+//! a `pthread_atfork` child handler forgets it, so a forked child asks again. A child made
+//! by a raw `clone` that skips the fork handlers keeps its parent's id: it only loses the
+//! takeover of a lock held at that moment.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Once;
+
+/// This process's id, or 0 until asked (and again in a forked child).
+static PID: AtomicU32 = AtomicU32::new(0);
+static FORGET_IN_CHILDREN: Once = Once::new();
+
+extern "C" fn forget_pid_in_child() {
+    PID.store(0, Ordering::Relaxed);
+}
+
+/// The current process id, a system call only on the first use in each process.
+pub fn pid() -> u32 {
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            // Registered before the id is cached: a fork after the cache is filled resets it.
+            FORGET_IN_CHILDREN.call_once(|| {
+                // SAFETY: registers a handler that only stores to an atomic (async-signal-safe),
+                // as a forked child runs it; no prepare or parent handler.
+                unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) };
+            });
+            let me = std::process::id();
+            PID.store(me, Ordering::Relaxed);
+            me
+        }
+        me => me,
+    }
+}
 
 pub struct ForkLock {
     /// 0 when free, else the process id of the holder.
@@ -23,7 +55,7 @@ impl ForkLock {
     }
 
     pub fn lock(&self) -> Guard<'_> {
-        let me = std::process::id();
+        let me = pid();
         let mut seen = 0;
         loop {
             match self.holder.compare_exchange(seen, me, Ordering::Acquire, Ordering::Relaxed) {
@@ -59,6 +91,25 @@ mod tests {
         lock.holder.store(std::process::id().wrapping_add(1), Ordering::Relaxed);
         drop(lock.lock());
         assert_eq!(lock.holder.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn the_cached_pid_is_forgotten_in_a_forked_child() {
+        assert_eq!(pid(), std::process::id());
+        // SAFETY: the child only makes system calls and exits; no allocation, no locks.
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            // SAFETY: as above.
+            let code = if pid() == unsafe { libc::getpid() } as u32 { 0 } else { 1 };
+            // SAFETY: ends the child without running the parent's exit handlers.
+            unsafe { libc::_exit(code) };
+        }
+        assert!(child > 0, "fork failed");
+        let mut status = 0;
+        // SAFETY: waits for our own child; `status` is writable.
+        assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child status {status:#x}");
+        assert_eq!(pid(), std::process::id());
     }
 
     #[test]

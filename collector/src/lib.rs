@@ -51,6 +51,7 @@ fn enable(
     let target = prepare::target(py)?;
     altstack::ensure().map_err(os_error)?;
     signal_safe::stack::prepare().map_err(os_error)?;
+    forklock::pid(); // cached now (and its fork handler registered), not at a thread start
     let test_hook = |name: &str| std::env::var_os(name).is_some_and(|v| v == "1");
     let fault_in_handler = test_hook("CRASHCATCH_TEST_FAULT_IN_HANDLER");
     let report_stack_use = test_hook("CRASHCATCH_TEST_STACK_USE");
