@@ -469,3 +469,28 @@ def test_helper_is_found_in_a_target_install(interp, tmp_path):
     r = run_script(interp, code, env={"TARGET": target})
     assert r.returncode == 0, r.stderr
     assert os.path.exists(interp.host_path(r.stdout.strip()))
+
+
+def test_a_forked_child_writes_its_registered_signal_dump_with_its_own_thread(interp):
+    """The parent's dump thread is not copied by fork(): os.fork()'s after-in-child hook
+    starts the child's, which writes the child's dump (its eventfd is not the parent's)."""
+    code = """
+    import os, signal, sys, time, crashcatch
+    crashcatch.enable(live_dump_interval=0)
+    out = open(os.environ["FILE_out"], "w")
+    crashcatch.register(signal.SIGUSR1, file=out, minidump=True)
+    pid = os.fork()
+    if pid == 0:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        sys.exit(0)  # the exit waits for the child's dump thread
+    _, status = os.waitpid(pid, 0)
+    print(pid, status)
+    """
+    r = run_script(interp, code, files=["out"])
+    assert r.returncode == 0, r.stderr
+    child, status = map(int, r.stdout.split())
+    assert status == 0, r.stdout
+    assert r.files["out"].count("crashcatch: minidump written to") == 1 and len(r.dumps) == 1, r.files["out"]
+    assert f"-{child}-" in os.path.basename(r.dumps[0]), r.dumps  # PROGRAM-PID-TIME.dmp
+    meta = check(r.dumps[0])["metadata"]
+    assert [t["name"] for t in meta["threads"] if t["tid"] == meta["requesting_tid"]] == ["crashcatch-dump"]
