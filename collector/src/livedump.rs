@@ -28,6 +28,11 @@
 //!   handlers dump synchronously until `os.fork()`'s after-in-child hook starts a new one
 //!   ([`restart_after_fork`]). A lock held by the parent's thread is stale in the child
 //!   and taken over, as any report lock copied by fork.
+//! - Unchanged: the handler counts the dump against `live_dump_interval` (and says so when
+//!   it refuses one) before handing it over; the helper applies `max_dump_dir_size`;
+//!   `unregister()` lets a dump in progress finish. A second signal that comes while a
+//!   dump is written waits for the lock (at most the helper's deadline) to write its text,
+//!   so back-to-back signals still hold up the thread they land on.
 
 use crate::signal_safe::deferred::{self, DUMPER_PID, DUMPER_TID, PENDING_FD, PENDING_SIGNO, WAKE_FD};
 use crate::signal_safe::dump::{self, Event};
