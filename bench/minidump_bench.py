@@ -6,8 +6,8 @@
    minidump's size and the core `gcore` writes of the same process (paused just before the
    crash), and the ratio.
 2. Live dumps with 10 and 100 threads, taken three ways: `write_minidump()`, a
-   `register()`ed signal the process sends itself (the handler runs holding the GIL), and
-   `crashcatch-dump --pid` from outside. Each prints the caller's wall time, the helper's
+   `register()`ed signal the process sends itself (wall: until the report names the dump),
+   and `crashcatch-dump --pid` from outside. Each prints the caller's wall time, the helper's
    CPU time (user+sys) and the longest stall seen by two tickers in the process: a C thread
    (bench/reach_bench.py's, loaded with ctypes: no GIL involved, it shows the ptrace stop)
    and a Python thread (it also waits for the GIL). Medians of --runs runs; the idle
@@ -55,7 +55,8 @@ with open(os.environ["TICKER_FILE"], "r+b") as f:
     shared = mmap.mmap(f.fileno(), 4096)
 crashcatch.enable(live_dump_interval=0)
 if how == "signal":
-    crashcatch.register(signal.SIGUSR1, file=open(os.devnull, "w"), minidump=True)
+    report = open(os.environ["TICKER_FILE"] + ".report", "w+")
+    crashcatch.register(signal.SIGUSR1, file=report, minidump=True)
 stop = threading.Event()
 gaps = []
 def ticker():
@@ -92,7 +93,11 @@ if how == "external":
     sys.stdin.readline()
     result = (0.0, 0.0, c_gap(), max(gaps) * 1000)
 elif how == "signal":
-    result = window(lambda: os.kill(os.getpid(), signal.SIGUSR1))
+    def signal_and_wait():
+        # Until the report's last line names the dump (the handler may write it later).
+        os.kill(os.getpid(), signal.SIGUSR1)
+        while "minidump" not in open(report.name).read(): time.sleep(0.0002)
+    result = window(signal_and_wait)
 else:
     result = window(crashcatch.write_minidump)
 stop.set()
@@ -168,7 +173,7 @@ def bench_live(args, work, env):
           "idle = the same with no dump)")
     print(f"  {'threads / how':<40}{'wall':>8}{'cpu':>8}{'C stall':>9}{'Py stall':>10}{'C idle':>8}{'Py idle':>9}")
     for threads in args.threads:
-        for how in LIVE_HOW:
+        for how in args.how:
             runs = [live_run(args.python, live, threads, how, env, helper) for _ in range(args.runs)]
             cols = [statistics.median(r[i] for r in runs) for i in range(6)]
             print(f"  {f'{threads:>4}  {LIVE_HOW[how]}':<40}" + "".join(
@@ -215,6 +220,8 @@ def main():
     ap.add_argument("--threads", type=lambda v: [int(t) for t in v.split(",")], default=[10, 100])
     ap.add_argument("--strace", action="store_true", help="count the helper's reads (needs strace)")
     ap.add_argument("--only-live", action="store_true")
+    ap.add_argument("--how", type=lambda v: v.split(","), default=list(LIVE_HOW),
+                    help="live dumps to take: " + ",".join(LIVE_HOW))
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="crashcatch-bench-")
     env = dict(os.environ, PYTHONPATH=args.ext_dir, CRASHCATCH_DUMP_DIR=os.path.join(work, "dumps"))

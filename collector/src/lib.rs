@@ -4,6 +4,7 @@
 
 mod altstack;
 mod forklock;
+mod livedump;
 mod minidumps;
 mod prepare;
 mod pyfile;
@@ -197,6 +198,10 @@ fn register(
     let target = prepare::target(py)?;
     altstack::ensure().map_err(os_error)?;
     signal_safe::stack::prepare().map_err(os_error)?;
+    if minidump {
+        // Its dumps are written by the dump thread, not by the signalled one (livedump.rs).
+        livedump::ensure().map_err(os_error)?;
+    }
     let make = |previous| UserConfig { fd, all_threads, chain, max_threads, minidump, target, previous };
     signals::register(signum, make, chain).map_err(os_error)?;
     Ok(keep)
@@ -295,6 +300,19 @@ fn write_minidump(py: Python<'_>, path: Option<String>) -> PyResult<String> {
     Ok(line.trim_end().trim_start_matches("crashcatch: minidump written to ").to_string())
 }
 
+/// Waits (bounded by the helper's deadline) for a registered signal's dump in progress:
+/// at exit, so it is not cut short.
+#[pyfunction]
+fn wait_for_live_dump(py: Python<'_>) {
+    py.detach(livedump::wait_for_pending);
+}
+
+/// `os.fork()`'s after-in-child hook: the child's own dump thread, if the parent had one.
+#[pyfunction]
+fn restart_dump_thread_after_fork() -> PyResult<()> {
+    livedump::restart_after_fork().map_err(os_error)
+}
+
 /// Records the Python names of threads (OS thread id, name), for the dumps' metadata.
 #[pyfunction]
 fn note_thread_names(names: Vec<(i32, String)>) {
@@ -345,6 +363,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_annotations, m)?)?;
     m.add_function(wrap_pyfunction!(set_report_note, m)?)?;
     m.add_function(wrap_pyfunction!(note_thread_names, m)?)?;
+    m.add_function(wrap_pyfunction!(wait_for_live_dump, m)?)?;
+    m.add_function(wrap_pyfunction!(restart_dump_thread_after_fork, m)?)?;
     m.add_class::<threads::ThreadStarter>()?;
     m.add_class::<threads::AltStackRun>()?;
     Ok(())

@@ -307,8 +307,12 @@ def _hook_thread_start():
 def _cancel_at_exit():
     # Like faulthandler, stop the watchdog before the interpreter is torn down.
     cancel_dump_traceback_later()
+    # A registered signal's dump is written by a thread of its own: let it finish.
+    _native.wait_for_live_dump()
 
 
 import atexit as _atexit  # noqa: E402
 
 _atexit.register(_cancel_at_exit)
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_native.restart_dump_thread_after_fork)

@@ -2,6 +2,7 @@
 
 use super::config::{self, Target, FATAL_SIGNALS};
 use super::cstack;
+use super::deferred;
 use super::dump::{self, Event};
 use super::extmods;
 use super::memory;
@@ -77,6 +78,27 @@ fn acquire(me: i32, wait_ms: u32) -> Lock {
 
 fn release() {
     REPORTER.store(0, Ordering::Release);
+}
+
+/// Passes the report lock this thread holds to thread `to` (the dump thread), which
+/// releases it with [`release_passed_lock`]. False if this thread does not hold it.
+pub(super) fn pass_report_lock(to: i32) -> bool {
+    REPORTER.compare_exchange(gettid(), to, Ordering::AcqRel, Ordering::Acquire).is_ok()
+}
+
+/// Undoes [`pass_report_lock`] (the receiver was never told).
+pub(super) fn take_back_report_lock(from: i32) {
+    let _ = REPORTER.compare_exchange(from, gettid(), Ordering::AcqRel, Ordering::Acquire);
+}
+
+/// Whether the calling thread was passed the report lock.
+pub fn holds_report_lock() -> bool {
+    REPORTER.load(Ordering::Acquire) == gettid()
+}
+
+/// Releases the report lock passed to the calling thread.
+pub fn release_passed_lock() {
+    let _ = REPORTER.compare_exchange(gettid(), 0, Ordering::AcqRel, Ordering::Acquire);
 }
 
 /// Runs `f` holding the report lock, as the handlers do, so a dump taken from an ordinary
@@ -309,13 +331,26 @@ pub extern "C" fn user_handler(signo: i32, info: *mut libc::siginfo_t, ucontext:
     let Some(cfg) = config::USER.get(signo as usize).and_then(config::load) else {
         return;
     };
-    if let Lock::Acquired = acquire(gettid(), USER_WAIT_MS) {
+    // A dump thread may hold the lock for a dump of an earlier signal: wait for it (at most
+    // the helper's deadline) rather than drop this signal's text.
+    let dump_wait = match (deferred::thread_running(), config::load(&dump::HELPER)) {
+        (true, Some(helper)) => helper.deadline_ms,
+        _ => 0,
+    };
+    if let Lock::Acquired = acquire(gettid(), USER_WAIT_MS.saturating_add(dump_wait)) {
+        let mut handed_over = false;
         stack::run(&mut || {
             let mut out = Out::capturing(cfg.fd);
             let target = cfg.target.for_report();
             write_tracebacks(&mut out, &target, cfg.all_threads, cfg.max_threads);
             out.flush();
-            if cfg.minidump && dump::live_dump_allowed(&mut out) {
+            if !cfg.minidump || !dump::live_dump_allowed(&mut out) {
+                return;
+            }
+            // The dump thread writes it, without this thread (which may hold the GIL)
+            // waiting: see `crate::livedump`. Without one (a forked child), as before.
+            handed_over = config::load(&dump::HELPER).is_some() && deferred::hand_over(signo, cfg.fd);
+            if !handed_over {
                 // SAFETY: the kernel passes valid siginfo_t and ucontext_t to SA_SIGINFO handlers.
                 let (info, uc) = unsafe { (info.as_ref(), (ucontext as *const libc::ucontext_t).as_ref()) };
                 let tstate = pytrace::own_thread_state(&target);
@@ -324,7 +359,9 @@ pub extern "C" fn user_handler(signo: i32, info: *mut libc::siginfo_t, ucontext:
                 write_minidump(&mut out, event);
             }
         });
-        release();
+        if !handed_over {
+            release();
+        }
     }
     if cfg.chain {
         // Run the previous handler, then put ours back (as faulthandler does).

@@ -19,6 +19,7 @@
 
 pub mod config;
 pub mod cstack;
+pub mod deferred;
 pub mod demangle;
 pub mod dump;
 pub mod elf;

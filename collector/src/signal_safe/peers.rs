@@ -202,7 +202,10 @@ pub fn dump_other_threads(out: &mut Out, t: &'static Target, max_threads: usize)
     let me = gettid();
     let mut shown = 0usize;
     for_each_thread(&mut |tid| {
-        if tid == me {
+        // crashcatch's dump thread blocks every signal and runs no code of the program's.
+        let dump_thread =
+            super::deferred::thread_running() && tid == super::deferred::DUMPER_TID.load(Ordering::Acquire);
+        if tid == me || dump_thread {
             return true;
         }
         if shown == max_threads {
