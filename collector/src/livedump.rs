@@ -104,7 +104,12 @@ fn serve(wake: i32) {
         if signo == 0 || !handler::holds_report_lock() {
             continue;
         }
-        write_dump(signo, PENDING_FD.load(Ordering::Acquire));
+        let fd = PENDING_FD.swap(-1, Ordering::AcqRel);
+        write_dump(signo, fd);
+        if fd >= 0 {
+            // SAFETY: closing the duplicate the handler made for this dump (deferred.rs).
+            unsafe { libc::close(fd) };
+        }
         PENDING_SIGNO.store(0, Ordering::Release);
         handler::release_passed_lock();
     }
@@ -145,6 +150,11 @@ pub fn restart_after_fork() -> io::Result<()> {
         unsafe { libc::close(inherited) };
     }
     DUMPER_TID.store(0, Ordering::Release);
+    let pending = PENDING_FD.swap(-1, Ordering::AcqRel);
+    if pending >= 0 {
+        // SAFETY: our copy of the descriptor a dump in progress in the parent writes to.
+        unsafe { libc::close(pending) };
+    }
     PENDING_SIGNO.store(0, Ordering::Release);
     ensure()
 }

@@ -11,8 +11,8 @@ pub static DUMPER_TID: AtomicI32 = AtomicI32::new(0);
 pub static DUMPER_PID: AtomicI32 = AtomicI32::new(0);
 /// The eventfd the dump thread sleeps on (-1: none).
 pub static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
-/// The signal whose dump is pending or being written (0: none), and the descriptor its
-/// report went to, for the dump's result line.
+/// The signal whose dump is pending or being written (0: none), and a duplicate of the
+/// descriptor its report went to, for the dump's result line (the dump thread closes it).
 pub static PENDING_SIGNO: AtomicI32 = AtomicI32::new(0);
 pub static PENDING_FD: AtomicI32 = AtomicI32::new(-1);
 
@@ -31,20 +31,29 @@ pub fn hand_over(signo: i32, fd: i32) -> bool {
         return false;
     }
     let dumper = DUMPER_TID.load(Ordering::Acquire);
-    PENDING_FD.store(fd, Ordering::Release);
-    PENDING_SIGNO.store(signo, Ordering::Release);
-    if !handler::pass_report_lock(dumper) {
-        PENDING_SIGNO.store(0, Ordering::Release);
+    // A descriptor of our own for the result line: the program may close its file (after
+    // `unregister()`) and reuse the number for another before the dump is written, and the
+    // line must not land in that one. fcntl is async-signal-safe.
+    // SAFETY: fcntl on an integer descriptor; the result is checked.
+    let own = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if own < 0 {
         return false;
     }
-    let one: u64 = 1;
-    // SAFETY: writes 8 bytes from a live u64 to our eventfd.
-    let n = unsafe { libc::write(wake, (&one as *const u64).cast(), 8) };
-    if n == 8 {
-        return true;
+    PENDING_FD.store(own, Ordering::Release);
+    PENDING_SIGNO.store(signo, Ordering::Release);
+    if handler::pass_report_lock(dumper) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our eventfd.
+        let n = unsafe { libc::write(wake, (&one as *const u64).cast(), 8) };
+        if n == 8 {
+            return true;
+        }
+        // The thread cannot be woken: take the lock back and dump here.
+        handler::take_back_report_lock(dumper);
     }
-    // The thread cannot be woken: take the lock back and dump here.
-    handler::take_back_report_lock(dumper);
     PENDING_SIGNO.store(0, Ordering::Release);
+    PENDING_FD.store(-1, Ordering::Release);
+    // SAFETY: closing the duplicate made above, which nothing else uses.
+    unsafe { libc::close(own) };
     false
 }
