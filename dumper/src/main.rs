@@ -12,6 +12,7 @@ mod context;
 mod deadline;
 mod environ;
 mod external;
+mod inthash;
 mod limits;
 mod locals;
 mod metadata;
@@ -170,6 +171,9 @@ fn write_dump(
     let mut py_threads = Vec::new();
     let mut extra_memory = Vec::new();
     let readable = procmem::readable_regions(pid).unwrap_or_default();
+    // /proc/PID/task and each thread's comm, read once for the walk and the metadata.
+    let os_threads = metadata::os_threads(pid);
+    let mut threading = None;
     let (context, sp_adjusted) = match crash_context(&req, pid) {
         Some((ctx, adjusted)) => (Some(ctx), adjusted),
         None => (None, None),
@@ -192,13 +196,14 @@ fn write_dump(
     }
     if let Some(layout) = &layout {
         let mut collector = pymem::Collector::new(&mem, layout, types);
-        collector.os_tids = metadata::os_threads(pid).into_iter().map(|(tid, _)| tid).collect();
+        collector.os_tids = os_threads.iter().map(|&(tid, _)| tid).collect();
         collector.collect(req.runtime, req.interp);
-        for (start, len) in
-            locals::thread_name_ranges(&mem, layout, &metadata::object_types(&req), req.interp)
-        {
+        let (name_ranges, names) =
+            locals::thread_name_ranges(&mem, layout, &metadata::object_types(&req), req.interp);
+        for (start, len) in name_ranges {
             collector.ranges.add(start, len);
         }
+        threading = names;
         py_threads = std::mem::take(&mut collector.threads);
         walk_truncated = collector.truncated;
         if req.dump_locals != 0 {
@@ -212,7 +217,8 @@ fn write_dump(
         extra_memory.extend(collector.ranges.finish(&readable));
     }
 
-    let mut meta = metadata::build(&req, pid, &mem, layout.as_ref(), types, &py_threads);
+    let threads = metadata::Threads { os: &os_threads, python: &py_threads, threading: threading.as_deref() };
+    let mut meta = metadata::build(&req, pid, &mem, layout.as_ref(), types, &threads);
     // The reads the walk and the metadata took (procmem.rs's page cache), for the tests and
     // benchmarks: a few per thread, not one per field.
     meta["process_reads"] = json!(mem.syscalls());

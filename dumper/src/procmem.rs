@@ -7,9 +7,9 @@
 //! per page, so a read succeeds exactly when it did without the cache; what the cache adds
 //! is one snapshot per page for the whole dump (a field read twice reads the same value).
 
+use crate::inthash::IntMap;
 use pylayout::Memory;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::io;
 
 const PAGE: u64 = 4096;
@@ -26,14 +26,14 @@ type Page = Option<Box<[u8; PAGE as usize]>>;
 /// our parent waiting for us), through a page cache.
 pub struct ProcessMemory {
     pub pid: i32,
-    pages: RefCell<HashMap<u64, Page>>,
+    pages: RefCell<IntMap<u64, Page>>,
     /// `process_vm_readv` calls made, for the tests and the benchmark.
     syscalls: Cell<u64>,
 }
 
 impl ProcessMemory {
     pub fn new(pid: i32) -> Self {
-        ProcessMemory { pid, pages: RefCell::new(HashMap::new()), syscalls: Cell::new(0) }
+        ProcessMemory { pid, pages: RefCell::new(IntMap::default()), syscalls: Cell::new(0) }
     }
 
     /// How many `process_vm_readv` calls this reader made.
