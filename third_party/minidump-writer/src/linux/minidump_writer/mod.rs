@@ -90,6 +90,9 @@ pub struct MinidumpWriter {
     pub threads: Vec<Thread>,
     pub auxv: AuxvDumpInfo,
     pub mappings: Vec<MappingInfo>,
+    /// /proc/PID/maps as read for `mappings`, while the threads were stopped; the memory
+    /// info list and the maps stream use it too (crashcatch patch: was read three times).
+    proc_maps: Option<Vec<u8>>,
     pub page_size: usize,
     pub sanitize_stack: bool,
     pub minidump_size_limit: Option<u64>,
@@ -253,6 +256,7 @@ impl MinidumpWriterConfig {
             threads: Default::default(),
             auxv,
             mappings: Default::default(),
+            proc_maps: None,
             page_size: Default::default(),
             sanitize_stack: self.sanitize_stack,
             minidump_size_limit: self.minidump_size_limit,
@@ -461,7 +465,18 @@ impl MinidumpWriter {
         file_entry!("cmdline", LinuxCmdLine, WriteCommandLineFailed);
         file_entry!("environ", LinuxEnviron, WriteEnvironmentFailed);
         file_entry!("auxv", LinuxAuxv, WriteEnvironmentFailed);
-        file_entry!("maps", LinuxMaps, WriteMapsFailed);
+        match self.proc_maps.as_deref() {
+            Some(text) => {
+                file_entry!(
+                    res Ok::<_, MemoryWriterError>(MemoryArrayWriter::write_bytes(buffer, text).location()),
+                    LinuxMaps,
+                    WriteMapsFailed
+                );
+            }
+            None => {
+                file_entry!("maps", LinuxMaps, WriteMapsFailed);
+            }
+        }
 
         let dirent =
             match dso_debug::write_dso_debug_stream(&self.process_inspector, buffer, &self.auxv) {
@@ -776,12 +791,26 @@ impl MinidumpWriter {
         // case its entry when creating the list of mappings.
         // See http://www.trilithium.com/johan/2005/08/linux-gate/ for more
         // information.
-        self.mappings = MappingInfo::for_pid(
-            &self.process_inspector,
-            self.process_id,
-            self.auxv.get_linux_gate_address(),
-        )
+        let maps_path = format!("/proc/{}/maps", self.process_id);
+        let text = self.process_inspector.read_file(&maps_path).ok().and_then(|mut file| {
+            let mut text = Vec::new();
+            file.read_to_end(&mut text).ok().map(|_| text)
+        });
+        self.mappings = match &text {
+            Some(text) => procfs_core::process::MemoryMaps::from_read(&text[..])
+                .map_err(MapsReaderError::from)
+                .and_then(|maps| {
+                    MappingInfo::aggregate(maps, self.auxv.get_linux_gate_address())
+                }),
+            // Unreadable: the original reader, for its error.
+            None => MappingInfo::for_pid(
+                &self.process_inspector,
+                self.process_id,
+                self.auxv.get_linux_gate_address(),
+            ),
+        }
         .map_err(InitError::AggregateMappingsFailed)?;
+        self.proc_maps = text;
 
         // Although the initial executable is usually the first mapping, it's not
         // guaranteed (see http://crosbug.com/25355); therefore, try to use the
