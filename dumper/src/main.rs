@@ -237,6 +237,7 @@ fn write_dump(
         context: context.as_ref(),
         overflowed: overflowed.as_ref(),
         sp_adjusted,
+        os_threads: &os_threads,
         pause: std::cell::Cell::new(std::time::Duration::ZERO),
     };
     let limit = req.max_dump_size;
@@ -372,6 +373,8 @@ struct Dump<'a> {
     overflowed: Option<&'a Capping>,
     /// (real rsp, rsp given to the writer) when the real one was in a guard region.
     sp_adjusted: Option<(u64, u64)>,
+    /// (tid, comm) of each thread, read once: minidump-writer takes the names from here.
+    os_threads: &'a [(i32, String)],
     /// How long the threads were stopped for the last image (minidump-writer's whole run
     /// if it cannot say): the longest any thread was stopped.
     pause: std::cell::Cell<std::time::Duration>,
@@ -392,6 +395,10 @@ impl Dump<'_> {
         // Threads are suspended one by one with PTRACE_SEIZE (third_party/README.md): no
         // group SIGSTOP, so no job-control stop, and nothing stays stopped if we die.
         config.skip_process_stop();
+        // The names already read (metadata::os_threads), not read again per thread; an
+        // empty one (unreadable) is left to the writer, which records why.
+        config
+            .set_thread_names(self.os_threads.iter().filter(|(_, name)| !name.is_empty()).cloned().collect());
         config.set_app_memory(
             extra
                 .iter()

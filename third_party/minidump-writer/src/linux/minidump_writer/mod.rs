@@ -75,6 +75,7 @@ pub struct MinidumpWriterConfig {
     crashing_thread_context: CrashingThreadContext,
     stop_timeout: Duration,
     stop_process: bool,
+    thread_names: std::collections::HashMap<Pid, String>,
     direct_auxv_dump_info: Option<DirectAuxvDumpInfo>,
     process_inspector: ProcessInspector,
 }
@@ -100,6 +101,8 @@ pub struct MinidumpWriter {
     pub crashing_thread_context: CrashingThreadContext,
     stop_timeout: Duration,
     stop_process: bool,
+    /// Names the caller already read, by thread id (crashcatch patch).
+    thread_names: std::collections::HashMap<Pid, String>,
     pub skip_stacks_if_mapping_unreferenced: bool,
     principal_mapping_address: Option<usize>,
     pub principal_mapping: Option<MappingInfo>,
@@ -141,6 +144,7 @@ impl MinidumpWriterConfig {
             crashing_thread_context: Default::default(),
             stop_timeout: STOP_TIMEOUT,
             stop_process: true,
+            thread_names: Default::default(),
             direct_auxv_dump_info: Default::default(),
             process_inspector: ProcessInspector::local(process_id),
         }
@@ -195,6 +199,13 @@ impl MinidumpWriterConfig {
     /// stays stopped for good.
     pub fn skip_process_stop(&mut self) -> &mut Self {
         self.stop_process = false;
+        self
+    }
+
+    /// The threads' names (/proc/PID/task/TID/comm) as the caller already read them
+    /// (crashcatch patch): a thread listed here is not read again; any other is.
+    pub fn set_thread_names(&mut self, names: std::collections::HashMap<Pid, String>) -> &mut Self {
+        self.thread_names = names;
         self
     }
 
@@ -264,6 +275,7 @@ impl MinidumpWriterConfig {
             crashing_thread_context: self.crashing_thread_context,
             stop_timeout: self.stop_timeout,
             stop_process: self.stop_process,
+            thread_names: self.thread_names,
             skip_stacks_if_mapping_unreferenced: self.skip_stacks_if_mapping_unreferenced,
             principal_mapping_address: self.principal_mapping_address,
             principal_mapping: self.principal_mapping,
@@ -753,6 +765,12 @@ impl MinidumpWriter {
                     continue;
                 }
             };
+
+            // A name the caller gave (crashcatch patch) is not read again.
+            if let Some(name) = self.thread_names.remove(&tid) {
+                self.threads.push(Thread { tid, name: Some(name) });
+                continue;
+            }
 
             if failspot!(ThreadName) {
                 self.process_inspector.fail_one_syscall_with(libc::EPERM);
