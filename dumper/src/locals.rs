@@ -6,11 +6,12 @@
 //! range they read: the dump then holds exactly the bytes a reader of the dump reads, and
 //! no second copy of CPython's layout rules lives here.
 
+use crate::inthash::IntSet;
 use pylayout::locals::frame_locals;
 use pylayout::objects::{decode, Limits, ObjectTypes};
+use pylayout::thread_names::PythonThread;
 use pylayout::{Layout, Memory};
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
 use std::time::Instant;
 
 /// Bytes read for local variables at most, over all frames, and per frame: a frame holding
@@ -24,7 +25,7 @@ pub const MAX_FRAME_BYTES: u64 = 1 << 20;
 struct Recorder<'a> {
     mem: &'a dyn Memory,
     reads: RefCell<Vec<(u64, u64)>>,
-    seen: RefCell<HashSet<(u64, u64)>>,
+    seen: RefCell<IntSet<(u64, u64)>>,
     left: Cell<u64>,
     /// Whether a read was refused because the budget was spent.
     cut: Cell<bool>,
@@ -53,24 +54,27 @@ impl Memory for Recorder<'_> {
 /// Bytes read for the Python thread names at most.
 pub const MAX_THREAD_NAME_BYTES: u64 = 1 << 20;
 
-/// The memory pylayout's `thread_names::python_thread_names` reads for the interpreter at
+/// The memory pylayout's `thread_names::python_threads` reads for the interpreter at
 /// `interp`: kept in every dump (thread names are no secret, and the metadata already
 /// lists them) so that gdb's `cc-threads` names the threads on `crashcatch core`'s core too.
+/// Also the threads it found, for the metadata (read once, not a second time there); None
+/// when the byte budget cut the read short, so that the metadata reads them whole.
 pub fn thread_name_ranges(
     mem: &dyn Memory,
     layout: &Layout,
     types: &ObjectTypes,
     interp: u64,
-) -> Vec<(u64, u64)> {
+) -> (Vec<(u64, u64)>, Option<Vec<PythonThread>>) {
     let rec = Recorder {
         mem,
         reads: RefCell::new(Vec::new()),
-        seen: RefCell::new(HashSet::new()),
+        seen: RefCell::new(IntSet::default()),
         left: Cell::new(MAX_THREAD_NAME_BYTES),
         cut: Cell::new(false),
     };
-    pylayout::thread_names::python_thread_names(&rec, layout, types, interp);
-    rec.reads.into_inner()
+    let threads = pylayout::thread_names::python_threads(&rec, layout, types, interp);
+    let whole = !rec.cut.get();
+    (rec.reads.into_inner(), whole.then_some(threads))
 }
 
 /// What was kept, for the metadata.
@@ -112,7 +116,7 @@ pub fn collect(
         let rec = Recorder {
             mem,
             reads: RefCell::new(Vec::new()),
-            seen: RefCell::new(HashSet::new()),
+            seen: RefCell::new(IntSet::default()),
             left: Cell::new(total_left.min(MAX_FRAME_BYTES)),
             cut: Cell::new(false),
         };
@@ -153,7 +157,7 @@ mod tests {
         Recorder {
             mem,
             reads: RefCell::new(Vec::new()),
-            seen: RefCell::new(HashSet::new()),
+            seen: RefCell::new(IntSet::default()),
             left: Cell::new(left),
             cut: Cell::new(false),
         }

@@ -12,6 +12,7 @@ mod context;
 mod deadline;
 mod environ;
 mod external;
+mod inthash;
 mod limits;
 mod locals;
 mod metadata;
@@ -170,6 +171,9 @@ fn write_dump(
     let mut py_threads = Vec::new();
     let mut extra_memory = Vec::new();
     let readable = procmem::readable_regions(pid).unwrap_or_default();
+    // /proc/PID/task and each thread's comm, read once for the walk and the metadata.
+    let os_threads = metadata::os_threads(pid);
+    let mut threading = None;
     let (context, sp_adjusted) = match crash_context(&req, pid) {
         Some((ctx, adjusted)) => (Some(ctx), adjusted),
         None => (None, None),
@@ -192,13 +196,14 @@ fn write_dump(
     }
     if let Some(layout) = &layout {
         let mut collector = pymem::Collector::new(&mem, layout, types);
-        collector.os_tids = metadata::os_threads(pid).into_iter().map(|(tid, _)| tid).collect();
+        collector.os_tids = os_threads.iter().map(|&(tid, _)| tid).collect();
         collector.collect(req.runtime, req.interp);
-        for (start, len) in
-            locals::thread_name_ranges(&mem, layout, &metadata::object_types(&req), req.interp)
-        {
+        let (name_ranges, names) =
+            locals::thread_name_ranges(&mem, layout, &metadata::object_types(&req), req.interp);
+        for (start, len) in name_ranges {
             collector.ranges.add(start, len);
         }
+        threading = names;
         py_threads = std::mem::take(&mut collector.threads);
         walk_truncated = collector.truncated;
         if req.dump_locals != 0 {
@@ -212,7 +217,8 @@ fn write_dump(
         extra_memory.extend(collector.ranges.finish(&readable));
     }
 
-    let mut meta = metadata::build(&req, pid, &mem, layout.as_ref(), types, &py_threads);
+    let threads = metadata::Threads { os: &os_threads, python: &py_threads, threading: threading.as_deref() };
+    let mut meta = metadata::build(&req, pid, &mem, layout.as_ref(), types, &threads);
     // The reads the walk and the metadata took (procmem.rs's page cache), for the tests and
     // benchmarks: a few per thread, not one per field.
     meta["process_reads"] = json!(mem.syscalls());
@@ -231,6 +237,7 @@ fn write_dump(
         context: context.as_ref(),
         overflowed: overflowed.as_ref(),
         sp_adjusted,
+        os_threads: &os_threads,
         pause: std::cell::Cell::new(std::time::Duration::ZERO),
     };
     let limit = req.max_dump_size;
@@ -366,6 +373,8 @@ struct Dump<'a> {
     overflowed: Option<&'a Capping>,
     /// (real rsp, rsp given to the writer) when the real one was in a guard region.
     sp_adjusted: Option<(u64, u64)>,
+    /// (tid, comm) of each thread, read once: minidump-writer takes the names from here.
+    os_threads: &'a [(i32, String)],
     /// How long the threads were stopped for the last image (minidump-writer's whole run
     /// if it cannot say): the longest any thread was stopped.
     pause: std::cell::Cell<std::time::Duration>,
@@ -386,6 +395,10 @@ impl Dump<'_> {
         // Threads are suspended one by one with PTRACE_SEIZE (third_party/README.md): no
         // group SIGSTOP, so no job-control stop, and nothing stays stopped if we die.
         config.skip_process_stop();
+        // The names already read (metadata::os_threads), not read again per thread; an
+        // empty one (unreadable) is left to the writer, which records why.
+        config
+            .set_thread_names(self.os_threads.iter().filter(|(_, name)| !name.is_empty()).cloned().collect());
         config.set_app_memory(
             extra
                 .iter()

@@ -2,11 +2,13 @@
 //! dump — versions, command line, the text report, thread names, annotations and the
 //! source lines around the requesting thread's Python frames. Schema: docs/minidump.md.
 
+use crate::inthash::IntMap;
 use crate::procmem::ProcessMemory;
 use crate::pymem::PyThreadInfo;
 use crate::source::SourceReader;
 use handoff::{Kind, Request};
 use pylayout::text::for_each_char;
+use pylayout::thread_names::PythonThread;
 use pylayout::walk;
 use pylayout::{lines, Layout, Memory, TypeAddrs};
 use serde_json::{json, Value};
@@ -24,10 +26,10 @@ const MAX_SOURCE_FRAMES: usize = 64;
 fn thread_states<'a>(
     req: &Request,
     py_threads: &'a [PyThreadInfo],
+    homes: &IntMap<u64, &'a PyThreadInfo>,
     tid: i32,
 ) -> (Option<&'a PyThreadInfo>, Option<&'a PyThreadInfo>) {
-    let mut mine = py_threads.iter().filter(|t| t.native_thread_id == Some(tid as u64));
-    let home = mine.clone().find(|t| t.interp == req.interp).or_else(|| mine.next());
+    let home = homes.get(&(tid as u64)).copied();
     let running = (tid == req.tid && req.tstate != 0)
         .then(|| py_threads.iter().find(|t| t.tstate == req.tstate && t.interp != req.interp))
         .flatten();
@@ -37,14 +39,39 @@ fn thread_states<'a>(
     }
 }
 
+/// Each OS thread's home thread state: its first in crashcatch's interpreter, else its
+/// first in any (one pass: a search per OS thread was quadratic in the thread count).
+fn home_states<'a>(req: &Request, py_threads: &'a [PyThreadInfo]) -> IntMap<u64, &'a PyThreadInfo> {
+    let mut homes: IntMap<u64, &PyThreadInfo> = IntMap::default();
+    for t in py_threads {
+        let Some(tid) = t.native_thread_id else { continue };
+        let home = homes.entry(tid).or_insert(t);
+        if home.interp != req.interp && t.interp == req.interp {
+            *home = t;
+        }
+    }
+    homes
+}
+
+/// The threads the metadata lists, read once by the caller.
+pub struct Threads<'a> {
+    /// /proc/PID/task: (tid, comm), sorted.
+    pub os: &'a [(i32, String)],
+    /// The thread states the Python walk found.
+    pub python: &'a [PyThreadInfo],
+    /// The `threading` module's threads when already read whole; read here if None.
+    pub threading: Option<&'a [PythonThread]>,
+}
+
 pub fn build(
     req: &Request,
     pid: i32,
     mem: &ProcessMemory,
     layout: Option<&Layout>,
     types: TypeAddrs,
-    py_threads: &[PyThreadInfo],
+    threads: &Threads,
 ) -> Value {
+    let py_threads = threads.python;
     let kind = match Kind::from_u32(req.kind) {
         Some(Kind::Fatal) => "fatal-signal",
         Some(Kind::Signal) => "registered-signal",
@@ -57,12 +84,19 @@ pub fn build(
     let mut py_names = python_thread_names(mem, req);
     if py_names.is_empty() && req.thread_names_addr == 0 {
         // No collector in the process (`crashcatch dump PID`): the `threading` module's.
-        py_names = layout.map(|l| threading_names(mem, l, req, py_threads)).unwrap_or_default();
+        py_names = layout.map(|l| threading_names(mem, l, req, threads)).unwrap_or_default();
     }
-    let threads: Vec<Value> = os_threads(pid)
-        .into_iter()
-        .map(|(tid, name)| {
-            let (py, outer) = thread_states(req, py_threads, tid);
+    // The first name given to each thread id.
+    let mut names_by_tid: IntMap<i32, &str> = IntMap::default();
+    for (tid, name) in &py_names {
+        names_by_tid.entry(*tid).or_insert(name);
+    }
+    let homes = home_states(req, py_threads);
+    let os_list: Vec<Value> = threads
+        .os
+        .iter()
+        .map(|&(tid, ref name)| {
+            let (py, outer) = thread_states(req, py_threads, &homes, tid);
             let state = |t: &PyThreadInfo| {
                 json!({
                     "thread_id": t.thread_id, "tstate": t.tstate, "interp": t.interp, "frames": t.frames,
@@ -72,7 +106,7 @@ pub fn build(
             json!({
                 "tid": tid,
                 "name": name,
-                "python_name": py_names.iter().find(|(t, _)| *t == tid).map(|(_, n)| n.clone()),
+                "python_name": names_by_tid.get(&tid),
                 "python": py.map(state),
                 "python_outer": outer.map(state),
             })
@@ -101,7 +135,7 @@ pub fn build(
         "types": {"str": types.str_type, "code": types.code_type},
         "report": read_text(mem, req.report_addr, req.report_len.min(MAX_REPORT)),
         "annotations": annotations(mem, req),
-        "threads": threads,
+        "threads": os_list,
         "python_threads": py_threads.iter().map(|t| json!({
             "tstate": t.tstate, "interp": t.interp, "thread_id": t.thread_id,
             "native_thread_id": t.native_thread_id, "frames": t.frames,
@@ -117,12 +151,20 @@ pub fn os_threads(pid: i32) -> Vec<(i32, String)> {
         .flatten()
         .filter_map(|e| {
             let tid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let name = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-            Some((tid, name.trim_end().to_string()))
+            Some((tid, comm(&e.path().join("comm"))))
         })
         .collect();
     out.sort();
     out
+}
+
+/// A thread's name from its `comm` file: one read into a buffer that holds any (the
+/// kernel's TASK_COMM_LEN is 16), no size query (three system calls, not five, per thread).
+fn comm(path: &std::path::Path) -> String {
+    use std::io::Read;
+    let mut buf = [0u8; 64];
+    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut buf)).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).trim_end().to_string()
 }
 
 /// The collector's table of Python thread names.
@@ -143,18 +185,26 @@ fn python_thread_names(mem: &ProcessMemory, req: &Request) -> Vec<(i32, String)>
 
 /// The names the `threading` module gives the OS threads: by `Thread.native_id`, else by
 /// the thread state that has its `ident` and an OS thread id.
-fn threading_names(
-    mem: &ProcessMemory,
-    l: &Layout,
-    req: &Request,
-    py_threads: &[PyThreadInfo],
-) -> Vec<(i32, String)> {
-    pylayout::thread_names::python_threads(mem, l, &object_types(req), req.interp)
-        .into_iter()
+fn threading_names(mem: &ProcessMemory, l: &Layout, req: &Request, threads: &Threads) -> Vec<(i32, String)> {
+    let read;
+    let listed = match threads.threading {
+        Some(listed) => listed,
+        None => {
+            read = pylayout::thread_names::python_threads(mem, l, &object_types(req), req.interp);
+            &read[..]
+        }
+    };
+    // The first thread state with each pthread_self() value.
+    let mut by_ident: IntMap<u64, &PyThreadInfo> = IntMap::default();
+    for p in threads.python {
+        by_ident.entry(p.thread_id).or_insert(p);
+    }
+    listed
+        .iter()
         .filter_map(|t| {
-            let by_state = || py_threads.iter().find(|p| p.thread_id == t.ident)?.native_thread_id;
+            let by_state = || by_ident.get(&t.ident)?.native_thread_id;
             let tid = t.native_id.or_else(by_state)?;
-            Some((i32::try_from(tid).ok()?, t.name))
+            Some((i32::try_from(tid).ok()?, t.name.clone()))
         })
         .collect()
 }

@@ -3,11 +3,11 @@
 //! runtime and interpreter fields, thread states, frames, code objects, their name and
 //! file strings and their line tables.
 
+use crate::inthash::IntSet;
 use crate::ranges::RangeSet;
 use pylayout::text::str_info;
 use pylayout::walk::{self, PyFrame};
 use pylayout::{Layout, Memory, TypeAddrs};
-use std::collections::HashSet;
 
 /// Bytes kept of `_PyRuntime`: its debug-offsets header (3.13+) and the interpreter list.
 const RUNTIME_BYTES: u64 = 4096;
@@ -43,7 +43,7 @@ fn span(offsets: &[Option<u32>]) -> u64 {
 
 pub struct Collector<'a> {
     /// The process's thread ids (from /proc), to validate tids read from memory.
-    pub os_tids: Vec<i32>,
+    pub os_tids: IntSet<i32>,
     pub mem: &'a dyn Memory,
     pub layout: &'a Layout,
     pub types: TypeAddrs,
@@ -51,23 +51,23 @@ pub struct Collector<'a> {
     pub threads: Vec<PyThreadInfo>,
     /// Whether a walk stopped at one of the caps rather than at the end of its list.
     pub truncated: bool,
-    seen_tstates: HashSet<u64>,
-    seen_code: HashSet<u64>,
+    seen_tstates: IntSet<u64>,
+    seen_code: IntSet<u64>,
     frames_walked: usize,
 }
 
 impl<'a> Collector<'a> {
     pub fn new(mem: &'a dyn Memory, layout: &'a Layout, types: TypeAddrs) -> Self {
         Collector {
-            os_tids: Vec::new(),
+            os_tids: IntSet::default(),
             mem,
             layout,
             types,
             ranges: RangeSet::default(),
             threads: Vec::new(),
             truncated: false,
-            seen_tstates: HashSet::new(),
-            seen_code: HashSet::new(),
+            seen_tstates: IntSet::default(),
+            seen_code: IntSet::default(),
             frames_walked: 0,
         }
     }
@@ -151,7 +151,7 @@ impl<'a> Collector<'a> {
         // Every frame, interpreter plumbing (shims, entry frames) included: the symbolizer
         // walks the same chain through them.
         let mut raw_frames = Vec::new();
-        let mut seen = HashSet::new();
+        let mut seen = IntSet::default();
         let mut frames: Vec<PyFrame> = Vec::new();
         let mut next = walk::current_frame(self.mem, &l, ts).unwrap_or(0);
         let budget = walk::MAX_FRAMES_WALKED.min(MAX_FRAMES_TOTAL.saturating_sub(self.frames_walked));

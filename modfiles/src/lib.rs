@@ -121,6 +121,7 @@ pub fn lookup(data: &[u8], start: u64, names: &[&str]) -> HashMap<String, u64> {
         return found;
     };
     let bias = start.wrapping_sub(first.address() & !0xfff);
+    let wanted = names.iter().collect::<std::collections::HashSet<_>>().len();
     for sym in file.dynamic_symbols().chain(file.symbols()) {
         if !sym.is_definition() {
             continue;
@@ -128,6 +129,11 @@ pub fn lookup(data: &[u8], start: u64, names: &[&str]) -> HashMap<String, u64> {
         let Ok(name) = sym.name() else { continue };
         if names.contains(&name) && !found.contains_key(name) {
             found.insert(name.to_string(), sym.address().wrapping_add(bias));
+            if found.len() == wanted {
+                // Everything found (usually among the dynamic symbols): the full symbol
+                // table of an unstripped interpreter is tens of thousands more (issue 14).
+                break;
+            }
         }
     }
     found

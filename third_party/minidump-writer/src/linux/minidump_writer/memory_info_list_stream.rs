@@ -24,12 +24,18 @@ impl MinidumpWriter {
         &mut self,
         buffer: &mut DumpBuf,
     ) -> Result<MDRawDirectory, SectionMemInfoListError> {
-        let path = format!("/proc/{}/maps", self.blamed_thread);
-        let reader = self
-            .process_inspector
-            .read_file(&path)
-            .map_err(SectionMemInfoListError::ReadFileFailed)?;
-        let maps = procfs_core::process::MemoryMaps::from_read(reader)?;
+        // The text the mappings were read from (crashcatch patch), else the file.
+        let maps = match self.proc_maps.as_deref() {
+            Some(text) => procfs_core::process::MemoryMaps::from_read(text)?,
+            None => {
+                let path = format!("/proc/{}/maps", self.blamed_thread);
+                let reader = self
+                    .process_inspector
+                    .read_file(&path)
+                    .map_err(SectionMemInfoListError::ReadFileFailed)?;
+                procfs_core::process::MemoryMaps::from_read(reader)?
+            }
+        };
 
         let list_header = MemoryWriter::alloc_with_val(
             buffer,

@@ -75,6 +75,7 @@ pub struct MinidumpWriterConfig {
     crashing_thread_context: CrashingThreadContext,
     stop_timeout: Duration,
     stop_process: bool,
+    thread_names: std::collections::HashMap<Pid, String>,
     direct_auxv_dump_info: Option<DirectAuxvDumpInfo>,
     process_inspector: ProcessInspector,
 }
@@ -90,6 +91,9 @@ pub struct MinidumpWriter {
     pub threads: Vec<Thread>,
     pub auxv: AuxvDumpInfo,
     pub mappings: Vec<MappingInfo>,
+    /// /proc/PID/maps as read for `mappings`, while the threads were stopped; the memory
+    /// info list and the maps stream use it too (crashcatch patch: was read three times).
+    proc_maps: Option<Vec<u8>>,
     pub page_size: usize,
     pub sanitize_stack: bool,
     pub minidump_size_limit: Option<u64>,
@@ -97,6 +101,8 @@ pub struct MinidumpWriter {
     pub crashing_thread_context: CrashingThreadContext,
     stop_timeout: Duration,
     stop_process: bool,
+    /// Names the caller already read, by thread id (crashcatch patch).
+    thread_names: std::collections::HashMap<Pid, String>,
     pub skip_stacks_if_mapping_unreferenced: bool,
     principal_mapping_address: Option<usize>,
     pub principal_mapping: Option<MappingInfo>,
@@ -138,6 +144,7 @@ impl MinidumpWriterConfig {
             crashing_thread_context: Default::default(),
             stop_timeout: STOP_TIMEOUT,
             stop_process: true,
+            thread_names: Default::default(),
             direct_auxv_dump_info: Default::default(),
             process_inspector: ProcessInspector::local(process_id),
         }
@@ -192,6 +199,13 @@ impl MinidumpWriterConfig {
     /// stays stopped for good.
     pub fn skip_process_stop(&mut self) -> &mut Self {
         self.stop_process = false;
+        self
+    }
+
+    /// The threads' names (/proc/PID/task/TID/comm) as the caller already read them
+    /// (crashcatch patch): a thread listed here is not read again; any other is.
+    pub fn set_thread_names(&mut self, names: std::collections::HashMap<Pid, String>) -> &mut Self {
+        self.thread_names = names;
         self
     }
 
@@ -253,6 +267,7 @@ impl MinidumpWriterConfig {
             threads: Default::default(),
             auxv,
             mappings: Default::default(),
+            proc_maps: None,
             page_size: Default::default(),
             sanitize_stack: self.sanitize_stack,
             minidump_size_limit: self.minidump_size_limit,
@@ -260,6 +275,7 @@ impl MinidumpWriterConfig {
             crashing_thread_context: self.crashing_thread_context,
             stop_timeout: self.stop_timeout,
             stop_process: self.stop_process,
+            thread_names: self.thread_names,
             skip_stacks_if_mapping_unreferenced: self.skip_stacks_if_mapping_unreferenced,
             principal_mapping_address: self.principal_mapping_address,
             principal_mapping: self.principal_mapping,
@@ -461,7 +477,18 @@ impl MinidumpWriter {
         file_entry!("cmdline", LinuxCmdLine, WriteCommandLineFailed);
         file_entry!("environ", LinuxEnviron, WriteEnvironmentFailed);
         file_entry!("auxv", LinuxAuxv, WriteEnvironmentFailed);
-        file_entry!("maps", LinuxMaps, WriteMapsFailed);
+        match self.proc_maps.as_deref() {
+            Some(text) => {
+                file_entry!(
+                    res Ok::<_, MemoryWriterError>(MemoryArrayWriter::write_bytes(buffer, text).location()),
+                    LinuxMaps,
+                    WriteMapsFailed
+                );
+            }
+            None => {
+                file_entry!("maps", LinuxMaps, WriteMapsFailed);
+            }
+        }
 
         let dirent =
             match dso_debug::write_dso_debug_stream(&self.process_inspector, buffer, &self.auxv) {
@@ -739,6 +766,12 @@ impl MinidumpWriter {
                 }
             };
 
+            // A name the caller gave (crashcatch patch) is not read again.
+            if let Some(name) = self.thread_names.remove(&tid) {
+                self.threads.push(Thread { tid, name: Some(name) });
+                continue;
+            }
+
             if failspot!(ThreadName) {
                 self.process_inspector.fail_one_syscall_with(libc::EPERM);
             }
@@ -776,12 +809,26 @@ impl MinidumpWriter {
         // case its entry when creating the list of mappings.
         // See http://www.trilithium.com/johan/2005/08/linux-gate/ for more
         // information.
-        self.mappings = MappingInfo::for_pid(
-            &self.process_inspector,
-            self.process_id,
-            self.auxv.get_linux_gate_address(),
-        )
+        let maps_path = format!("/proc/{}/maps", self.process_id);
+        let text = self.process_inspector.read_file(&maps_path).ok().and_then(|mut file| {
+            let mut text = Vec::new();
+            file.read_to_end(&mut text).ok().map(|_| text)
+        });
+        self.mappings = match &text {
+            Some(text) => procfs_core::process::MemoryMaps::from_read(&text[..])
+                .map_err(MapsReaderError::from)
+                .and_then(|maps| {
+                    MappingInfo::aggregate(maps, self.auxv.get_linux_gate_address())
+                }),
+            // Unreadable: the original reader, for its error.
+            None => MappingInfo::for_pid(
+                &self.process_inspector,
+                self.process_id,
+                self.auxv.get_linux_gate_address(),
+            ),
+        }
         .map_err(InitError::AggregateMappingsFailed)?;
+        self.proc_maps = text;
 
         // Although the initial executable is usually the first mapping, it's not
         // guaranteed (see http://crosbug.com/25355); therefore, try to use the
