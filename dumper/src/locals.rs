@@ -6,11 +6,11 @@
 //! range they read: the dump then holds exactly the bytes a reader of the dump reads, and
 //! no second copy of CPython's layout rules lives here.
 
-use crate::inthash::IntSet;
 use pylayout::locals::frame_locals;
 use pylayout::objects::{decode, Limits, ObjectTypes};
 use pylayout::thread_names::PythonThread;
 use pylayout::{Layout, Memory};
+use rustc_hash::FxHashSet as IntSet;
 use std::cell::{Cell, RefCell};
 use std::time::Instant;
 

@@ -12,7 +12,6 @@ mod context;
 mod deadline;
 mod environ;
 mod external;
-mod inthash;
 mod limits;
 mod locals;
 mod metadata;

@@ -2,7 +2,6 @@
 //! dump — versions, command line, the text report, thread names, annotations and the
 //! source lines around the requesting thread's Python frames. Schema: docs/minidump.md.
 
-use crate::inthash::IntMap;
 use crate::procmem::ProcessMemory;
 use crate::pymem::PyThreadInfo;
 use crate::source::SourceReader;
@@ -11,6 +10,7 @@ use pylayout::text::for_each_char;
 use pylayout::thread_names::PythonThread;
 use pylayout::walk;
 use pylayout::{lines, Layout, Memory, TypeAddrs};
+use rustc_hash::FxHashMap as IntMap;
 use serde_json::{json, Value};
 
 /// Report text kept at most.

@@ -7,8 +7,8 @@
 //! per page, so a read succeeds exactly when it did without the cache; what the cache adds
 //! is one snapshot per page for the whole dump (a field read twice reads the same value).
 
-use crate::inthash::IntMap;
 use pylayout::Memory;
+use rustc_hash::FxHashMap as IntMap;
 use std::cell::{Cell, RefCell};
 use std::io;
 

@@ -3,11 +3,11 @@
 //! runtime and interpreter fields, thread states, frames, code objects, their name and
 //! file strings and their line tables.
 
-use crate::inthash::IntSet;
 use crate::ranges::RangeSet;
 use pylayout::text::str_info;
 use pylayout::walk::{self, PyFrame};
 use pylayout::{Layout, Memory, TypeAddrs};
+use rustc_hash::FxHashSet as IntSet;
 
 /// Bytes kept of `_PyRuntime`: its debug-offsets header (3.13+) and the interpreter list.
 const RUNTIME_BYTES: u64 = 4096;
