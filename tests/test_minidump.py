@@ -260,6 +260,38 @@ def test_other_threads_run_while_a_registered_signal_dump_is_written(interp):
     assert len(info["threads"]) == 3 and len(info["python"]["threads"]) == 2, info["threads"]
 
 
+def test_a_registered_signal_dump_line_never_lands_in_a_file_that_reused_the_reports_fd(interp):
+    """The dump thread writes its result line after the handler returned. The program may
+    unregister, close the report's file and open another that gets the same descriptor
+    number meanwhile (the helper held 1 s here): the line still goes to the report's file,
+    never into the program's new one."""
+    code = """
+    import os, signal, time, crashcatch
+    out = open(os.environ["FILE_out"], "w")
+    crashcatch.register(signal.SIGUSR1, file=out, minidump=True)
+    os.kill(os.getpid(), signal.SIGUSR1)
+    def helper_running():
+        tasks = f"/proc/{os.getpid()}/task"
+        return any(open(f"{tasks}/{t}/children").read().strip() for t in os.listdir(tasks))
+    deadline = time.monotonic() + 30
+    while not helper_running() and time.monotonic() < deadline:  # its pipes are made by then
+        time.sleep(0.01)
+    crashcatch.unregister(signal.SIGUSR1)
+    number = out.fileno()
+    out.close()
+    mine = os.open(os.environ["FILE_mine"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    assert mine == number, (mine, number)
+    os.write(mine, b"the program's own data\\n")
+    time.sleep(2)  # the dump (helper held 1 s) is written meanwhile
+    os.close(mine)
+    """
+    r = run_script(interp, code, files=["out", "mine"], env={"CRASHCATCH_TEST_HELPER_DELAY_MS": "1000"})
+    assert r.returncode == 0, r.stderr
+    assert r.files["mine"] == "the program's own data\n", r.files["mine"]
+    assert r.files["out"].count("crashcatch: minidump written to") == 1, r.files["out"]
+    assert len(r.dumps) == 1
+
+
 def test_explicit_path_never_follows_a_symlink_or_overwrites(interp):
     code = """
     import os, crashcatch
