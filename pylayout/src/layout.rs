@@ -25,35 +25,27 @@ pub enum LayoutError {
     UnsupportedBuild,
 }
 
-macro_rules! layout_struct {
-    ($( $field:ident = $key:literal ),* $(,)?) => {
-        /// Offsets (bytes) for one CPython minor version; see the module docs.
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-        pub struct Layout {
-            /// Minor version (the `X` of 3.X).
-            pub minor: u8,
-            $( pub $field: Option<u32>, )*
-        }
-
-        /// The entries of version `key` ("3.13") of a table in the generator's format (None when it
+/// The entries of version `key` ("3.13") of a table in the generator's format (None when it
 /// has none), and every version the table has. Only that version's entries are built: the
 /// others are checked as JSON and skipped (building all of them was most of the time it took
 /// to read the table, on every symbolizer run).
-pub(crate) fn table_version(
-    json: &str,
-    key: &str,
-) -> Result<(Option<HashMap<String, serde_json::Value>>, Vec<String>), serde_json::Error> {
+pub(crate) fn table_version(json: &str, key: &str) -> Result<OneVersionFound, serde_json::Error> {
     let mut reader = serde_json::Deserializer::from_str(json);
     let found = OneVersion(key).deserialize(&mut reader)?;
     reader.end()?;
     Ok(found)
 }
 
+/// One version's entries of a table (key → value).
+pub(crate) type VersionEntries = HashMap<String, serde_json::Value>;
+/// What [`table_version`] finds: the version's entries, if any, and every version listed.
+pub(crate) type OneVersionFound = (Option<VersionEntries>, Vec<String>);
+
 /// Reads a table's top-level map, keeping the entries of one version.
 struct OneVersion<'k>(&'k str);
 
 impl<'de> DeserializeSeed<'de> for OneVersion<'_> {
-    type Value = (Option<HashMap<String, serde_json::Value>>, Vec<String>);
+    type Value = OneVersionFound;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, reader: D) -> Result<Self::Value, D::Error> {
         reader.deserialize_map(self)
@@ -61,7 +53,7 @@ impl<'de> DeserializeSeed<'de> for OneVersion<'_> {
 }
 
 impl<'de> Visitor<'de> for OneVersion<'_> {
-    type Value = (Option<HashMap<String, serde_json::Value>>, Vec<String>);
+    type Value = OneVersionFound;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a map of CPython versions to their layouts")
@@ -81,7 +73,17 @@ impl<'de> Visitor<'de> for OneVersion<'_> {
     }
 }
 
-impl Layout {
+macro_rules! layout_struct {
+    ($( $field:ident = $key:literal ),* $(,)?) => {
+        /// Offsets (bytes) for one CPython minor version; see the module docs.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct Layout {
+            /// Minor version (the `X` of 3.X).
+            pub minor: u8,
+            $( pub $field: Option<u32>, )*
+        }
+
+        impl Layout {
             fn from_map(minor: u8, map: &HashMap<String, serde_json::Value>) -> Layout {
                 let get = |k: &str| map.get(k).and_then(|v| v.as_u64()).map(|v| v as u32);
                 Layout { minor, $( $field: get($key), )* }
