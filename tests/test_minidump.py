@@ -215,6 +215,47 @@ def test_a_registered_signal_dump_is_whole_when_the_process_exits_right_after(in
     check_complete_live_dump(interp, r, code)
 
 
+def test_a_thread_that_moved_on_since_the_walk_is_dumped_where_it_was_stopped(interp):
+    """The helper walks the Python stacks while the process runs and stops the threads
+    afterwards (here 1 s later): a thread that moved on meanwhile is walked again while
+    stopped (dumper/src/again.rs), so the dump decodes it where it was stopped. Before, its
+    new frames were not in the dump: no Python stack for it at all."""
+    code = """
+    import os, signal, threading, time, crashcatch
+    out = open(os.environ["FILE_out"], "w")
+    crashcatch.register(signal.SIGUSR1, file=out, minidump=True)
+    sleeping, done = threading.Event(), threading.Event()
+    def second():
+        done.wait()  # @second
+    def first():
+        sleeping.set()
+        time.sleep(0.3)  # @first
+        second()  # @call
+    mover = threading.Thread(target=first, name="mover")
+    mover.start()
+    sleeping.wait()
+    os.kill(os.getpid(), signal.SIGUSR1)
+    while "minidump" not in open(out.name).read():
+        time.sleep(0.01)
+    done.set()
+    mover.join()
+    print(mover.native_id, mover.ident)
+    """
+    r = run_script(interp, code, files=["out"], env={"CRASHCATCH_TEST_HELPER_WALKED_DELAY_MS": "1000"})
+    assert r.returncode == 0, r.stderr
+    assert len(r.dumps) == 1, r.files["out"]
+    info = check(r.dumps[0])
+    meta = info["metadata"]
+    assert meta["python_looked_again"]["walked"] >= 1, meta.get("python_looked_again")
+    tid, ident = map(int, r.stdout.split())
+    thread = [t for t in info["python"]["threads"] if t["native_thread_id"] == tid or t["thread_id"] == ident]
+    assert len(thread) == 1, info["python"]
+    thread = thread[0]
+    frames = [(f["file"], f["line"], f["name"]) for f in thread["frames"]]
+    assert (r.script, script_line(code, "second"), "second") in frames, thread
+    assert (r.script, script_line(code, "call"), "first") in frames, thread
+
+
 def test_other_threads_run_while_a_registered_signal_dump_is_written(interp):
     """The signalled thread holds the GIL; its handler writes the text and returns, the dump
     thread writes the dump (the helper held 1 s here). A Python ticker reads the report at

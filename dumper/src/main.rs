@@ -8,6 +8,7 @@
 //! `crashcatch-dump --pid PID [-o FILE]` (`crashcatch dump PID`): the same for a running
 //! Python process that asked for nothing (external.rs); exit status 2 when there is no dump.
 
+mod again;
 mod context;
 mod deadline;
 mod environ;
@@ -183,6 +184,7 @@ fn write_dump(
     let mut walk_truncated = false;
     let mut with_locals: Option<Vec<(u64, u64)>> = None;
     let mut locals_meta = json!({"kept": false});
+    let mut look_again = None;
     if let Some(ctx) = &context {
         let sp = ctx.context.uc_mcontext.gregs[libc::REG_RSP as usize] as u64;
         if let Some(r) = readable.iter().find(|r| sp >= r.start && sp < r.end) {
@@ -205,6 +207,17 @@ fn write_dump(
         threading = names;
         py_threads = std::mem::take(&mut collector.threads);
         walk_truncated = collector.truncated;
+        look_again = Some(again::LookAgain {
+            pid,
+            layout: *layout,
+            types,
+            runtime: req.runtime,
+            interp: req.interp,
+            os_tids: collector.os_tids.clone(),
+            known: py_threads.iter().map(|t| (t.tstate, t.top)).collect(),
+            readable: readable.clone(),
+            found: Default::default(),
+        });
         if req.dump_locals != 0 {
             let budget = std::time::Duration::from_millis(deadline_ms.unwrap_or(DEFAULT_DEADLINE_MS))
                 / LOCALS_DEADLINE_SHARE;
@@ -215,6 +228,8 @@ fn write_dump(
         }
         extra_memory.extend(collector.ranges.finish(&readable));
     }
+    // Test hook: time for the process's threads to move on before they are stopped.
+    test_delay("CRASHCATCH_TEST_HELPER_WALKED_DELAY_MS");
 
     let threads = metadata::Threads { os: &os_threads, python: &py_threads, threading: threading.as_deref() };
     let mut meta = metadata::build(&req, pid, &mem, layout.as_ref(), types, &threads);
@@ -238,6 +253,7 @@ fn write_dump(
         sp_adjusted,
         os_threads: &os_threads,
         pause: std::cell::Cell::new(std::time::Duration::ZERO),
+        look_again,
     };
     let limit = req.max_dump_size;
     let mut image = if let Some(with_locals) = with_locals {
@@ -377,6 +393,8 @@ struct Dump<'a> {
     /// How long the threads were stopped for the last image (minidump-writer's whole run
     /// if it cannot say): the longest any thread was stopped.
     pause: std::cell::Cell<std::time::Duration>,
+    /// The Python walk's second look, once the threads are stopped (again.rs).
+    look_again: Option<again::LookAgain>,
 }
 
 impl Dump<'_> {
@@ -410,6 +428,13 @@ impl Dump<'_> {
         if let Some(ctx) = self.context {
             config.set_crash_context(minidump_writer::CrashContextExt { inner: ctx.clone() });
         }
+        // Not for an image without the extra memory (over the size cap): it has no Python.
+        let look_again = self.look_again.as_ref().filter(|_| !extra.is_empty());
+        if let Some(look) = look_again {
+            *look.found.borrow_mut() = Default::default();
+            let look = look.clone();
+            config.set_app_memory_while_stopped(move |memory| look.look(memory));
+        }
         let mut cursor = stall::Stall::from_env(std::io::Cursor::new(Vec::new()));
         let writing = std::time::Instant::now();
         let (_, stopped) = config.write_timed(&mut cursor).map_err(|e| DumpError::Writer(error_chain(&e)))?;
@@ -418,6 +443,9 @@ impl Dump<'_> {
         self.pause.set(stopped.unwrap_or_else(|| writing.elapsed()));
         let mut image = cursor.into_inner().into_inner();
         let mut meta = meta.clone();
+        if let Some(look) = look_again {
+            look.update(&mut meta);
+        }
         if Kind::from_u32(req.kind) == Some(Kind::External) {
             // Threads are stopped together while the writer copies them: none was stopped
             // longer than from the first interruption to the last resumption.

@@ -7,7 +7,7 @@ use crate::ranges::RangeSet;
 use pylayout::text::str_info;
 use pylayout::walk::{self, PyFrame};
 use pylayout::{Layout, Memory, TypeAddrs};
-use rustc_hash::FxHashSet as IntSet;
+use rustc_hash::{FxHashMap as IntMap, FxHashSet as IntSet};
 
 /// Bytes kept of `_PyRuntime`: its debug-offsets header (3.13+) and the interpreter list.
 const RUNTIME_BYTES: u64 = 4096;
@@ -34,7 +34,14 @@ pub struct PyThreadInfo {
     pub frames: usize,
     /// The addresses of its Python frames (`PyFrame::frame`), innermost first.
     pub frame_addrs: Vec<u64>,
+    /// Its innermost frame as the walk found it: what tells, when the stopped process is
+    /// looked at again (again.rs), whether the thread moved on since.
+    pub top: TopFrame,
 }
+
+/// A thread state's innermost frame (interpreter plumbing included) and the code object
+/// that frame runs; (0, 0) for none.
+pub type TopFrame = (u64, u64);
 
 /// One past the largest of the offsets (plus a pointer).
 fn span(offsets: &[Option<u32>]) -> u64 {
@@ -51,6 +58,11 @@ pub struct Collector<'a> {
     pub threads: Vec<PyThreadInfo>,
     /// Whether a walk stopped at one of the caps rather than at the end of its list.
     pub truncated: bool,
+    /// Thread states already walked, with their innermost frame then (again.rs): one whose
+    /// innermost frame is still the same is not walked again.
+    pub known: IntMap<u64, TopFrame>,
+    /// Thread states of `known` found unchanged.
+    pub unchanged: usize,
     seen_tstates: IntSet<u64>,
     seen_code: IntSet<u64>,
     frames_walked: usize,
@@ -66,6 +78,8 @@ impl<'a> Collector<'a> {
             ranges: RangeSet::default(),
             threads: Vec::new(),
             truncated: false,
+            known: IntMap::default(),
+            unchanged: 0,
             seen_tstates: IntSet::default(),
             seen_code: IntSet::default(),
             frames_walked: 0,
@@ -130,8 +144,22 @@ impl<'a> Collector<'a> {
         }
     }
 
+    /// `ts`'s innermost frame and its code object.
+    fn top_frame(&self, ts: u64) -> TopFrame {
+        let l = self.layout;
+        let frame = walk::current_frame(self.mem, l, ts).unwrap_or(0);
+        let code_at = if l.has_interpreter_frames() { l.iframe_executable } else { l.frame_code };
+        let code = code_at.filter(|_| frame != 0).and_then(|o| self.mem.ptr_at(frame, o)).unwrap_or(0);
+        (frame, code)
+    }
+
     fn thread(&mut self, interp: u64, ts: u64) {
         let l = *self.layout;
+        let top = self.top_frame(ts);
+        if self.known.get(&ts) == Some(&top) {
+            self.unchanged += 1;
+            return;
+        }
         let ts_span = span(&[
             l.tstate_next,
             l.tstate_interp,
@@ -195,6 +223,7 @@ impl<'a> Collector<'a> {
             native_thread_id,
             frames: frames.len(),
             frame_addrs: frames.iter().map(|f| f.frame).collect(),
+            top,
         });
     }
 
@@ -290,6 +319,38 @@ mod tests {
         assert_eq!(tstates, [0x10_0000, 0x20_0000, 0x30_0000]);
         assert!(!c.truncated);
         assert!(started.elapsed().as_secs() < 2);
+    }
+
+    #[test]
+    fn a_second_walk_skips_the_thread_states_whose_innermost_frame_stayed() {
+        let l = Layout::for_version(3, 13).expect("3.13 layout");
+        let mut mem = Words::default();
+        let tstates = [0x10_0000, 0x20_0000];
+        mem.0.insert(0x1000 + l.interp_threads_head.expect("head") as u64, tstates[0]);
+        mem.0.insert(tstates[0] + l.tstate_next.expect("next") as u64, tstates[1]);
+        mem.0.insert(tstates[1] + l.tstate_next.expect("next") as u64, 0);
+        let frame_of = |ts: u64| ts + 0x8000;
+        for ts in tstates {
+            mem.0.insert(ts + l.tstate_current_frame.expect("current_frame") as u64, frame_of(ts));
+            mem.0.insert(frame_of(ts) + l.iframe_executable.expect("executable") as u64, 0xc0de);
+        }
+        let mut first = Collector::new(&mem, &l, TypeAddrs::default());
+        first.collect(0, 0x1000);
+        assert_eq!(
+            first.threads.iter().map(|t| t.top).collect::<Vec<_>>(),
+            tstates.map(|ts| (frame_of(ts), 0xc0de))
+        );
+        let known: IntMap<u64, TopFrame> = first.threads.iter().map(|t| (t.tstate, t.top)).collect();
+        // The second thread called something else from the same frame slot.
+        mem.0.insert(frame_of(tstates[1]) + l.iframe_executable.expect("executable") as u64, 0xbeef);
+        let mut again = Collector::new(&mem, &l, TypeAddrs::default());
+        again.known = known;
+        again.collect(0, 0x1000);
+        assert_eq!(again.unchanged, 1);
+        assert_eq!(
+            again.threads.iter().map(|t| (t.tstate, t.top)).collect::<Vec<_>>(),
+            [(tstates[1], (frame_of(tstates[1]), 0xbeef))]
+        );
     }
 
     #[test]

@@ -76,8 +76,20 @@ pub struct MinidumpWriterConfig {
     stop_timeout: Duration,
     stop_process: bool,
     thread_names: std::collections::HashMap<Pid, String>,
+    while_stopped: WhileStopped,
     direct_auxv_dump_info: Option<DirectAuxvDumpInfo>,
     process_inspector: ProcessInspector,
+}
+
+/// A caller's look at the process while every thread is suspended, which may change the
+/// application memory to copy (crashcatch patch: `set_app_memory_while_stopped`).
+#[derive(Default)]
+pub struct WhileStopped(Option<Box<dyn FnMut(&mut AppMemoryList)>>);
+
+impl std::fmt::Debug for WhileStopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "WhileStopped(set)" } else { "WhileStopped(unset)" })
+    }
 }
 
 #[derive(Debug)]
@@ -103,6 +115,7 @@ pub struct MinidumpWriter {
     stop_process: bool,
     /// Names the caller already read, by thread id (crashcatch patch).
     thread_names: std::collections::HashMap<Pid, String>,
+    while_stopped: WhileStopped,
     pub skip_stacks_if_mapping_unreferenced: bool,
     principal_mapping_address: Option<usize>,
     pub principal_mapping: Option<MappingInfo>,
@@ -145,6 +158,7 @@ impl MinidumpWriterConfig {
             stop_timeout: STOP_TIMEOUT,
             stop_process: true,
             thread_names: Default::default(),
+            while_stopped: Default::default(),
             direct_auxv_dump_info: Default::default(),
             process_inspector: ProcessInspector::local(process_id),
         }
@@ -206,6 +220,18 @@ impl MinidumpWriterConfig {
     /// (crashcatch patch): a thread listed here is not read again; any other is.
     pub fn set_thread_names(&mut self, names: std::collections::HashMap<Pid, String>) -> &mut Self {
         self.thread_names = names;
+        self
+    }
+
+    /// Calls `look` once every thread is suspended, before the application memory is
+    /// copied, with that memory's list to change (crashcatch patch): memory the caller chose
+    /// while the process ran may have moved on by then, and only now can it look again at a
+    /// process that holds still. Unset by default.
+    pub fn set_app_memory_while_stopped(
+        &mut self,
+        look: impl FnMut(&mut AppMemoryList) + 'static,
+    ) -> &mut Self {
+        self.while_stopped = WhileStopped(Some(Box::new(look)));
         self
     }
 
@@ -276,6 +302,7 @@ impl MinidumpWriterConfig {
             stop_timeout: self.stop_timeout,
             stop_process: self.stop_process,
             thread_names: self.thread_names,
+            while_stopped: self.while_stopped,
             skip_stacks_if_mapping_unreferenced: self.skip_stacks_if_mapping_unreferenced,
             principal_mapping_address: self.principal_mapping_address,
             principal_mapping: self.principal_mapping,
@@ -394,6 +421,12 @@ impl MinidumpWriter {
         let dirent = self.write_thread_list_stream(buffer)?;
         dir_section.write_to_file(buffer, Some(dirent))?;
 
+        // crashcatch patch: the caller's look at the stopped process (only if they are).
+        if self.threads_suspended {
+            if let Some(look) = self.while_stopped.0.as_mut() {
+                look(&mut self.app_memory);
+            }
+        }
         self.write_app_memory(buffer)
             .map_err(WriterError::SectionAppMemoryError)?;
         dir_section.write_to_file(buffer, None)?;
