@@ -66,3 +66,9 @@ def test_many_threads_keep_their_names_and_states(interp):
     if interp.minor >= 11:
         assert len(states) == len(tasks) and set(states) == tasks
         assert {t["tid"]: t["python"]["tstate"] for t in meta["threads"]} == states
+    # The helper walked the Python stacks before stopping the threads and looked again once
+    # they were stopped (dumper/src/again.rs): every thread state accounted for, and when
+    # none had moved, a few gathered words for all 301, not a page per thread.
+    again = meta["python_looked_again"]
+    assert again["walked"] + again["unchanged"] == THREADS + 1, again
+    assert again["walked"] > 0 or again["reads"] <= 4, again

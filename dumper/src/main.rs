@@ -214,7 +214,8 @@ fn write_dump(
             runtime: req.runtime,
             interp: req.interp,
             os_tids: collector.os_tids.clone(),
-            known: py_threads.iter().map(|t| (t.tstate, t.top)).collect(),
+            interps: collector.interps.clone(),
+            threads: py_threads.iter().map(|t| (t.tstate, t.interp, t.top)).collect(),
             readable: readable.clone(),
             found: Default::default(),
         });

@@ -72,6 +72,39 @@ impl ProcessMemory {
         whole.then(|| unsafe { page.assume_init() })
     }
 
+    /// The 8-byte words at `addrs`, read now (not through the cache) in one system call per
+    /// 1024; None if any is unreadable. For comparing a few fields of many structures while
+    /// the process is stopped (again.rs): fetching the pages that hold them cost ~7 µs per
+    /// thread there.
+    pub fn gather_words(&self, addrs: &[u64]) -> Option<Vec<u64>> {
+        const BATCH: usize = 1024;
+        let mut words = vec![0u64; addrs.len()];
+        for (dest, src) in words.chunks_mut(BATCH).zip(addrs.chunks(BATCH)) {
+            let local: Vec<libc::iovec> = dest
+                .iter_mut()
+                .map(|w| libc::iovec { iov_base: (w as *mut u64).cast(), iov_len: 8 })
+                .collect();
+            let remote: Vec<libc::iovec> =
+                src.iter().map(|&a| libc::iovec { iov_base: a as *mut libc::c_void, iov_len: 8 }).collect();
+            self.syscalls.set(self.syscalls.get() + 1);
+            // SAFETY: each local iovec is one of our words; the kernel checks the remote ones.
+            let n = unsafe {
+                libc::process_vm_readv(
+                    self.pid,
+                    local.as_ptr(),
+                    local.len() as libc::c_ulong,
+                    remote.as_ptr(),
+                    remote.len() as libc::c_ulong,
+                    0,
+                )
+            };
+            if n != 8 * src.len() as isize {
+                return None;
+            }
+        }
+        Some(words)
+    }
+
     /// Copies [addr, addr + buf.len()) out of cached pages; false if one is unreadable.
     fn read_cached(&self, addr: u64, buf: &mut [u8]) -> bool {
         let mut pages = self.pages.borrow_mut();
@@ -209,6 +242,20 @@ mod tests {
         // A large read goes straight to the process (and fails as a direct one does).
         assert!(!mem.read(base, &mut vec![0u8; CACHED_READ_MAX + 1]));
         assert_eq!(mem.syscalls(), 2);
+    }
+
+    #[test]
+    fn gathered_words_come_in_one_call_or_not_at_all() {
+        let g = Guarded::new();
+        let base = g.0 as u64;
+        let mem = ProcessMemory::new(std::process::id() as i32);
+        let word = |at: u64| u64::from_le_bytes(std::array::from_fn(|j| (at as usize + j) as u8));
+        assert_eq!(
+            mem.gather_words(&[base + 16, base, base + 800]),
+            Some(vec![word(16), word(0), word(800)])
+        );
+        assert_eq!(mem.syscalls(), 1);
+        assert_eq!(mem.gather_words(&[base + 16, base + PAGE + 8]), None, "one word is unreadable");
     }
 
     #[test]

@@ -48,6 +48,20 @@ fn span(offsets: &[Option<u32>]) -> u64 {
     offsets.iter().flatten().map(|&o| o as u64 + 8).max().unwrap_or(0)
 }
 
+/// The bytes of a thread state the walk reads.
+pub fn tstate_span(l: &Layout) -> u64 {
+    span(&[
+        l.tstate_next,
+        l.tstate_interp,
+        l.tstate_thread_id,
+        l.tstate_native_thread_id,
+        l.tstate_datastack_chunk,
+        l.tstate_current_frame,
+        l.tstate_cframe,
+        l.tstate_frame,
+    ])
+}
+
 pub struct Collector<'a> {
     /// The process's thread ids (from /proc), to validate tids read from memory.
     pub os_tids: IntSet<i32>,
@@ -63,6 +77,8 @@ pub struct Collector<'a> {
     pub known: IntMap<u64, TopFrame>,
     /// Thread states of `known` found unchanged.
     pub unchanged: usize,
+    /// The interpreters walked.
+    pub interps: Vec<u64>,
     seen_tstates: IntSet<u64>,
     seen_code: IntSet<u64>,
     frames_walked: usize,
@@ -80,6 +96,7 @@ impl<'a> Collector<'a> {
             truncated: false,
             known: IntMap::default(),
             unchanged: 0,
+            interps: Vec::new(),
             seen_tstates: IntSet::default(),
             seen_code: IntSet::default(),
             frames_walked: 0,
@@ -106,9 +123,10 @@ impl<'a> Collector<'a> {
         if interp != 0 && !interps.contains(&interp) {
             interps.push(interp);
         }
-        for i in interps {
+        for &i in &interps {
             self.interpreter(i);
         }
+        self.interps = interps;
     }
 
     fn interpreter(&mut self, interp: u64) {
@@ -153,24 +171,14 @@ impl<'a> Collector<'a> {
         (frame, code)
     }
 
-    fn thread(&mut self, interp: u64, ts: u64) {
+    pub fn thread(&mut self, interp: u64, ts: u64) {
         let l = *self.layout;
         let top = self.top_frame(ts);
         if self.known.get(&ts) == Some(&top) {
             self.unchanged += 1;
             return;
         }
-        let ts_span = span(&[
-            l.tstate_next,
-            l.tstate_interp,
-            l.tstate_thread_id,
-            l.tstate_native_thread_id,
-            l.tstate_datastack_chunk,
-            l.tstate_current_frame,
-            l.tstate_cframe,
-            l.tstate_frame,
-        ]);
-        self.ranges.add(ts, ts_span);
+        self.ranges.add(ts, tstate_span(&l));
         if let (Some(cf), Some(off)) = (l.tstate_cframe, l.cframe_current_frame) {
             if let Some(cframe) = self.mem.ptr_at(ts, cf) {
                 self.ranges.add(cframe, off as u64 + 8);
