@@ -436,13 +436,13 @@ impl Dump<'_> {
             let look = look.clone();
             config.set_app_memory_while_stopped(move |memory| look.look(memory));
         }
-        let mut cursor = stall::Stall::from_env(std::io::Cursor::new(Vec::new()));
+        let mut destination = stall::Stall::from_env(stall::Discard::default());
         let writing = std::time::Instant::now();
-        let (_, stopped) = config.write_timed(&mut cursor).map_err(|e| DumpError::Writer(error_chain(&e)))?;
+        let (mut image, stopped) =
+            config.write_timed(&mut destination).map_err(|e| DumpError::Writer(error_chain(&e)))?;
         // From the first thread's interruption to the last one's resumption (the writer lets
         // the threads go before it reads the modules and /proc files: third_party/README.md).
         self.pause.set(stopped.unwrap_or_else(|| writing.elapsed()));
-        let mut image = cursor.into_inner().into_inner();
         let mut meta = meta.clone();
         if let Some(look) = look_again {
             look.update(&mut meta);

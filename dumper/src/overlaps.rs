@@ -19,7 +19,7 @@
 
 use crate::shrink::{u32_at, u64_at};
 use crate::streams;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 const THREAD_LIST: u32 = 3;
 const MEMORY_LIST: u32 = 5;
@@ -113,73 +113,58 @@ fn thread_stacks(image: &[u8], loc: u32) -> Option<Vec<Range>> {
 }
 
 /// `ranges` in their order, each stack whole and every other range without what a stack or
-/// an earlier range holds (cut, split or dropped); and how many ranges changed.
-/// Linear in the ranges but for the logarithmic lookups: a 1000-thread dump lists thousands.
+/// another range holds (cut, split or dropped); and how many ranges changed. Where two
+/// non-stack ranges overlap, the one that starts first keeps the bytes (the same bytes:
+/// all were copied while the threads were suspended).
+///
+/// One sweep in address order: O(n log n) for the sort. The BTreeMap of claimed intervals
+/// this replaced took ~1.5 µs per range (a 100-thread crash dump lists ~2,000).
 fn disjoint(ranges: &[Range], stacks: &[Range]) -> (Vec<Range>, usize) {
     let stacks: HashSet<Range> = stacks.iter().filter(|s| s.size > 0).copied().collect();
-    let mut claimed = Claimed::default();
-    ranges.iter().filter(|r| stacks.contains(r)).for_each(|r| claimed.add(r.start, r.end()));
-    let (mut kept, mut changed) = (Vec::with_capacity(ranges.len()), 0);
-    for r in ranges {
-        if stacks.contains(r) {
-            kept.push(*r);
-            continue;
+    let is_stack = |r: &Range| stacks.contains(r);
+    let mut claimed: Vec<(u64, u64)> =
+        ranges.iter().filter(|r| is_stack(r)).map(|r| (r.start, r.end())).collect();
+    claimed.sort_unstable();
+    let mut others: Vec<usize> = (0..ranges.len()).filter(|&i| !is_stack(&ranges[i])).collect();
+    others.sort_by_key(|&i| (ranges[i].start, i));
+    // (index in `ranges`, piece), in address order within each index.
+    let mut pieces: Vec<(usize, Range)> = Vec::with_capacity(others.len());
+    let (mut covered_to, mut next_stack, mut changed) = (0u64, 0usize, 0usize);
+    for i in others {
+        let r = &ranges[i];
+        // Everything from its start up to `covered_to` is held by a range that starts no
+        // later: only the rest, less the stacks, is its own.
+        let mut at = r.start.max(covered_to);
+        while next_stack < claimed.len() && claimed[next_stack].1 <= at {
+            next_stack += 1;
         }
-        let pieces = uncovered(r, &claimed);
-        if pieces != [*r] {
+        let first = pieces.len();
+        for &(s, e) in claimed[next_stack..].iter().take_while(|&&(s, _)| s < r.end()) {
+            if s > at {
+                pieces.push((i, r.part(at, s.min(r.end()))));
+            }
+            at = at.max(e);
+        }
+        if at < r.end() {
+            pieces.push((i, r.part(at, r.end())));
+        }
+        if pieces.len() - first != 1 || pieces[first].1 != *r {
             changed += 1;
         }
-        pieces.iter().for_each(|p| claimed.add(p.start, p.end()));
-        kept.extend(pieces);
+        covered_to = covered_to.max(r.end());
+    }
+    pieces.sort_by_key(|&(i, _)| i); // stable: each range's pieces stay in address order
+    let mut pieces = pieces.into_iter().peekable();
+    let mut kept = Vec::with_capacity(ranges.len() + 8);
+    for (i, r) in ranges.iter().enumerate() {
+        if is_stack(r) {
+            kept.push(*r);
+        }
+        while let Some((_, piece)) = pieces.next_if(|&(j, _)| j == i) {
+            kept.push(piece);
+        }
     }
     (kept, changed)
-}
-
-/// The union of the ranges claimed so far: disjoint [start, end) intervals by start.
-#[derive(Default)]
-struct Claimed(BTreeMap<u64, u64>);
-
-impl Claimed {
-    fn add(&mut self, mut start: u64, mut end: u64) {
-        if start >= end {
-            return;
-        }
-        // Merged with an interval that starts before and reaches it, and those it reaches.
-        if let Some((&s, &e)) = self.0.range(..=start).next_back() {
-            if e >= start {
-                self.0.remove(&s);
-                (start, end) = (s, end.max(e));
-            }
-        }
-        let reached: Vec<u64> = self.0.range(start..=end).map(|(&s, _)| s).collect();
-        for s in reached {
-            if let Some(e) = self.0.remove(&s) {
-                end = end.max(e);
-            }
-        }
-        self.0.insert(start, end);
-    }
-
-    /// The intervals that overlap [start, end), in order.
-    fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
-        let before = self.0.range(..start).next_back().filter(|&(_, &e)| e > start);
-        before.into_iter().chain(self.0.range(start..end.max(start))).map(|(&s, &e)| (s, e))
-    }
-}
-
-/// The parts of `r` outside every claimed interval.
-fn uncovered(r: &Range, claimed: &Claimed) -> Vec<Range> {
-    let (mut pieces, mut at) = (Vec::new(), r.start);
-    for (s, e) in claimed.overlapping(r.start, r.end()) {
-        if s > at {
-            pieces.push(r.part(at, s));
-        }
-        at = at.max(e);
-    }
-    if at < r.end() {
-        pieces.push(r.part(at, r.end()));
-    }
-    pieces
 }
 
 #[cfg(test)]
@@ -224,20 +209,6 @@ mod tests {
     }
 
     #[test]
-    fn claimed_intervals_merge_and_overlaps_are_found_on_both_sides() {
-        let mut c = Claimed::default();
-        c.add(0x100, 0x200);
-        c.add(0x300, 0x400);
-        c.add(0x180, 0x300); // bridges the two
-        c.add(0x500, 0x500); // empty: nothing
-        assert_eq!(c.0.iter().map(|(&s, &e)| (s, e)).collect::<Vec<_>>(), [(0x100, 0x400)]);
-        assert_eq!(c.overlapping(0x3ff, 0x600).collect::<Vec<_>>(), [(0x100, 0x400)]);
-        assert_eq!(c.overlapping(0x400, 0x600).count(), 0);
-        assert_eq!(c.overlapping(0x50, 0x100).count(), 0);
-        assert_eq!(c.overlapping(0x50, 0x50).count(), 0);
-    }
-
-    #[test]
     fn thousands_of_stacks_and_ranges_give_what_the_pairwise_cut_gives() {
         // 2000 stacks, and for each a range inside it, one across its end and one elsewhere.
         let stacks: Vec<Range> = (0..2000u64).map(|i| range(0x10_0000 + i * 0x4000, 0x2000, 0)).collect();
@@ -253,6 +224,46 @@ mod tests {
         let mut spans: Vec<(u64, u64)> = kept.iter().map(|r| (r.start, r.end())).collect();
         spans.sort_unstable();
         assert!(spans.windows(2).all(|w| w[0].1 <= w[1].0), "overlapping ranges left");
+    }
+
+    #[test]
+    fn random_lists_keep_every_byte_once_with_its_own_file_offset() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..200 {
+            let stacks: Vec<Range> =
+                (0..3).map(|i| range(1000 * i + next(300), 50 + next(200) as u32, 0)).collect();
+            let mut ranges = stacks.clone();
+            for k in 0..12 {
+                ranges.insert(
+                    next(ranges.len() as u64 + 1) as usize,
+                    range(next(3000), 1 + next(300) as u32, 10_000 * (k + 1)),
+                );
+            }
+            let (kept, _) = disjoint(&ranges, &stacks);
+            // Every byte any range held, held by exactly one kept range, at the offset the
+            // same source range gave it; the stacks whole.
+            let covered =
+                |list: &[Range], at: u64| list.iter().filter(|r| r.start <= at && at < r.end()).count();
+            for at in 0..4000 {
+                assert_eq!(covered(&kept, at).min(1), covered(&ranges, at).min(1), "byte {at}");
+                assert!(covered(&kept, at) <= 1, "byte {at} kept twice: {kept:?}");
+            }
+            for k in &kept {
+                let source = ranges.iter().find(|r| {
+                    r.rva.wrapping_sub(r.start as u32) == k.rva.wrapping_sub(k.start as u32)
+                        && r.start <= k.start
+                        && k.end() <= r.end()
+                });
+                assert!(source.is_some(), "{k:?} has no source range");
+            }
+            assert!(stacks.iter().all(|s| kept.contains(s)));
+        }
     }
 
     #[test]
