@@ -77,6 +77,9 @@ def test_fatal_crash_leaves_a_complete_minidump(interp, kind):
     assert meta["python"]["version"].startswith(f"3.{interp.minor}.")
     assert meta["kind"] == "fatal-signal" and meta["signal"] == signo
     assert meta["report"].startswith("Fatal Python error:") and "Current thread" in meta["report"]
+    # The whole report, up to the dump's own line: the helper starts before the report is
+    # written (finding the threads meanwhile) and reads it once it is complete.
+    assert meta["report"] == r.stderr[:r.stderr.rindex("crashcatch: minidump written")], meta["report"]
     assert meta["annotations"] == {"release": "1.2.3"}
     # Python thread names, by OS thread id.
     names = sorted(t["python_name"] for t in meta["threads"] if t["python_name"])

@@ -51,6 +51,8 @@ const STACK_RESUME_MAX: u64 = 1024 * 1024;
 enum DumpError {
     #[error("usage: crashcatch-dump REQUEST_ADDRESS (started by crashcatch, not by hand)")]
     Usage,
+    #[error("the requesting process went away before its report was complete")]
+    Gone,
     #[error("cannot read the crash record from process {0}: {1} (is ptrace allowed? see /proc/sys/kernel/yama/ptrace_scope)")]
     NoRequest(i32, String),
     #[error("cannot create the dump directory {0}: {1}")]
@@ -89,7 +91,7 @@ fn run_external(opts: Result<external::Options, external::ExternalError>) -> i32
         // The threads must not stay stopped if the writer hangs (deadline.rs).
         deadline::arm(DEFAULT_DEADLINE_MS);
         let req = external::request(&opts)?;
-        write_dump(&req, opts.pid, Some(DEFAULT_DEADLINE_MS), std::time::Instant::now())
+        write_dump(&req, opts.pid, Some(DEFAULT_DEADLINE_MS), std::time::Instant::now(), &mut || Ok(None))
     });
     match result {
         Ok((path, pause)) => {
@@ -129,34 +131,59 @@ const DEFAULT_DEADLINE_MS: u64 = 10_000;
 fn run() -> Result<PathBuf, DumpError> {
     let started = std::time::Instant::now();
     let arg = std::env::args().nth(1).ok_or(DumpError::Usage)?;
-    let deadline_ms = std::env::args().nth(2).and_then(|v| v.parse().ok());
-    if let Some(ms) = deadline_ms {
-        deadline::arm(ms);
+    let deadline_ms: Option<u64> = std::env::args().nth(2).and_then(|v| v.parse().ok());
+    // "r": the requester named us as its ptracer (under Yama) and filled the request. A
+    // crash then writes its text report while we find the threads and walk the stacks.
+    if !go_ahead() {
+        return Err(DumpError::Gone);
     }
-    // The requester names us as its ptracer (under Yama) before it sends this byte.
-    let _ = std::io::stdin().read(&mut [0u8; 1]);
-    test_delay("CRASHCATCH_TEST_HELPER_DELAY_MS");
     let addr = u64::from_str_radix(arg.trim_start_matches("0x"), 16).map_err(|_| DumpError::Usage)?;
     // SAFETY: getppid has no preconditions.
     let pid = unsafe { libc::getppid() };
-    let mem = ProcessMemory::new(pid);
+    let req = read_request(pid, addr)?;
+    let mut report_written = || {
+        // "g": the report is complete; the requester's deadline runs from here.
+        if !go_ahead() {
+            return Err(DumpError::Gone);
+        }
+        if let Some(ms) = deadline_ms {
+            deadline::arm(ms);
+        }
+        test_delay("CRASHCATCH_TEST_HELPER_DELAY_MS");
+        read_request(pid, addr).map(Some)
+    };
+    write_dump(&req, pid, deadline_ms, started, &mut report_written).map(|(path, _)| path)
+}
+
+/// Waits for the requester's next byte; false if it is gone (its end of the pipe closed:
+/// it died writing its report).
+fn go_ahead() -> bool {
+    matches!(std::io::stdin().read(&mut [0u8; 1]), Ok(1))
+}
+
+/// The request the requester left at `addr`, read now.
+fn read_request(pid: i32, addr: u64) -> Result<Request, DumpError> {
     let mut raw = vec![0u8; std::mem::size_of::<Request>()];
-    if !mem.read(addr, &mut raw) {
+    if !ProcessMemory::new(pid).read(addr, &mut raw) {
         return Err(DumpError::NoRequest(pid, std::io::Error::last_os_error().to_string()));
     }
-    let req = Request::from_bytes(&raw).ok_or_else(|| DumpError::NoRequest(pid, "bad magic".into()))?;
-    write_dump(&req, pid, deadline_ms, started).map(|(path, _)| path)
+    Request::from_bytes(&raw).ok_or_else(|| DumpError::NoRequest(pid, "bad magic".into()))
 }
 
 /// Writes the dump `req` asks for of process `pid`; its path, and how long the threads were
 /// stopped at most.
+///
+/// `report_written` is called once the Python memory and the metadata are found, before the
+/// threads are stopped: it waits for the requester's text report to be complete and returns
+/// the request as it is then (None: unchanged).
 fn write_dump(
     req: &Request,
     pid: i32,
     deadline_ms: Option<u64>,
     started: std::time::Instant,
+    report_written: &mut dyn FnMut() -> Result<Option<Request>, DumpError>,
 ) -> Result<(PathBuf, std::time::Duration), DumpError> {
-    let req = *req;
+    let mut req = *req;
     let mem = ProcessMemory::new(pid);
     let path = dump_path(&req, pid)?;
     // What output::publish would refuse at the end, refused before the work.
@@ -237,6 +264,11 @@ fn write_dump(
     // The reads the walk and the metadata took (procmem.rs's page cache), for the tests and
     // benchmarks: a few per thread, not one per field.
     meta["process_reads"] = json!(mem.syscalls());
+    if let Some(now) = report_written()? {
+        req = now;
+        // Read again, past the page cache, which may hold the report half written.
+        meta["report"] = json!(metadata::report(&ProcessMemory::new(pid), &req));
+    }
     if walk_truncated {
         // The runtime's lists were cyclic or longer than pymem's caps.
         meta["python_walk_truncated"] = json!(true);

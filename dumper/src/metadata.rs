@@ -133,7 +133,7 @@ pub fn build(
             "gil_holder_tstate": gil,
         },
         "types": {"str": types.str_type, "code": types.code_type},
-        "report": read_text(mem, req.report_addr, req.report_len.min(MAX_REPORT)),
+        "report": report(mem, req),
         "annotations": annotations(mem, req),
         "threads": os_list,
         "python_threads": py_threads.iter().map(|t| json!({
@@ -225,6 +225,11 @@ fn cmdline(pid: i32) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(|s| String::from_utf8_lossy(s).into_owned())
         .collect()
+}
+
+/// The text report the requester wrote for this event.
+pub fn report(mem: &ProcessMemory, req: &Request) -> String {
+    read_text(mem, req.report_addr, req.report_len.min(MAX_REPORT))
 }
 
 fn read_text(mem: &ProcessMemory, addr: u64, len: u64) -> String {

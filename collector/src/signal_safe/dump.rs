@@ -113,6 +113,13 @@ pub struct Event<'a> {
     pub target: Option<&'a config::Target>,
 }
 
+/// Records how much of the report is written, for a helper started before it was.
+fn note_report_len() {
+    // SAFETY: see `Cell`: the caller holds the report lock.
+    let req = unsafe { &mut *REQUEST.0.get() };
+    req.report_len = CAPTURE_LEN.load(Ordering::Relaxed) as u64;
+}
+
 /// Fills the dump-time fields of the request. `exact_path`: the file to create (empty:
 /// the helper names one in the dump directory).
 pub fn fill_request(event: &Event, exact_path: &[u8]) {
@@ -231,24 +238,44 @@ fn spawn(helper: &'static HelperConfig, go_fd: i32, result_fd: i32) -> i32 {
     }
 }
 
+/// A dump helper started ahead of its go-ahead ([`start_helper`]), or why none was.
+pub enum Helper {
+    Started {
+        pid: i32,
+        /// Our end of its answer pipe.
+        answer: i32,
+        /// Our end of its go-ahead pipe.
+        go: i32,
+    },
+    /// Minidumps are off.
+    Off,
+    /// The process is not dumpable: see [`finish_helper`].
+    NotDumpable,
+    NoPipe,
+}
+
 /// Runs the helper and writes its answer (or why there is none) to `out`. Returns false
 /// if no dump was written.
 pub fn run_helper(out: &mut Out) -> bool {
-    let Some(helper) = config::load(&HELPER) else { return false };
+    let helper = start_helper();
+    finish_helper(helper, out)
+}
+
+/// Starts the helper for the filled request ([`fill_request`]). It finds the threads and
+/// walks the Python stacks while the caller goes on (a crash writes its text report
+/// meanwhile: the two overlap), then waits for [`finish_helper`]'s go-ahead to read the
+/// report and write the dump. Writes nothing to the report: a failure is told by
+/// `finish_helper`, in the report's order.
+pub fn start_helper() -> Helper {
+    let Some(helper) = config::load(&HELPER) else { return Helper::Off };
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) } == 0 {
-        // Not dumpable: after a set-uid or capability change, or asked for with
-        // prctl(PR_SET_DUMPABLE, 0). Such a process holds what its user may not read, so
-        // crashcatch does not override that (Breakpad does, for the time of the dump).
-        out.str("crashcatch: no minidump: the process is not dumpable (prctl PR_SET_DUMPABLE is 0, ");
-        out.str("e.g. after a set-uid or capability change); crashcatch leaves it so\n");
-        return false;
+        return Helper::NotDumpable;
     }
     let (mut fds, mut go) = ([0i32; 2], [0i32; 2]);
     // SAFETY: pipe2 writes two fds into each array.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        out.str("crashcatch: no minidump: cannot create a pipe to the dump helper\n");
-        return false;
+        return Helper::NoPipe;
     }
     // SAFETY: as above.
     if unsafe { libc::pipe2(go.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -256,8 +283,7 @@ pub fn run_helper(out: &mut Out) -> bool {
         unsafe { libc::close(fds[0]) };
         // SAFETY: as above.
         unsafe { libc::close(fds[1]) };
-        out.str("crashcatch: no minidump: cannot create a pipe to the dump helper\n");
-        return false;
+        return Helper::NoPipe;
     }
     let pid = spawn(helper, go[0], fds[1]);
     if pid > 0 && helper.yama_restricted {
@@ -270,10 +296,40 @@ pub fn run_helper(out: &mut Out) -> bool {
     // The helper waits for this byte before it reads us, so the ptracer is set in time.
     // SAFETY: writing one byte to our pipe, then closing our copies of the child's ends.
     unsafe {
-        libc::write(go[1], b"g".as_ptr().cast(), 1);
-        libc::close(go[1]);
+        libc::write(go[1], b"r".as_ptr().cast(), 1);
         libc::close(go[0]);
         libc::close(fds[1]);
+    }
+    Helper::Started { pid, answer: fds[0], go: go[1] }
+}
+
+/// Tells a started helper to go on (the report is complete) and waits for its answer at
+/// most the helper deadline, killing it if it overruns; writes the answer (or why there
+/// is none) to `out`. Returns false if no dump was written.
+pub fn finish_helper(helper: Helper, out: &mut Out) -> bool {
+    let (pid, answer, go) = match helper {
+        Helper::Started { pid, answer, go } => (pid, answer, go),
+        Helper::Off => return false,
+        Helper::NotDumpable => {
+            // Not dumpable: after a set-uid or capability change, or asked for with
+            // prctl(PR_SET_DUMPABLE, 0). Such a process holds what its user may not read,
+            // so crashcatch does not override that (Breakpad does, for the time of the dump).
+            out.str("crashcatch: no minidump: the process is not dumpable (prctl PR_SET_DUMPABLE is 0, ");
+            out.str("e.g. after a set-uid or capability change); crashcatch leaves it so\n");
+            return false;
+        }
+        Helper::NoPipe => {
+            out.str("crashcatch: no minidump: cannot create a pipe to the dump helper\n");
+            return false;
+        }
+    };
+    let Some(helper) = config::load(&HELPER) else { return false };
+    // The report the helper reads is complete now.
+    note_report_len();
+    // SAFETY: writing one byte to our pipe, then closing it.
+    unsafe {
+        libc::write(go, b"g".as_ptr().cast(), 1);
+        libc::close(go);
     }
     let mut line = [0u8; 4096];
     let mut len = 0usize;
@@ -287,7 +343,7 @@ pub fn run_helper(out: &mut Out) -> bool {
                 timed_out = true;
                 break;
             }
-            let mut pfd = libc::pollfd { fd: fds[0], events: libc::POLLIN, revents: 0 };
+            let mut pfd = libc::pollfd { fd: answer, events: libc::POLLIN, revents: 0 };
             // SAFETY: polling one valid pollfd.
             let r = unsafe { libc::poll(&mut pfd, 1, left.min(i32::MAX as u64) as i32) };
             if r < 0 {
@@ -297,7 +353,7 @@ pub fn run_helper(out: &mut Out) -> bool {
                 continue; // deadline re-checked above
             }
             // SAFETY: reading into the unused tail of `line`.
-            let n = unsafe { libc::read(fds[0], line[len..].as_mut_ptr().cast(), line.len() - len) };
+            let n = unsafe { libc::read(answer, line[len..].as_mut_ptr().cast(), line.len() - len) };
             if n < 0 && super::out::errno() == libc::EINTR {
                 continue;
             }
@@ -317,7 +373,7 @@ pub fn run_helper(out: &mut Out) -> bool {
         while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 && super::out::errno() == libc::EINTR {}
     }
     // SAFETY: closing our read end.
-    unsafe { libc::close(fds[0]) };
+    unsafe { libc::close(answer) };
     if timed_out {
         out.str("crashcatch: no minidump: the dump helper did not finish within ");
         out.dec(helper.deadline_ms as u64);

@@ -190,11 +190,12 @@ pub extern "C" fn fatal_handler(signo: i32, info: *mut libc::siginfo_t, ucontext
             let mut out = Out::capturing(cfg.fd);
             ACTIVE_OUT.store(&mut out as *mut Out, Ordering::Release);
             let target = cfg.target.for_report();
-            write_fatal_report(&mut out, cfg, &target, signo, uc.map(Regs::from_ucontext));
-            note::write(&mut out);
             let tstate = pytrace::own_thread_state(&target);
             let event = Event { kind: Kind::Fatal, signo, info, ucontext: uc, target: Some(&target), tstate };
-            write_minidump(&mut out, event);
+            let helper = start_minidump(event);
+            write_fatal_report(&mut out, cfg, &target, signo, uc.map(Regs::from_ucontext));
+            note::write(&mut out);
+            finish_minidump(&mut out, helper);
             if cfg.report_stack_use {
                 out.str("crashcatch: report stack used ");
                 out.dec(stack::high_water() as u64);
@@ -272,14 +273,24 @@ fn write_fatal_report(out: &mut Out, cfg: &config::FatalConfig, t: &Target, sign
     out.flush();
 }
 
-/// Writes a minidump (when enabled) and the report's last line naming it.
-fn write_minidump(out: &mut Out, event: Event) {
+/// Starts the dump helper (when minidumps are on) before the text report is written: it
+/// finds the threads and walks the Python stacks meanwhile, on another CPU if there is one.
+fn start_minidump(event: Event) -> dump::Helper {
     if config::load(&dump::HELPER).is_none() {
+        return dump::Helper::Off;
+    }
+    dump::fill_request(&event, b"");
+    dump::start_helper()
+}
+
+/// Lets the helper write the minidump, now that the report is complete, and writes the
+/// report's last line naming it.
+fn finish_minidump(out: &mut Out, helper: dump::Helper) {
+    if matches!(helper, dump::Helper::Off) {
         return;
     }
     out.flush();
-    dump::fill_request(&event, b"");
-    dump::run_helper(out);
+    dump::finish_helper(helper, out);
     out.flush();
 }
 
@@ -356,7 +367,8 @@ pub extern "C" fn user_handler(signo: i32, info: *mut libc::siginfo_t, ucontext:
                 let tstate = pytrace::own_thread_state(&target);
                 let event =
                     Event { kind: Kind::Signal, signo, info, ucontext: uc, target: Some(&target), tstate };
-                write_minidump(&mut out, event);
+                let helper = start_minidump(event);
+                finish_minidump(&mut out, helper);
             }
         });
         if !handed_over {
