@@ -184,3 +184,20 @@ def test_live_dumps_stop_at_the_directory_cap_but_crashes_do_not(interp):
     kinds = sorted(check(d)["metadata"]["kind"] for d in r.dumps)
     assert kinds == ["fatal-signal", "requested", "requested"]
 
+
+
+def test_a_helper_that_ends_early_never_kills_the_crash_with_sigpipe(interp):
+    """The helper starts before the report is written and may end before its go-ahead (here
+    the dump directory cannot be made). A program that restored SIGPIPE's default action
+    still dies of its own signal, with the helper's reason as the report's last line: the
+    go-ahead is sent without raising SIGPIPE."""
+    code = """
+    import signal, crashcatch, buggyext
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    crashcatch.enable(dump_dir="/dev/null/dumps")
+    buggyext.segfault()
+    """
+    r = run_script(interp, code)
+    assert r.returncode == -signal.SIGSEGV, (r.returncode, r.stderr)
+    last = r.stderr.rstrip("\n").splitlines()[-1]
+    assert last.startswith("crashcatch: no minidump: cannot create the dump directory /dev/null/dumps"), r.stderr

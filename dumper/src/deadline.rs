@@ -19,3 +19,11 @@ pub fn arm(ms: u64) {
     // SAFETY: setitimer reads `timer`; SIGALRM keeps its default action in this program.
     unsafe { libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut()) };
 }
+
+/// Cancels the timer (the threads are resumed: nothing of ours can keep them stopped).
+pub fn disarm() {
+    let zero = libc::timeval { tv_sec: 0, tv_usec: 0 };
+    let timer = libc::itimerval { it_interval: zero, it_value: zero };
+    // SAFETY: setitimer reads `timer`.
+    unsafe { libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut()) };
+}

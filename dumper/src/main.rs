@@ -132,8 +132,14 @@ fn run() -> Result<PathBuf, DumpError> {
     let started = std::time::Instant::now();
     let arg = std::env::args().nth(1).ok_or(DumpError::Usage)?;
     let deadline_ms: Option<u64> = std::env::args().nth(2).and_then(|v| v.parse().ok());
+    // Until the threads are resumed: a crash's requester is stopped with them, its own
+    // deadline cannot fire (deadline.rs).
+    if let Some(ms) = deadline_ms {
+        deadline::arm(ms);
+    }
     // "r": the requester named us as its ptracer (under Yama) and filled the request. A
-    // crash then writes its text report while we find the threads and walk the stacks.
+    // crash then writes its text report while we find the threads, walk the stacks and
+    // copy them.
     if !go_ahead() {
         return Err(DumpError::Gone);
     }
@@ -142,6 +148,8 @@ fn run() -> Result<PathBuf, DumpError> {
     let pid = unsafe { libc::getppid() };
     let req = read_request(pid, addr)?;
     let mut report_written = || {
+        // The threads run again: the wait for the report is the requester's to bound.
+        deadline::disarm();
         // "g": the report is complete; the requester's deadline runs from here.
         if !go_ahead() {
             return Err(DumpError::Gone);
@@ -173,17 +181,17 @@ fn read_request(pid: i32, addr: u64) -> Result<Request, DumpError> {
 /// Writes the dump `req` asks for of process `pid`; its path, and how long the threads were
 /// stopped at most.
 ///
-/// `report_written` is called once the Python memory and the metadata are found, before the
-/// threads are stopped: it waits for the requester's text report to be complete and returns
+/// `report_written` is called once the threads were stopped, copied and resumed, before the
+/// metadata is added: it waits for the requester's text report to be complete and returns
 /// the request as it is then (None: unchanged).
 fn write_dump(
     req: &Request,
     pid: i32,
     deadline_ms: Option<u64>,
     started: std::time::Instant,
-    report_written: &mut dyn FnMut() -> Result<Option<Request>, DumpError>,
+    report_written: &mut ReportWritten<'_>,
 ) -> Result<(PathBuf, std::time::Duration), DumpError> {
-    let mut req = *req;
+    let req = *req;
     let mem = ProcessMemory::new(pid);
     let path = dump_path(&req, pid)?;
     // What output::publish would refuse at the end, refused before the work.
@@ -264,11 +272,6 @@ fn write_dump(
     // The reads the walk and the metadata took (procmem.rs's page cache), for the tests and
     // benchmarks: a few per thread, not one per field.
     meta["process_reads"] = json!(mem.syscalls());
-    if let Some(now) = report_written()? {
-        req = now;
-        // Read again, past the page cache, which may hold the report half written.
-        meta["report"] = json!(metadata::report(&ProcessMemory::new(pid), &req));
-    }
     if walk_truncated {
         // The runtime's lists were cyclic or longer than pymem's caps.
         meta["python_walk_truncated"] = json!(true);
@@ -287,6 +290,8 @@ fn write_dump(
         os_threads: &os_threads,
         pause: std::cell::Cell::new(std::time::Duration::ZERO),
         look_again,
+        report_written: std::cell::RefCell::new(Some(report_written)),
+        report: std::cell::RefCell::new(None),
     };
     let limit = req.max_dump_size;
     let mut image = if let Some(with_locals) = with_locals {
@@ -413,6 +418,9 @@ impl Capping {
     }
 }
 
+/// Waits for the requester's text report: see `write_dump`.
+type ReportWritten<'a> = dyn FnMut() -> Result<Option<Request>, DumpError> + 'a;
+
 /// How to build the dump's image; built twice when the first is over the size cap.
 struct Dump<'a> {
     req: &'a Request,
@@ -428,6 +436,10 @@ struct Dump<'a> {
     pause: std::cell::Cell<std::time::Duration>,
     /// The Python walk's second look, once the threads are stopped (again.rs).
     look_again: Option<again::LookAgain>,
+    /// Waits for the requester's report (see `write_dump`); taken by the first image.
+    report_written: std::cell::RefCell<Option<&'a mut ReportWritten<'a>>>,
+    /// The report as read once it was complete.
+    report: std::cell::RefCell<Option<String>>,
 }
 
 impl Dump<'_> {
@@ -476,6 +488,14 @@ impl Dump<'_> {
         // the threads go before it reads the modules and /proc files: third_party/README.md).
         self.pause.set(stopped.unwrap_or_else(|| writing.elapsed()));
         let mut meta = meta.clone();
+        let gate = self.report_written.borrow_mut().take();
+        if let Some(Some(now)) = gate.map(|wait| wait()).transpose()? {
+            // Read again, past the page cache, which may hold the report half written.
+            *self.report.borrow_mut() = Some(metadata::report(&ProcessMemory::new(self.pid), &now));
+        }
+        if let Some(report) = self.report.borrow().as_ref() {
+            meta["report"] = json!(report);
+        }
         if let Some(look) = look_again {
             look.update(&mut meta);
         }

@@ -180,7 +180,7 @@ static CHILD_STACK_MEM: Cell<ChildStack> = Cell(UnsafeCell::new(ChildStack([0; C
 /// What the child needs, on the parent's stack (shared: CLONE_VM).
 struct ChildArgs {
     helper: &'static HelperConfig,
-    /// Read end of the go-ahead pipe (becomes the helper's stdin).
+    /// The helper's end of the go-ahead socket (becomes its stdin).
     go_fd: i32,
     /// Write end of the answer pipe (becomes the helper's stdout).
     result_fd: i32,
@@ -244,7 +244,7 @@ pub enum Helper {
         pid: i32,
         /// Our end of its answer pipe.
         answer: i32,
-        /// Our end of its go-ahead pipe.
+        /// Our end of its go-ahead socket.
         go: i32,
     },
     /// Minidumps are off.
@@ -277,8 +277,13 @@ pub fn start_helper() -> Helper {
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Helper::NoPipe;
     }
-    // SAFETY: as above.
-    if unsafe { libc::pipe2(go.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+    // The go-ahead goes over a socket, sent with MSG_NOSIGNAL: a helper that ended early
+    // (or could not start) must not kill the crashing process with SIGPIPE in a program
+    // that restored SIGPIPE's default action; a pipe would.
+    // SAFETY: socketpair writes two fds into the array.
+    if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, go.as_mut_ptr()) }
+        != 0
+    {
         // SAFETY: closing the pipe made above.
         unsafe { libc::close(fds[0]) };
         // SAFETY: as above.
@@ -294,13 +299,21 @@ pub fn start_helper() -> Helper {
         unsafe { libc::prctl(libc::PR_SET_PTRACER, pid as libc::c_ulong, 0, 0, 0) };
     }
     // The helper waits for this byte before it reads us, so the ptracer is set in time.
-    // SAFETY: writing one byte to our pipe, then closing our copies of the child's ends.
+    send_byte(go[1], b'r');
+    // SAFETY: closing our copies of the child's ends.
     unsafe {
-        libc::write(go[1], b"r".as_ptr().cast(), 1);
         libc::close(go[0]);
         libc::close(fds[1]);
     }
     Helper::Started { pid, answer: fds[0], go: go[1] }
+}
+
+/// Sends one byte to the helper; never raises SIGPIPE (the helper may be gone).
+fn send_byte(socket: i32, byte: u8) {
+    // SAFETY: sending one byte from a local to our own socket.
+    while unsafe { libc::send(socket, (&byte as *const u8).cast(), 1, libc::MSG_NOSIGNAL) } < 0
+        && super::out::errno() == libc::EINTR
+    {}
 }
 
 /// Tells a started helper to go on (the report is complete) and waits for its answer at
@@ -326,11 +339,9 @@ pub fn finish_helper(helper: Helper, out: &mut Out) -> bool {
     let Some(helper) = config::load(&HELPER) else { return false };
     // The report the helper reads is complete now.
     note_report_len();
-    // SAFETY: writing one byte to our pipe, then closing it.
-    unsafe {
-        libc::write(go, b"g".as_ptr().cast(), 1);
-        libc::close(go);
-    }
+    send_byte(go, b'g');
+    // SAFETY: closing our end of the go-ahead socket.
+    unsafe { libc::close(go) };
     let mut line = [0u8; 4096];
     let mut len = 0usize;
     let mut timed_out = false;
