@@ -1,7 +1,7 @@
 //! Python thread names (`threading.Thread.name`) read from the target's `threading`
 //! module, for debuggers (cc-threads). Allocates; bounded by the dict walks' limits.
 
-use crate::objects::attrs::dict_lookup;
+use crate::objects::attrs::{dict_lookup, instance_attr_cached, KeyCache};
 use crate::objects::{decode, instance_attr, Limits, ObjectTypes, Value};
 use crate::{dict, Layout, Memory};
 use std::collections::HashSet;
@@ -54,13 +54,12 @@ pub fn python_threads(
         Value::Int(text) => text.parse::<u64>().ok(),
         _ => None,
     };
-    let name_of = |thread: u64| match decode(
-        mem,
-        layout,
-        types,
-        instance_attr(mem, layout, types, thread, "_name")?,
-        &small,
-    ) {
+    // The threads' attributes, looked up in the keys table they share.
+    let keys = std::cell::RefCell::new(KeyCache::default());
+    let attr = |thread: u64, name: &'static str| {
+        instance_attr_cached(mem, layout, types, thread, name, &mut keys.borrow_mut())
+    };
+    let name_of = |thread: u64| match decode(mem, layout, types, attr(thread, "_name")?, &small) {
         Value::Str { text, .. } => Some(text),
         _ => None,
     };
@@ -69,14 +68,10 @@ pub fn python_threads(
             return;
         };
         dict::for_each_item(mem, layout, d, &mut |key, thread| {
-            let ident = if key_is_ident {
-                int_of(key)
-            } else {
-                instance_attr(mem, layout, types, thread, "_ident").and_then(int_of)
-            };
+            let ident = if key_is_ident { int_of(key) } else { attr(thread, "_ident").and_then(int_of) };
             if let Some((ident, name)) = ident.zip(name_of(thread)) {
                 if listed.insert(ident) {
-                    let native_id = instance_attr(mem, layout, types, thread, "_native_id").and_then(int_of);
+                    let native_id = attr(thread, "_native_id").and_then(int_of);
                     names.push(PythonThread { ident, native_id, name });
                 }
             }

@@ -30,8 +30,52 @@ pub fn instance_attr(
 ) -> Option<u64> {
     match attrs_of(mem, layout, obj)? {
         Attrs::Dict(d) => dict_lookup(mem, layout, types, d, name),
-        Attrs::Split { keys, values } => find_str_key(mem, layout, types, keys, Some(values), name),
+        Attrs::Split { keys, values } => {
+            find_str_entry(mem, layout, types, keys, Some(values), name).map(|(_, value)| value)
+        }
     }
+}
+
+/// Key objects found by name, by keys table: many instances share one table (every
+/// `threading.Thread`'s attributes), so after the first lookup an attribute is found by
+/// comparing key addresses instead of decoding each key's text (most of what listing the
+/// `threading` names of a 1000-thread process cost the dump helper).
+#[derive(Default)]
+pub struct KeyCache(std::collections::HashMap<(u64, &'static str), u64>);
+
+/// [`instance_attr`], with the key found remembered in `cache` for the next instance that
+/// shares the keys table. A remembered key that is not (or no longer) there is looked up
+/// by its text again.
+pub fn instance_attr_cached(
+    mem: &dyn Memory,
+    layout: &Layout,
+    types: &ObjectTypes,
+    obj: u64,
+    name: &'static str,
+    cache: &mut KeyCache,
+) -> Option<u64> {
+    let (keys, values) = match attrs_of(mem, layout, obj)? {
+        Attrs::Dict(d) => {
+            let values = mem.ptr_at(d, layout.dict_ma_values?)?;
+            (mem.ptr_at(d, layout.dict_ma_keys?)?, (values != 0).then_some(values))
+        }
+        Attrs::Split { keys, values } => (keys, Some(values)),
+    };
+    if let Some(&key) = cache.0.get(&(keys, name)) {
+        let mut found = None;
+        dict::for_each_entry(mem, layout, keys, values, &mut |k, value| {
+            if k == key {
+                found = Some(value);
+            }
+            found.is_none()
+        });
+        if found.is_some() {
+            return found;
+        }
+    }
+    let (key, value) = find_str_entry(mem, layout, types, keys, values, name)?;
+    cache.0.insert((keys, name), key);
+    Some(value)
 }
 
 fn attrs_of(mem: &dyn Memory, layout: &Layout, obj: u64) -> Option<Attrs> {
@@ -91,22 +135,23 @@ pub(crate) fn dict_lookup(
 ) -> Option<u64> {
     let keys = mem.ptr_at(d, layout.dict_ma_keys?)?;
     let values = mem.ptr_at(d, layout.dict_ma_values?)?;
-    find_str_key(mem, layout, types, keys, (values != 0).then_some(values), name)
+    find_str_entry(mem, layout, types, keys, (values != 0).then_some(values), name).map(|(_, value)| value)
 }
 
-fn find_str_key(
+/// The (key, value) addresses of the entry whose key is the str `name`.
+fn find_str_entry(
     mem: &dyn Memory,
     layout: &Layout,
     types: &ObjectTypes,
     keys: u64,
     values: Option<u64>,
     name: &str,
-) -> Option<u64> {
+) -> Option<(u64, u64)> {
     let len = name.chars().count();
     let mut found = None;
     dict::for_each_entry(mem, layout, keys, values, &mut |key, value| {
         if str_text(mem, layout, types, key, len + 1).is_some_and(|k| k == name) {
-            found = Some(value);
+            found = Some((key, value));
             return false;
         }
         true

@@ -612,3 +612,35 @@ fn random_memory_never_panics_and_stays_bounded() {
         }
     }
 }
+
+#[test]
+fn cached_attribute_lookups_agree_with_uncached_ones_across_instances_sharing_keys() {
+    use super::attrs::{instance_attr_cached, KeyCache};
+    let (ty, keys, name, other, renamed) =
+        (0xc0_0000u64, 0xc1_0000u64, 0xc2_0000u64, 0xc2_1000u64, 0xc2_2000u64);
+    let (mut m, l) = fake_for(12);
+    m.put_ascii(&l, name, "_name");
+    m.put_ascii(&l, other, "_ident");
+    m.put_ascii(&l, renamed, "_name");
+    put_unicode_keys(&mut m, &l, keys, 2, &[(other, 0), (name, 0)]);
+    put_heap_type(&mut m, &l, ty, l.type_managed_dict_flag.unwrap() as u64, 16, 0, keys);
+    // Two instances of the type, each with its own values over the shared keys (3.12: the
+    // pre-header word is the values' address - 1).
+    let instances = [(0xc3_1000u64, 0xc4_0000u64, 0xc5_0000u64), (0xc3_3000, 0xc6_0000, 0xc7_0000)];
+    for &(obj, values, value) in &instances {
+        m.put(obj, &[1, ty]);
+        m.put(obj - l.object_managed_dict_before.unwrap() as u64, &[values - 1]);
+        put_values(&mut m, &l, values, &[0xdead, value], &[0, 1]);
+    }
+    let mut cache = KeyCache::default();
+    for &(obj, _, value) in &instances {
+        assert_eq!(instance_attr(&m, &l, &T, obj, "_name"), Some(value));
+        assert_eq!(instance_attr_cached(&m, &l, &T, obj, "_name", &mut cache), Some(value));
+        assert_eq!(instance_attr_cached(&m, &l, &T, obj, "_missing", &mut cache), None);
+    }
+    // The key object replaced by another with the same text: the remembered address is not
+    // found, the text is.
+    put_unicode_keys(&mut m, &l, keys, 2, &[(other, 0), (renamed, 0)]);
+    let (obj, _, value) = instances[1];
+    assert_eq!(instance_attr_cached(&m, &l, &T, obj, "_name", &mut cache), Some(value));
+}
