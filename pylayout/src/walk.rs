@@ -70,7 +70,7 @@ pub fn native_thread_id(mem: &dyn Memory, layout: &Layout, tstate: u64) -> Optio
 
 /// `interp->gc.collecting`.
 pub fn gc_collecting(mem: &dyn Memory, layout: &Layout, interp: u64) -> Option<bool> {
-    mem.read_i32(interp + layout.interp_gc_collecting? as u64).map(|v| v != 0)
+    mem.read_i32(interp.wrapping_add(layout.interp_gc_collecting? as u64)).map(|v| v != 0)
 }
 
 /// The thread state holding the GIL of `interp` (None when the GIL is free or unknown).
@@ -78,10 +78,11 @@ pub fn gc_collecting(mem: &dyn Memory, layout: &Layout, interp: u64) -> Option<b
 pub fn gil_holder(mem: &dyn Memory, layout: &Layout, runtime: u64, interp: u64) -> Option<u64> {
     let gil = match (layout.interp_ceval_gil, layout.runtime_ceval_gil) {
         (Some(ptr_off), _) => mem.ptr_at(interp, ptr_off)?,
-        (None, Some(off)) if runtime != 0 => runtime + off as u64,
+        (None, Some(off)) if runtime != 0 => runtime.wrapping_add(off as u64),
         _ => return None,
     };
-    let locked = mem.read_i32(gil + layout.gil_locked? as u64)?;
+    // `gil` may be any value read from a dump: the address wraps (and reads nothing).
+    let locked = mem.read_i32(gil.wrapping_add(layout.gil_locked? as u64))?;
     let holder = mem.ptr_at(gil, layout.gil_last_holder?)?;
     (locked != 0 && holder != 0).then_some(holder)
 }
@@ -218,4 +219,28 @@ pub fn ends_eval_call(
     }
     let owner = mem.read_u8(frame.wrapping_add(layout.iframe_owner? as u64))? as u32;
     Some(owner >= layout.iframe_plumbing_owner_min? && on_c_stack(frame))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Memory where every word reads as all ones (a hostile dump's pointers).
+    struct AllOnes;
+
+    impl Memory for AllOnes {
+        fn read(&self, _addr: u64, buf: &mut [u8]) -> bool {
+            buf.fill(0xff);
+            true
+        }
+    }
+
+    #[test]
+    fn pointers_at_the_top_of_the_address_space_wrap_instead_of_panicking() {
+        for minor in 9..=15 {
+            let Ok(l) = Layout::for_version(3, minor) else { continue };
+            let _ = gil_holder(&AllOnes, &l, u64::MAX, u64::MAX);
+            let _ = gc_collecting(&AllOnes, &l, u64::MAX);
+        }
+    }
 }
