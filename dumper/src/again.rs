@@ -15,7 +15,7 @@
 //! are in the dump, the caller's code object may not be.
 
 use crate::procmem::{self, ProcessMemory, Region};
-use crate::pymem::{Collector, PyThreadInfo, TopFrame};
+use crate::pymem::{frame_code_offset, Collector, PyThreadInfo, TopFrame};
 use crate::ranges::RangeSet;
 use minidump_writer::app_memory::{AppMemory, AppMemoryList};
 use pylayout::{Layout, TypeAddrs};
@@ -135,7 +135,7 @@ impl LookAgain {
                 *f = found.next()?;
             }
         }
-        let code_at = if l.has_interpreter_frames() { l.iframe_executable } else { l.frame_code }? as u64;
+        let code_at = frame_code_offset(l)? as u64;
         let codes_at: Vec<u64> = frames.iter().filter(|&&f| f != 0).map(|&f| f + code_at).collect();
         let mut codes = mem.gather_words(&codes_at)?.into_iter();
         let mut moved = Vec::new();

@@ -62,6 +62,17 @@ pub fn tstate_span(l: &Layout) -> u64 {
     ])
 }
 
+/// Where a frame keeps its code object (3.11+ `_PyInterpreterFrame.f_executable`, before
+/// that `PyFrameObject.f_code`): the innermost frame's is half of a [`TopFrame`], read here
+/// and again while the threads are stopped (again.rs), which must read the same field.
+pub fn frame_code_offset(l: &Layout) -> Option<u32> {
+    if l.has_interpreter_frames() {
+        l.iframe_executable
+    } else {
+        l.frame_code
+    }
+}
+
 pub struct Collector<'a> {
     /// The process's thread ids (from /proc), to validate tids read from memory.
     pub os_tids: IntSet<i32>,
@@ -166,8 +177,8 @@ impl<'a> Collector<'a> {
     fn top_frame(&self, ts: u64) -> TopFrame {
         let l = self.layout;
         let frame = walk::current_frame(self.mem, l, ts).unwrap_or(0);
-        let code_at = if l.has_interpreter_frames() { l.iframe_executable } else { l.frame_code };
-        let code = code_at.filter(|_| frame != 0).and_then(|o| self.mem.ptr_at(frame, o)).unwrap_or(0);
+        let code =
+            frame_code_offset(l).filter(|_| frame != 0).and_then(|o| self.mem.ptr_at(frame, o)).unwrap_or(0);
         (frame, code)
     }
 
