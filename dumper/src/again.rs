@@ -18,6 +18,7 @@ use crate::procmem::{self, ProcessMemory, Region};
 use crate::pymem::{frame_code_offset, Collector, PyThreadInfo, TopFrame};
 use crate::ranges::RangeSet;
 use minidump_writer::app_memory::{AppMemory, AppMemoryList};
+use pylayout::walk::{current_frame_slot, FrameSlot};
 use pylayout::{Layout, TypeAddrs};
 use rustc_hash::FxHashSet as IntSet;
 use serde_json::{json, Value};
@@ -100,13 +101,7 @@ impl LookAgain {
         let l = &self.layout;
         let head = l.interp_threads_head? as u64;
         let next = l.tstate_next? as u64;
-        // Where each thread state keeps its current frame, or (3.12) the C-stack structure
-        // that does.
-        let (slot, through) = match (l.tstate_current_frame, l.tstate_cframe, l.cframe_current_frame) {
-            (Some(cf), _, _) => (cf, None),
-            (None, Some(cframe), Some(cf)) => (cframe, Some(cf)),
-            _ => (l.tstate_frame?, None),
-        };
+        let FrameSlot { in_tstate: slot, through } = current_frame_slot(l)?;
         // One gather: the runtime's first interpreter, each interpreter's next and first
         // thread state, each thread state's next and frame slot.
         let runtime_head = l.runtime_interpreters_head.filter(|_| self.runtime != 0);

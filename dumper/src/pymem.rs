@@ -190,8 +190,9 @@ impl<'a> Collector<'a> {
             return;
         }
         self.ranges.add(ts, tstate_span(&l));
-        if let (Some(cf), Some(off)) = (l.tstate_cframe, l.cframe_current_frame) {
-            if let Some(cframe) = self.mem.ptr_at(ts, cf) {
+        // 3.12: the C-stack structure that leads to the innermost frame, for the symbolizer.
+        if let Some(walk::FrameSlot { in_tstate, through: Some(off) }) = walk::current_frame_slot(&l) {
+            if let Some(cframe) = self.mem.ptr_at(ts, in_tstate).filter(|&c| c != 0) {
                 self.ranges.add(cframe, off as u64 + 8);
             }
         }

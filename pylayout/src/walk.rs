@@ -87,17 +87,30 @@ pub fn gil_holder(mem: &dyn Memory, layout: &Layout, runtime: u64, interp: u64) 
     (locked != 0 && holder != 0).then_some(holder)
 }
 
+/// Where a thread state keeps its innermost frame: a pointer at `in_tstate`, or (3.12) a
+/// pointer there to the C-stack structure whose `through` field points to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameSlot {
+    pub in_tstate: u32,
+    pub through: Option<u32>,
+}
+
+/// The one place that decides which thread-state field leads to the innermost frame.
+pub fn current_frame_slot(layout: &Layout) -> Option<FrameSlot> {
+    match (layout.tstate_current_frame, layout.tstate_cframe, layout.cframe_current_frame) {
+        (Some(off), _, _) => Some(FrameSlot { in_tstate: off, through: None }),
+        (None, Some(cframe), Some(off)) => Some(FrameSlot { in_tstate: cframe, through: Some(off) }),
+        _ => Some(FrameSlot { in_tstate: layout.tstate_frame?, through: None }),
+    }
+}
+
 /// The innermost frame of a thread (0 when it runs no Python code).
 pub fn current_frame(mem: &dyn Memory, layout: &Layout, tstate: u64) -> Option<u64> {
-    if let Some(off) = layout.tstate_current_frame {
-        mem.ptr_at(tstate, off)
-    } else if let (Some(cf), Some(off)) = (layout.tstate_cframe, layout.cframe_current_frame) {
-        match mem.ptr_at(tstate, cf)? {
-            0 => Some(0),
-            cframe => mem.ptr_at(cframe, off),
-        }
-    } else {
-        mem.ptr_at(tstate, layout.tstate_frame?)
+    let slot = current_frame_slot(layout)?;
+    let at = mem.ptr_at(tstate, slot.in_tstate)?;
+    match slot.through {
+        Some(off) if at != 0 => mem.ptr_at(at, off),
+        _ => Some(at),
     }
 }
 
@@ -242,5 +255,46 @@ mod tests {
             let _ = gil_holder(&AllOnes, &l, u64::MAX, u64::MAX);
             let _ = gc_collecting(&AllOnes, &l, u64::MAX);
         }
+    }
+
+    #[test]
+    fn the_frame_slot_follows_the_version() {
+        for minor in 9..=15 {
+            let Ok(l) = Layout::for_version(3, minor) else { continue };
+            let slot = current_frame_slot(&l).expect("every supported version has a frame slot");
+            let expected = match minor {
+                9 | 10 => (l.tstate_frame, None),
+                11 | 12 => (l.tstate_cframe, l.cframe_current_frame),
+                _ => (l.tstate_current_frame, None),
+            };
+            assert_eq!((Some(slot.in_tstate), slot.through), expected, "3.{minor}");
+        }
+    }
+
+    /// Memory holding the words given, by address; everything else unreadable.
+    struct Words(Vec<(u64, u64)>);
+
+    impl Memory for Words {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+            match self.0.iter().find(|&&(a, _)| a == addr) {
+                Some(&(_, w)) if buf.len() == 8 => {
+                    buf.copy_from_slice(&w.to_le_bytes());
+                    true
+                }
+                _ => false,
+            }
+        }
+    }
+
+    #[test]
+    fn the_current_frame_is_read_through_the_slot() {
+        let l = Layout::for_version(3, 12).unwrap();
+        let (cf, off) = (l.tstate_cframe.unwrap() as u64, l.cframe_current_frame.unwrap() as u64);
+        let mem = Words(vec![(0x1000 + cf, 0x2000), (0x2000 + off, 0x3000)]);
+        assert_eq!(current_frame(&mem, &l, 0x1000), Some(0x3000));
+        // A thread with no C-stack structure runs no Python code.
+        let idle = Words(vec![(0x1000 + cf, 0)]);
+        assert_eq!(current_frame(&idle, &l, 0x1000), Some(0));
+        assert_eq!(current_frame(&Words(vec![]), &l, 0x1000), None);
     }
 }
