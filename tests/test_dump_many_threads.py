@@ -68,7 +68,8 @@ def test_many_threads_keep_their_names_and_states(interp):
         assert {t["tid"]: t["python"]["tstate"] for t in meta["threads"]} == states
     # The helper walked the Python stacks before stopping the threads and looked again once
     # they were stopped (dumper/src/again.rs): every thread state accounted for, and when
-    # none had moved, a few gathered words for all 301, not a page per thread.
+    # none had moved, a few gathered words for all 301, not a page per thread: the lists
+    # and frame slots, then one read per level of the frames compared (at most 16).
     again = meta["python_looked_again"]
     assert again["walked"] + again["unchanged"] == THREADS + 1, again
-    assert again["walked"] > 0 or again["reads"] <= 4, again
+    assert again["walked"] > 0 or again["reads"] <= 4 + 16, again

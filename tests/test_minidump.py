@@ -259,6 +259,53 @@ def test_a_thread_that_moved_on_since_the_walk_is_dumped_where_it_was_stopped(in
     assert (r.script, script_line(code, "call"), "first") in frames, thread
 
 
+def test_a_thread_back_in_the_same_innermost_frame_under_another_caller_is_walked_again(interp):
+    """The thread waits in Event.wait() called from a(), then (after the walk, before the
+    stop) in Event.wait() again, called from b(): the same innermost frame address and code
+    (≤3.10 reuses a code's "zombie" frame; 3.11+ frames sit at the same depth of the data
+    stack), a different caller. Comparing only the innermost frame called it unchanged and
+    the dump had no b() (a worker of the registered-signal test above decoded to a lone
+    `wait` frame, once in a CI run); the look while stopped compares the walk's frames
+    level by level."""
+    code = """
+    import os, signal, threading, time, crashcatch
+    out = open(os.environ["FILE_out"], "w")
+    crashcatch.register(signal.SIGUSR1, file=out, minidump=True)
+    started, never, done = threading.Event(), threading.Event(), threading.Event()
+    def inner(event, timeout):
+        event.wait(timeout)
+    def a():
+        inner(never, 0.3)  # @a
+    def b():
+        inner(done, None)  # @b
+    def first():
+        started.set()
+        a()
+        b()
+    mover = threading.Thread(target=first, name="mover")
+    mover.start()
+    started.wait()
+    time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGUSR1)
+    while "minidump" not in open(out.name).read():
+        time.sleep(0.01)
+    done.set()
+    mover.join()
+    print(mover.native_id, mover.ident)
+    """
+    r = run_script(interp, code, files=["out"], env={"CRASHCATCH_TEST_HELPER_WALKED_DELAY_MS": "1000"})
+    assert r.returncode == 0, r.stderr
+    assert len(r.dumps) == 1, r.files["out"]
+    info = check(r.dumps[0])
+    tid, ident = map(int, r.stdout.split())
+    thread = [t for t in info["python"]["threads"] if t["native_thread_id"] == tid or t["thread_id"] == ident]
+    assert len(thread) == 1, info["python"]
+    frames = [(f["file"], f["line"], f["name"]) for f in thread[0]["frames"]]
+    assert (r.script, script_line(code, "b"), "b") in frames, frames
+    assert not any(name == "a" for _, _, name in frames), frames
+    assert info["metadata"]["python_looked_again"]["walked"] >= 1, info["metadata"]["python_looked_again"]
+
+
 def test_other_threads_run_while_a_registered_signal_dump_is_written(interp):
     """The signalled thread holds the GIL; its handler writes the text and returns, the dump
     thread writes the dump (the helper held 1 s here). A Python ticker reads the report at

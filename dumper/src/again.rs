@@ -15,7 +15,7 @@
 //! are in the dump, the caller's code object may not be.
 
 use crate::procmem::{self, ProcessMemory, Region};
-use crate::pymem::{frame_code_offset, Collector, PyThreadInfo, TopFrame};
+use crate::pymem::{frame_code_offset, Collector, FrameChain, PyThreadInfo};
 use crate::ranges::RangeSet;
 use minidump_writer::app_memory::{AppMemory, AppMemoryList};
 use pylayout::walk::{current_frame_slot, FrameSlot};
@@ -40,6 +40,15 @@ pub struct Found {
     pub reads: u64,
 }
 
+/// What [`LookAgain::compare`] found.
+#[derive(Debug, PartialEq, Eq)]
+struct Compared {
+    /// Indices into `LookAgain::threads`.
+    moved: Vec<usize>,
+    /// An interpreter or thread state came or went.
+    lists_changed: bool,
+}
+
 /// Everything the look needs, owned: it runs inside minidump-writer.
 #[derive(Clone)]
 pub struct LookAgain {
@@ -51,8 +60,8 @@ pub struct LookAgain {
     pub os_tids: IntSet<i32>,
     /// The interpreters the walk found.
     pub interps: Vec<u64>,
-    /// The thread states it found: (thread state, its interpreter, its innermost frame).
-    pub threads: Vec<(u64, u64, TopFrame)>,
+    /// The thread states it found: (thread state, its interpreter, its first frames).
+    pub threads: Vec<(u64, u64, FrameChain)>,
     /// The readable regions the walk's ranges were clipped to.
     pub readable: Vec<Region>,
     pub found: Rc<RefCell<Found>>,
@@ -65,19 +74,26 @@ impl LookAgain {
         let mem = ProcessMemory::new(self.pid);
         let mut again = Collector::new(&mem, &self.layout, self.types);
         again.os_tids = self.os_tids.clone();
-        match self.moved(&mem) {
-            Some(moved) => {
-                for &(ts, interp) in &moved {
+        match self.compare(&mem) {
+            Some(Compared { moved, lists_changed: false }) => {
+                for &i in &moved {
+                    let (ts, interp, _) = self.threads[i];
                     again.thread(interp, ts);
                 }
                 again.unchanged = self.threads.len() - moved.len();
             }
-            // The lists changed, or a field was unreadable: everything is walked again
-            // (each thread state still as the walk left it counted as unchanged).
-            None => {
-                again.known = self.threads.iter().map(|&(ts, _, top)| (ts, top)).collect();
+            // A thread state came or went: the lists are walked again, skipping the thread
+            // states found unchanged.
+            Some(Compared { moved, lists_changed: true }) => {
+                let moved: IntSet<usize> = moved.into_iter().collect();
+                again.known = (0..self.threads.len())
+                    .filter(|i| !moved.contains(i))
+                    .map(|i| self.threads[i].0)
+                    .collect();
                 again.collect(self.runtime, self.interp);
             }
+            // A word could not be read: everything is walked again.
+            None => again.collect(self.runtime, self.interp),
         }
         let mut found = self.found.borrow_mut();
         found.looked = true;
@@ -92,12 +108,13 @@ impl LookAgain {
         found.took = started.elapsed();
     }
 
-    /// The thread states (with their interpreter) whose innermost frame or its code changed
-    /// since the walk; None if the interpreter or thread lists changed (a new thread, one
-    /// gone) or could not be read. Reads only the few words that tell, gathered in three or
-    /// four system calls whatever the number of threads: at 100 threads, fetching the pages
-    /// that hold them took 0.7 ms, during which every thread waits.
-    fn moved(&self, mem: &ProcessMemory) -> Option<Vec<(u64, u64)>> {
+    /// Which of the walk's thread states (indices into `threads`) moved on since: their
+    /// first frames ([`FrameChain`]) or those frames' code differ now. Reads only the words
+    /// that tell, gathered across all threads in one system call per level of the chains
+    /// (and two or three for the lists and frame slots): at 100 threads, fetching the
+    /// pages that hold them took 0.7 ms, during which every thread waits. None if a word
+    /// could not be read.
+    fn compare(&self, mem: &ProcessMemory) -> Option<Compared> {
         let l = &self.layout;
         let head = l.interp_threads_head? as u64;
         let next = l.tstate_next? as u64;
@@ -117,30 +134,50 @@ impl LookAgain {
         // Every link still leads to an interpreter or thread state the walk found.
         let interps: IntSet<u64> = self.interps.iter().copied().collect();
         let tstates: IntSet<u64> = self.threads.iter().map(|&(ts, _, _)| ts).collect();
-        if interp_links.iter().any(|&i| i != 0 && !interps.contains(&i))
-            || tstate_links.iter().any(|&t| t != 0 && !tstates.contains(&t))
-        {
-            return None;
-        }
-        let mut frames = slots.to_vec();
+        let lists_changed = interp_links.iter().any(|&i| i != 0 && !interps.contains(&i))
+            || tstate_links.iter().any(|&t| t != 0 && !tstates.contains(&t));
+        let mut tops = slots.to_vec();
         if let Some(off) = through {
-            let cframes: Vec<u64> = frames.iter().filter(|&&c| c != 0).map(|&c| c + off as u64).collect();
+            let cframes: Vec<u64> = tops.iter().filter(|&&c| c != 0).map(|&c| c + off as u64).collect();
             let mut found = mem.gather_words(&cframes)?.into_iter();
-            for f in frames.iter_mut().filter(|f| **f != 0) {
+            for f in tops.iter_mut().filter(|f| **f != 0) {
                 *f = found.next()?;
             }
         }
-        let code_at = frame_code_offset(l)? as u64;
-        let codes_at: Vec<u64> = frames.iter().filter(|&&f| f != 0).map(|&f| f + code_at).collect();
-        let mut codes = mem.gather_words(&codes_at)?.into_iter();
         let mut moved = Vec::new();
-        for (&(ts, interp, top), &frame) in self.threads.iter().zip(&frames) {
-            let code = if frame != 0 { codes.next()? } else { 0 };
-            if (frame, code) != top {
-                moved.push((ts, interp));
+        // (thread, its frame at this level) for the threads whose chains agree so far.
+        let mut level: Vec<(usize, u64)> = Vec::new();
+        for (i, ((_, _, chain), &top)) in self.threads.iter().zip(&tops).enumerate() {
+            if top != chain.top() {
+                moved.push(i);
+            } else if top != 0 {
+                level.push((i, top));
             }
         }
-        Some(moved)
+        let code_at = frame_code_offset(l)? as u64;
+        let back_at = if l.has_interpreter_frames() { l.iframe_previous? } else { l.frame_back? } as u64;
+        let mut depth = 0;
+        while !level.is_empty() {
+            let addrs: Vec<u64> = level.iter().flat_map(|&(_, f)| [f + code_at, f + back_at]).collect();
+            let words = mem.gather_words(&addrs)?;
+            let mut deeper = Vec::new();
+            for (&(i, _), pair) in level.iter().zip(words.chunks_exact(2)) {
+                let chain = &self.threads[i].2;
+                let (code, back) = (pair[0], pair[1]);
+                let expected_back = match chain.frames.get(depth + 1) {
+                    Some(&(frame, _)) => Some(frame),
+                    None => chain.next,
+                };
+                if code != chain.frames[depth].1 || expected_back.is_some_and(|b| b != back) {
+                    moved.push(i);
+                } else if depth + 1 < chain.frames.len() {
+                    deeper.push((i, back));
+                }
+            }
+            level = deeper;
+            depth += 1;
+        }
+        Some(Compared { moved, lists_changed })
     }
 
     /// The metadata's Python thread entries brought up to date with what the look found.
@@ -195,7 +232,7 @@ fn merged(memory: &AppMemoryList, mut more: RangeSet, readable: &[Region]) -> Ap
 mod tests {
     use super::*;
 
-    /// A 3.13 interpreter with two thread states, each with one frame, in our own memory.
+    /// A 3.13 interpreter with two thread states, each with two frames, in our own memory.
     struct Fake {
         words: Box<[u64; 4096]>,
         layout: Layout,
@@ -205,15 +242,18 @@ mod tests {
         const INTERP: usize = 0;
         const TSTATES: [usize; 2] = [1024, 2048];
         const FRAMES: [usize; 2] = [3072, 3584];
+        const CALLERS: [usize; 2] = [3328, 3840];
 
         fn new() -> Fake {
             let layout = Layout::for_version(3, 13).expect("3.13 layout");
             let mut fake = Fake { words: Box::new([0; 4096]), layout };
             fake.set(Self::INTERP, layout.interp_threads_head, fake.addr(Self::TSTATES[0]));
             fake.set(Self::TSTATES[0], layout.tstate_next, fake.addr(Self::TSTATES[1]));
-            for (ts, frame) in Self::TSTATES.into_iter().zip(Self::FRAMES) {
+            for ((ts, frame), caller) in Self::TSTATES.into_iter().zip(Self::FRAMES).zip(Self::CALLERS) {
                 fake.set(ts, layout.tstate_current_frame, fake.addr(frame));
                 fake.set(frame, layout.iframe_executable, 0xc0de);
+                fake.set(frame, layout.iframe_previous, fake.addr(caller));
+                fake.set(caller, layout.iframe_executable, 0xca11);
             }
             fake
         }
@@ -229,10 +269,11 @@ mod tests {
         }
 
         fn look(&self) -> LookAgain {
-            let tops = Self::TSTATES
-                .into_iter()
-                .zip(Self::FRAMES)
-                .map(|(ts, f)| (self.addr(ts), (self.addr(f), 0xc0de)));
+            let chains =
+                Self::TSTATES.into_iter().zip(Self::FRAMES).zip(Self::CALLERS).map(|((ts, f), c)| {
+                    let frames = vec![(self.addr(f), 0xc0de), (self.addr(c), 0xca11)];
+                    (self.addr(ts), FrameChain { frames, next: Some(0) })
+                });
             LookAgain {
                 pid: std::process::id() as i32,
                 layout: self.layout,
@@ -241,10 +282,14 @@ mod tests {
                 interp: self.addr(Self::INTERP),
                 os_tids: IntSet::default(),
                 interps: vec![self.addr(Self::INTERP)],
-                threads: tops.map(|(ts, top)| (ts, self.addr(Self::INTERP), top)).collect(),
+                threads: chains.map(|(ts, chain)| (ts, self.addr(Self::INTERP), chain)).collect(),
                 readable: Vec::new(),
                 found: Default::default(),
             }
+        }
+
+        fn compare(&self, look: &LookAgain) -> Option<Compared> {
+            look.compare(&ProcessMemory::new(std::process::id() as i32))
         }
     }
 
@@ -253,21 +298,40 @@ mod tests {
         let mut fake = Fake::new();
         let look = fake.look();
         let mem = ProcessMemory::new(std::process::id() as i32);
-        assert_eq!(look.moved(&mem), Some(vec![]));
+        assert_eq!(look.compare(&mem), Some(Compared { moved: vec![], lists_changed: false }));
+        // The lists and slots, then one gather per level of the chains.
         assert!(mem.syscalls() <= 3, "{} reads", mem.syscalls());
         // The second thread runs other code in the same frame slot.
         fake.set(Fake::FRAMES[1], fake.layout.iframe_executable, 0xbeef);
-        let moved = look.moved(&ProcessMemory::new(std::process::id() as i32));
-        assert_eq!(moved, Some(vec![(fake.addr(Fake::TSTATES[1]), fake.addr(Fake::INTERP))]));
+        assert_eq!(fake.compare(&look), Some(Compared { moved: vec![1], lists_changed: false }));
     }
 
     #[test]
-    fn a_thread_state_the_walk_never_saw_means_walking_everything_again() {
+    fn the_same_innermost_frame_under_another_caller_has_moved() {
+        let mut fake = Fake::new();
+        let look = fake.look();
+        // Back in the same function, at the same frame address, called by other code.
+        fake.set(Fake::CALLERS[0], fake.layout.iframe_executable, 0xbeef);
+        assert_eq!(fake.compare(&look), Some(Compared { moved: vec![0], lists_changed: false }));
+        fake.set(Fake::CALLERS[0], fake.layout.iframe_executable, 0xca11);
+        // Or called from a frame elsewhere.
+        let (previous, elsewhere) = (fake.layout.iframe_previous, fake.addr(4000));
+        fake.set(Fake::FRAMES[1], previous, elsewhere);
+        assert_eq!(fake.compare(&look), Some(Compared { moved: vec![1], lists_changed: false }));
+        let caller = fake.addr(Fake::CALLERS[1]);
+        fake.set(Fake::FRAMES[1], previous, caller);
+        // Or with a frame below the one that ended the stack.
+        fake.set(Fake::CALLERS[1], previous, elsewhere);
+        assert_eq!(fake.compare(&look), Some(Compared { moved: vec![1], lists_changed: false }));
+    }
+
+    #[test]
+    fn a_thread_state_the_walk_never_saw_changes_the_lists() {
         let mut fake = Fake::new();
         let look = fake.look();
         let new = fake.addr(4000);
         fake.set(Fake::INTERP, fake.layout.interp_threads_head, new);
-        assert_eq!(look.moved(&ProcessMemory::new(std::process::id() as i32)), None);
+        assert_eq!(fake.compare(&look), Some(Compared { moved: vec![], lists_changed: true }));
     }
 
     #[test]

@@ -250,7 +250,7 @@ fn write_dump(
             interp: req.interp,
             os_tids: collector.os_tids.clone(),
             interps: collector.interps.clone(),
-            threads: py_threads.iter().map(|t| (t.tstate, t.interp, t.top)).collect(),
+            threads: py_threads.iter().map(|t| (t.tstate, t.interp, t.chain.clone())).collect(),
             readable: readable.clone(),
             found: Default::default(),
         });

@@ -7,7 +7,7 @@ use crate::ranges::RangeSet;
 use pylayout::text::str_info;
 use pylayout::walk::{self, PyFrame};
 use pylayout::{Layout, Memory, TypeAddrs};
-use rustc_hash::{FxHashMap as IntMap, FxHashSet as IntSet};
+use rustc_hash::FxHashSet as IntSet;
 
 /// Bytes kept of `_PyRuntime`: its debug-offsets header (3.13+) and the interpreter list.
 const RUNTIME_BYTES: u64 = 4096;
@@ -34,14 +34,32 @@ pub struct PyThreadInfo {
     pub frames: usize,
     /// The addresses of its Python frames (`PyFrame::frame`), innermost first.
     pub frame_addrs: Vec<u64>,
-    /// Its innermost frame as the walk found it: what tells, when the stopped process is
+    /// Its innermost frames as the walk found them: what tells, when the stopped process is
     /// looked at again (again.rs), whether the thread moved on since.
-    pub top: TopFrame,
+    pub chain: FrameChain,
 }
 
-/// A thread state's innermost frame (interpreter plumbing included) and the code object
-/// that frame runs; (0, 0) for none.
-pub type TopFrame = (u64, u64);
+/// Frames of a chain compared when the process is looked at again.
+pub const CHAIN_COMPARED: usize = 16;
+
+/// A thread state's innermost frames (interpreter plumbing included), at most
+/// [`CHAIN_COMPARED`], each with the code object it runs, innermost first; and the frame
+/// after the last one kept (`Some(0)`: the stack ends there; None: unknown, it could not be
+/// read). The innermost frame alone does not tell: ≤3.10 reuses a code's "zombie" frame
+/// and 3.11+ puts frames at the same depth at the same address, so a thread back in the
+/// same function under another caller has the same innermost frame and code.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FrameChain {
+    pub frames: Vec<(u64, u64)>,
+    pub next: Option<u64>,
+}
+
+impl FrameChain {
+    /// The innermost frame (0: none).
+    pub fn top(&self) -> u64 {
+        self.frames.first().map_or(0, |&(frame, _)| frame)
+    }
+}
 
 /// One past the largest of the offsets (plus a pointer).
 fn span(offsets: &[Option<u32>]) -> u64 {
@@ -63,8 +81,8 @@ pub fn tstate_span(l: &Layout) -> u64 {
 }
 
 /// Where a frame keeps its code object (3.11+ `_PyInterpreterFrame.f_executable`, before
-/// that `PyFrameObject.f_code`): the innermost frame's is half of a [`TopFrame`], read here
-/// and again while the threads are stopped (again.rs), which must read the same field.
+/// that `PyFrameObject.f_code`): part of a [`FrameChain`], read here and again while the
+/// threads are stopped (again.rs), which must read the same field.
 pub fn frame_code_offset(l: &Layout) -> Option<u32> {
     if l.has_interpreter_frames() {
         l.iframe_executable
@@ -83,9 +101,8 @@ pub struct Collector<'a> {
     pub threads: Vec<PyThreadInfo>,
     /// Whether a walk stopped at one of the caps rather than at the end of its list.
     pub truncated: bool,
-    /// Thread states already walked, with their innermost frame then (again.rs): one whose
-    /// innermost frame is still the same is not walked again.
-    pub known: IntMap<u64, TopFrame>,
+    /// Thread states found unchanged since an earlier walk (again.rs): not walked again.
+    pub known: IntSet<u64>,
     /// Thread states of `known` found unchanged.
     pub unchanged: usize,
     /// The interpreters walked.
@@ -105,7 +122,7 @@ impl<'a> Collector<'a> {
             ranges: RangeSet::default(),
             threads: Vec::new(),
             truncated: false,
-            known: IntMap::default(),
+            known: IntSet::default(),
             unchanged: 0,
             interps: Vec::new(),
             seen_tstates: IntSet::default(),
@@ -173,19 +190,9 @@ impl<'a> Collector<'a> {
         }
     }
 
-    /// `ts`'s innermost frame and its code object.
-    fn top_frame(&self, ts: u64) -> TopFrame {
-        let l = self.layout;
-        let frame = walk::current_frame(self.mem, l, ts).unwrap_or(0);
-        let code =
-            frame_code_offset(l).filter(|_| frame != 0).and_then(|o| self.mem.ptr_at(frame, o)).unwrap_or(0);
-        (frame, code)
-    }
-
     pub fn thread(&mut self, interp: u64, ts: u64) {
         let l = *self.layout;
-        let top = self.top_frame(ts);
-        if self.known.get(&ts) == Some(&top) {
+        if self.known.contains(&ts) {
             self.unchanged += 1;
             return;
         }
@@ -213,6 +220,20 @@ impl<'a> Collector<'a> {
             frames.extend(shown);
             next = previous;
         }
+        let code_at = frame_code_offset(&l);
+        let chain = FrameChain {
+            frames: raw_frames
+                .iter()
+                .take(CHAIN_COMPARED)
+                .map(|&f| (f, code_at.and_then(|o| self.mem.ptr_at(f, o)).unwrap_or(0)))
+                .collect(),
+            next: match raw_frames.get(CHAIN_COMPARED) {
+                Some(&after) => Some(after),
+                // The walk stopped at an unreadable frame: `next` is that frame itself.
+                None if raw_frames.last() == Some(&next) => None,
+                None => Some(next),
+            },
+        };
         let frame_span = if l.has_interpreter_frames() {
             span(&[
                 l.iframe_previous,
@@ -243,7 +264,7 @@ impl<'a> Collector<'a> {
             native_thread_id,
             frames: frames.len(),
             frame_addrs: frames.iter().map(|f| f.frame).collect(),
-            top,
+            chain,
         });
     }
 
@@ -312,6 +333,16 @@ mod tests {
         }
     }
 
+    /// A 3.11+ interpreter frame at `frame` running `code` (a thread's own: shown), called by
+    /// `previous`.
+    fn iframe(mem: &mut Words, l: &Layout, frame: u64, code: u64, previous: u64) {
+        mem.0.insert(frame + l.iframe_previous.expect("previous") as u64, previous);
+        mem.0.insert(frame + l.iframe_executable.expect("executable") as u64, code);
+        mem.0.insert((frame + l.iframe_owner.expect("owner") as u64) & !7, 0);
+        let instr = l.iframe_instr_ptr.or(l.iframe_prev_instr).expect("instruction pointer");
+        mem.0.insert(frame + instr as u64, code + l.code_code_adaptive.expect("code") as u64);
+    }
+
     fn collect(mem: &Words, interp: u64) -> Collector<'_> {
         let layout = Box::leak(Box::new(Layout::for_version(3, 12).expect("3.12 layout")));
         let types = TypeAddrs::default();
@@ -342,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn a_second_walk_skips_the_thread_states_whose_innermost_frame_stayed() {
+    fn the_walk_keeps_each_threads_first_frames_and_a_second_walk_skips_the_known_ones() {
         let l = Layout::for_version(3, 13).expect("3.13 layout");
         let mut mem = Words::default();
         let tstates = [0x10_0000, 0x20_0000];
@@ -350,27 +381,52 @@ mod tests {
         mem.0.insert(tstates[0] + l.tstate_next.expect("next") as u64, tstates[1]);
         mem.0.insert(tstates[1] + l.tstate_next.expect("next") as u64, 0);
         let frame_of = |ts: u64| ts + 0x8000;
+        let caller_of = |ts: u64| ts + 0x9000;
         for ts in tstates {
             mem.0.insert(ts + l.tstate_current_frame.expect("current_frame") as u64, frame_of(ts));
-            mem.0.insert(frame_of(ts) + l.iframe_executable.expect("executable") as u64, 0xc0de);
+            iframe(&mut mem, &l, frame_of(ts), 0xc0de, caller_of(ts));
+            iframe(&mut mem, &l, caller_of(ts), 0xca11, 0);
         }
         let mut first = Collector::new(&mem, &l, TypeAddrs::default());
         first.collect(0, 0x1000);
         assert_eq!(
-            first.threads.iter().map(|t| t.top).collect::<Vec<_>>(),
-            tstates.map(|ts| (frame_of(ts), 0xc0de))
+            first.threads.iter().map(|t| t.chain.clone()).collect::<Vec<_>>(),
+            tstates.map(|ts| FrameChain {
+                frames: vec![(frame_of(ts), 0xc0de), (caller_of(ts), 0xca11)],
+                next: Some(0)
+            })
         );
-        let known: IntMap<u64, TopFrame> = first.threads.iter().map(|t| (t.tstate, t.top)).collect();
-        // The second thread called something else from the same frame slot.
-        mem.0.insert(frame_of(tstates[1]) + l.iframe_executable.expect("executable") as u64, 0xbeef);
         let mut again = Collector::new(&mem, &l, TypeAddrs::default());
-        again.known = known;
+        again.known = [tstates[0]].into_iter().collect();
         again.collect(0, 0x1000);
         assert_eq!(again.unchanged, 1);
-        assert_eq!(
-            again.threads.iter().map(|t| (t.tstate, t.top)).collect::<Vec<_>>(),
-            [(tstates[1], (frame_of(tstates[1]), 0xbeef))]
-        );
+        assert_eq!(again.threads.iter().map(|t| t.tstate).collect::<Vec<_>>(), [tstates[1]]);
+    }
+
+    #[test]
+    fn a_chain_keeps_its_first_frames_and_the_one_after() {
+        let l = Layout::for_version(3, 13).expect("3.13 layout");
+        let mut mem = Words::default();
+        let ts = 0x10_0000;
+        mem.0.insert(0x1000 + l.interp_threads_head.expect("head") as u64, ts);
+        let frames: Vec<u64> = (0..CHAIN_COMPARED as u64 + 5).map(|i| 0x40_0000 + i * 0x100).collect();
+        mem.0.insert(ts + l.tstate_current_frame.expect("current_frame") as u64, frames[0]);
+        for (i, &f) in frames.iter().enumerate() {
+            iframe(&mut mem, &l, f, 0xc0de + i as u64, frames.get(i + 1).copied().unwrap_or(0));
+        }
+        let chain_of = |mem: &Words| {
+            let mut c = Collector::new(mem, &l, TypeAddrs::default());
+            c.collect(0, 0x1000);
+            c.threads[0].chain.clone()
+        };
+        let chain = chain_of(&mem);
+        assert_eq!(chain.frames.len(), CHAIN_COMPARED);
+        assert_eq!(chain.frames[1], (frames[1], 0xc0de + 1));
+        assert_eq!(chain.next, Some(frames[CHAIN_COMPARED]));
+        // A frame that cannot be read ends the walk: what follows it is unknown.
+        mem.0.remove(&(frames[2] + l.iframe_previous.expect("previous") as u64));
+        let chain = chain_of(&mem);
+        assert_eq!((chain.frames.len(), chain.next), (3, None));
     }
 
     #[test]
