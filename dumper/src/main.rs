@@ -25,6 +25,8 @@ mod shrink;
 mod source;
 mod stall;
 mod streams;
+mod tasks;
+mod timeline;
 
 use handoff::{field_str, EnvironMode, Kind, Request};
 use minidump_writer::app_memory::AppMemory;
@@ -87,6 +89,7 @@ fn main() {
 /// `--pid PID [-o FILE]`: the dump's path (and how long the threads were stopped) on
 /// stdout, exit status 0; or why there is none on stderr, exit status 2.
 fn run_external(opts: Result<external::Options, external::ExternalError>) -> i32 {
+    timeline::start();
     let result = opts.map_err(DumpError::from).and_then(|opts| {
         // The threads must not stay stopped if the writer hangs (deadline.rs).
         deadline::arm(DEFAULT_DEADLINE_MS);
@@ -129,6 +132,7 @@ const LOCALS_DEADLINE_SHARE: u32 = 2;
 const DEFAULT_DEADLINE_MS: u64 = 10_000;
 
 fn run() -> Result<PathBuf, DumpError> {
+    timeline::start();
     let started = std::time::Instant::now();
     let arg = std::env::args().nth(1).ok_or(DumpError::Usage)?;
     let deadline_ms: Option<u64> = std::env::args().nth(2).and_then(|v| v.parse().ok());
@@ -147,6 +151,7 @@ fn run() -> Result<PathBuf, DumpError> {
     // SAFETY: getppid has no preconditions.
     let pid = unsafe { libc::getppid() };
     let req = read_request(pid, addr)?;
+    timeline::mark("request");
     let mut report_written = || {
         // The threads run again: the wait for the report is the requester's to bound.
         deadline::disarm();
@@ -205,9 +210,17 @@ fn write_dump(
     let types = req.types;
     let mut py_threads = Vec::new();
     let mut extra_memory = Vec::new();
-    let readable = procmem::readable_regions(pid).unwrap_or_default();
-    // /proc/PID/task and each thread's comm, read once for the walk and the metadata.
-    let os_threads = metadata::os_threads(pid);
+    let maps = procmem::read_maps(pid).ok();
+    let readable = maps.as_deref().map(procmem::parse_maps).unwrap_or_default();
+    // A crash waits for the dump: minidump-writer takes this same maps text rather than
+    // reading it again (milliseconds with thousands of threads). A live dump's process runs
+    // on meanwhile (a thread started since has a new stack): the writer reads it again.
+    let fatal = Kind::from_u32(req.kind) == Some(Kind::Fatal);
+    let maps = maps.filter(|_| fatal);
+    // /proc/PID/task, and each thread's comm (read aside with many threads), read once for
+    // the walk and the metadata.
+    let tasks = tasks::Tasks::list(pid);
+    timeline::mark("proc_files");
     let mut threading = None;
     let (context, sp_adjusted) = match crash_context(&req, pid) {
         Some((ctx, adjusted)) => (Some(ctx), adjusted),
@@ -232,10 +245,12 @@ fn write_dump(
     }
     if let Some(layout) = &layout {
         let mut collector = pymem::Collector::new(&mem, layout, types);
-        collector.os_tids = os_threads.iter().map(|&(tid, _)| tid).collect();
+        collector.os_tids = tasks.tids().iter().copied().collect();
         collector.collect(req.runtime, req.interp);
+        timeline::mark("walk");
         let (name_ranges, names) =
             locals::thread_name_ranges(&mem, layout, &metadata::object_types(&req), req.interp);
+        timeline::mark("names");
         for (start, len) in name_ranges {
             collector.ranges.add(start, len);
         }
@@ -267,8 +282,11 @@ fn write_dump(
     // Test hook: time for the process's threads to move on before they are stopped.
     test_delay("CRASHCATCH_TEST_HELPER_WALKED_DELAY_MS");
 
+    let os_threads = tasks.named();
+    timeline::mark("names_joined");
     let threads = metadata::Threads { os: &os_threads, python: &py_threads, threading: threading.as_deref() };
     let mut meta = metadata::build(&req, pid, &mem, layout.as_ref(), types, &threads);
+    timeline::mark("metadata");
     // The reads the walk and the metadata took (procmem.rs's page cache), for the tests and
     // benchmarks: a few per thread, not one per field.
     meta["process_reads"] = json!(mem.syscalls());
@@ -288,6 +306,7 @@ fn write_dump(
         overflowed: overflowed.as_ref(),
         sp_adjusted,
         os_threads: &os_threads,
+        maps: maps.as_deref(),
         pause: std::cell::Cell::new(std::time::Duration::ZERO),
         look_again,
         report_written: std::cell::RefCell::new(Some(report_written)),
@@ -431,6 +450,8 @@ struct Dump<'a> {
     sp_adjusted: Option<(u64, u64)>,
     /// (tid, comm) of each thread, read once: minidump-writer takes the names from here.
     os_threads: &'a [(i32, String)],
+    /// /proc/PID/maps as read before the walk, for the writer (a crash's dump only).
+    maps: Option<&'a str>,
     /// How long the threads were stopped for the last image (minidump-writer's whole run
     /// if it cannot say): the longest any thread was stopped.
     pause: std::cell::Cell<std::time::Duration>,
@@ -461,6 +482,9 @@ impl Dump<'_> {
         // empty one (unreadable) is left to the writer, which records why.
         config
             .set_thread_names(self.os_threads.iter().filter(|(_, name)| !name.is_empty()).cloned().collect());
+        if let Some(maps) = self.maps {
+            config.set_proc_maps(maps.as_bytes().to_vec());
+        }
         config.set_app_memory(
             extra
                 .iter()
@@ -487,9 +511,11 @@ impl Dump<'_> {
         // From the first thread's interruption to the last one's resumption (the writer lets
         // the threads go before it reads the modules and /proc files: third_party/README.md).
         self.pause.set(stopped.unwrap_or_else(|| writing.elapsed()));
+        timeline::mark("writer_after_stop");
         let mut meta = meta.clone();
         let gate = self.report_written.borrow_mut().take();
         if let Some(Some(now)) = gate.map(|wait| wait()).transpose()? {
+            timeline::mark("report_wait");
             // Read again, past the page cache, which may hold the report half written.
             *self.report.borrow_mut() = Some(metadata::report(&ProcessMemory::new(self.pid), &now));
         }
@@ -544,6 +570,8 @@ impl Dump<'_> {
                 "full_size": full_size,
             });
         }
+        timeline::mark("finish");
+        meta["helper_ms"] = timeline::summary(req.time_ns);
         streams::append_stream(&mut image, streams::METADATA_STREAM, meta.to_string().as_bytes())
             .map_err(DumpError::Image)?;
         Ok(image)

@@ -144,29 +144,6 @@ pub fn build(
     })
 }
 
-pub fn os_threads(pid: i32) -> Vec<(i32, String)> {
-    let mut out: Vec<(i32, String)> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let tid: i32 = e.file_name().to_str()?.parse().ok()?;
-            Some((tid, comm(&e.path().join("comm"))))
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// A thread's name from its `comm` file: one read into a buffer that holds any (the
-/// kernel's TASK_COMM_LEN is 16), no size query (three system calls, not five, per thread).
-fn comm(path: &std::path::Path) -> String {
-    use std::io::Read;
-    let mut buf = [0u8; 64];
-    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut buf)).unwrap_or(0);
-    String::from_utf8_lossy(&buf[..n]).trim_end().to_string()
-}
-
 /// The collector's table of Python thread names.
 fn python_thread_names(mem: &ProcessMemory, req: &Request) -> Vec<(i32, String)> {
     let size = std::mem::size_of::<handoff::ThreadName>();

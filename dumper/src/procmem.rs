@@ -73,36 +73,47 @@ impl ProcessMemory {
     }
 
     /// The 8-byte words at `addrs`, read now (not through the cache) in one system call per
-    /// 1024; None if any is unreadable. For comparing a few fields of many structures while
-    /// the process is stopped (again.rs): fetching the pages that hold them cost ~7 µs per
-    /// thread there.
+    /// 1024 ranges; None if any is unreadable. For comparing a few fields of many
+    /// structures while the process is stopped (again.rs): fetching the pages that hold
+    /// them cost ~7 µs per thread there. Addresses that follow one another are read as one
+    /// range: the kernel's cost is per remote range.
     pub fn gather_words(&self, addrs: &[u64]) -> Option<Vec<u64>> {
-        const BATCH: usize = 1024;
-        let mut words = vec![0u64; addrs.len()];
-        for (dest, src) in words.chunks_mut(BATCH).zip(addrs.chunks(BATCH)) {
-            let local: Vec<libc::iovec> = dest
-                .iter_mut()
-                .map(|w| libc::iovec { iov_base: (w as *mut u64).cast(), iov_len: 8 })
-                .collect();
-            let remote: Vec<libc::iovec> =
-                src.iter().map(|&a| libc::iovec { iov_base: a as *mut libc::c_void, iov_len: 8 }).collect();
-            self.syscalls.set(self.syscalls.get() + 1);
-            // SAFETY: each local iovec is one of our words; the kernel checks the remote ones.
-            let n = unsafe {
-                libc::process_vm_readv(
-                    self.pid,
-                    local.as_ptr(),
-                    local.len() as libc::c_ulong,
-                    remote.as_ptr(),
-                    remote.len() as libc::c_ulong,
-                    0,
-                )
-            };
-            if n != 8 * src.len() as isize {
-                return None;
+        let mut spans: Vec<(u64, usize)> = Vec::with_capacity(addrs.len());
+        for &a in addrs {
+            match spans.last_mut() {
+                Some((start, len)) if *start + *len as u64 == a => *len += 8,
+                _ => spans.push((a, 8)),
             }
         }
-        Some(words)
+        let bytes = self.gather(&spans)?;
+        Some(bytes.chunks_exact(8).map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default())).collect())
+    }
+
+    /// The bytes of each (address, length) of `spans`, read now (not through the cache) in
+    /// one system call per 1024 spans, one after the other; None if any is unreadable.
+    pub fn gather(&self, spans: &[(u64, usize)]) -> Option<Vec<u8>> {
+        const BATCH: usize = 1024;
+        let mut bytes = vec![0u8; spans.iter().map(|&(_, len)| len).sum()];
+        let mut done = 0;
+        for batch in spans.chunks(BATCH) {
+            let len: usize = batch.iter().map(|&(_, len)| len).sum();
+            let local = libc::iovec { iov_base: bytes[done..].as_mut_ptr().cast(), iov_len: len };
+            let remote: Vec<libc::iovec> = batch
+                .iter()
+                .map(|&(addr, len)| libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: len })
+                .collect();
+            self.syscalls.set(self.syscalls.get() + 1);
+            // SAFETY: the local iovec is the rest of `bytes`, at least `len` long; the kernel
+            // checks the remote ones.
+            let n = unsafe {
+                libc::process_vm_readv(self.pid, &local, 1, remote.as_ptr(), remote.len() as libc::c_ulong, 0)
+            };
+            if n != len as isize {
+                return None;
+            }
+            done += len;
+        }
+        Some(bytes)
     }
 
     /// Copies [addr, addr + buf.len()) out of cached pages; false if one is unreadable.
@@ -147,11 +158,16 @@ pub struct Region {
 
 /// The readable regions from /proc/PID/maps, sorted.
 pub fn readable_regions(pid: i32) -> io::Result<Vec<Region>> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
-    Ok(parse_maps(&maps))
+    Ok(parse_maps(&read_maps(pid)?))
 }
 
-fn parse_maps(maps: &str) -> Vec<Region> {
+/// The text of /proc/PID/maps.
+pub fn read_maps(pid: i32) -> io::Result<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+}
+
+/// The readable regions of a maps text, sorted.
+pub fn parse_maps(maps: &str) -> Vec<Region> {
     let mut out: Vec<Region> = maps
         .lines()
         .filter_map(|line| {
@@ -256,6 +272,13 @@ mod tests {
         );
         assert_eq!(mem.syscalls(), 1);
         assert_eq!(mem.gather_words(&[base + 16, base + PAGE + 8]), None, "one word is unreadable");
+        // Neighbours are read as one range, in order, among others.
+        assert_eq!(
+            mem.gather_words(&[base + 40, base + 48, base + 56, base + 8, base + 16, base + 400]),
+            Some([40, 48, 56, 8, 16, 400].map(word).to_vec())
+        );
+        // A range that runs into the unreadable page fails whole.
+        assert_eq!(mem.gather_words(&[base + PAGE - 8, base + PAGE]), None);
     }
 
     #[test]

@@ -152,12 +152,20 @@ pub fn fill_request(event: &Event, exact_path: &[u8]) {
         }
         req.has_context = 1;
     }
-    // Where an unwind of the dump can go on if the helper caps this stack (an overflow).
+    (req.resume_rip, req.resume_rsp, req.resume_rbp, req.resume_depth) = (0, 0, 0, 0);
+}
+
+/// Fills where an unwind of the dump can go on if the helper caps the crashing stack (an
+/// overflow). It reads /proc/self/maps and may walk the whole stack (milliseconds with
+/// thousands of mappings): the crash path runs it while the helper starts ([`start_helper`]).
+pub fn fill_resume(event: &Event) {
     let found = match (event.ucontext, event.target) {
         (Some(uc), Some(t)) => resume::find(&t.mem, &t.facts, Regs::from_ucontext(uc)),
         _ => None,
     };
     let r = found.unwrap_or_default();
+    // SAFETY: see `Cell`: the caller holds the report lock.
+    let req = unsafe { &mut *REQUEST.0.get() };
     (req.resume_rip, req.resume_rsp, req.resume_rbp, req.resume_depth) = (r.rip, r.rsp, r.rbp, r.depth);
 }
 
@@ -257,7 +265,7 @@ pub enum Helper {
 /// Runs the helper and writes its answer (or why there is none) to `out`. Returns false
 /// if no dump was written.
 pub fn run_helper(out: &mut Out) -> bool {
-    let helper = start_helper();
+    let helper = start_helper(&mut || {});
     finish_helper(helper, out)
 }
 
@@ -265,8 +273,9 @@ pub fn run_helper(out: &mut Out) -> bool {
 /// walks the Python stacks while the caller goes on (a crash writes its text report
 /// meanwhile: the two overlap), then waits for [`finish_helper`]'s go-ahead to read the
 /// report and write the dump. Writes nothing to the report: a failure is told by
-/// `finish_helper`, in the report's order.
-pub fn start_helper() -> Helper {
+/// `finish_helper`, in the report's order. `meanwhile` runs while the helper starts (its
+/// exec and start-up), before it may read the request: it may still fill it.
+pub fn start_helper(meanwhile: &mut dyn FnMut()) -> Helper {
     let Some(helper) = config::load(&HELPER) else { return Helper::Off };
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) } == 0 {
@@ -291,6 +300,7 @@ pub fn start_helper() -> Helper {
         return Helper::NoPipe;
     }
     let pid = spawn(helper, go[0], fds[1]);
+    meanwhile();
     if pid > 0 && helper.yama_restricted {
         // Only this helper may trace us, and only while it runs (Yama drops the exception
         // when the helper exits). Yama cannot tell which exception the program had set:

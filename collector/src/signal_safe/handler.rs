@@ -280,7 +280,7 @@ fn start_minidump(event: Event) -> dump::Helper {
         return dump::Helper::Off;
     }
     dump::fill_request(&event, b"");
-    dump::start_helper()
+    dump::start_helper(&mut || dump::fill_resume(&event))
 }
 
 /// Lets the helper write the minidump, now that the report is complete, and writes the
