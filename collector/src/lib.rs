@@ -8,6 +8,7 @@ mod livedump;
 mod minidumps;
 mod prepare;
 mod pyfile;
+mod quiet;
 mod signal_safe;
 mod signals;
 mod threads;

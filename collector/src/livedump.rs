@@ -59,12 +59,10 @@ pub fn ensure() -> io::Result<()> {
     }
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     // The thread is created with every signal blocked, so none is ever handled on it.
-    let spawned = with_signals_blocked(|| {
-        std::thread::Builder::new().name("crashcatch-dump".into()).spawn(move || {
-            // SAFETY: gettid/getpid have no preconditions.
-            let _ = started_tx.send(unsafe { (libc::syscall(libc::SYS_gettid) as i32, libc::getpid()) });
-            serve(fd)
-        })
+    let spawned = crate::quiet::spawn("crashcatch-dump", move || {
+        // SAFETY: gettid/getpid have no preconditions.
+        let _ = started_tx.send(unsafe { (libc::syscall(libc::SYS_gettid) as i32, libc::getpid()) });
+        serve(fd)
     });
     let Ok(_detached) = spawned else {
         // SAFETY: closing the eventfd made above.
@@ -77,18 +75,6 @@ pub fn ensure() -> io::Result<()> {
     DUMPER_PID.store(pid, Ordering::Release);
     DUMPER_TID.store(tid, Ordering::Release);
     Ok(())
-}
-
-fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
-    // SAFETY: sigset_t is plain data filled by sigfillset; the old mask is restored.
-    unsafe {
-        let (mut all, mut old): (libc::sigset_t, libc::sigset_t) = (std::mem::zeroed(), std::mem::zeroed());
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
-        let r = f();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        r
-    }
 }
 
 /// The thread: sleeps until a handler hands it a dump, writes it, releases the lock.

@@ -45,9 +45,8 @@ impl Watchdog {
         let cancel = Arc::new((Mutex::new(false), Condvar::new()));
         let flag = Arc::clone(&cancel);
         let text = header(opts.timeout);
-        let thread = std::thread::Builder::new()
-            .name("crashcatch-watchdog".into())
-            .spawn(move || run(opts, text, &flag))?;
+        // Every signal blocked, as faulthandler's watchdog does (quiet.rs).
+        let thread = crate::quiet::spawn("crashcatch-watchdog", move || run(opts, text, &flag))?;
         Ok(Watchdog { cancel, thread: Some(thread) })
     }
 
