@@ -12,15 +12,21 @@ exit, over N runs per thread count (the extra threads sit in Python code, so eve
 has a traceback per thread to write; faulthandler and crashcatch stop at 100 by default).
 Output goes to /dev/null-backed files, as a service's stderr would.
 
-Then, as a figure the machine's load cannot change, one run of each crashcatch mode under
+Then where the dump helper's time went (the metadata's `helper_ms`, medians over the runs
+with the minidump: `spawned` is from the crash's request to the helper's main, `total` from
+there until the dump is complete in memory; the crash also waits for the file write and for
+its own text), and, as a figure the machine's load cannot change, one run of each crashcatch mode under
 `strace -f` counts the process_vm_readv calls: the handler's own (the process reading
 itself) and the dump helper's (reading the process).
 """
 import argparse
 import collections
+import glob
+import json
 import os
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -76,6 +82,22 @@ def one(python, ext_dir, mode, nthreads, script):
     return (end - start) / 1e6, (cpu_end - cpu_start) / 1e6
 
 
+METADATA_STREAM = 0x4343_0001
+PHASES = ("spawned_ms", "request", "proc_files", "walk", "names", "names_joined", "metadata", "writer_until_stopped",
+          "look_again", "writer_after_stop", "report_wait", "finish", "total_ms")
+
+
+def helper_ms(dump):
+    """The `helper_ms` entry of a dump's crashcatch metadata stream ({} if none)."""
+    data = open(dump, "rb").read()
+    count, directory = struct.unpack_from("<II", data, 8)
+    for i in range(count):
+        kind, size, rva = struct.unpack_from("<III", data, directory + 12 * i)
+        if kind == METADATA_STREAM:
+            return json.loads(data[rva:rva + size]).get("helper_ms", {})
+    return {}
+
+
 def count_reads(python, ext_dir, mode, nthreads, script):
     """process_vm_readv calls in one run under strace: (the process's own, the helper's)."""
     with tempfile.NamedTemporaryFile(suffix=".strace") as log:
@@ -114,6 +136,7 @@ def main():
     modes = ("none", "faulthandler", "crashcatch-text", "crashcatch")
     heads = ("no handler", "faulthandler", "crashcatch text", "+ minidump")
     print(f"{'threads':>8} " + " ".join(f"{h:>24}" for h in heads))
+    phases = {}
     for nthreads in threads:
         cells = []
         for mode in modes:
@@ -122,6 +145,18 @@ def main():
             cpu = statistics.median(cpu for _, cpu in runs)
             cells.append(f"{statistics.median(walls):7.2f} / {walls[int(len(walls) * 0.9) - 1]:6.2f} ({cpu:6.2f})")
         print(f"{nthreads:>8} " + " ".join(f"{c:>24}" for c in cells), flush=True)
+        dumps = glob.glob(os.path.join(DUMP_DIR, "*.dmp"))
+        phases[nthreads] = [helper_ms(d) for d in dumps]
+        for d in dumps:
+            os.unlink(d)
+    print("\ndump helper, ms (metadata helper_ms, medians of the runs with the minidump)")
+    print(f"{'phase':>21} " + " ".join(f"{n:>8}" for n in threads))
+    for phase in PHASES:
+        cells = []
+        for nthreads in threads:
+            values = [p[phase] for p in phases[nthreads] if phase in p]
+            cells.append(f"{statistics.median(values):8.2f}" if values else f"{'-':>8}")
+        print(f"{phase.removesuffix('_ms'):>21} " + " ".join(cells))
     if not args.no_strace and shutil.which("strace"):
         print("\nprocess_vm_readv calls in one run (strace -f): the handler's own / the dump helper's")
         print(f"{'threads':>8} {'crashcatch text':>24} {'+ minidump':>24}")

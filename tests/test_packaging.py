@@ -63,11 +63,18 @@ def test_wheel_is_manylinux2014_and_complete(tmp_path):
         assert len(elves) == 4, elves
         assert any(n.startswith("crashcatch/_native") for n in elves), names
         z.extractall(tmp_path, elves)
-    # Independently of auditwheel: no versioned glibc symbol newer than 2.17 in any ELF file.
+    # Independently of auditwheel: no versioned glibc symbol newer than 2.17 in any ELF file;
+    # the dump helper needs no shared library at all (linked statically: a crash waits for
+    # it, and it starts sooner without the dynamic loader).
     for name in elves:
-        dynamic = subprocess.run(["objdump", "-T", str(tmp_path / name)], capture_output=True, text=True, check=True)
+        dynamic = subprocess.run(["objdump", "-T", str(tmp_path / name)], capture_output=True, text=True)
         versions = {tuple(map(int, v)) for v in re.findall(r"GLIBC_(\d+)\.(\d+)", dynamic.stdout)}
-        assert versions and max(versions) <= (2, 17), (name, sorted(versions))
+        needed = subprocess.run(["readelf", "-d", str(tmp_path / name)], capture_output=True, text=True, check=True)
+        if name == "crashcatch/_bin/crashcatch-dump":
+            assert not versions and "(NEEDED)" not in needed.stdout, (name, needed.stdout)
+        else:
+            assert versions and max(versions) <= (2, 17), (name, sorted(versions))
+            assert "(NEEDED)" in needed.stdout, needed.stdout
         # A GNU build id, as every module a dump names should have (dumps, gdb, debuginfod).
         notes = subprocess.run(["readelf", "-n", str(tmp_path / name)], capture_output=True, text=True, check=True)
         assert re.search(r"Build ID: [0-9a-f]{40}", notes.stdout), (name, notes.stdout)

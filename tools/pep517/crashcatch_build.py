@@ -11,8 +11,9 @@ builds the same complete package.
 
 manylinux2014 wheels (glibc >= 2.17): set CRASHCATCH_MANYLINUX=2014 (or pass
 `--config-settings crashcatch.manylinux=2014`); everything is then linked by zig
-(`ziglang` and `cargo-zigbuild` from PyPI) against glibc 2.17's symbols. Without it the
-build is for this machine only (tag linux_x86_64), as a plain `pip install .` wants.
+(`ziglang` and `cargo-zigbuild` from PyPI) against glibc 2.17's symbols, but for the dump
+helper, which is linked statically (see STATIC). Without it the build is for this machine
+only (tag linux_x86_64), as a plain `pip install .` wants.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ os.makedirs(SCRIPTS, exist_ok=True)
 # zig's linker writes no GNU build id unless asked (Debian's gcc asks GNU ld for one):
 # dumps, debuggers and debuginfod identify modules by it.
 BUILD_ID = ["-C", "link-arg=-Wl,--build-id=sha1"]
+# Linked statically into the manylinux wheel (glibc's static libraries, `crt-static`): the
+# dump helper. A crash waits for it, and without the dynamic loader and libgcc_s it starts
+# ~0.35 ms sooner (issue 14). It uses nothing a static glibc cannot give (no NSS, no
+# dlopen, no locale), and a static executable needs no glibc of the system's at all: any
+# x86-64 Linux from 3.2 runs it. Built in its own target directory: its dependencies,
+# built without zig, would otherwise replace zig's builds of them, and back.
+STATIC = {"crashcatch-dump"}
+STATIC_FLAGS = ["-C", "target-feature=+crt-static"]
 # Never in an sdist made without git (e.g. an sdist of an unpacked sdist).
 _NOT_SOURCE = {".git", "target", "build", "_bin", "_debugger", "__pycache__", "dist"}
 
@@ -80,8 +89,13 @@ def _stage_package_files(manylinux):
         # One `rustc` run per program: the link argument goes to the program alone, so the
         # dependencies' builds are shared with the extension's.
         for crate, program in zip(CRATES + (LAUNCHER_CRATE,), PROGRAMS + (LAUNCHER,)):
-            _run(["cargo-zigbuild", "rustc", "--release", "--target", "x86_64-unknown-linux-gnu.2.17",
-                  "-p", crate, "--bin", program, "--", *BUILD_ID])
+            if program in STATIC:
+                _run(["cargo", "rustc", "--release", "--target", "x86_64-unknown-linux-gnu",
+                      "-p", crate, "--bin", program, "--", *STATIC_FLAGS],
+                     env=dict(os.environ, CARGO_TARGET_DIR=_static_target_dir()))
+            else:
+                _run(["cargo-zigbuild", "rustc", "--release", "--target", "x86_64-unknown-linux-gnu.2.17",
+                      "-p", crate, "--bin", program, "--", *BUILD_ID])
         built = os.path.join(_target_dir(), "x86_64-unknown-linux-gnu", "release")
     else:
         _run(["cargo", "build", "--release", *[arg for crate in CRATES + (LAUNCHER_CRATE,) for arg in ("-p", crate)]])
@@ -90,7 +104,10 @@ def _stage_package_files(manylinux):
     for directory, program in [(bin_dir, p) for p in PROGRAMS] + [(SCRIPTS, LAUNCHER)]:
         os.makedirs(directory, exist_ok=True)
         copy = os.path.join(directory, program)
-        shutil.copy2(os.path.join(built, program), copy)
+        source = built
+        if manylinux and program in STATIC:
+            source = os.path.join(_static_target_dir(), "x86_64-unknown-linux-gnu", "release")
+        shutil.copy2(os.path.join(source, program), copy)
         # The release profile keeps symbols for our own frames in C stacks; the wheel's copies
         # need none (the dump helper's frames are never reported).
         if shutil.which("strip"):
@@ -108,6 +125,10 @@ def _stage_package_files(manylinux):
 
 def _target_dir():
     return os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+
+
+def _static_target_dir():
+    return os.path.join(_target_dir(), "static")
 
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):

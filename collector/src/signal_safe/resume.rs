@@ -11,6 +11,7 @@ use super::config::ProcessFacts;
 use super::maps;
 use super::memory::SelfMemory;
 use super::unwind::{End, Regs, Trust, Unwinder};
+use pylayout::Memory;
 
 /// A stack using less than this (from its pointer to its end) is never capped (the helper
 /// caps above 1 MiB): no walk.
@@ -38,7 +39,13 @@ pub struct Resume {
 /// its unwind reaches the thread's start.
 pub fn find(mem: &SelfMemory, facts: &ProcessFacts, regs: Regs) -> Option<Resume> {
     let sp = regs.sp();
-    if maps::stack_bounds(sp).is_some_and(|(_, hi)| hi.saturating_sub(sp) <= SHALLOW) {
+    // A stack is one mapping from its pointer to its end: if the byte SHALLOW above the
+    // pointer cannot be read, the stack ends below it. That proof costs one read; the maps
+    // cost milliseconds with thousands of threads' mappings, and the helper waits for this.
+    let unreadable = |addr: u64| !mem.read(addr, &mut [0u8; 1]);
+    if sp.checked_add(SHALLOW).is_none_or(unreadable)
+        || maps::stack_bounds(sp).is_some_and(|(_, hi)| hi.saturating_sub(sp) <= SHALLOW)
+    {
         return None;
     }
     let mut walk = Unwinder::new(mem, facts, regs);
