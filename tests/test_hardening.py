@@ -546,27 +546,40 @@ def test_crashcatch_threads_take_no_signal(interp):
     a process-directed signal that landed on one ran a `register()`ed handler where no
     Python thread is current (the report lost its "Current thread" line: a SIGUSR1 sent
     right after `dump_traceback_later()` was taken by the starting watchdog, 5 to 10 in 160
-    runs on a busy machine). Read from the kernel's view of each thread."""
+    runs on a busy machine). Read from the kernel's view of each thread, once both have
+    named themselves (a thread starts with its creator's name)."""
     code = """
-    import os, signal, crashcatch
+    import os, signal, time, crashcatch
     crashcatch.register(signal.SIGUSR1, file=open(os.devnull, "w"), minidump=True)
     crashcatch.dump_traceback_later(1000, file=open(os.devnull, "w"))
-    for tid in os.listdir("/proc/self/task"):
-        status = open(f"/proc/self/task/{tid}/status").read()
-        fields = dict(line.split(":\\t", 1) for line in status.splitlines() if ":\\t" in line)
-        print(fields["Name"].strip(), fields["SigBlk"].strip())
+    def threads():
+        found = []
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                status = open(f"/proc/self/task/{tid}/status").read()
+            except OSError:
+                continue  # gone
+            fields = dict(line.split(":\\t", 1) for line in status.splitlines() if ":\\t" in line)
+            found.append((fields["Name"].strip(), fields["SigBlk"].strip()))
+        return found
+    deadline = time.monotonic() + 30
+    while not {"crashcatch-dump", "crashcatch-watc"} <= {name for name, _ in threads()}:
+        assert time.monotonic() < deadline, threads()
+        time.sleep(0.01)
+    for name, mask in threads():
+        print(name, mask)
     crashcatch.cancel_dump_traceback_later()
     """
     r = run_script(interp, code)
     assert r.returncode == 0, r.stderr
-    blocked = dict(line.split() for line in r.stdout.splitlines())
-    # comm is cut to 15 characters.
-    assert {"crashcatch-dump", "crashcatch-watc"} <= set(blocked), blocked
+    threads = [line.split() for line in r.stdout.splitlines()]
     catchable = [s for s in range(1, 65) if s not in (signal.SIGKILL, signal.SIGSTOP)
                  and not 32 <= s < signal.SIGRTMIN]  # glibc keeps 32 and 33 for itself
-    for name in ("crashcatch-dump", "crashcatch-watc"):
-        mask = int(blocked[name], 16)
-        assert all(mask >> (s - 1) & 1 for s in catchable), (name, blocked[name])
+    ours = [(name, int(mask, 16)) for name, mask in threads if name.startswith("crashcatch-")]
+    # comm is cut to 15 characters.
+    assert sorted(name for name, _ in ours) == ["crashcatch-dump", "crashcatch-watc"], threads
+    for name, mask in ours:
+        assert all(mask >> (s - 1) & 1 for s in catchable), (name, hex(mask))
 
 
 def test_a_timeout_during_a_signal_dump_does_not_overwrite_its_report(interp):
