@@ -218,6 +218,23 @@ def test_a_registered_signal_dump_is_whole_when_the_process_exits_right_after(in
     check_complete_live_dump(interp, r, code)
 
 
+def mover_frames(interp, code):
+    """Runs a script whose thread `mover` moves on while the helper waits 1 s between its
+    walk and the stop, and prints the mover's native and Python ids: (the run, the mover's
+    frames in the one dump as (file, line, name)). The look while stopped walked a thread
+    again."""
+    r = run_script(interp, code, files=["out"], env={"CRASHCATCH_TEST_HELPER_WALKED_DELAY_MS": "1000"})
+    assert r.returncode == 0, r.stderr
+    assert len(r.dumps) == 1, r.files["out"]
+    info = check(r.dumps[0])
+    again = info["metadata"].get("python_looked_again")
+    assert again and again["walked"] >= 1, again
+    tid, ident = map(int, r.stdout.split())
+    thread = [t for t in info["python"]["threads"] if t["native_thread_id"] == tid or t["thread_id"] == ident]
+    assert len(thread) == 1, info["python"]
+    return r, [(f["file"], f["line"], f["name"]) for f in thread[0]["frames"]]
+
+
 def test_a_thread_that_moved_on_since_the_walk_is_dumped_where_it_was_stopped(interp):
     """The helper walks the Python stacks while the process runs and stops the threads
     afterwards (here 1 s later): a thread that moved on meanwhile is walked again while
@@ -244,19 +261,9 @@ def test_a_thread_that_moved_on_since_the_walk_is_dumped_where_it_was_stopped(in
     mover.join()
     print(mover.native_id, mover.ident)
     """
-    r = run_script(interp, code, files=["out"], env={"CRASHCATCH_TEST_HELPER_WALKED_DELAY_MS": "1000"})
-    assert r.returncode == 0, r.stderr
-    assert len(r.dumps) == 1, r.files["out"]
-    info = check(r.dumps[0])
-    meta = info["metadata"]
-    assert meta["python_looked_again"]["walked"] >= 1, meta.get("python_looked_again")
-    tid, ident = map(int, r.stdout.split())
-    thread = [t for t in info["python"]["threads"] if t["native_thread_id"] == tid or t["thread_id"] == ident]
-    assert len(thread) == 1, info["python"]
-    thread = thread[0]
-    frames = [(f["file"], f["line"], f["name"]) for f in thread["frames"]]
-    assert (r.script, script_line(code, "second"), "second") in frames, thread
-    assert (r.script, script_line(code, "call"), "first") in frames, thread
+    r, frames = mover_frames(interp, code)
+    assert (r.script, script_line(code, "second"), "second") in frames, frames
+    assert (r.script, script_line(code, "call"), "first") in frames, frames
 
 
 def test_a_thread_back_in_the_same_innermost_frame_under_another_caller_is_walked_again(interp):
@@ -293,17 +300,9 @@ def test_a_thread_back_in_the_same_innermost_frame_under_another_caller_is_walke
     mover.join()
     print(mover.native_id, mover.ident)
     """
-    r = run_script(interp, code, files=["out"], env={"CRASHCATCH_TEST_HELPER_WALKED_DELAY_MS": "1000"})
-    assert r.returncode == 0, r.stderr
-    assert len(r.dumps) == 1, r.files["out"]
-    info = check(r.dumps[0])
-    tid, ident = map(int, r.stdout.split())
-    thread = [t for t in info["python"]["threads"] if t["native_thread_id"] == tid or t["thread_id"] == ident]
-    assert len(thread) == 1, info["python"]
-    frames = [(f["file"], f["line"], f["name"]) for f in thread[0]["frames"]]
+    r, frames = mover_frames(interp, code)
     assert (r.script, script_line(code, "b"), "b") in frames, frames
     assert not any(name == "a" for _, _, name in frames), frames
-    assert info["metadata"]["python_looked_again"]["walked"] >= 1, info["metadata"]["python_looked_again"]
 
 
 def test_other_threads_run_while_a_registered_signal_dump_is_written(interp):

@@ -55,10 +55,7 @@ pub fn instance_attr_cached(
     cache: &mut KeyCache,
 ) -> Option<u64> {
     let (keys, values) = match attrs_of(mem, layout, obj)? {
-        Attrs::Dict(d) => {
-            let values = mem.ptr_at(d, layout.dict_ma_values?)?;
-            (mem.ptr_at(d, layout.dict_ma_keys?)?, (values != 0).then_some(values))
-        }
+        Attrs::Dict(d) => dict_table(mem, layout, d)?,
         Attrs::Split { keys, values } => (keys, Some(values)),
     };
     if let Some(&key) = cache.0.get(&(keys, name)) {
@@ -133,9 +130,15 @@ pub(crate) fn dict_lookup(
     d: u64,
     name: &str,
 ) -> Option<u64> {
+    let (keys, values) = dict_table(mem, layout, d)?;
+    find_str_entry(mem, layout, types, keys, values, name).map(|(_, value)| value)
+}
+
+/// A dict's keys table and, when split, its values array.
+fn dict_table(mem: &dyn Memory, layout: &Layout, d: u64) -> Option<(u64, Option<u64>)> {
     let keys = mem.ptr_at(d, layout.dict_ma_keys?)?;
     let values = mem.ptr_at(d, layout.dict_ma_values?)?;
-    find_str_entry(mem, layout, types, keys, (values != 0).then_some(values), name).map(|(_, value)| value)
+    Some((keys, (values != 0).then_some(values)))
 }
 
 /// The (key, value) addresses of the entry whose key is the str `name`.
