@@ -83,8 +83,11 @@ def one(python, ext_dir, mode, nthreads, script):
 
 
 METADATA_STREAM = 0x4343_0001
-PHASES = ("spawned_ms", "request", "proc_files", "walk", "names", "names_joined", "metadata", "writer_until_stopped",
-          "look_again", "writer_after_stop", "report_wait", "finish", "total_ms")
+# Besides the phases (helper_ms's marks), in the order they ended (its `ends`): a crash's
+# writer stops the threads on its own thread meanwhile, so its marks (writer_stopped,
+# handoff_wait) fall among the walk's.
+BEFORE, AFTER = ("spawned_ms",), ("total_ms",)
+SKIP = {"ends", "user_ms", "sys_ms", "max_rss_kib"}
 
 
 def helper_ms(dump):
@@ -151,7 +154,13 @@ def main():
             os.unlink(d)
     print("\ndump helper, ms (metadata helper_ms, medians of the runs with the minidump)")
     print(f"{'phase':>21} " + " ".join(f"{n:>8}" for n in threads))
-    for phase in PHASES:
+    ends = collections.defaultdict(list)
+    for runs in phases.values():
+        for p in runs:
+            for name, at in p.get("ends", {}).items():
+                ends[name].append(at)
+    order = sorted((n for n in ends if n not in SKIP), key=lambda n: statistics.median(ends[n]))
+    for phase in BEFORE + tuple(order) + AFTER:
         cells = []
         for nthreads in threads:
             values = [p[phase] for p in phases[nthreads] if phase in p]

@@ -97,6 +97,34 @@ def test_secrets_in_locals_stay_out_unless_asked_and_the_frame_cap_holds(interp,
     assert meta["max_frame_bytes"] // 2 < meta["bytes_added"] <= meta["max_frame_bytes"] * meta["frames"], meta
 
 
+def test_a_crash_rebuilt_under_max_dump_size_still_has_every_thread(interp):
+    """A crash whose first image is over the cap is built again: the threads its first
+    writer left stopped (it resumes only the crashing one) are let go first, so the second
+    writer stops and copies every one of them again."""
+    code = """
+    import threading, crashcatch, buggyext
+    crashcatch.enable(dump_locals=True, max_dump_size=600 * 1024)
+    ready = threading.Barrier(4)
+    def idle():
+        ready.wait()
+        threading.Event().wait()
+    for _ in range(3):
+        threading.Thread(target=idle, daemon=True).start()
+    ready.wait()
+    def work():
+        huge = [[str(i) + "\\U0001F600" * 1024 for i in range(32)] for _ in range(32)]
+        buggyext.segfault(0)
+    work()
+    """
+    r = run_script(interp, code)
+    assert r.returncode == -signal.SIGSEGV and len(r.dumps) == 1, r.stderr
+    info = check(r.dumps[0])
+    assert info["metadata"]["locals"]["dropped_for_size"] > 600 * 1024, info["metadata"]["locals"]
+    tids = {t["tid"] for t in info["threads"]}
+    assert len(tids) >= 4 and tids == {t["tid"] for t in info["metadata"]["threads"]}, info["threads"]
+    assert all(t["stack_size"] > 0 for t in info["threads"]), info["threads"]
+
+
 def test_locals_go_first_when_the_dump_is_over_max_dump_size(interp):
     """With about 1 MiB of locals (the capped frame above) and max_dump_size well under
     that, the dump is rebuilt without the locals but keeps the memory the tracebacks need."""

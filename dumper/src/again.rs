@@ -22,8 +22,7 @@ use pylayout::walk::{current_frame_slot, FrameSlot};
 use pylayout::{Layout, TypeAddrs};
 use rustc_hash::FxHashSet as IntSet;
 use serde_json::{json, Value};
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// What the second look found.
 #[derive(Debug, Default)]
@@ -87,7 +86,8 @@ impl Spans {
     }
 }
 
-/// Everything the look needs, owned: it runs inside minidump-writer.
+/// Everything the look needs, owned: it runs inside minidump-writer, on the writer's own
+/// thread for a crash (main.rs's `EarlyWriter`).
 #[derive(Clone)]
 pub struct LookAgain {
     pub pid: i32,
@@ -102,13 +102,13 @@ pub struct LookAgain {
     pub threads: Vec<(u64, u64, FrameChain)>,
     /// The readable regions the walk's ranges were clipped to.
     pub readable: Vec<Region>,
-    pub found: Rc<RefCell<Found>>,
+    /// Shared by the clones: the one in the writer fills it, the helper's own reads it.
+    pub found: Arc<Mutex<Found>>,
 }
 
 impl LookAgain {
     /// The look, as minidump-writer calls it with the application memory it will copy.
     pub fn look(&self, memory: &mut AppMemoryList) {
-        crate::timeline::mark("writer_until_stopped");
         let started = std::time::Instant::now();
         let mem = ProcessMemory::new(self.pid);
         let mut again = Collector::new(&mem, &self.layout, self.types);
@@ -134,7 +134,7 @@ impl LookAgain {
             // A word could not be read: everything is walked again.
             None => again.collect(self.runtime, self.interp),
         }
-        let mut found = self.found.borrow_mut();
+        let mut found = self.found();
         found.looked = true;
         found.unchanged = again.unchanged;
         if !again.threads.is_empty() {
@@ -234,9 +234,14 @@ impl LookAgain {
         Some(Compared { moved, lists_changed })
     }
 
+    /// What the look found (a look that panicked left it as it was).
+    pub fn found(&self) -> MutexGuard<'_, Found> {
+        self.found.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// The metadata's Python thread entries brought up to date with what the look found.
     pub fn update(&self, meta: &mut Value) {
-        let found = self.found.borrow();
+        let found = self.found();
         if !found.looked {
             return;
         }

@@ -27,11 +27,10 @@ mod stall;
 mod streams;
 mod tasks;
 mod timeline;
+mod writer;
 
 use handoff::{field_str, EnvironMode, Kind, Request};
-use minidump_writer::app_memory::AppMemory;
 use minidump_writer::crash_context::CrashContext;
-use minidump_writer::minidump_writer::MinidumpWriterConfig;
 use procmem::ProcessMemory;
 use pylayout::{Layout, Memory};
 use serde_json::{json, Value};
@@ -83,6 +82,8 @@ fn main() {
         Err(e) => (false, format!("crashcatch: no minidump: {e}\n")),
     };
     report(&line);
+    // Test hook: the helper lingers after its answer (a crash does not wait for its exit).
+    test_delay("CRASHCATCH_TEST_HELPER_LINGER_MS");
     std::process::exit(if ok { 0 } else { 1 });
 }
 
@@ -226,6 +227,13 @@ fn write_dump(
         Some((ctx, adjusted)) => (Some(ctx), adjusted),
         None => (None, None),
     };
+    // A crash: the writer starts stopping the threads now, on its own thread, while this
+    // one walks the Python stacks and reads the names and metadata (the walk's memory is
+    // handed over once they are stopped). A live dump stops them only after the walk, which
+    // keeps its stall short.
+    let mut early = fatal.then(|| {
+        writer::EarlyWriter::start(writer::config(pid, &req, maps.as_deref(), context.as_ref()), pid, req.tid)
+    });
     // An overflowed stack is capped below (shrink.rs); keep its bottom, where the thread
     // started, as an ordinary memory range.
     let mut overflowed = None;
@@ -311,6 +319,7 @@ fn write_dump(
         look_again,
         report_written: std::cell::RefCell::new(Some(report_written)),
         report: std::cell::RefCell::new(None),
+        still_stopped: std::cell::RefCell::new(None),
     };
     let limit = req.max_dump_size;
     let mut image = if let Some(with_locals) = with_locals {
@@ -319,7 +328,7 @@ fn write_dump(
             with_locals.iter().map(|(s, e)| e - s).sum::<u64>().saturating_sub(python_bytes);
         locals_meta["bytes_added"] = json!(locals_bytes);
         meta["locals"] = locals_meta;
-        let image = dump.image(&with_locals, &meta, None)?;
+        let image = dump.first_image(early.take(), &with_locals, &meta)?;
         if limit > 0 && image.len() as u64 > limit {
             // Over the cap: the locals go first, the memory the tracebacks need stays.
             meta["locals"]["dropped_for_size"] = json!(image.len());
@@ -329,13 +338,16 @@ fn write_dump(
         }
     } else {
         meta["locals"] = locals_meta;
-        dump.image(&extra_memory, &meta, None)?
+        dump.first_image(early.take(), &extra_memory, &meta)?
     };
     if limit > 0 && image.len() as u64 > limit && !extra_memory.is_empty() {
         // Over the cap: the memory crashcatch adds (Python structures, a stack's bottom) is
         // what can go; minidump-writer's own limit has already trimmed the thread stacks.
         image = dump.image(&[], &meta, Some(image.len() as u64))?;
     }
+    // No other image comes: the threads the crash's writer left stopped go (as its thread
+    // exits, while the file is written).
+    drop(dump.still_stopped.take());
     if limit > 0 && image.len() as u64 > limit {
         return Err(DumpError::TooLarge { size: image.len() as u64, limit });
     }
@@ -461,9 +473,35 @@ struct Dump<'a> {
     report_written: std::cell::RefCell<Option<&'a mut ReportWritten<'a>>>,
     /// The report as read once it was complete.
     report: std::cell::RefCell<Option<String>>,
+    /// The threads the crash's early writer left stopped (writer.rs).
+    still_stopped: std::cell::RefCell<Option<writer::StillStopped>>,
 }
 
 impl Dump<'_> {
+    /// The first image: from the crash's writer started early (which gets `extra` and the
+    /// names now), or else as [`Dump::image`] makes it.
+    fn first_image(
+        &self,
+        early: Option<writer::EarlyWriter>,
+        extra: &[(u64, u64)],
+        meta: &Value,
+    ) -> Result<Vec<u8>, DumpError> {
+        let Some(early) = early else {
+            return self.image(extra, meta, None);
+        };
+        let look_again = self.look_again(extra);
+        let handoff = writer::Handoff {
+            memory: writer::app_memory(extra),
+            names: self.named_threads().collect(),
+            look: look_again.cloned(),
+        };
+        let (written, still_stopped) = early.finish(handoff);
+        *self.still_stopped.borrow_mut() = Some(still_stopped);
+        let (image, pause) = written?;
+        self.pause.set(pause);
+        self.finish(image, look_again, meta, None)
+    }
+
     /// The whole dump in memory: minidump-writer's streams with `extra` memory ranges, the
     /// overflowed stack capped, the environment treated, the metadata appended.
     /// `full_size`: the size of a first image that was over the cap (this one drops `extra`).
@@ -473,45 +511,51 @@ impl Dump<'_> {
         meta: &Value,
         full_size: Option<u64>,
     ) -> Result<Vec<u8>, DumpError> {
-        let req = self.req;
-        let mut config = MinidumpWriterConfig::new(self.pid, req.tid);
-        // Threads are suspended one by one with PTRACE_SEIZE (third_party/README.md): no
-        // group SIGSTOP, so no job-control stop, and nothing stays stopped if we die.
-        config.skip_process_stop();
-        // The names already read (metadata::os_threads), not read again per thread; an
-        // empty one (unreadable) is left to the writer, which records why.
-        config
-            .set_thread_names(self.os_threads.iter().filter(|(_, name)| !name.is_empty()).cloned().collect());
-        if let Some(maps) = self.maps {
-            config.set_proc_maps(maps.as_bytes().to_vec());
+        if let Some(stopped) = self.still_stopped.take() {
+            // Left stopped by the crash's writer, traced by its thread: this writer must
+            // find them traced by no one.
+            stopped.resume();
         }
-        config.set_app_memory(
-            extra
-                .iter()
-                .map(|&(start, end)| AppMemory { ptr: start as usize, length: (end - start) as usize })
-                .collect(),
-        );
-        if req.max_dump_size > 0 {
-            config.set_minidump_size_limit(req.max_dump_size);
-        }
-        if let Some(ctx) = self.context {
-            config.set_crash_context(minidump_writer::CrashContextExt { inner: ctx.clone() });
-        }
-        // Not for an image without the extra memory (over the size cap): it has no Python.
-        let look_again = self.look_again.as_ref().filter(|_| !extra.is_empty());
+        let mut config = writer::config(self.pid, self.req, self.maps, self.context);
+        config.set_thread_names(self.named_threads().collect());
+        config.set_app_memory(writer::app_memory(extra));
+        let look_again = self.look_again(extra);
         if let Some(look) = look_again {
-            *look.found.borrow_mut() = Default::default();
             let look = look.clone();
-            config.set_app_memory_while_stopped(move |memory| look.look(memory));
+            config.set_app_memory_while_stopped(move |memory, _| {
+                timeline::mark("writer_until_stopped");
+                look.look(memory)
+            });
         }
-        let mut destination = stall::Stall::from_env(stall::Discard::default());
-        let writing = std::time::Instant::now();
-        let (mut image, stopped) =
-            config.write_timed(&mut destination).map_err(|e| DumpError::Writer(error_chain(&e)))?;
-        // From the first thread's interruption to the last one's resumption (the writer lets
-        // the threads go before it reads the modules and /proc files: third_party/README.md).
-        self.pause.set(stopped.unwrap_or_else(|| writing.elapsed()));
-        timeline::mark("writer_after_stop");
+        let (image, pause) = writer::write(config)?;
+        self.pause.set(pause);
+        self.finish(image, look_again, meta, full_size)
+    }
+
+    /// The names already read (tasks.rs), not read again per thread; an empty one
+    /// (unreadable) is left to the writer, which records why.
+    fn named_threads(&self) -> impl Iterator<Item = (i32, String)> + '_ {
+        self.os_threads.iter().filter(|(_, name)| !name.is_empty()).cloned()
+    }
+
+    /// The second look for an image with `extra` memory, reset; none for an image without
+    /// it (over the size cap): it has no Python.
+    fn look_again(&self, extra: &[(u64, u64)]) -> Option<&again::LookAgain> {
+        let look = self.look_again.as_ref().filter(|_| !extra.is_empty())?;
+        *look.found() = Default::default();
+        Some(look)
+    }
+
+    /// The writer's `image` finished: the overflowed stack capped, the environment treated,
+    /// the metadata appended.
+    fn finish(
+        &self,
+        mut image: Vec<u8>,
+        look_again: Option<&again::LookAgain>,
+        meta: &Value,
+        full_size: Option<u64>,
+    ) -> Result<Vec<u8>, DumpError> {
+        let req = self.req;
         let mut meta = meta.clone();
         let gate = self.report_written.borrow_mut().take();
         if let Some(Some(now)) = gate.map(|wait| wait()).transpose()? {

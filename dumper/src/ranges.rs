@@ -3,6 +3,14 @@
 
 use crate::procmem::Region;
 
+/// Ranges this close are copied as one: the writer copies each range with its own iovec,
+/// whose cost in the kernel does not depend on its size (issue 14: at 1000 threads the
+/// walk's ~18,000 ranges, mostly fields of one structure read apart, took 10 ms to copy
+/// while every thread waited; merged, 30% fewer). A gap this small holds no other object's
+/// contents, only padding, allocator words, a neighbour's header (reference count and
+/// type) or fields of the structure whose other fields were read.
+pub const GAP: u64 = 16;
+
 #[derive(Default, Debug, Clone)]
 pub struct RangeSet {
     ranges: Vec<(u64, u64)>,
@@ -19,13 +27,14 @@ impl RangeSet {
         }
     }
 
-    /// Merged, sorted ranges intersected with `readable` (sorted, non-overlapping).
+    /// Merged, sorted ranges intersected with `readable` (sorted, non-overlapping). Ranges
+    /// at most [`GAP`] bytes apart are merged too.
     pub fn finish(mut self, readable: &[Region]) -> Vec<(u64, u64)> {
         self.ranges.sort_unstable();
         let mut merged: Vec<(u64, u64)> = Vec::new();
         for (s, e) in self.ranges {
             match merged.last_mut() {
-                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                Some(last) if s <= last.1 + GAP => last.1 = last.1.max(e),
                 _ => merged.push((s, e)),
             }
         }
@@ -68,5 +77,18 @@ mod tests {
             Region { start: 990, end: 1005 },
         ];
         assert_eq!(set.finish(&readable), vec![(100, 210), (1000, 1005)]);
+    }
+
+    #[test]
+    fn ranges_a_few_bytes_apart_are_copied_as_one() {
+        let mut set = RangeSet::default();
+        set.add(0x1000, 16);
+        set.add(0x1000 + 16 + GAP, 8); // GAP bytes after the first: merged
+        set.add(0x1000 + 40 + GAP + 1, 8); // one byte more: kept apart
+        let readable = [Region { start: 0x1000, end: 0x2000 }];
+        assert_eq!(
+            set.finish(&readable),
+            vec![(0x1000, 0x1000 + 40), (0x1000 + 41 + GAP, 0x1000 + 49 + GAP)]
+        );
     }
 }

@@ -23,16 +23,22 @@ enum Names {
     Reading(JoinHandle<Vec<String>>),
 }
 
+/// The ids of `pid`'s threads, in order (none if /proc cannot tell).
+pub fn ids(pid: i32) -> Vec<i32> {
+    let mut tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    tids.sort_unstable();
+    tids
+}
+
 impl Tasks {
     /// Lists the threads of `pid` (in id order) and starts reading their names.
     pub fn list(pid: i32) -> Tasks {
-        let mut tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .collect();
-        tids.sort_unstable();
+        let tids = ids(pid);
         let names = if tids.len() >= READ_ASIDE_FROM {
             let aside = tids.clone();
             match std::thread::Builder::new().name("names".into()).spawn(move || names(pid, &aside)) {

@@ -36,7 +36,8 @@ pub fn mark(name: &'static str) {
     }
 }
 
-/// The metadata entry: each phase's length in ms, in order, with `spawned_ms` (from the
+/// The metadata entry: each phase's length in ms (from the mark before it), when each
+/// ended (`ends`), with `spawned_ms` (from the
 /// request's stamp `requested_ns`, 0 for none, to `main`), the CPU time so far and the
 /// peak memory.
 pub fn summary(requested_ns: u64) -> Value {
@@ -46,10 +47,15 @@ pub fn summary(requested_ns: u64) -> Value {
         out.insert("spawned_ms".into(), json!((m.at_start_ns - requested_ns) as f64 / 1e6));
     }
     let mut last = 0.0;
+    let mut ends = Map::new();
     for &(name, at) in &m.marks {
         out.insert(name.into(), json!(round(at - last)));
+        ends.insert(name.into(), json!(round(at)));
         last = at;
     }
+    // When each phase ended: a crash's writer runs on its own thread (main.rs's
+    // `EarlyWriter`), its marks fall between the walk's, and this gives their order.
+    out.insert("ends".into(), Value::Object(ends));
     out.insert("total_ms".into(), json!(round(last)));
     if let Some((user, sys, max_rss_kib)) = usage() {
         out.insert("user_ms".into(), json!(round(user)));

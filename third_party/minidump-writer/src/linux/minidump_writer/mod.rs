@@ -78,18 +78,28 @@ pub struct MinidumpWriterConfig {
     thread_names: std::collections::HashMap<Pid, String>,
     while_stopped: WhileStopped,
     proc_maps: Option<Vec<u8>>,
+    stack_below_sp: Option<usize>,
+    resume_only: Option<Pid>,
     direct_auxv_dump_info: Option<DirectAuxvDumpInfo>,
     process_inspector: ProcessInspector,
 }
 
 /// A caller's look at the process while every thread is suspended, which may change the
-/// application memory to copy (crashcatch patch: `set_app_memory_while_stopped`).
+/// application memory to copy and add thread names (crashcatch patch:
+/// `set_app_memory_while_stopped`).
 #[derive(Default)]
-pub struct WhileStopped(Option<Box<dyn FnMut(&mut AppMemoryList)>>);
+pub struct WhileStopped {
+    look: Option<Box<dyn FnMut(&mut AppMemoryList, &mut ThreadNames) + Send>>,
+    /// The look names the threads: none is read before (`set_thread_names_while_stopped`).
+    names: bool,
+}
+
+/// Thread names the caller read, by thread id (crashcatch patch).
+pub type ThreadNames = std::collections::HashMap<Pid, String>;
 
 impl std::fmt::Debug for WhileStopped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "WhileStopped(set)" } else { "WhileStopped(unset)" })
+        f.write_str(if self.look.is_some() { "WhileStopped(set)" } else { "WhileStopped(unset)" })
     }
 }
 
@@ -121,6 +131,10 @@ pub struct MinidumpWriter {
     /// Names the caller already read, by thread id (crashcatch patch).
     thread_names: std::collections::HashMap<Pid, String>,
     while_stopped: WhileStopped,
+    /// Bytes kept below a thread's stack pointer (crashcatch patch: `set_stack_below_sp`).
+    pub stack_below_sp: Option<usize>,
+    /// The one thread to resume (crashcatch patch: `resume_only`).
+    resume_only: Option<Pid>,
     pub skip_stacks_if_mapping_unreferenced: bool,
     principal_mapping_address: Option<usize>,
     pub principal_mapping: Option<MappingInfo>,
@@ -165,6 +179,8 @@ impl MinidumpWriterConfig {
             thread_names: Default::default(),
             while_stopped: Default::default(),
             proc_maps: None,
+            stack_below_sp: None,
+            resume_only: None,
             direct_auxv_dump_info: Default::default(),
             process_inspector: ProcessInspector::local(process_id),
         }
@@ -222,6 +238,27 @@ impl MinidumpWriterConfig {
         self
     }
 
+    /// Copies each thread's stack from `bytes` below its stack pointer (crashcatch patch),
+    /// not from the start of the stack pointer's page: below the red zone (128 bytes on
+    /// x86-64) a stack holds only what calls that returned left behind, up to 4 KiB a
+    /// thread, of no use to an unwinder and possibly sensitive. The crashing thread of a
+    /// crash context keeps its whole page. Unset by default.
+    pub fn set_stack_below_sp(&mut self, bytes: usize) -> &mut Self {
+        self.stack_below_sp = Some(bytes);
+        self
+    }
+
+    /// When the writer is done with the stopped threads, resumes `tid` only (crashcatch
+    /// patch): the others stay stopped until the calling thread exits, when the kernel
+    /// resumes them all at once. For a crashing process, which dies right after its dump:
+    /// each resumption is a system call and a wake-up (1000 threads: ~5 ms), and a thread
+    /// that exits resumes its tracees on its way out, off the caller's path. Unset by
+    /// default.
+    pub fn resume_only(&mut self, tid: Pid) -> &mut Self {
+        self.resume_only = Some(tid);
+        self
+    }
+
     /// The threads' names (/proc/PID/task/TID/comm) as the caller already read them
     /// (crashcatch patch): a thread listed here is not read again; any other is.
     pub fn set_thread_names(&mut self, names: std::collections::HashMap<Pid, String>) -> &mut Self {
@@ -242,11 +279,22 @@ impl MinidumpWriterConfig {
     /// copied, with that memory's list to change (crashcatch patch): memory the caller chose
     /// while the process ran may have moved on by then, and only now can it look again at a
     /// process that holds still. Unset by default.
+    ///
+    /// `look` may also add thread names, as `set_thread_names` does: a caller that works out
+    /// the names while the writer stops the threads (on another thread) hands them over here.
     pub fn set_app_memory_while_stopped(
         &mut self,
-        look: impl FnMut(&mut AppMemoryList) + 'static,
+        look: impl FnMut(&mut AppMemoryList, &mut ThreadNames) + Send + 'static,
     ) -> &mut Self {
-        self.while_stopped = WhileStopped(Some(Box::new(look)));
+        self.while_stopped.look = Some(Box::new(look));
+        self
+    }
+
+    /// The threads' names come from the `set_app_memory_while_stopped` look (crashcatch
+    /// patch): no name is read before the threads are stopped, and a thread the look does
+    /// not name has its /proc/PID/task/TID/comm read after it. Unset by default.
+    pub fn set_thread_names_while_stopped(&mut self) -> &mut Self {
+        self.while_stopped.names = true;
         self
     }
 
@@ -319,6 +367,8 @@ impl MinidumpWriterConfig {
             stop_process: self.stop_process,
             thread_names: self.thread_names,
             while_stopped: self.while_stopped,
+            stack_below_sp: self.stack_below_sp,
+            resume_only: self.resume_only,
             skip_stacks_if_mapping_unreferenced: self.skip_stacks_if_mapping_unreferenced,
             principal_mapping_address: self.principal_mapping_address,
             principal_mapping: self.principal_mapping,
@@ -439,9 +489,12 @@ impl MinidumpWriter {
 
         // crashcatch patch: the caller's look at the stopped process (only if they are).
         if self.threads_suspended {
-            if let Some(look) = self.while_stopped.0.as_mut() {
-                look(&mut self.app_memory);
+            if let Some(look) = self.while_stopped.look.as_mut() {
+                look(&mut self.app_memory, &mut self.thread_names);
             }
+        }
+        if self.while_stopped.names {
+            self.name_threads(soft_errors.subwriter(WriterError::InitErrors));
         }
         self.write_app_memory(buffer)
             .map_err(WriterError::SectionAppMemoryError)?;
@@ -732,7 +785,8 @@ impl MinidumpWriter {
 
     fn resume_threads(&mut self, mut soft_errors: impl WriteErrorList<WriterError>) {
         if self.threads_suspended {
-            for thread in &self.threads {
+            let resumed = |tid: Pid| self.resume_only.is_none_or(|only| only == tid);
+            for thread in self.threads.iter().filter(|t| resumed(t.tid)) {
                 match Self::resume_thread(&self.process_inspector, thread.tid) {
                     Ok(()) => (),
                     Err(e) => {
@@ -815,39 +869,66 @@ impl MinidumpWriter {
                 }
             };
 
-            // A name the caller gave (crashcatch patch) is not read again.
+            // A name the caller gave (crashcatch patch) is not read again; nor one the
+            // caller will give once the threads are stopped (`name_threads`).
             if let Some(name) = self.thread_names.remove(&tid) {
                 self.threads.push(Thread { tid, name: Some(name) });
                 continue;
             }
-
-            if failspot!(ThreadName) {
-                self.process_inspector.fail_one_syscall_with(libc::EPERM);
+            if self.while_stopped.names {
+                self.threads.push(Thread { tid, name: None });
+                continue;
             }
 
-            // Read the thread-name (if there is any)
-            let name_result = self
-                .process_inspector
-                .read_file(format!("/proc/{pid}/task/{tid}/comm"))
-                .map_err(std::io::Error::other)
-                .and_then(|mut file| {
-                    let mut s = String::new();
-                    file.read_to_string(&mut s)?;
-                    Ok(s)
-                });
-
-            let name = match name_result {
-                Ok(name) => Some(name.trim_end().to_string()),
-                Err(e) => {
-                    soft_errors.push(InitError::ReadThreadNameFailed(e));
-                    None
-                }
-            };
-
+            let name = self.read_thread_name(tid, &mut soft_errors);
             self.threads.push(Thread { tid, name });
         }
 
         Ok(())
+    }
+
+    /// Thread `tid`'s name from /proc/PID/task/TID/comm; None (and why) if unreadable.
+    fn read_thread_name(
+        &self,
+        tid: Pid,
+        soft_errors: &mut impl WriteErrorList<InitError>,
+    ) -> Option<String> {
+        if failspot!(ThreadName) {
+            self.process_inspector.fail_one_syscall_with(libc::EPERM);
+        }
+
+        // Read the thread-name (if there is any)
+        let pid = self.process_id;
+        let name_result = self
+            .process_inspector
+            .read_file(format!("/proc/{pid}/task/{tid}/comm"))
+            .map_err(std::io::Error::other)
+            .and_then(|mut file| {
+                let mut s = String::new();
+                file.read_to_string(&mut s)?;
+                Ok(s)
+            });
+
+        match name_result {
+            Ok(name) => Some(name.trim_end().to_string()),
+            Err(e) => {
+                soft_errors.push(InitError::ReadThreadNameFailed(e));
+                None
+            }
+        }
+    }
+
+    /// The names the while-stopped look gave (crashcatch patch:
+    /// `set_thread_names_while_stopped`); a thread it did not name has its comm read now.
+    fn name_threads(&mut self, mut soft_errors: impl WriteErrorList<InitError>) {
+        let mut threads = std::mem::take(&mut self.threads);
+        for thread in threads.iter_mut().filter(|t| t.name.is_none()) {
+            thread.name = match self.thread_names.remove(&thread.tid) {
+                Some(name) => Some(name),
+                None => self.read_thread_name(thread.tid, &mut soft_errors),
+            };
+        }
+        self.threads = threads;
     }
 
     fn enumerate_mappings(&mut self) -> Result<(), InitError> {

@@ -107,6 +107,7 @@ impl MinidumpWriter {
                     instruction_ptr,
                     stack_pointer,
                     MaxStackLen::None,
+                    None,
                 )?;
                 // Copy 256 bytes around crashing instruction pointer to minidump.
                 let ip_memory_size: usize = 256;
@@ -172,6 +173,7 @@ impl MinidumpWriter {
                     instruction_ptr,
                     info.stack_pointer,
                     max_stack_len,
+                    self.stack_below_sp,
                 )?;
 
                 let mut cpu = RawContextCPU::default();
@@ -199,12 +201,22 @@ impl MinidumpWriter {
         instruction_ptr: usize,
         stack_ptr: usize,
         max_stack_len: MaxStackLen,
+        below_sp: Option<usize>,
     ) -> Result<(), SectionThreadListError> {
         thread.stack.start_of_memory_range = stack_ptr.try_into()?;
         thread.stack.memory.data_size = 0;
         thread.stack.memory.rva = buffer.position() as u32;
 
-        if let Ok((valid_stack_ptr, stack_len)) = self.get_stack_info(stack_ptr) {
+        if let Ok((mut valid_stack_ptr, mut stack_len)) = self.get_stack_info(stack_ptr) {
+            // crashcatch patch: from `below_sp` under the stack pointer (16-byte aligned), not
+            // from its page's start, when that is inside what was found.
+            if let Some(below) = below_sp {
+                let from = stack_ptr.saturating_sub(below) & !0xf;
+                if from > valid_stack_ptr && from - valid_stack_ptr < stack_len {
+                    stack_len -= from - valid_stack_ptr;
+                    valid_stack_ptr = from;
+                }
+            }
             let stack_len = if let MaxStackLen::Len(max_stack_len) = max_stack_len {
                 min(stack_len, max_stack_len)
             } else {
