@@ -444,6 +444,35 @@ def test_minidump_false_writes_none(interp):
     assert "minidump" not in r.stderr and r.dumps == []
 
 
+def test_a_crash_dies_without_waiting_for_the_helper_to_exit(interp):
+    """The crash's signal had the default disposition, so the process dies as soon as it has
+    read the helper's line, without waiting for the helper to exit (it only frees its memory
+    by then). Here the helper lingers 5 s after its answer (test hook): once the crashed
+    child is gone, its helper is still there, the dump complete. Before, the crash reaped
+    the helper first, and no helper was left."""
+    code = """
+    import os, subprocess, sys, uuid
+    crash = "import crashcatch, buggyext; crashcatch.enable(); buggyext.segfault()"
+    mark = str(uuid.uuid4())
+    env = dict(os.environ, CRASHCATCH_TEST_HELPER_LINGER_MS="5000", CRASHCATCH_TEST_MARK=mark)
+    with open(os.environ["FILE_err"], "w") as err:
+        status = subprocess.call([sys.executable, "-c", crash], stderr=err, env=env)
+    def lingering(pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f, open(f"/proc/{pid}/environ", "rb") as e:
+                return b"crashcatch-dump" in f.read() and ("CRASHCATCH_TEST_MARK=" + mark).encode() in e.read()
+        except OSError:
+            return False
+    print(status, sum(lingering(p) for p in os.listdir("/proc") if p.isdigit()))
+    """
+    r = run_script(interp, code, files=["err"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(-signal.SIGSEGV), "1"], (r.stdout, r.files["err"])
+    last = r.files["err"].rstrip("\n").splitlines()[-1]
+    assert last.startswith("crashcatch: minidump written to "), r.files["err"]
+    check(interp.host_path(last.removeprefix("crashcatch: minidump written to ")))
+
+
 @pytest.mark.parametrize("case", ["heap_scribble", "concurrent_16", "overflow_in_thread", "overflow_in_main"])
 def test_hard_crashes_still_leave_a_parseable_dump(interp, case):
     code = {

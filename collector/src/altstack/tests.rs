@@ -113,3 +113,24 @@ fn more_threads_at_once_than_slots_leave_a_full_pool() {
     assert_eq!(pooled.len(), POOL_SLOTS, "the surplus was unmapped");
     pooled.into_iter().for_each(give_back);
 }
+
+/// Reads `len` bytes at `addr` of this process through the kernel, as a report would:
+/// whether they could be read.
+fn readable(addr: usize, len: usize) -> bool {
+    let mut buf = vec![0u8; len];
+    let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: len };
+    let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: len };
+    // SAFETY: reads our own memory into `buf`; the kernel checks the remote range.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    n == len as isize
+}
+
+#[test]
+fn a_mapped_stack_has_a_guard_page_below_it() {
+    let len = 4 * GUARD;
+    let base = map_stack(len).expect("map") as usize;
+    assert!(!readable(base, 8), "the guard page can be read");
+    assert!(readable(base + GUARD, len - GUARD), "the stack cannot be read");
+    // SAFETY: our own mapping, used by nothing.
+    unsafe { libc::munmap(base as *mut libc::c_void, len) };
+}

@@ -195,7 +195,9 @@ pub extern "C" fn fatal_handler(signo: i32, info: *mut libc::siginfo_t, ucontext
             let helper = start_minidump(event);
             write_fatal_report(&mut out, cfg, &target, signo, uc.map(Regs::from_ucontext));
             note::write(&mut out);
-            finish_minidump(&mut out, helper);
+            // A crash about to die of its signal does not wait for the helper's exit.
+            let answered = if dies_of(signo) { dump::Answered::Leave } else { dump::Answered::Reap };
+            finish_minidump(&mut out, helper, answered);
             if cfg.report_stack_use {
                 out.str("crashcatch: report stack used ");
                 out.dec(stack::high_water() as u64);
@@ -285,13 +287,22 @@ fn start_minidump(event: Event) -> dump::Helper {
 
 /// Lets the helper write the minidump, now that the report is complete, and writes the
 /// report's last line naming it.
-fn finish_minidump(out: &mut Out, helper: dump::Helper) {
+fn finish_minidump(out: &mut Out, helper: dump::Helper, answered: dump::Answered) {
     if matches!(helper, dump::Helper::Off) {
         return;
     }
     out.flush();
-    dump::finish_helper(helper, out);
+    dump::finish_helper(helper, out, answered);
     out.flush();
+}
+
+/// Whether the disposition `signo` had before `enable()` is the default action, which ends
+/// the process when the handler chains to it (every fatal signal's default terminates). A
+/// handler of the program's, or faulthandler's, may go on or take long: the helper is
+/// reaped as usual then.
+fn dies_of(signo: i32) -> bool {
+    let Some(i) = FATAL_SIGNALS.iter().position(|(s, _)| *s == signo) else { return false };
+    config::load(&config::PREVIOUS_FATAL[i]).is_some_and(|prev| prev.sa_sigaction == libc::SIG_DFL)
 }
 
 /// faulthandler's `faulthandler_dump_traceback()`.
@@ -368,7 +379,7 @@ pub extern "C" fn user_handler(signo: i32, info: *mut libc::siginfo_t, ucontext:
                 let event =
                     Event { kind: Kind::Signal, signo, info, ucontext: uc, target: Some(&target), tstate };
                 let helper = start_minidump(event);
-                finish_minidump(&mut out, helper);
+                finish_minidump(&mut out, helper, dump::Answered::Reap);
             }
         });
         if !handed_over {

@@ -17,20 +17,24 @@ pub const CACHE_PAGES: usize = 64;
 pub const WAYS: usize = 4;
 const SETS: usize = CACHE_PAGES / WAYS;
 
-/// One page of the cache: which page it holds (page number + 1; 0: none) and whether it
+/// What one page of the cache holds: which page (page number + 1; 0: none) and whether it
 /// could be read (an unreadable page is remembered too, so it costs one read per report).
+/// Kept apart from the bytes: clearing the cache, and looking a page up, touch this small
+/// table only (issue 14: with a tag beside each page, a crash's first report faulted in
+/// every page of the cache just to clear it, 64 page faults before its first read).
+#[derive(Clone, Copy)]
 struct Slot {
     tag: u64,
     readable: bool,
     /// When it was last used (the cache's clock then): the oldest of a set goes first.
     used: u64,
-    bytes: [u8; PAGE],
 }
 
-/// The slots and the clock that orders their use.
+/// The slots, their pages' bytes and the clock that orders their use.
 struct Slots {
     clock: u64,
     slots: [Slot; CACHE_PAGES],
+    bytes: [[u8; PAGE]; CACHE_PAGES],
 }
 
 /// A small set-associative cache of whole pages: a structure, a frame or a string costs one
@@ -60,8 +64,8 @@ pub fn begin_report() {
 
 impl PageCache {
     pub const fn new() -> PageCache {
-        const EMPTY: Slot = Slot { tag: 0, readable: false, used: 0, bytes: [0; PAGE] };
-        let slots = Slots { clock: 0, slots: [EMPTY; CACHE_PAGES] };
+        const EMPTY: Slot = Slot { tag: 0, readable: false, used: 0 };
+        let slots = Slots { clock: 0, slots: [EMPTY; CACHE_PAGES], bytes: [[0; PAGE]; CACHE_PAGES] };
         PageCache { slots: UnsafeCell::new(slots), fills: AtomicU64::new(0) }
     }
 
@@ -109,7 +113,7 @@ impl PageCache {
     fn page(&self, page: u64, fill: &dyn Fn(u64, &mut [u8]) -> bool) -> Option<&[u8; PAGE]> {
         // SAFETY: the single user (see the type) is the caller; the returned borrow ends
         // before the next call into the cache.
-        let Slots { clock, slots } = unsafe { &mut *self.slots.get() };
+        let Slots { clock, slots, bytes } = unsafe { &mut *self.slots.get() };
         *clock += 1;
         let first = (page % SETS as u64) as usize * WAYS;
         let set = slots.get_mut(first..first + WAYS)?;
@@ -119,14 +123,15 @@ impl PageCache {
                 let oldest = set.iter().enumerate().min_by_key(|(_, s)| s.used).map_or(0, |(i, _)| i);
                 let slot = set.get_mut(oldest)?;
                 self.fills.fetch_add(1, Ordering::Relaxed);
-                slot.readable = fill(page * PAGE as u64, &mut slot.bytes);
+                slot.readable = fill(page * PAGE as u64, bytes.get_mut(first + oldest)?);
                 slot.tag = page + 1;
                 oldest
             }
         };
         let slot = set.get_mut(way)?;
         slot.used = *clock;
-        slot.readable.then_some(&slot.bytes)
+        let readable = slot.readable;
+        bytes.get(first + way).filter(|_| readable)
     }
 }
 
