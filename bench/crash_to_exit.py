@@ -88,6 +88,9 @@ METADATA_STREAM = 0x4343_0001
 # handoff_wait) fall among the walk's.
 BEFORE, AFTER = ("spawned_ms",), ("total_ms",)
 SKIP = {"ends", "user_ms", "sys_ms", "max_rss_kib"}
+# A helper without `ends` (an older build, side by side) ran its phases in this order.
+SEQUENTIAL = ("request", "proc_files", "walk", "names", "names_joined", "metadata", "writer_until_stopped",
+              "look_again", "writer_after_stop", "report_wait", "finish")
 
 
 def helper_ms(dump):
@@ -159,7 +162,7 @@ def main():
         for p in runs:
             for name, at in p.get("ends", {}).items():
                 ends[name].append(at)
-    order = sorted((n for n in ends if n not in SKIP), key=lambda n: statistics.median(ends[n]))
+    order = sorted((n for n in ends if n not in SKIP), key=lambda n: statistics.median(ends[n])) or SEQUENTIAL
     for phase in BEFORE + tuple(order) + AFTER:
         cells = []
         for nthreads in threads:

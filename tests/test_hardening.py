@@ -21,9 +21,12 @@ def threads_of(pid):
         return []
 
 
-def thread_states(pid):
+def thread_states(pid, but=None):
+    """The state letter of each thread of `pid` (but the thread `but`)."""
     states = []
     for tid in threads_of(pid):
+        if tid == str(but):
+            continue
         try:
             with open(f"/proc/{pid}/task/{tid}/stat") as f:
                 states.append(f.read().rsplit(")", 1)[1].split()[0])
@@ -64,11 +67,14 @@ def start(interp, prepared):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def kill_helper_while_it_holds_every_thread(proc):
+def kill_helper_while_it_holds_every_thread(proc, crash=False):
     """Waits until the helper has suspended every thread of `proc` (ptrace stop 't'), then
-    SIGKILLs it: the worst moment for the helper to die."""
+    SIGKILLs it: the worst moment for the helper to die. A crash's helper never stops the
+    crashing thread (here the main one): its registers and stack are the crash's, and it
+    writes its report meanwhile."""
     helper = wait_for(lambda: helper_of(proc.pid))
-    wait_for(lambda: (s := thread_states(proc.pid)) and all(x == "t" for x in s))
+    but = proc.pid if crash else None
+    wait_for(lambda: (s := thread_states(proc.pid, but)) and all(x == "t" for x in s))
     os.kill(helper, signal.SIGKILL)
 
 
@@ -92,7 +98,7 @@ def test_helper_killed_mid_dump_never_leaves_the_crashed_process_stopped(interp)
     """
     prepared = prepare_script(interp, code, env=STALL)
     proc = start(interp, prepared)
-    kill_helper_while_it_holds_every_thread(proc)
+    kill_helper_while_it_holds_every_thread(proc, crash=True)
     _, err = finish(proc)
     # It resumes and dies of its own signal, long before the 60 s dump deadline.
     assert proc.returncode == -signal.SIGSEGV, err
@@ -100,17 +106,36 @@ def test_helper_killed_mid_dump_never_leaves_the_crashed_process_stopped(interp)
     assert prepared.dumps(interp) == []
 
 
-def test_a_helper_stuck_while_holding_every_thread_ends_itself_at_the_deadline(interp):
-    """While the helper holds the threads in a ptrace stop, the crashing thread's own
-    deadline cannot fire: the helper ends itself then."""
+def test_a_crash_kills_a_helper_stuck_while_holding_the_other_threads_at_its_deadline(interp):
+    """A crash's helper stops every thread but the crashing one, which keeps its own
+    deadline: a helper stuck while it holds the others is killed then, and they go."""
     code = """
+    import threading, time
     import crashcatch, buggyext
     crashcatch.enable(dump_timeout=1)
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
     buggyext.segfault()
     """
     r = run_script(interp, code, env={"CRASHCATCH_TEST_HELPER_STALL_MS": "120000"}, timeout=30)
     assert r.returncode == -signal.SIGSEGV, r.stderr
-    assert "crashcatch: no minidump: the dump helper died of signal 14" in r.stderr, r.stderr
+    assert "crashcatch: no minidump: the dump helper did not finish within 1000 ms and was killed" in r.stderr, r.stderr
+    assert r.dumps == []  # nothing half-written is left behind
+
+
+def test_a_helper_stuck_while_holding_every_thread_ends_itself_at_the_deadline(interp):
+    """While a live dump's helper holds every thread in a ptrace stop, the requesting
+    thread's own deadline cannot fire: the helper ends itself then."""
+    code = """
+    import crashcatch
+    crashcatch.enable(dump_timeout=1)
+    try:
+        crashcatch.write_minidump()
+    except RuntimeError as e:
+        print("error:", e)
+    """
+    r = run_script(interp, code, env={"CRASHCATCH_TEST_HELPER_STALL_MS": "120000"}, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "the dump helper died of signal 14" in r.stdout, (r.stdout, r.stderr)
     assert r.dumps == []  # nothing half-written is left behind
 
 
@@ -321,7 +346,7 @@ def test_the_helper_inherits_no_descriptors(interp):
     proc = start(interp, prepare_script(interp, code, env=STALL))
     try:
         helper = wait_for(lambda: helper_of(proc.pid))
-        wait_for(lambda: all(x == "t" for x in thread_states(proc.pid)))
+        wait_for(lambda: all(x == "t" for x in thread_states(proc.pid, but=proc.pid)))
         fd_dir = f"/proc/{helper}/fd"
         targets = {}
         for fd in os.listdir(fd_dir):

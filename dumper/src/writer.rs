@@ -85,14 +85,17 @@ pub struct EarlyWriter {
 }
 
 impl EarlyWriter {
-    /// Starts the writer for a crash whose thread `crashing` waits for the dump.
-    ///
-    /// Only `crashing` is resumed when the writer is done with the threads: the process dies
-    /// right after its dump, and the kernel resumes the others at once when the writer's
-    /// thread exits (third_party/README.md, `resume_only`; 1000 threads: ~5 ms less). The
-    /// thread exits as soon as [`StillStopped`] is dropped, or first resumes them one by
-    /// one itself when asked to ([`StillStopped::resume`]): another image's writer must
-    /// find them traced by no one.
+    /// Starts the writer for a crash whose thread `crashing` writes its report meanwhile
+    /// (third_party/README.md for the writer's options):
+    /// - `crashing` is never stopped: its registers and stack are the crash context's, and
+    ///   its handler runs on an alternate stack, so its report goes on all along;
+    /// - the module list and /proc files are read while the walk goes on, before the look
+    ///   that waits for it (the threads are stopped longer: a crashing process waits anyway);
+    /// - the other threads are not resumed: the process dies right after its dump, and the
+    ///   kernel resumes them at once when the writer's thread exits (1000 threads: ~5 ms
+    ///   less). The thread exits as soon as [`StillStopped`] is dropped, or first resumes
+    ///   them one by one itself when asked to ([`StillStopped::resume`]): another image's
+    ///   writer must find them traced by no one.
     pub fn start(config: MinidumpWriterConfig, pid: i32, crashing: i32) -> EarlyWriter {
         let (handoff, receive_handoff) = channel::<Handoff>();
         let (send_written, written) = channel::<Written>();
@@ -100,7 +103,7 @@ impl EarlyWriter {
         let (send_released, released) = channel::<()>();
         std::thread::spawn(move || {
             let mut config = config;
-            config.resume_only(crashing);
+            config.keep_running(crashing).leave_stopped().copy_app_memory_last();
             config.set_thread_names_while_stopped();
             config.set_app_memory_while_stopped(move |memory, names| {
                 timeline::mark("writer_stopped");

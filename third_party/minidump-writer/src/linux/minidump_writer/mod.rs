@@ -79,7 +79,7 @@ pub struct MinidumpWriterConfig {
     while_stopped: WhileStopped,
     proc_maps: Option<Vec<u8>>,
     stack_below_sp: Option<usize>,
-    resume_only: Option<Pid>,
+    crash_stops: CrashStops,
     direct_auxv_dump_info: Option<DirectAuxvDumpInfo>,
     process_inspector: ProcessInspector,
 }
@@ -96,6 +96,19 @@ pub struct WhileStopped {
 
 /// Thread names the caller read, by thread id (crashcatch patch).
 pub type ThreadNames = std::collections::HashMap<Pid, String>;
+
+/// How a crash's threads are stopped and resumed (crashcatch patch: `keep_running`,
+/// `leave_stopped`, `copy_app_memory_last`).
+#[derive(Debug, Default, Clone, Copy)]
+struct CrashStops {
+    /// A thread never stopped: the crashing one, whose registers and stack come from the
+    /// crash context.
+    keep_running: Option<Pid>,
+    /// The stopped threads are not resumed.
+    leave_stopped: bool,
+    /// The while-stopped look and the application memory come after the other streams.
+    app_memory_last: bool,
+}
 
 impl std::fmt::Debug for WhileStopped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -133,8 +146,8 @@ pub struct MinidumpWriter {
     while_stopped: WhileStopped,
     /// Bytes kept below a thread's stack pointer (crashcatch patch: `set_stack_below_sp`).
     pub stack_below_sp: Option<usize>,
-    /// The one thread to resume (crashcatch patch: `resume_only`).
-    resume_only: Option<Pid>,
+    /// How a crash's threads are stopped and resumed (crashcatch patch).
+    crash_stops: CrashStops,
     pub skip_stacks_if_mapping_unreferenced: bool,
     principal_mapping_address: Option<usize>,
     pub principal_mapping: Option<MappingInfo>,
@@ -180,7 +193,7 @@ impl MinidumpWriterConfig {
             while_stopped: Default::default(),
             proc_maps: None,
             stack_below_sp: None,
-            resume_only: None,
+            crash_stops: CrashStops::default(),
             direct_auxv_dump_info: Default::default(),
             process_inspector: ProcessInspector::local(process_id),
         }
@@ -248,14 +261,32 @@ impl MinidumpWriterConfig {
         self
     }
 
-    /// When the writer is done with the stopped threads, resumes `tid` only (crashcatch
-    /// patch): the others stay stopped until the calling thread exits, when the kernel
-    /// resumes them all at once. For a crashing process, which dies right after its dump:
-    /// each resumption is a system call and a wake-up (1000 threads: ~5 ms), and a thread
-    /// that exits resumes its tracees on its way out, off the caller's path. Unset by
-    /// default.
-    pub fn resume_only(&mut self, tid: Pid) -> &mut Self {
-        self.resume_only = Some(tid);
+    /// Never stops thread `tid` (crashcatch patch): with a crash context, its registers and
+    /// stack come from the context, and its stack no longer changes while its signal
+    /// handler runs on an alternate stack (a crash handler writing its report meanwhile).
+    /// Ignored without a crash context. Unset by default.
+    pub fn keep_running(&mut self, tid: Pid) -> &mut Self {
+        self.crash_stops.keep_running = Some(tid);
+        self
+    }
+
+    /// Leaves the stopped threads stopped when the writer is done with them (crashcatch
+    /// patch): they stay so until the calling thread exits, when the kernel resumes them
+    /// all at once. For a crashing process, which dies right after its dump: each
+    /// resumption is a system call and a wake-up (1000 threads: ~5 ms), and a thread that
+    /// exits resumes its tracees on its way out, off the caller's path. Unset by default.
+    pub fn leave_stopped(&mut self) -> &mut Self {
+        self.crash_stops.leave_stopped = true;
+        self
+    }
+
+    /// Writes the module list, the /proc files and the other streams that need no look at
+    /// the stopped threads before the `set_app_memory_while_stopped` look and the
+    /// application memory, not after them (crashcatch patch): a caller whose look waits for
+    /// work done meanwhile (a crash's helper walking the Python stacks), and whose threads
+    /// may stay stopped that long, gets them done while it waits. Unset by default.
+    pub fn copy_app_memory_last(&mut self) -> &mut Self {
+        self.crash_stops.app_memory_last = true;
         self
     }
 
@@ -368,7 +399,7 @@ impl MinidumpWriterConfig {
             thread_names: self.thread_names,
             while_stopped: self.while_stopped,
             stack_below_sp: self.stack_below_sp,
-            resume_only: self.resume_only,
+            crash_stops: self.crash_stops,
             skip_stacks_if_mapping_unreferenced: self.skip_stacks_if_mapping_unreferenced,
             principal_mapping_address: self.principal_mapping_address,
             principal_mapping: self.principal_mapping,
@@ -487,31 +518,21 @@ impl MinidumpWriter {
         let dirent = self.write_thread_list_stream(buffer)?;
         dir_section.write_to_file(buffer, Some(dirent))?;
 
-        // crashcatch patch: the caller's look at the stopped process (only if they are).
-        if self.threads_suspended {
-            if let Some(look) = self.while_stopped.look.as_mut() {
-                look(&mut self.app_memory, &mut self.thread_names);
-            }
-        }
-        if self.while_stopped.names {
-            self.name_threads(soft_errors.subwriter(WriterError::InitErrors));
-        }
-        self.write_app_memory(buffer)
-            .map_err(WriterError::SectionAppMemoryError)?;
-        dir_section.write_to_file(buffer, None)?;
-
-        // crashcatch patch: the registers, stacks and application memory are copied; the
-        // rest (modules, /proc files, thread names) does not need the threads stopped.
-        // Only without the process stop: a group-stopped process would stay stopped anyway.
-        if !self.stop_process {
-            self.resume_threads(error_graph::strategy::DontCare);
+        // crashcatch patch: the application memory (and the look before it) first, or after
+        // the streams that need no look (`copy_app_memory_last`).
+        let last = self.crash_stops.app_memory_last;
+        if !last {
+            self.copy_while_stopped(buffer, &mut soft_errors)?;
+            dir_section.write_to_file(buffer, None)?;
         }
 
         let dirent = self.write_mappings(buffer)?;
         dir_section.write_to_file(buffer, Some(dirent))?;
 
-        let dirent = self.write_memory_list_stream(buffer)?;
-        dir_section.write_to_file(buffer, Some(dirent))?;
+        if !last {
+            let dirent = self.write_memory_list_stream(buffer)?;
+            dir_section.write_to_file(buffer, Some(dirent))?;
+        }
 
         let dirent = self.write_exception_stream(buffer)?;
         dir_section.write_to_file(buffer, Some(dirent))?;
@@ -603,6 +624,13 @@ impl MinidumpWriter {
         dir_section.write_to_file(buffer, Some(dirent))?;
 
         file_entry!("limits", MozLinuxLimits, WriteLimitsFailed);
+
+        if last {
+            self.copy_while_stopped(buffer, &mut soft_errors)?;
+            dir_section.write_to_file(buffer, None)?;
+            let dirent = self.write_memory_list_stream(buffer)?;
+            dir_section.write_to_file(buffer, Some(dirent))?;
+        }
 
         let dirent = self.write_thread_names_stream(buffer)?;
         dir_section.write_to_file(buffer, Some(dirent))?;
@@ -756,14 +784,21 @@ impl MinidumpWriter {
             );
         } else {
             let inspector = &self.process_inspector;
-            self.threads.retain(|x| match inspector.interrupt_thread(x.tid) {
-                Ok(()) => true,
-                Err(e) => {
+            // crashcatch patch: the crashing thread left running (`keep_running`).
+            let running = self.crash_context.as_ref().and(self.crash_stops.keep_running);
+            let stops = |tid: Pid| running != Some(tid);
+            self.threads.retain(|x| match stops(x.tid).then(|| inspector.interrupt_thread(x.tid)) {
+                None => true,
+                Some(Ok(())) => true,
+                Some(Err(e)) => {
                     soft_errors.push(WriterError::SuspendThreadFailed(e));
                     false
                 }
             });
             self.threads.retain(|x| {
+                if !stops(x.tid) {
+                    return true;
+                }
                 let stopped = inspector
                     .wait_for_stop(x.tid)
                     .map_err(WriterError::SuspendThreadFailed)
@@ -784,9 +819,10 @@ impl MinidumpWriter {
     }
 
     fn resume_threads(&mut self, mut soft_errors: impl WriteErrorList<WriterError>) {
-        if self.threads_suspended {
-            let resumed = |tid: Pid| self.resume_only.is_none_or(|only| only == tid);
-            for thread in self.threads.iter().filter(|t| resumed(t.tid)) {
+        // crashcatch patch: none resumed (`leave_stopped`); nor the one never stopped.
+        if self.threads_suspended && !self.crash_stops.leave_stopped {
+            let running = self.crash_context.as_ref().and(self.crash_stops.keep_running);
+            for thread in self.threads.iter().filter(|t| running != Some(t.tid)) {
                 match Self::resume_thread(&self.process_inspector, thread.tid) {
                     Ok(()) => (),
                     Err(e) => {
@@ -884,6 +920,32 @@ impl MinidumpWriter {
             self.threads.push(Thread { tid, name });
         }
 
+        Ok(())
+    }
+
+    /// The caller's look at the stopped process (only if they are), the application memory
+    /// copied, the threads resumed (crashcatch patch): the registers, stacks and
+    /// application memory are copied; the rest (modules, /proc files, thread names) does
+    /// not need the threads stopped. Only without the process stop: a group-stopped process
+    /// would stay stopped anyway.
+    fn copy_while_stopped(
+        &mut self,
+        buffer: &mut DumpBuf,
+        soft_errors: &mut ErrorList<WriterError>,
+    ) -> Result<(), WriterError> {
+        if self.threads_suspended {
+            if let Some(look) = self.while_stopped.look.as_mut() {
+                look(&mut self.app_memory, &mut self.thread_names);
+            }
+        }
+        if self.while_stopped.names {
+            self.name_threads(soft_errors.subwriter(WriterError::InitErrors));
+        }
+        self.write_app_memory(buffer)
+            .map_err(WriterError::SectionAppMemoryError)?;
+        if !self.stop_process {
+            self.resume_threads(error_graph::strategy::DontCare);
+        }
         Ok(())
     }
 
