@@ -122,34 +122,30 @@ def test_a_crash_kills_a_helper_stuck_while_holding_the_other_threads_at_its_dea
     assert r.dumps == []  # nothing half-written is left behind
 
 
+# A live dump whose failure the program sees, and goes on.
+LIVE_DUMP = """
+import crashcatch
+crashcatch.enable(dump_timeout={timeout})
+try:
+    crashcatch.write_minidump()
+except RuntimeError as e:
+    print("error:", e)
+print("still running")
+"""
+
+
 def test_a_helper_stuck_while_holding_every_thread_ends_itself_at_the_deadline(interp):
     """While a live dump's helper holds every thread in a ptrace stop, the requesting
     thread's own deadline cannot fire: the helper ends itself then."""
-    code = """
-    import crashcatch
-    crashcatch.enable(dump_timeout=1)
-    try:
-        crashcatch.write_minidump()
-    except RuntimeError as e:
-        print("error:", e)
-    """
-    r = run_script(interp, code, env={"CRASHCATCH_TEST_HELPER_STALL_MS": "120000"}, timeout=30)
+    r = run_script(interp, LIVE_DUMP.format(timeout=1), env={"CRASHCATCH_TEST_HELPER_STALL_MS": "120000"},
+                   timeout=30)
     assert r.returncode == 0, r.stderr
     assert "the dump helper died of signal 14" in r.stdout, (r.stdout, r.stderr)
     assert r.dumps == []  # nothing half-written is left behind
 
 
 def test_helper_killed_mid_live_dump_lets_the_program_go_on(interp):
-    code = """
-    import crashcatch
-    crashcatch.enable(dump_timeout=60)
-    try:
-        crashcatch.write_minidump()
-    except RuntimeError as e:
-        print("error:", e)
-    print("still running")
-    """
-    proc = start(interp, prepare_script(interp, code, env=STALL))
+    proc = start(interp, prepare_script(interp, LIVE_DUMP.format(timeout=60), env=STALL))
     kill_helper_while_it_holds_every_thread(proc)
     out, err = finish(proc)
     assert proc.returncode == 0, err
