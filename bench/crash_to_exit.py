@@ -110,7 +110,7 @@ def count_reads(python, ext_dir, mode, nthreads, script):
         r, w = os.pipe()
         env = dict(os.environ, PYTHONPATH=ext_dir, CLOCK_FD=str(w), CRASHCATCH_DUMP_DIR=DUMP_DIR)
         with open(os.devnull, "w") as devnull:
-            subprocess.run(["strace", "-f", "-qq", "-e", "trace=process_vm_readv,execve", "-o", log.name,
+            subprocess.run(["strace", "-f", "-qq", "-e", "trace=process_vm_readv,execve,clone,clone3", "-o", log.name,
                             python, script, mode, str(nthreads)], pass_fds=(w,), env=env,
                            stdout=devnull, stderr=devnull)
         os.close(w)
@@ -122,6 +122,9 @@ def count_reads(python, ext_dir, mode, nthreads, script):
             call = call.lstrip()
             if call.startswith("execve(") and "crashcatch-dump" in call:
                 helpers.add(caller)
+            elif caller in helpers and call.startswith(("clone", "<... clone")) and ") = " in call:
+                # The helper's own threads (a crash's writer, the names reader) are its too.
+                helpers.add(call.rsplit(") = ", 1)[1].split()[0])
             elif call.startswith("process_vm_readv("):
                 counts["helper" if caller in helpers else "own"] += 1
     return counts["own"], counts["helper"]
