@@ -122,6 +122,39 @@ def test_a_crash_kills_a_helper_stuck_while_holding_the_other_threads_at_its_dea
     assert r.dumps == []  # nothing half-written is left behind
 
 
+def test_a_crash_whose_report_pipe_a_program_thread_drains_is_not_stuck(interp):
+    """The crash's stderr is a pipe that a thread of the program itself drains, and the
+    report is larger than the pipe's buffer: the crashing thread (which released the GIL,
+    so the drain can run) can finish it only while that thread runs. A crash's helper must
+    have let the threads it stopped go before it waits for the report (it once waited with
+    them still stopped: a hang, its deadline not armed then)."""
+    code = """
+    import os, threading, crashcatch, buggyext
+    r, w = os.pipe()
+    out = open(os.environ["FILE_err"], "wb")
+    def drain():
+        while data := os.read(r, 65536):
+            out.write(data)
+            out.flush()
+    threading.Thread(target=drain, daemon=True).start()
+    os.dup2(w, 2)
+    crashcatch.enable()
+    ready = threading.Barrier(98)
+    def deep(n):
+        return deep(n - 1) if n else (ready.wait(), threading.Event().wait())
+    for _ in range(97):
+        threading.Thread(target=deep, args=(90,), daemon=True).start()
+    ready.wait()
+    buggyext.segfault_without_gil()
+    """
+    r = run_script(interp, code, files=["err"], timeout=60)
+    assert r.returncode == -signal.SIGSEGV, r.stderr
+    # What the drain had not written out yet when the process died is lost with it.
+    report = r.files["err"]
+    assert len(report) > 64 * 1024 and report.count("in deep") >= 97 * 90, len(report)
+    assert len(r.dumps) == 1, report[-2000:]
+
+
 # A live dump whose failure the program sees, and goes on.
 LIVE_DUMP = """
 import crashcatch

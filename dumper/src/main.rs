@@ -229,9 +229,9 @@ fn write_dump(
     };
     // A crash: the writer starts stopping the threads now, on its own thread, while this
     // one walks the Python stacks and reads the names and metadata (the walk's memory is
-    // handed over once they are stopped). A live dump stops them only after the walk, which
-    // keeps its stall short.
-    let mut early = fatal.then(|| {
+    // handed over once they are stopped; writer.rs). A live dump stops them only after the
+    // walk, which keeps its stall short.
+    let mut early = (fatal && context.is_some()).then(|| {
         writer::EarlyWriter::start(writer::config(pid, &req, maps.as_deref(), context.as_ref()), pid, req.tid)
     });
     // An overflowed stack is capped below (shrink.rs); keep its bottom, where the thread
@@ -345,9 +345,6 @@ fn write_dump(
         // what can go; minidump-writer's own limit has already trimmed the thread stacks.
         image = dump.image(&[], &meta, Some(image.len() as u64))?;
     }
-    // No other image comes: the threads the crash's writer left stopped go (as its thread
-    // exits, while the file is written).
-    drop(dump.still_stopped.take());
     if limit > 0 && image.len() as u64 > limit {
         return Err(DumpError::TooLarge { size: image.len() as u64, limit });
     }
@@ -473,7 +470,8 @@ struct Dump<'a> {
     report_written: std::cell::RefCell<Option<&'a mut ReportWritten<'a>>>,
     /// The report as read once it was complete.
     report: std::cell::RefCell<Option<String>>,
-    /// The threads the crash's early writer left stopped (writer.rs).
+    /// The threads the crash's early writer left stopped, which its thread resumes
+    /// (writer.rs): another image waits for that.
     still_stopped: std::cell::RefCell<Option<writer::StillStopped>>,
 }
 
@@ -512,9 +510,9 @@ impl Dump<'_> {
         full_size: Option<u64>,
     ) -> Result<Vec<u8>, DumpError> {
         if let Some(stopped) = self.still_stopped.take() {
-            // Left stopped by the crash's writer, traced by its thread: this writer must
-            // find them traced by no one.
-            stopped.resume();
+            // Left stopped by the crash's writer, traced by its thread until it resumes
+            // them: this writer must find them traced by no one.
+            stopped.wait();
         }
         let mut config = writer::config(self.pid, self.req, self.maps, self.context);
         config.set_thread_names(self.named_threads().collect());

@@ -89,6 +89,18 @@ impl Buffer {
     pub fn write_all(&mut self, buffer: &[u8]) {
         self.inner.extend_from_slice(buffer);
     }
+
+    /// Appends `len` zero bytes and returns them, to be filled in place (crashcatch patch:
+    /// memory read straight into the dump, not into a copy first).
+    pub fn extend_zeroed(&mut self, len: usize) -> &mut [u8] {
+        let mark = self.reserve(len);
+        &mut self.inner[mark..]
+    }
+
+    /// Drops everything from `position` on (crashcatch patch).
+    pub fn truncate(&mut self, position: u64) {
+        self.inner.truncate(position as usize);
+    }
 }
 
 impl From<Buffer> for Vec<u8> {
