@@ -169,6 +169,13 @@ fn run() -> Result<PathBuf, DumpError> {
     write_dump(&req, pid, deadline_ms, started, &mut report_written).map(|(path, _)| path)
 }
 
+/// Whether the requester's next byte (or its end) is there to be read now.
+fn go_ahead_ready() -> bool {
+    let mut stdin = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
+    // SAFETY: polls one valid pollfd, without waiting.
+    unsafe { libc::poll(&mut stdin, 1, 0) == 1 }
+}
+
 /// Waits for the requester's next byte; false if it is gone (its end of the pipe closed:
 /// it died writing its report).
 fn go_ahead() -> bool {
@@ -470,8 +477,8 @@ struct Dump<'a> {
     report_written: std::cell::RefCell<Option<&'a mut ReportWritten<'a>>>,
     /// The report as read once it was complete.
     report: std::cell::RefCell<Option<String>>,
-    /// The threads the crash's early writer left stopped, which its thread resumes
-    /// (writer.rs): another image waits for that.
+    /// The threads the crash's early writer left stopped (writer.rs): resumed before the
+    /// report wait if it is not complete yet, and before another image.
     still_stopped: std::cell::RefCell<Option<writer::StillStopped>>,
 }
 
@@ -493,7 +500,13 @@ impl Dump<'_> {
             names: self.named_threads().collect(),
             look: look_again.cloned(),
         };
-        let (written, still_stopped) = early.finish(handoff);
+        let (written, mut still_stopped) = early.finish(handoff);
+        if !go_ahead_ready() {
+            // The report is not complete yet: the threads go first, for a thread of the
+            // program may be what drains the report's pipe (otherwise they go as the
+            // writer's thread exits, after the file is written: cheaper).
+            still_stopped.resume();
+        }
         *self.still_stopped.borrow_mut() = Some(still_stopped);
         let (image, pause) = written?;
         self.pause.set(pause);
@@ -512,7 +525,7 @@ impl Dump<'_> {
         if let Some(stopped) = self.still_stopped.take() {
             // Left stopped by the crash's writer, traced by its thread until it resumes
             // them: this writer must find them traced by no one.
-            stopped.wait();
+            stopped.resume_and_wait();
         }
         let mut config = writer::config(self.pid, self.req, self.maps, self.context);
         config.set_thread_names(self.named_threads().collect());

@@ -83,6 +83,7 @@ type Written = Result<(Vec<u8>, Duration), DumpError>;
 pub struct EarlyWriter {
     handoff: Sender<Handoff>,
     written: Receiver<Written>,
+    release: Sender<()>,
     released: Receiver<()>,
 }
 
@@ -93,14 +94,14 @@ impl EarlyWriter {
     ///   its handler runs on an alternate stack, so its report goes on all along;
     /// - the module list and /proc files are read while the walk goes on, before the look
     ///   that waits for it (the threads are stopped longer: a crashing process waits anyway);
-    /// - the writer hands the image over before it resumes the other threads, and its
-    ///   thread resumes them afterwards, while the helper waits for the report and writes
-    ///   the file (1000 threads: ~5 ms off the crash's path). They must run again before
-    ///   the helper waits for the report: a thread of the program may be what drains the
-    ///   report's pipe. If the helper dies first, the kernel resumes them.
+    /// - the writer hands the image over before it resumes the other threads (1000 threads:
+    ///   ~5 ms off the crash's path): its thread resumes them one by one when asked to
+    ///   ([`StillStopped::resume`]), or else the kernel does at once when it exits (once
+    ///   [`StillStopped`] is dropped; or the helper dies).
     pub fn start(config: MinidumpWriterConfig, pid: i32, crashing: i32) -> EarlyWriter {
         let (handoff, receive_handoff) = channel::<Handoff>();
         let (send_written, written) = channel::<Written>();
+        let (release, receive_release) = channel::<()>();
         let (send_released, released) = channel::<()>();
         std::thread::spawn(move || {
             let mut config = config;
@@ -118,18 +119,20 @@ impl EarlyWriter {
                 }
             });
             let _ = send_written.send(write(config));
-            for tid in crate::tasks::ids(pid) {
-                // SAFETY: PTRACE_DETACH takes no pointers; a thread this thread does not
-                // trace (the crashing one, one gone) fails with ESRCH, ignored.
-                unsafe { libc::ptrace(libc::PTRACE_DETACH, tid, 0usize, 0usize) };
+            if receive_release.recv().is_ok() {
+                for tid in crate::tasks::ids(pid) {
+                    // SAFETY: PTRACE_DETACH takes no pointers; a thread this thread does not
+                    // trace (the crashing one, one gone) fails with ESRCH, ignored.
+                    unsafe { libc::ptrace(libc::PTRACE_DETACH, tid, 0usize, 0usize) };
+                }
+                let _ = send_released.send(());
             }
-            let _ = send_released.send(());
         });
-        EarlyWriter { handoff, written, released }
+        EarlyWriter { handoff, written, release, released }
     }
 
-    /// Hands over the walk's results and waits for the image; with it, the threads still
-    /// being resumed.
+    /// Hands over the walk's results and waits for the image; with it, the threads left
+    /// stopped.
     pub fn finish(self, handoff: Handoff) -> (Written, StillStopped) {
         // A writer that already failed (before the stop) has dropped its receiver: its
         // error comes next.
@@ -138,18 +141,29 @@ impl EarlyWriter {
             .written
             .recv()
             .unwrap_or_else(|_| Err(DumpError::Writer("the writer's thread panicked".into())));
-        (written, StillStopped { released: self.released })
+        (written, StillStopped { release: Some(self.release), released: self.released })
     }
 }
 
-/// The crash's threads the early writer left stopped, which its thread is resuming.
+/// The crash's threads the early writer left stopped: dropped, they are resumed as its
+/// thread exits.
 pub struct StillStopped {
+    release: Option<Sender<()>>,
     released: Receiver<()>,
 }
 
 impl StillStopped {
-    /// Waits until every one is resumed (before another writer stops them again).
-    pub fn wait(self) {
+    /// Has the writer's thread resume them, without waiting (once).
+    pub fn resume(&mut self) {
+        if let Some(release) = self.release.take() {
+            let _ = release.send(());
+        }
+    }
+
+    /// Has them resumed and waits until every one is (before another writer stops them
+    /// again).
+    pub fn resume_and_wait(mut self) {
+        self.resume();
         let _ = self.released.recv();
     }
 }
