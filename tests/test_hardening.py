@@ -149,9 +149,10 @@ def test_a_crash_whose_report_pipe_a_program_thread_drains_is_not_stuck(interp):
     """
     r = run_script(interp, code, files=["err"], timeout=60)
     assert r.returncode == -signal.SIGSEGV, r.stderr
-    # What the drain had not written out yet when the process died is lost with it.
+    # More than a pipe buffer of report went through the drain during the crash; what it had
+    # not written out yet when the process died (up to a buffer's worth) is lost with it.
     report = r.files["err"]
-    assert len(report) > 64 * 1024 and report.count("in deep") >= 97 * 90, len(report)
+    assert len(report) > 2 * 64 * 1024 and report.count("in deep") >= 97 * 90 // 2, len(report)
     assert len(r.dumps) == 1, report[-2000:]
 
 
