@@ -87,7 +87,7 @@ impl Spans {
 }
 
 /// Everything the look needs, owned: it runs inside minidump-writer, on the writer's own
-/// thread for a crash (main.rs's `EarlyWriter`).
+/// thread for a crash (writer.rs's `EarlyWriter`).
 #[derive(Clone)]
 pub struct LookAgain {
     pub pid: i32,

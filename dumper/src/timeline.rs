@@ -53,7 +53,7 @@ pub fn summary(requested_ns: u64) -> Value {
         ends.insert(name.into(), json!(round(at)));
         last = at;
     }
-    // When each phase ended: a crash's writer runs on its own thread (main.rs's
+    // When each phase ended: a crash's writer runs on its own thread (writer.rs's
     // `EarlyWriter`), its marks fall between the walk's, and this gives their order.
     out.insert("ends".into(), Value::Object(ends));
     out.insert("total_ms".into(), json!(round(last)));

@@ -130,11 +130,16 @@ pub fn restore_previous_fatal() {
 /// Puts back the disposition `signo` had before `enable()` (faulthandler, too, restores
 /// only the signal that fired; the others stay reported).
 fn restore_previous(signo: i32) {
-    let Some(i) = FATAL_SIGNALS.iter().position(|(s, _)| *s == signo) else { return };
-    if let Some(prev) = config::load(&config::PREVIOUS_FATAL[i]) {
+    if let Some(prev) = previous_fatal(signo) {
         // SAFETY: `prev` is a valid sigaction captured before ours was installed.
         unsafe { libc::sigaction(signo, prev, core::ptr::null_mut()) };
     }
+}
+
+/// The disposition the fatal signal `signo` had before `enable()`, if it was captured.
+fn previous_fatal(signo: i32) -> Option<&'static libc::sigaction> {
+    let i = FATAL_SIGNALS.iter().position(|(s, _)| *s == signo)?;
+    config::load(&config::PREVIOUS_FATAL[i])
 }
 
 /// Hands the signal to the previous disposition with what the kernel gave us. A fault the
@@ -301,8 +306,7 @@ fn finish_minidump(out: &mut Out, helper: dump::Helper, answered: dump::Answered
 /// handler of the program's, or faulthandler's, may go on or take long: the helper is
 /// reaped as usual then.
 fn dies_of(signo: i32) -> bool {
-    let Some(i) = FATAL_SIGNALS.iter().position(|(s, _)| *s == signo) else { return false };
-    config::load(&config::PREVIOUS_FATAL[i]).is_some_and(|prev| prev.sa_sigaction == libc::SIG_DFL)
+    previous_fatal(signo).is_some_and(|prev| prev.sa_sigaction == libc::SIG_DFL)
 }
 
 /// faulthandler's `faulthandler_dump_traceback()`.

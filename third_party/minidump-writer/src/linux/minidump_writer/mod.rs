@@ -797,7 +797,7 @@ impl MinidumpWriter {
         } else {
             let inspector = &self.process_inspector;
             // crashcatch patch: the crashing thread left running (`keep_running`).
-            let running = self.crash_context.as_ref().and(self.crash_stops.keep_running);
+            let running = self.kept_running();
             let stops = |tid: Pid| running != Some(tid);
             let skip_check = self.crash_stops.skip_sandbox_check;
             self.threads.retain(|x| match stops(x.tid).then(|| inspector.interrupt_thread(x.tid)) {
@@ -834,10 +834,15 @@ impl MinidumpWriter {
         failspot::failspot!(<crate::FailSpotName>::SuspendThreads soft_errors.push(WriterError::PtraceAttachError(1234, libc::EPERM)))
     }
 
+    /// The thread never stopped (crashcatch patch: `keep_running`, with a crash context).
+    fn kept_running(&self) -> Option<Pid> {
+        self.crash_context.as_ref().and(self.crash_stops.keep_running)
+    }
+
     fn resume_threads(&mut self, mut soft_errors: impl WriteErrorList<WriterError>) {
         // crashcatch patch: none resumed (`leave_stopped`); nor the one never stopped.
         if self.threads_suspended && !self.crash_stops.leave_stopped {
-            let running = self.crash_context.as_ref().and(self.crash_stops.keep_running);
+            let running = self.kept_running();
             for thread in self.threads.iter().filter(|t| running != Some(t.tid)) {
                 match Self::resume_thread(&self.process_inspector, thread.tid) {
                     Ok(()) => (),
