@@ -495,11 +495,15 @@ impl Dump<'_> {
             return self.image(extra, meta, None);
         };
         let look_again = self.look_again(extra);
-        let handoff = writer::Handoff {
-            memory: writer::app_memory(extra),
-            names: self.named_threads().collect(),
-            look: look_again.cloned(),
-        };
+        let mut memory = writer::app_memory(extra);
+        // The look runs here, on this thread, as soon as the threads are stopped, while the
+        // writer copies their registers and stacks (1000 threads: ~4 ms off the crash's path).
+        if let Some(look) = look_again {
+            if early.wait_suspended() {
+                look.look(&mut memory);
+            }
+        }
+        let handoff = writer::Handoff { memory, names: self.named_threads().collect() };
         let (written, mut still_stopped) = early.finish(handoff);
         if !go_ahead_ready() {
             // The report is not complete yet: the threads go first, for a thread of the

@@ -4,12 +4,14 @@
 //! A crash's writer starts as soon as the helper has read /proc: it lists and stops the
 //! threads and copies their registers and stacks while the helper's main thread walks the
 //! Python stacks and reads the names and metadata (issue 14: at 1000 threads the stop takes
-//! ~20 ms, the walk, names and metadata ~25 ms; done one after the other before). The walk's
-//! results reach it through a [`Handoff`] once the threads are stopped. A live dump keeps
+//! ~20 ms, the walk, names and metadata ~25 ms; done one after the other before). Once the
+//! writer has stopped the threads ([`EarlyWriter::wait_suspended`]), the main thread looks
+//! again at the threads that moved (again.rs) while the writer copies their registers and
+//! stacks, and hands over what it found as a [`Handoff`]. A live dump keeps
 //! its threads running during the walk (its stall stays short): main.rs's `Dump::image`
 //! runs the writer there and then.
 
-use crate::{again, error_chain, stall, timeline, DumpError};
+use crate::{error_chain, stall, timeline, DumpError};
 use handoff::Request;
 use minidump_writer::app_memory::AppMemory;
 use minidump_writer::crash_context::CrashContext;
@@ -70,17 +72,18 @@ pub fn write(config: MinidumpWriterConfig) -> Result<(Vec<u8>, Duration), DumpEr
     Ok((image, stopped.unwrap_or_else(|| writing.elapsed())))
 }
 
-/// What a crash's early writer gets once the Python walk is done.
+/// What a crash's early writer gets once the Python walk, and the look again at the
+/// stopped threads, are done.
 pub struct Handoff {
     pub memory: Vec<AppMemory>,
     pub names: Vec<(i32, String)>,
-    pub look: Option<again::LookAgain>,
 }
 
 type Written = Result<(Vec<u8>, Duration), DumpError>;
 
 /// A crash's writer, started on its own thread before the Python walk.
 pub struct EarlyWriter {
+    suspended: Receiver<bool>,
     handoff: Sender<Handoff>,
     written: Receiver<Written>,
     release: Sender<()>,
@@ -103,10 +106,15 @@ impl EarlyWriter {
         let (send_written, written) = channel::<Written>();
         let (release, receive_release) = channel::<()>();
         let (send_released, released) = channel::<()>();
+        let (send_suspended, suspended) = channel::<bool>();
         std::thread::spawn(move || {
             let mut config = config;
             config.keep_running(crashing).leave_stopped().copy_app_memory_last();
             config.set_thread_names_while_stopped();
+            config.on_suspended(move |stopped| {
+                timeline::mark("writer_suspended");
+                let _ = send_suspended.send(stopped);
+            });
             config.set_app_memory_while_stopped(move |memory, names| {
                 timeline::mark("writer_stopped");
                 // None: the walk ended without a handoff (a panic); the dump goes on without it.
@@ -114,9 +122,6 @@ impl EarlyWriter {
                 timeline::mark("handoff_wait");
                 *memory = handoff.memory;
                 names.extend(handoff.names);
-                if let Some(look) = handoff.look {
-                    look.look(memory);
-                }
             });
             let _ = send_written.send(write(config));
             if receive_release.recv().is_ok() {
@@ -128,7 +133,13 @@ impl EarlyWriter {
                 let _ = send_released.send(());
             }
         });
-        EarlyWriter { handoff, written, release, released }
+        EarlyWriter { suspended, handoff, written, release, released }
+    }
+
+    /// Waits until the writer has stopped the threads: true if it did (false: it could
+    /// stop none, or failed before).
+    pub fn wait_suspended(&self) -> bool {
+        self.suspended.recv().unwrap_or(false)
     }
 
     /// Hands over the walk's results and waits for the image; with it, the threads left

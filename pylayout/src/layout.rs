@@ -120,6 +120,7 @@ layout_struct! {
     tstate_thread_id = "tstate.thread_id",
     tstate_native_thread_id = "tstate.native_thread_id",
     tstate_datastack_chunk = "tstate.datastack_chunk",
+    tstate_datastack_top = "tstate.datastack_top",
     tstate_current_frame = "tstate.current_frame",
     tstate_cframe = "tstate.cframe",
     cframe_current_frame = "cframe.current_frame",

@@ -58,6 +58,10 @@ pub trait Memory {
     fn ptr_at(&self, base: u64, offset: u32) -> Option<u64> {
         self.read_u64(base.checked_add(offset as u64)?)
     }
+    /// A hint that the bytes at each of `addrs` are about to be read: a source that can
+    /// fetch many places at once (another process's memory, in one system call) does so
+    /// now. Reads return the same either way; by default this does nothing.
+    fn prefetch(&self, _addrs: &[u64]) {}
 }
 
 /// Addresses of the builtin type objects needed to recognise objects by type.

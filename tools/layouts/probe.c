@@ -79,6 +79,7 @@ int main(void) {
 #if PY_VERSION_HEX >= 0x030B0000
     OFF("tstate.native_thread_id", PyThreadState, native_thread_id);
     OFF("tstate.datastack_chunk", PyThreadState, datastack_chunk);
+    OFF("tstate.datastack_top", PyThreadState, datastack_top);
 #endif
 #if PY_VERSION_HEX >= 0x030D0000
     OFF("tstate.current_frame", PyThreadState, current_frame);

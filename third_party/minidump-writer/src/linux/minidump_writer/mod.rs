@@ -92,6 +92,8 @@ pub struct WhileStopped {
     look: Option<Box<dyn FnMut(&mut AppMemoryList, &mut ThreadNames) + Send>>,
     /// The look names the threads: none is read before (`set_thread_names_while_stopped`).
     names: bool,
+    /// Told once the threads are suspended, before any stream is written (`on_suspended`).
+    suspended: Option<Box<dyn FnOnce(bool) + Send>>,
 }
 
 /// Thread names the caller read, by thread id (crashcatch patch).
@@ -333,6 +335,17 @@ impl MinidumpWriterConfig {
         self
     }
 
+    /// Calls `told` once the threads are suspended, right after the writer stopped them and
+    /// before it writes any stream (crashcatch patch), with whether they are (false: none
+    /// could be, and the `set_app_memory_while_stopped` look will not run). A caller that
+    /// works on another thread meanwhile can then look at the stopped process itself while
+    /// the writer copies the threads, and hand over only what the look found. Unset by
+    /// default.
+    pub fn on_suspended(&mut self, told: impl FnOnce(bool) + Send + 'static) -> &mut Self {
+        self.while_stopped.suspended = Some(Box::new(told));
+        self
+    }
+
     /// The threads' names come from the `set_app_memory_while_stopped` look (crashcatch
     /// patch): no name is read before the threads are stopped, and a thread the look does
     /// not name has its /proc/PID/task/TID/comm read after it. Unset by default.
@@ -470,6 +483,10 @@ impl MinidumpWriter {
         let threads_count = self.threads.len();
 
         self.suspend_threads(soft_errors.subwriter(InitError::SuspendThreadsErrors));
+        // crashcatch patch: `on_suspended`.
+        if let Some(told) = self.while_stopped.suspended.take() {
+            told(self.threads_suspended);
+        }
 
         if self.threads.is_empty() {
             soft_errors.push(InitError::SuspendNoThreadsLeft(threads_count));
