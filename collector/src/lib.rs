@@ -254,6 +254,7 @@ fn configure_minidumps(
         max_dir_size,
         dump_locals,
         object_types: object_types(py)?,
+        threading_hash: pyo3::types::PyString::new(py, "threading").hash().ok().map(|h| h as i64),
     };
     minidumps::configure(target, &settings).map_err(PyRuntimeError::new_err)
 }

@@ -73,6 +73,8 @@ pub struct Settings<'a> {
     pub dump_locals: bool,
     /// The builtin objects' addresses, for the helper's object decoder.
     pub object_types: [u64; handoff::OBJECT_TYPES],
+    /// `hash("threading")` in this process, if it could be computed.
+    pub threading_hash: Option<i64>,
 }
 
 /// `pattern\0`… in upper case, as the helper matches names; an error if they do not fit.
@@ -148,6 +150,8 @@ pub fn configure(target: &Target, s: &Settings) -> Result<(), String> {
         req.max_dir_size = s.max_dir_size;
         req.object_types = s.object_types;
         req.dump_locals = u32::from(s.dump_locals);
+        req.threading_hash = s.threading_hash.unwrap_or(0);
+        req.threading_hash_known = u32::from(s.threading_hash.is_some());
         req.thread_names_addr = NAMES.0.get() as u64;
         req.thread_names_count = THREAD_NAMES as u64;
         req.magic = handoff::MAGIC;

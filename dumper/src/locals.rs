@@ -59,11 +59,13 @@ pub const MAX_THREAD_NAME_BYTES: u64 = 1 << 20;
 /// lists them) so that gdb's `cc-threads` names the threads on `crashcatch core`'s core too.
 /// Also the threads it found, for the metadata (read once, not a second time there); None
 /// when the byte budget cut the read short, so that the metadata reads them whole.
+/// `threading_hash`: `hash("threading")` in the process, to find the module by it.
 pub fn thread_name_ranges(
     mem: &dyn Memory,
     layout: &Layout,
     types: &ObjectTypes,
     interp: u64,
+    threading_hash: Option<i64>,
 ) -> (Vec<(u64, u64)>, Option<Vec<PythonThread>>) {
     let rec = Recorder {
         mem,
@@ -72,7 +74,7 @@ pub fn thread_name_ranges(
         left: Cell::new(MAX_THREAD_NAME_BYTES),
         cut: Cell::new(false),
     };
-    let threads = pylayout::thread_names::python_threads(&rec, layout, types, interp);
+    let threads = pylayout::thread_names::python_threads_hashed(&rec, layout, types, interp, threading_hash);
     let whole = !rec.cut.get();
     (rec.reads.into_inner(), whole.then_some(threads))
 }

@@ -263,8 +263,13 @@ fn write_dump(
         collector.os_tids = tasks.tids().iter().copied().collect();
         collector.collect(req.runtime, req.interp);
         timeline::mark("walk");
-        let (name_ranges, names) =
-            locals::thread_name_ranges(&mem, layout, &metadata::object_types(&req), req.interp);
+        let (name_ranges, names) = locals::thread_name_ranges(
+            &mem,
+            layout,
+            &metadata::object_types(&req),
+            req.interp,
+            req.threading_hash(),
+        );
         timeline::mark("names");
         for (start, len) in name_ranges {
             collector.ranges.add(start, len);

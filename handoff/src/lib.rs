@@ -163,9 +163,21 @@ pub struct Request {
     /// (`enable(dump_locals=True)`); 0 (the default): none of it, as locals can hold secrets.
     pub dump_locals: u32,
     pub _pad1: u32,
+    /// (enable) `hash("threading")` in the process (str hashes are salted per process),
+    /// with `threading_hash_known` 1: the helper then finds `sys.modules["threading"]` the
+    /// way the dict itself does, instead of reading every module's name (0.3 ms of a
+    /// 1-thread crash's dump).
+    pub threading_hash: i64,
+    pub threading_hash_known: u32,
+    pub _pad2: u32,
 }
 
 impl Request {
+    /// `hash("threading")` in the requesting process, if it gave it.
+    pub fn threading_hash(&self) -> Option<i64> {
+        (self.threading_hash_known == 1).then_some(self.threading_hash)
+    }
+
     pub const fn zeroed() -> Request {
         Request {
             magic: 0,
@@ -214,6 +226,9 @@ impl Request {
             object_types: [0; OBJECT_TYPES],
             dump_locals: 0,
             _pad1: 0,
+            threading_hash: 0,
+            threading_hash_known: 0,
+            _pad2: 0,
         }
     }
 

@@ -44,29 +44,8 @@ pub fn for_each_entry(
     if nentries > MAX_ENTRIES {
         return None;
     }
-    let (index_bytes, unicode) = if let Some(log2_off) = layout.dictkeys_log2_index_bytes {
-        let log2 = mem.read_u8(keys + log2_off as u64)?;
-        let kind = mem.read_u8(keys + layout.dictkeys_kind? as u64)?;
-        (1u64.checked_shl(log2 as u32)?, kind != 0)
-    } else {
-        let size = mem.ptr_at(keys, layout.dictkeys_size?)?;
-        let width = match size {
-            0..=0xff => 1,
-            0x100..=0xffff => 2,
-            0x1_0000..=0xffff_ffff => 4,
-            _ => 8,
-        };
-        (size.checked_mul(width)?, false)
-    };
-    let (entry_size, key_off, value_off) = if unicode {
-        (
-            layout.dictkeys_unicode_entry_size?,
-            layout.dictkeys_unicode_entry_key?,
-            layout.dictkeys_unicode_entry_value?,
-        )
-    } else {
-        (layout.dictkeys_entry_size?, layout.dictkeys_entry_key?, layout.dictkeys_entry_value?)
-    };
+    let (index_bytes, unicode) = index_geometry(mem, layout, keys)?;
+    let (entry_size, key_off, value_off) = entry_fields(layout, unicode)?;
     let entries = keys.checked_add(layout.dictkeys_indices? as u64)?.checked_add(index_bytes)?;
     let entry = |i: u64| entries.wrapping_add(i * entry_size as u64);
     let Some(values) = values else {
@@ -106,6 +85,119 @@ pub fn for_each_entry(
     }
     Some(())
 }
+
+/// A keys table's index array size in bytes, and whether its entries are unicode ones
+/// (3.11+: key and value, no hash).
+fn index_geometry(mem: &dyn Memory, layout: &Layout, keys: u64) -> Option<(u64, bool)> {
+    if let Some(log2_off) = layout.dictkeys_log2_index_bytes {
+        let log2 = mem.read_u8(keys.checked_add(u64::from(log2_off))?)?;
+        let kind = mem.read_u8(keys.checked_add(u64::from(layout.dictkeys_kind?))?)?;
+        Some((1u64.checked_shl(u32::from(log2))?, kind != 0))
+    } else {
+        let size = mem.ptr_at(keys, layout.dictkeys_size?)?;
+        Some((size.checked_mul(index_width_for(size))?, false))
+    }
+}
+
+/// ≤3.10: the bytes of each index slot of a table of `size` slots (`DK_IXSIZE`).
+fn index_width_for(size: u64) -> u64 {
+    match size {
+        0..=0xff => 1,
+        0x100..=0xffff => 2,
+        0x1_0000..=0xffff_ffff => 4,
+        _ => 8,
+    }
+}
+
+/// An entry's size and its key's and value's offsets, for unicode entries or general ones.
+fn entry_fields(layout: &Layout, unicode: bool) -> Option<(u32, u32, u32)> {
+    if unicode {
+        Some((
+            layout.dictkeys_unicode_entry_size?,
+            layout.dictkeys_unicode_entry_key?,
+            layout.dictkeys_unicode_entry_value?,
+        ))
+    } else {
+        Some((layout.dictkeys_entry_size?, layout.dictkeys_entry_key?, layout.dictkeys_entry_value?))
+    }
+}
+
+/// The value of the entry of the combined keys table `keys` whose key `is_key` accepts,
+/// found as CPython's own lookup finds it: from the slot `hash` selects, along the same
+/// probe sequence, reading a few index slots and entries instead of every entry (`hash`
+/// is the key's own, which str salts per process: the process must give it). `Some(None)`:
+/// the sequence reached an empty slot, so no entry has that key. `None`: the table does
+/// not read, or its probe sequence never ends (corrupt); scan it instead.
+pub fn lookup_by_hash(
+    mem: &dyn Memory,
+    layout: &Layout,
+    keys: u64,
+    hash: i64,
+    is_key: &mut dyn FnMut(u64) -> bool,
+) -> Option<Option<u64>> {
+    let (log2_size, width, unicode) = if let Some(log2_off) = layout.dictkeys_log2_size {
+        let log2 = u32::from(mem.read_u8(keys.checked_add(u64::from(log2_off))?)?);
+        let kind = mem.read_u8(keys.checked_add(u64::from(layout.dictkeys_kind?))?)?;
+        // DK_LOG_SIZE < 8: 1-byte indices, < 16: 2, < 32: 4, else 8.
+        let width = match log2 {
+            0..=7 => 1,
+            8..=15 => 2,
+            16..=31 => 4,
+            _ => 8,
+        };
+        (log2, width, kind != 0)
+    } else {
+        let size = mem.ptr_at(keys, layout.dictkeys_size?)?;
+        (size.checked_ilog2().filter(|&l| 1u64 << l == size)?, index_width_for(size), false)
+    };
+    let size = 1u64.checked_shl(log2_size).filter(|&n| n <= MAX_ENTRIES * 2)?;
+    let (entry_size, key_off, value_off) = entry_fields(layout, unicode)?;
+    let indices = keys.checked_add(u64::from(layout.dictkeys_indices?))?;
+    let entries = indices.checked_add(size * width)?;
+    let nentries = mem.ptr_at(keys, layout.dictkeys_nentries?)?;
+    let mask = size - 1;
+    let mut perturb = hash as u64;
+    let mut i = perturb & mask;
+    for _ in 0..size {
+        let mut raw = [0u8; 8];
+        mem.read(indices + i * width, &mut raw[..width as usize]).then_some(())?;
+        // Signed: DKIX_EMPTY is -1, DKIX_DUMMY (a deleted entry) -2.
+        let ix = match width {
+            1 => i64::from(raw[0] as i8),
+            2 => i64::from(i16::from_le_bytes([raw[0], raw[1]])),
+            4 => i64::from(i32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]])),
+            _ => i64::from_le_bytes(raw),
+        };
+        match ix {
+            -1 => return Some(None),
+            ix if ix >= 0 && (ix as u64) < nentries => {
+                let entry = entries.checked_add(ix as u64 * u64::from(entry_size))?;
+                let key = mem.ptr_at(entry, key_off)?;
+                if key != 0 && is_key(key) {
+                    return Some(mem.ptr_at(entry, value_off).filter(|&v| v != 0));
+                }
+            }
+            ix if ix >= 0 => return None, // past the entries: corrupt
+            _ => {}
+        }
+        perturb >>= PERTURB_SHIFT;
+        i = mask & (i.wrapping_mul(5).wrapping_add(perturb).wrapping_add(1));
+    }
+    None
+}
+
+/// The bytes of the combined keys table `keys` up to its last used entry: what a scan
+/// ([`for_each_entry`]) of it reads besides the keys themselves. None if it does not read.
+pub fn table_span(mem: &dyn Memory, layout: &Layout, keys: u64) -> Option<(u64, u64)> {
+    let nentries = mem.ptr_at(keys, layout.dictkeys_nentries?)?.min(MAX_ENTRIES);
+    let (index_bytes, unicode) = index_geometry(mem, layout, keys)?;
+    let (entry_size, _, _) = entry_fields(layout, unicode)?;
+    let entries = keys.checked_add(u64::from(layout.dictkeys_indices?))?.checked_add(index_bytes)?;
+    Some((keys, entries.checked_add(nentries.checked_mul(u64::from(entry_size))?)?))
+}
+
+/// CPython's `PERTURB_SHIFT`: how the probe sequence folds in the hash's higher bits.
+const PERTURB_SHIFT: u32 = 5;
 
 /// Reads the insertion order of the split table whose `PyDictValues` is at `values` into
 /// `out`; the number of indices, or `None` where the version records none (3.9/3.10) or

@@ -1,7 +1,7 @@
 //! Python thread names (`threading.Thread.name`) read from the target's `threading`
 //! module, for debuggers (cc-threads). Allocates; bounded by the dict walks' limits.
 
-use crate::objects::attrs::{dict_lookup, instance_attr_cached, KeyCache};
+use crate::objects::attrs::{dict_lookup_hashed, instance_attr_cached, KeyCache};
 use crate::objects::{decode, instance_attr, Limits, ObjectTypes, Value};
 use crate::{dict, Layout, Memory};
 use std::collections::HashSet;
@@ -42,11 +42,23 @@ pub fn python_threads(
     types: &ObjectTypes,
     interp: u64,
 ) -> Vec<PythonThread> {
+    python_threads_hashed(mem, layout, types, interp, None)
+}
+
+/// As [`python_threads`], finding `sys.modules["threading"]` by its hash when the process
+/// gave `hash("threading")` (`threading_hash`): a few reads instead of every module's name.
+pub fn python_threads_hashed(
+    mem: &dyn Memory,
+    layout: &Layout,
+    types: &ObjectTypes,
+    interp: u64,
+    threading_hash: Option<i64>,
+) -> Vec<PythonThread> {
     let mut names: Vec<PythonThread> = Vec::new();
     // The idents listed: a thread in both tables is listed once (a set: a scan of `names`
     // per thread was quadratic, 12% of the dump helper's instructions at 1000 threads).
     let mut listed: HashSet<u64> = HashSet::new();
-    let Some(module) = threading_module(mem, layout, types, interp) else {
+    let Some(module) = threading_module(mem, layout, types, interp, threading_hash) else {
         return names;
     };
     let small = Limits { depth: 1, items: 1, chars: MAX_NAME_CHARS };
@@ -84,7 +96,13 @@ pub fn python_threads(
 }
 
 /// `sys.modules['threading']` of the interpreter at `interp`.
-fn threading_module(mem: &dyn Memory, layout: &Layout, types: &ObjectTypes, interp: u64) -> Option<u64> {
+fn threading_module(
+    mem: &dyn Memory,
+    layout: &Layout,
+    types: &ObjectTypes,
+    interp: u64,
+    hash: Option<i64>,
+) -> Option<u64> {
     let modules = mem.ptr_at(interp, layout.interp_modules?).filter(|&m| m != 0)?;
-    dict_lookup(mem, layout, types, modules, "threading")
+    dict_lookup_hashed(mem, layout, types, modules, "threading", hash)
 }

@@ -134,6 +134,37 @@ pub(crate) fn dict_lookup(
     find_str_entry(mem, layout, types, keys, values, name).map(|(_, value)| value)
 }
 
+/// [`dict_lookup`], probing from `hash`, the key's hash in the process (see
+/// [`dict::lookup_by_hash`]), when given and the table is a combined one; every entry is
+/// read only when that cannot tell.
+pub(crate) fn dict_lookup_hashed(
+    mem: &dyn Memory,
+    layout: &Layout,
+    types: &ObjectTypes,
+    d: u64,
+    name: &str,
+    hash: Option<i64>,
+) -> Option<u64> {
+    if let (Some(hash), Some((keys, None))) = (hash, dict_table(mem, layout, d)) {
+        let len = name.chars().count();
+        let mut is_name = |key: u64| str_text(mem, layout, types, key, len + 1).is_some_and(|k| k == name);
+        if let Some(found) = dict::lookup_by_hash(mem, layout, keys, hash, &mut is_name) {
+            // A reader without the hash (a debugger on a core made from a dump, which holds
+            // what this read) scans the entries: read the table whole, in one read.
+            if let Some((start, end)) =
+                dict::table_span(mem, layout, keys).filter(|(s, e)| e - s <= MAX_TABLE_READ)
+            {
+                let _ = mem.read(start, &mut vec![0u8; (end - start) as usize]);
+            }
+            return found;
+        }
+    }
+    dict_lookup(mem, layout, types, d, name)
+}
+
+/// A keys table read whole for the scanners after a lookup by hash, at most.
+const MAX_TABLE_READ: u64 = 1 << 20;
+
 /// A dict's keys table and, when split, its values array.
 fn dict_table(mem: &dyn Memory, layout: &Layout, d: u64) -> Option<(u64, Option<u64>)> {
     let keys = mem.ptr_at(d, layout.dict_ma_keys?)?;

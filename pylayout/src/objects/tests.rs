@@ -644,3 +644,66 @@ fn cached_attribute_lookups_agree_with_uncached_ones_across_instances_sharing_ke
     let (obj, _, value) = instances[1];
     assert_eq!(instance_attr_cached(&m, &l, &T, obj, "_name", &mut cache), Some(value));
 }
+
+/// A combined keys table at `keys` with 8 slots (`slots`: each an entry's index, -1 empty,
+/// -2 deleted) and `entries` (key, value): 3.11+'s unicode-keyed layout, or ≤3.10's
+/// (hash, key, value) entries.
+fn put_probe_table(m: &mut Fake, l: &Layout, keys: u64, slots: [i8; 8], entries: &[(u64, u64)]) {
+    let indices = l.dictkeys_indices.unwrap() as usize;
+    let (size, key_off, value_off) = match l.dictkeys_log2_size {
+        Some(_) => {
+            (l.dictkeys_unicode_entry_size, l.dictkeys_unicode_entry_key, l.dictkeys_unicode_entry_value)
+        }
+        None => (l.dictkeys_entry_size, l.dictkeys_entry_key, l.dictkeys_entry_value),
+    };
+    let (size, key_off, value_off) =
+        (size.unwrap() as usize, key_off.unwrap() as usize, value_off.unwrap() as usize);
+    let mut bytes = vec![0u8; indices + 8 + entries.len() * size];
+    match l.dictkeys_log2_size {
+        Some(log2) => {
+            bytes[log2 as usize] = 3;
+            bytes[l.dictkeys_log2_index_bytes.unwrap() as usize] = 3;
+            bytes[l.dictkeys_kind.unwrap() as usize] = 1;
+        }
+        None => bytes[l.dictkeys_size.unwrap() as usize] = 8,
+    }
+    bytes[l.dictkeys_nentries.unwrap() as usize] = entries.len() as u8;
+    for (i, slot) in slots.iter().enumerate() {
+        bytes[indices + i] = *slot as u8;
+    }
+    for (i, (k, v)) in entries.iter().enumerate() {
+        let at = indices + 8 + size * i;
+        bytes[at + key_off..at + key_off + 8].copy_from_slice(&k.to_le_bytes());
+        bytes[at + value_off..at + value_off + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    m.regions.push((keys, bytes));
+}
+
+#[test]
+fn a_lookup_by_hash_follows_cpythons_probe_sequence() {
+    use super::attrs::dict_lookup_hashed;
+    for minor in [10, 12] {
+        let (mut m, l) = fake_for(minor);
+        let (dict, keys) = (0xa0_0000, 0xa1_0000);
+        let strs = [0xa2_0000, 0xa2_0100, 0xa2_0200];
+        for (&at, name) in strs.iter().zip(["os", "sys", "threading"]) {
+            m.put_ascii(&l, at, name);
+        }
+        let values = [0xb0_0000, 0xb0_0100, 0xb0_0200];
+        // "os" hashes to slot 3, "sys" to 5; "threading" (hash 0x23) also starts at slot 3,
+        // then goes on to slot (3 * 5 + (0x23 >> 5) + 1) & 7 = 1.
+        let entries: Vec<(u64, u64)> = strs.iter().copied().zip(values).collect();
+        put_probe_table(&mut m, &l, keys, [-1, 2, -1, 0, -1, 1, -1, -1], &entries);
+        put_dict(&mut m, &l, dict, 3, keys, 0);
+        let find = |m: &Fake, name: &str, hash: Option<i64>| dict_lookup_hashed(m, &l, &T, dict, name, hash);
+        assert_eq!(find(&m, "threading", Some(0x23)), Some(values[2]), "3.{minor}");
+        assert_eq!(find(&m, "sys", Some(5)), Some(values[1]), "3.{minor}");
+        // A hash leading to an empty slot: no such key, as CPython concludes (a scan would
+        // have found it: the probe is what answered).
+        assert_eq!(find(&m, "threading", Some(7)), None, "3.{minor}");
+        assert_eq!(find(&m, "threading", None), Some(values[2]), "3.{minor}: without a hash, a scan");
+        // A table whose probe never meets an empty slot (corrupt): scanned instead.
+        put_probe_table(&mut m, &l, keys, [-2; 8], &entries);
+        assert_eq!(find(&m, "threading", Some(7)), Some(values[2]), "3.{minor}");
+    }
+}
