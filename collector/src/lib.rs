@@ -315,14 +315,6 @@ fn restart_dump_thread_after_fork() -> PyResult<()> {
     livedump::restart_after_fork().map_err(os_error)
 }
 
-/// Records the Python names of threads (OS thread id, name), for the dumps' metadata.
-#[pyfunction]
-fn note_thread_names(names: Vec<(i32, String)>) {
-    for (tid, name) in names {
-        minidumps::note_thread_name(tid, &name);
-    }
-}
-
 /// Replaces the annotations (packed `key\0value\0` pairs).
 #[pyfunction]
 fn set_annotations(packed: &[u8]) -> PyResult<()> {
@@ -364,7 +356,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_live_dump_interval, m)?)?;
     m.add_function(wrap_pyfunction!(set_annotations, m)?)?;
     m.add_function(wrap_pyfunction!(set_report_note, m)?)?;
-    m.add_function(wrap_pyfunction!(note_thread_names, m)?)?;
     m.add_function(wrap_pyfunction!(wait_for_live_dump, m)?)?;
     m.add_function(wrap_pyfunction!(restart_dump_thread_after_fork, m)?)?;
     m.add_class::<threads::ThreadStarter>()?;

@@ -22,39 +22,6 @@ struct AnnotationBuf(std::cell::UnsafeCell<[u8; ANNOTATIONS_SIZE]>);
 unsafe impl Sync for AnnotationBuf {}
 static ANNOTATION_BYTES: AnnotationBuf = AnnotationBuf(std::cell::UnsafeCell::new([0; ANNOTATIONS_SIZE]));
 
-/// Python thread names by OS thread id, for the dump's metadata.
-const THREAD_NAMES: usize = 1024;
-struct NameTable(std::cell::UnsafeCell<[handoff::ThreadName; THREAD_NAMES]>);
-// SAFETY: written under NAMES_LOCK; the helper reads it from another process.
-unsafe impl Sync for NameTable {}
-static NAMES: NameTable =
-    NameTable(std::cell::UnsafeCell::new([handoff::ThreadName { tid: 0, name: [0; 60] }; THREAD_NAMES]));
-static NAMES_LOCK: ForkLock = ForkLock::new();
-
-/// Where a thread's name goes: its home entry `tid % THREAD_NAMES`, or after it when that
-/// is taken and a later one is free. A thread start touches a few entries (scanning the
-/// whole 64 KiB table was most of the cost of a thread start).
-const NAME_PROBES: usize = 16;
-
-/// Records (or updates) the Python name of OS thread `tid`.
-pub fn note_thread_name(tid: i32, name: &str) {
-    let _lock = NAMES_LOCK.lock();
-    // SAFETY: the only writer, under the lock.
-    let table = unsafe { &mut *NAMES.0.get() };
-    let home = tid.unsigned_abs() as usize % THREAD_NAMES;
-    let window = (home..home + NAME_PROBES).map(|i| i % THREAD_NAMES);
-    // Thread ids are handed out in sequence: when every entry is taken, the home entry
-    // holds the thread `THREAD_NAMES` (or a multiple) ids older, most likely gone.
-    let slot = window
-        .clone()
-        .find(|&i| table[i].tid == tid)
-        .or_else(|| window.clone().find(|&i| table[i].tid == 0))
-        .unwrap_or(home);
-    table[slot].tid = 0;
-    handoff::set_field(&mut table[slot].name, name.as_bytes());
-    table[slot].tid = tid;
-}
-
 pub struct Settings<'a> {
     pub enabled: bool,
     pub dump_dir: &'a str,
@@ -152,8 +119,6 @@ pub fn configure(target: &Target, s: &Settings) -> Result<(), String> {
         req.dump_locals = u32::from(s.dump_locals);
         req.threading_hash = s.threading_hash.unwrap_or(0);
         req.threading_hash_known = u32::from(s.threading_hash.is_some());
-        req.thread_names_addr = NAMES.0.get() as u64;
-        req.thread_names_count = THREAD_NAMES as u64;
         req.magic = handoff::MAGIC;
     });
     configured.ok_or("a crash report was being written; try again")?;
@@ -233,40 +198,5 @@ pub fn dump_locked(kind: Kind, exact_path: Option<&str>) -> Result<String, Strin
         Ok(line)
     } else {
         Err(line.trim_end().trim_start_matches("crashcatch: no minidump: ").to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entries_of(tid: i32) -> Vec<Vec<u8>> {
-        let _lock = NAMES_LOCK.lock();
-        // SAFETY: read under the writers' lock.
-        let table = unsafe { &*NAMES.0.get() };
-        table
-            .iter()
-            .filter(|e| e.tid == tid)
-            .map(|e| e.name.split(|&b| b == 0).next().unwrap().to_vec())
-            .collect()
-    }
-
-    #[test]
-    fn a_thread_has_one_entry_holding_its_latest_name() {
-        // Ids far from other tests' (the table is process-wide), two tables' worth of them.
-        let first = 1_000_000;
-        for tid in first..first + 2 * THREAD_NAMES as i32 {
-            note_thread_name(tid, &format!("worker-{tid}"));
-        }
-        let last = first + 2 * THREAD_NAMES as i32 - 1;
-        note_thread_name(last, "renamed");
-        assert_eq!(entries_of(last), [b"renamed".to_vec()]);
-        for tid in last - THREAD_NAMES as i32 + 1..last {
-            assert_eq!(
-                entries_of(tid),
-                [format!("worker-{tid}").into_bytes()],
-                "the newest ids are all kept"
-            );
-        }
     }
 }

@@ -81,11 +81,8 @@ pub fn build(
         None => "unknown",
     };
     let gil = layout.and_then(|l| walk::gil_holder(mem, l, req.runtime, req.interp));
-    let mut py_names = python_thread_names(mem, req);
-    if py_names.is_empty() && req.thread_names_addr == 0 {
-        // No collector in the process (`crashcatch dump PID`): the `threading` module's.
-        py_names = layout.map(|l| threading_names(mem, l, req, threads)).unwrap_or_default();
-    }
+    // The `threading` module's names, as they are now (read for the walk already).
+    let py_names = layout.map(|l| threading_names(mem, l, req, threads)).unwrap_or_default();
     // The first name given to each thread id.
     let mut names_by_tid: IntMap<i32, &str> = IntMap::default();
     for (tid, name) in &py_names {
@@ -142,22 +139,6 @@ pub fn build(
         })).collect::<Vec<_>>(),
         "source": layout.map(|l| source_context(mem, l, types, req, py_threads)).unwrap_or_default(),
     })
-}
-
-/// The collector's table of Python thread names.
-fn python_thread_names(mem: &ProcessMemory, req: &Request) -> Vec<(i32, String)> {
-    let size = std::mem::size_of::<handoff::ThreadName>();
-    let count = req.thread_names_count.min(1 << 16) as usize;
-    let mut raw = vec![0u8; size * count];
-    if req.thread_names_addr == 0 || !mem.read(req.thread_names_addr, &mut raw) {
-        return Vec::new();
-    }
-    raw.chunks_exact(size)
-        .filter_map(|e| {
-            let tid = i32::from_le_bytes(e[..4].try_into().ok()?);
-            (tid != 0).then(|| (tid, handoff::field_str(&e[4..]).to_string()))
-        })
-        .collect()
 }
 
 /// The names the `threading` module gives the OS threads: by `Thread.native_id`, else by

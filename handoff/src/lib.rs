@@ -132,9 +132,6 @@ pub struct Request {
     /// (enable) Annotations: `count` entries of `key\0value\0` packed in a buffer.
     pub annotations_addr: u64,
     pub annotations_len: u64,
-    /// (enable) The Python thread names table: `count` [`ThreadName`] entries.
-    pub thread_names_addr: u64,
-    pub thread_names_count: u64,
     /// (enable) Lines of source context to keep around each Python frame of the
     /// requesting thread.
     pub source_context: u32,
@@ -212,8 +209,6 @@ impl Request {
             report_len: 0,
             annotations_addr: 0,
             annotations_len: 0,
-            thread_names_addr: 0,
-            thread_names_count: 0,
             source_context: 0,
             environ_mode: 0,
             max_dump_size: 0,
@@ -246,15 +241,6 @@ impl Request {
         };
         (r.magic == MAGIC).then_some(r)
     }
-}
-
-/// One entry of the thread-name table: the Python name a thread had when it started
-/// (or when crashcatch was enabled), by OS thread id. `tid` 0: unused.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct ThreadName {
-    pub tid: i32,
-    pub name: [u8; 60],
 }
 
 /// The NUL-separated strings of a field like [`Request::environ_redact`], up to the first

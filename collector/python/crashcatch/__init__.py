@@ -147,9 +147,6 @@ def _configure_dumps(minidump=None, dump_dir=None, dump_timeout=_DEFAULT_DUMP_TI
     _native.configure_minidumps(bool(minidump), directory, _HELPER, float(dump_timeout), prog,
                                 _SOURCE_CONTEXT_LINES, environ_mode, patterns, max_dump_size, max_dump_dir_size,
                                 bool(dump_locals))
-    # Threads already running get their names recorded now; later ones when they start.
-    _native.note_thread_names([(t.native_id, t.name) for t in _threading.enumerate()
-                               if getattr(t, "native_id", None)])
     _dumps_configured = True
     _dump_dir_in_use, _minidumps_on = directory, bool(minidump)
 
