@@ -143,14 +143,12 @@ impl CoreFile {
         let mut notes = Vec::new();
         for i in 0..phnum.min(MAX_PHDRS) {
             let Some(h) = i.checked_mul(phentsize).and_then(|o| o.checked_add(phoff)) else { break };
-            let (Some(kind), Some(flags), Some(offset), Some(vaddr), Some(filesz), Some(memsz)) = (
-                u32_at(bytes, h),
-                u32_at(bytes, h + 4),
-                u64_at(bytes, h + 8),
-                u64_at(bytes, h + 16),
-                u64_at(bytes, h + 32),
-                u64_at(bytes, h + 40),
-            ) else {
+            // A header near the end of the address space (a corrupt e_phoff) reads as cut.
+            let u32_field = |off: usize| h.checked_add(off).and_then(|at| u32_at(bytes, at));
+            let u64_field = |off: usize| h.checked_add(off).and_then(|at| u64_at(bytes, at));
+            let (Some(kind), Some(flags), Some(offset), Some(vaddr), Some(filesz), Some(memsz)) =
+                (u32_field(0), u32_field(4), u64_field(8), u64_field(16), u64_field(32), u64_field(40))
+            else {
                 core.problems.push(format!("the core is cut inside its program headers (at header {i})"));
                 break;
             };
