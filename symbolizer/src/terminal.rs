@@ -27,6 +27,11 @@ pub fn acts_on_terminal(c: char) -> bool {
     )
 }
 
+/// Whether `text` is ASCII without controls or DEL: nothing in it [`acts_on_terminal`].
+fn is_printable_ascii(text: &str) -> bool {
+    text.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
 /// A dump-derived string for the text output: every character [`acts_on_terminal`] is
 /// written as Python's `repr` would (`\n`, `\r`, `\t`, `\x1b`, `\u202e`). Backslashes are
 /// left alone, so ordinary paths and source lines read as they are; `--json` is exact.
@@ -34,6 +39,10 @@ pub struct Escaped<'a>(pub &'a str);
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Most text is printable ASCII: one pass over the bytes instead of decoding chars.
+        if is_printable_ascii(self.0) {
+            return f.write_str(self.0);
+        }
         let mut plain_from = 0;
         for (at, c) in self.0.char_indices().filter(|&(_, c)| acts_on_terminal(c)) {
             f.write_str(&self.0[plain_from..at])?;
@@ -61,6 +70,10 @@ impl Formatter for SafeJson {
         writer: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
+        // serde_json escapes C0 itself: a fragment of ASCII below DEL is written as it is.
+        if fragment.bytes().all(|b| b < 0x7f) {
+            return CompactFormatter.write_string_fragment(writer, fragment);
+        }
         let mut plain_from = 0;
         for (at, c) in fragment.char_indices().filter(|&(_, c)| acts_on_terminal(c)) {
             writer.write_all(&fragment.as_bytes()[plain_from..at])?;
@@ -92,6 +105,13 @@ mod tests {
         assert_eq!(shown, "a\\x1b]0;pwned\\x07b\\x1b[2K\\rc\\x9b31m\\u202ed\\u2066\\t\\n\\x7f\\u061cé✓");
         assert!(!shown.chars().any(acts_on_terminal));
         assert_eq!(Escaped("C:\\path\\x1b ok").to_string(), "C:\\path\\x1b ok");
+        // Printable ASCII as it is (the fast path); DEL or a control alone still escaped.
+        assert_eq!(
+            Escaped("File \"a.py\", line 3 in <module> ~").to_string(),
+            "File \"a.py\", line 3 in <module> ~"
+        );
+        assert_eq!(Escaped("a\x7fb").to_string(), "a\\x7fb");
+        assert_eq!(Escaped("a\tb").to_string(), "a\\tb");
     }
 
     #[test]
@@ -100,6 +120,10 @@ mod tests {
         let text = json_text(&value);
         assert!(!text.chars().any(acts_on_terminal), "{text}");
         assert!(text.contains("\\u009b") && text.contains("\\u202e") && text.contains("\\u007f"), "{text}");
+        assert_eq!(
+            json_text(&["plain \"quoted\" ~", "del\x7f"]),
+            "[\"plain \\\"quoted\\\" ~\",\"del\\u007f\"]"
+        );
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back, value);
     }
