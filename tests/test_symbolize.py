@@ -89,6 +89,23 @@ def test_symbolize_text_and_last(interp):
     assert "interpreter frames hidden, --native-all shows them" in text
 
 
+def test_output_into_a_closed_pipe_ends_quietly(interp):
+    """`crashcatch symbolize DUMP | head -n 1`: the reader went away. The command ends of
+    SIGPIPE, as C tools do, with nothing on stderr (it panicked with a backtrace)."""
+    r = run_script(interp, CODE)
+    assert len(r.dumps) == 1, r.stderr
+    inner = r.dumps[0][len(interp.root):] if interp.root else r.dumps[0]
+    crashcatch = os.path.join(os.path.dirname(interp.venv_python), "crashcatch")
+    for args in ([], ["--json"]):
+        p = subprocess.Popen(interp.command([crashcatch, "symbolize", inner, *args]),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p.stdout.close()  # gone before a byte is written: the first write fails
+        err = p.stderr.read()
+        p.wait(timeout=120)
+        assert p.returncode == -signal.SIGPIPE, (args, p.returncode, err)
+        assert err == b"", (args, err)
+
+
 @pytest.mark.parametrize("content", ["empty", "junk", "truncated", "missing", "directory"])
 def test_bad_input_is_a_clear_error(tmp_path, content):
     path = tmp_path / "x.dmp"

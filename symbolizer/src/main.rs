@@ -229,10 +229,10 @@ fn main() {
         });
     }
     if json {
-        println!("{}", terminal::json_text(&render::JsonDoc(&crash)));
+        emit(&(terminal::json_text(&render::JsonDoc(&crash)) + "\n"));
     } else {
         let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        print!("{}", render::text(&crash, &render::Style::new(colour), native_all));
+        emit(&render::text(&crash, &render::Style::new(colour), native_all));
     }
     if let Some(damaged) = &crash.damaged {
         fail(&format!("{}: {damaged}", path.display()));
@@ -264,9 +264,9 @@ fn list_dumps(dir: Option<PathBuf>, json: bool) -> ! {
     let dir = dir.unwrap_or_else(dump_dir);
     let listed = list::list(&dir).unwrap_or_else(|e| fail(&e.to_string()));
     if json {
-        println!("{}", terminal::json_text(&list::json(&listed)));
+        emit(&(terminal::json_text(&list::json(&listed)) + "\n"));
     } else {
-        print!("{}", list::text(&dir, &listed));
+        emit(&list::text(&dir, &listed));
     }
     std::process::exit(0);
 }
@@ -292,6 +292,28 @@ fn write_core(dump: &std::path::Path, output: &std::path::Path) -> ! {
 }
 
 /// `msg` may name the dump (whose file name comes from the crashed program's) or quote it.
+/// Writes the command's output. When whoever reads it has gone (`crashcatch symbolize DUMP
+/// | head`), the process ends as C tools do, of SIGPIPE and without a word, instead of
+/// panicking with a backtrace: Rust ignores SIGPIPE, which is kept for the rest of the run
+/// (a closed socket must be an error, not the end).
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            // SAFETY: restores SIGPIPE's default action and raises it in this thread: the
+            // process ends here, as the reader's shell expects (status 141).
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                libc::raise(libc::SIGPIPE);
+            }
+            std::process::exit(141);
+        }
+        Err(e) => fail(&format!("cannot write the output: {e}")),
+    }
+}
+
 fn fail(msg: &str) -> ! {
     eprintln!("crashcatch: {}", terminal::Escaped(msg));
     std::process::exit(2);
