@@ -137,7 +137,7 @@ impl Space {
         match writable.get(first) {
             Some(&(start, end)) if start <= sp.saturating_add(GUARD_MAX) => (start.min(sp), end),
             // Not on any stack we know of: only the stack pointer's own page.
-            _ => (sp & !0xfff, (sp & !0xfff) + 0x1000),
+            _ => (sp & !0xfff, (sp & !0xfff).saturating_add(0x1000)),
         }
     }
 }
@@ -339,6 +339,8 @@ mod tests {
         assert_eq!(space.stack_of(0x6fff_ffe0), (0x6fff_ffe0, 0x7080_0000));
         // Nowhere: only its own page is read.
         assert_eq!(space.stack_of(0x7fff_0000_0010), (0x7fff_0000_0000, 0x7fff_0000_1000));
+        // In the address space's last page (a corrupt sp; found by the fuzz test): up to its end.
+        assert_eq!(space.stack_of(u64::MAX - 5), (!0xfff_u64, u64::MAX));
         assert_eq!(Space::new(vec![], None).stack_of(5), (0, u64::MAX));
     }
 
