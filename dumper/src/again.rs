@@ -15,7 +15,7 @@
 //! are in the dump, the caller's code object may not be.
 
 use crate::procmem::{self, ProcessMemory, Region};
-use crate::pymem::{frame_code_offset, Collector, FrameChain, PyThreadInfo};
+use crate::pymem::{frame_caller_offset, frame_code_offset, Collector, FrameChain, PyThreadInfo};
 use crate::ranges::RangeSet;
 use minidump_writer::app_memory::{AppMemory, AppMemoryList};
 use pylayout::walk::{current_frame_slot, FrameSlot};
@@ -86,8 +86,9 @@ impl Spans {
     }
 }
 
-/// Everything the look needs, owned: it runs inside minidump-writer, on the writer's own
-/// thread for a crash (writer.rs's `EarlyWriter`).
+/// Everything the look needs, owned: for a live dump it runs inside minidump-writer (its
+/// while-stopped function must be `Send`); for a crash, on the helper's main thread once
+/// writer.rs's `EarlyWriter` has stopped the threads.
 #[derive(Clone)]
 pub struct LookAgain {
     pub pid: i32,
@@ -102,7 +103,7 @@ pub struct LookAgain {
     pub threads: Vec<(u64, u64, FrameChain)>,
     /// The readable regions the walk's ranges were clipped to.
     pub readable: Vec<Region>,
-    /// Shared by the clones: the one in the writer fills it, the helper's own reads it.
+    /// Shared by the clones: a live dump's, inside the writer, fills it; the helper's own reads it.
     pub found: Arc<Mutex<Found>>,
 }
 
@@ -198,7 +199,7 @@ impl LookAgain {
         // near one another (3.11+: its data stack) are one range, since the kernel's cost is
         // per range (per-frame ranges cost 6 ms at 1000 threads).
         let code_at = frame_code_offset(l)? as u64;
-        let back_at = if l.has_interpreter_frames() { l.iframe_previous? } else { l.frame_back? } as u64;
+        let back_at = frame_caller_offset(l)? as u64;
         let (lo, hi) = (code_at.min(back_at), code_at.max(back_at) + 8);
         let mut spans = Spans::default();
         let offsets: Vec<Vec<usize>> = candidates

@@ -96,6 +96,17 @@ pub fn frame_code_offset(l: &Layout) -> Option<u32> {
     }
 }
 
+/// Where a frame keeps its caller (3.11+ `_PyInterpreterFrame.previous`, before that
+/// `PyFrameObject.f_back`): followed ahead of the walk (`prefetch_chains`) and while the
+/// threads are stopped (again.rs).
+pub fn frame_caller_offset(l: &Layout) -> Option<u32> {
+    if l.has_interpreter_frames() {
+        l.iframe_previous
+    } else {
+        l.frame_back
+    }
+}
+
 pub struct Collector<'a> {
     /// The process's thread ids (from /proc), to validate tids read from memory.
     pub os_tids: IntSet<i32>,
@@ -214,8 +225,7 @@ impl<'a> Collector<'a> {
             let through: Vec<u64> = frames.iter().map(|&c| c.wrapping_add(off as u64)).collect();
             frames = read_all(&through);
         }
-        let previous = if l.has_interpreter_frames() { l.iframe_previous } else { l.frame_back };
-        let Some(previous) = previous else { return };
+        let Some(previous) = frame_caller_offset(l) else { return };
         for _ in 0..PREFETCH_LEVELS {
             if frames.is_empty() {
                 break;
