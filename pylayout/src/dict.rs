@@ -44,10 +44,8 @@ pub fn for_each_entry(
     if nentries > MAX_ENTRIES {
         return None;
     }
-    let (index_bytes, unicode) = index_geometry(mem, layout, keys)?;
-    let (entry_size, key_off, value_off) = entry_fields(layout, unicode)?;
-    let entries = keys.checked_add(layout.dictkeys_indices? as u64)?.checked_add(index_bytes)?;
-    let entry = |i: u64| entries.wrapping_add(i * entry_size as u64);
+    let Table { entries, entry_size, key_off, value_off, .. } = Table::read(mem, layout, keys)?;
+    let entry = |i: u64| entries.wrapping_add(i * entry_size);
     let Some(values) = values else {
         for i in 0..nentries {
             let value = mem.ptr_at(entry(i), value_off)?;
@@ -86,39 +84,48 @@ pub fn for_each_entry(
     Some(())
 }
 
-/// A keys table's index array size in bytes, and whether its entries are unicode ones
-/// (3.11+: key and value, no hash).
-fn index_geometry(mem: &dyn Memory, layout: &Layout, keys: u64) -> Option<(u64, bool)> {
-    if let Some(log2_off) = layout.dictkeys_log2_index_bytes {
-        let log2 = mem.read_u8(keys.checked_add(u64::from(log2_off))?)?;
-        let kind = mem.read_u8(keys.checked_add(u64::from(layout.dictkeys_kind?))?)?;
-        Some((1u64.checked_shl(u32::from(log2))?, kind != 0))
-    } else {
-        let size = mem.ptr_at(keys, layout.dictkeys_size?)?;
-        Some((size.checked_mul(index_width_for(size))?, false))
-    }
+/// Where a keys table's parts are: its index array, then its entries.
+struct Table {
+    /// The index array's address and size in bytes.
+    indices: u64,
+    index_bytes: u64,
+    entries: u64,
+    /// An entry's size and its key's and value's offsets: 3.11+'s unicode entries (key and
+    /// value, no hash) or general ones.
+    entry_size: u64,
+    key_off: u32,
+    value_off: u32,
 }
 
-/// ≤3.10: the bytes of each index slot of a table of `size` slots (`DK_IXSIZE`).
-fn index_width_for(size: u64) -> u64 {
-    match size {
-        0..=0xff => 1,
-        0x100..=0xffff => 2,
-        0x1_0000..=0xffff_ffff => 4,
-        _ => 8,
-    }
-}
-
-/// An entry's size and its key's and value's offsets, for unicode entries or general ones.
-fn entry_fields(layout: &Layout, unicode: bool) -> Option<(u32, u32, u32)> {
-    if unicode {
-        Some((
-            layout.dictkeys_unicode_entry_size?,
-            layout.dictkeys_unicode_entry_key?,
-            layout.dictkeys_unicode_entry_value?,
-        ))
-    } else {
-        Some((layout.dictkeys_entry_size?, layout.dictkeys_entry_key?, layout.dictkeys_entry_value?))
+impl Table {
+    fn read(mem: &dyn Memory, layout: &Layout, keys: u64) -> Option<Table> {
+        let (index_bytes, unicode) = if let Some(log2_off) = layout.dictkeys_log2_index_bytes {
+            let log2 = mem.read_u8(keys.checked_add(u64::from(log2_off))?)?;
+            let kind = mem.read_u8(keys.checked_add(u64::from(layout.dictkeys_kind?))?)?;
+            (1u64.checked_shl(u32::from(log2))?, kind != 0)
+        } else {
+            // ≤3.10: `DK_IXSIZE` bytes per slot, by the table's size.
+            let size = mem.ptr_at(keys, layout.dictkeys_size?)?;
+            let width = match size {
+                0..=0xff => 1,
+                0x100..=0xffff => 2,
+                0x1_0000..=0xffff_ffff => 4,
+                _ => 8,
+            };
+            (size.checked_mul(width)?, false)
+        };
+        let (entry_size, key_off, value_off) = if unicode {
+            (
+                layout.dictkeys_unicode_entry_size?,
+                layout.dictkeys_unicode_entry_key?,
+                layout.dictkeys_unicode_entry_value?,
+            )
+        } else {
+            (layout.dictkeys_entry_size?, layout.dictkeys_entry_key?, layout.dictkeys_entry_value?)
+        };
+        let indices = keys.checked_add(u64::from(layout.dictkeys_indices?))?;
+        let entries = indices.checked_add(index_bytes)?;
+        Some(Table { indices, index_bytes, entries, entry_size: u64::from(entry_size), key_off, value_off })
     }
 }
 
@@ -135,32 +142,26 @@ pub fn lookup_by_hash(
     hash: i64,
     is_key: &mut dyn FnMut(u64) -> bool,
 ) -> Option<Option<u64>> {
-    let (log2_size, width, unicode) = if let Some(log2_off) = layout.dictkeys_log2_size {
-        let log2 = u32::from(mem.read_u8(keys.checked_add(u64::from(log2_off))?)?);
-        let kind = mem.read_u8(keys.checked_add(u64::from(layout.dictkeys_kind?))?)?;
-        // DK_LOG_SIZE < 8: 1-byte indices, < 16: 2, < 32: 4, else 8.
-        let width = match log2 {
-            0..=7 => 1,
-            8..=15 => 2,
-            16..=31 => 4,
-            _ => 8,
-        };
-        (log2, width, kind != 0)
-    } else {
-        let size = mem.ptr_at(keys, layout.dictkeys_size?)?;
-        (size.checked_ilog2().filter(|&l| 1u64 << l == size)?, index_width_for(size), false)
+    let t = Table::read(mem, layout, keys)?;
+    let size = match layout.dictkeys_log2_size {
+        Some(off) => 1u64.checked_shl(u32::from(mem.read_u8(keys.checked_add(u64::from(off))?)?))?,
+        None => mem.ptr_at(keys, layout.dictkeys_size?)?,
     };
-    let size = 1u64.checked_shl(log2_size).filter(|&n| n <= MAX_ENTRIES * 2)?;
-    let (entry_size, key_off, value_off) = entry_fields(layout, unicode)?;
-    let indices = keys.checked_add(u64::from(layout.dictkeys_indices?))?;
-    let entries = indices.checked_add(size * width)?;
+    if !size.is_power_of_two() || size > MAX_ENTRIES * 2 {
+        return None;
+    }
+    // Each index slot is 1, 2, 4 or 8 bytes (signed), as the index array's size says.
+    let width = t.index_bytes / size;
+    if !matches!(width, 1 | 2 | 4 | 8) || width * size != t.index_bytes {
+        return None;
+    }
     let nentries = mem.ptr_at(keys, layout.dictkeys_nentries?)?;
     let mask = size - 1;
     let mut perturb = hash as u64;
     let mut i = perturb & mask;
     for _ in 0..size {
         let mut raw = [0u8; 8];
-        mem.read(indices + i * width, &mut raw[..width as usize]).then_some(())?;
+        mem.read(t.indices + i * width, &mut raw[..width as usize]).then_some(())?;
         // Signed: DKIX_EMPTY is -1, DKIX_DUMMY (a deleted entry) -2.
         let ix = match width {
             1 => i64::from(raw[0] as i8),
@@ -171,10 +172,10 @@ pub fn lookup_by_hash(
         match ix {
             -1 => return Some(None),
             ix if ix >= 0 && (ix as u64) < nentries => {
-                let entry = entries.checked_add(ix as u64 * u64::from(entry_size))?;
-                let key = mem.ptr_at(entry, key_off)?;
+                let entry = t.entries.checked_add(ix as u64 * t.entry_size)?;
+                let key = mem.ptr_at(entry, t.key_off)?;
                 if key != 0 && is_key(key) {
-                    return Some(mem.ptr_at(entry, value_off).filter(|&v| v != 0));
+                    return Some(mem.ptr_at(entry, t.value_off).filter(|&v| v != 0));
                 }
             }
             ix if ix >= 0 => return None, // past the entries: corrupt
@@ -190,10 +191,8 @@ pub fn lookup_by_hash(
 /// ([`for_each_entry`]) of it reads besides the keys themselves. None if it does not read.
 pub fn table_span(mem: &dyn Memory, layout: &Layout, keys: u64) -> Option<(u64, u64)> {
     let nentries = mem.ptr_at(keys, layout.dictkeys_nentries?)?.min(MAX_ENTRIES);
-    let (index_bytes, unicode) = index_geometry(mem, layout, keys)?;
-    let (entry_size, _, _) = entry_fields(layout, unicode)?;
-    let entries = keys.checked_add(u64::from(layout.dictkeys_indices?))?.checked_add(index_bytes)?;
-    Some((keys, entries.checked_add(nentries.checked_mul(u64::from(entry_size))?)?))
+    let t = Table::read(mem, layout, keys)?;
+    Some((keys, t.entries.checked_add(nentries.checked_mul(t.entry_size)?)?))
 }
 
 /// CPython's `PERTURB_SHIFT`: how the probe sequence folds in the hash's higher bits.
